@@ -1,0 +1,95 @@
+//! Distinct id types, so a task id can never be passed where a pool id is meant.
+
+use std::fmt;
+use std::str::FromStr;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+
+use crate::hash::{Hash, ParseHashError};
+use crate::serde_text::serde_via_text;
+
+macro_rules! hash_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
+        pub struct $name(pub Hash);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({:?})"), self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseHashError;
+
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                text.parse().map($name)
+            }
+        }
+
+        serde_via_text!($name);
+    };
+}
+
+hash_id!(
+    /// A task: the hash of the transaction that submitted it.
+    TaskId
+);
+hash_id!(
+    /// A pool: the hash of the transaction that created it.
+    PoolId
+);
+hash_id!(
+    /// A governance proposal: the hash of the transaction that made it.
+    ProposalId
+);
+hash_id!(
+    /// Content address of an off-chain blob: blake3 of its bytes.
+    BlobHash
+);
+
+/// The network a transaction or block belongs to: lowercase letters, digits and dashes,
+/// 1 to 32 of them.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
+pub struct ChainId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a chain id is 1 to 32 of a-z, 0-9 and '-'; got {0:?}")]
+pub struct ParseChainIdError(String);
+
+impl ChainId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ChainId {
+    type Err = ParseChainIdError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let valid = (1..=32).contains(&text.len())
+            && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if valid { Ok(ChainId(text.into())) } else { Err(ParseChainIdError(text.chars().take(40).collect())) }
+    }
+}
+
+impl fmt::Display for ChainId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ChainId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChainId({})", self.0)
+    }
+}
+
+serde_via_text!(ChainId);

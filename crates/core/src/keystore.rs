@@ -1,0 +1,196 @@
+//! Encrypted key files: argon2id stretches the password into a key for
+//! XChaCha20-Poly1305, which seals the ed25519 seed. The address is authenticated as
+//! associated data, so a file edited to show another address fails to open.
+//!
+//! This module turns keys into file contents and back; reading and writing the file is
+//! the caller's job.
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand_core::CryptoRngCore;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::address::Address;
+use crate::crypto::SecretKey;
+use crate::hash::Hash;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keystore {
+    pub version: u32,
+    pub address: Address,
+    pub kdf: Kdf,
+    /// 24-byte nonce, hex.
+    pub nonce: String,
+    /// The sealed 32-byte seed with its 16-byte tag, hex.
+    pub ciphertext: String,
+}
+
+/// argon2id cost parameters, stored so that a file opens with the costs it was made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kdf {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    pub salt: Hash,
+}
+
+impl Kdf {
+    /// OWASP's recommended argon2id costs (19 MiB, 2 passes).
+    pub const STANDARD: (u32, u32, u32) = (19 * 1024, 2, 1);
+    /// Cheap costs for throwaway devnet and test keys.
+    pub const DEVNET: (u32, u32, u32) = (64, 1, 1);
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeystoreError {
+    #[error("wrong password, or the key file has been altered")]
+    Decrypt,
+    #[error("unsupported key file version {0}; this build reads version 1")]
+    Version(u32),
+    #[error("key file field `{0}` is not valid hex of the right length")]
+    Field(&'static str),
+    #[error("key derivation failed: {0}")]
+    Kdf(String),
+    #[error("the key file's address does not match the key inside it")]
+    AddressMismatch,
+    #[error("not a key file: {0}")]
+    Format(String),
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex<const N: usize>(text: &str, field: &'static str) -> Result<[u8; N], KeystoreError> {
+    if text.len() != 2 * N || !text.is_ascii() {
+        return Err(KeystoreError::Field(field));
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| KeystoreError::Field(field))?;
+    }
+    Ok(out)
+}
+
+fn cipher(password: &str, kdf: &Kdf) -> Result<XChaCha20Poly1305, KeystoreError> {
+    let params = Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(32))
+        .map_err(|e| KeystoreError::Kdf(e.to_string()))?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(password.as_bytes(), &kdf.salt.0, key.as_mut())
+        .map_err(|e| KeystoreError::Kdf(e.to_string()))?;
+    Ok(XChaCha20Poly1305::new(key.as_ref().into()))
+}
+
+impl Keystore {
+    /// Seals `key` under `password` with the given argon2id costs.
+    pub fn seal(
+        key: &SecretKey,
+        password: &str,
+        (memory_kib, iterations, parallelism): (u32, u32, u32),
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Keystore, KeystoreError> {
+        let mut salt = [0u8; 32];
+        let mut nonce = [0u8; 24];
+        rng.fill_bytes(&mut salt);
+        rng.fill_bytes(&mut nonce);
+        let kdf = Kdf { memory_kib, iterations, parallelism, salt: Hash(salt) };
+        let address = Address::of(&key.public());
+        let seed = key.seed();
+        let payload = Payload { msg: seed.as_ref(), aad: &address.0 };
+        let ciphertext = cipher(password, &kdf)?
+            .encrypt(XNonce::from_slice(&nonce), payload)
+            .map_err(|_| KeystoreError::Decrypt)?;
+        Ok(Keystore { version: 1, address, kdf, nonce: to_hex(&nonce), ciphertext: to_hex(&ciphertext) })
+    }
+
+    pub fn open(&self, password: &str) -> Result<SecretKey, KeystoreError> {
+        if self.version != 1 {
+            return Err(KeystoreError::Version(self.version));
+        }
+        let nonce: [u8; 24] = from_hex(&self.nonce, "nonce")?;
+        let sealed: [u8; 48] = from_hex(&self.ciphertext, "ciphertext")?;
+        let payload = Payload { msg: &sealed, aad: &self.address.0 };
+        let seed = Zeroizing::new(
+            cipher(password, &self.kdf)?.decrypt(XNonce::from_slice(&nonce), payload).map_err(|_| KeystoreError::Decrypt)?,
+        );
+        let seed: [u8; 32] = seed.as_slice().try_into().map_err(|_| KeystoreError::Decrypt)?;
+        let key = SecretKey::from_seed(seed);
+        if Address::of(&key.public()) != self.address {
+            return Err(KeystoreError::AddressMismatch);
+        }
+        Ok(key)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a keystore always serializes")
+    }
+
+    pub fn from_json(text: &str) -> Result<Keystore, KeystoreError> {
+        serde_json::from_str(text).map_err(|e| KeystoreError::Format(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fixed-stream RNG: tests must not draw ambient randomness.
+    struct CountingRng(u8);
+
+    impl rand_core::RngCore for CountingRng {
+        fn next_u32(&mut self) -> u32 {
+            rand_core::impls::next_u32_via_fill(self)
+        }
+        fn next_u64(&mut self) -> u64 {
+            rand_core::impls::next_u64_via_fill(self)
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            for byte in dest {
+                self.0 = self.0.wrapping_add(1);
+                *byte = self.0;
+            }
+        }
+        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+            self.fill_bytes(dest);
+            Ok(())
+        }
+    }
+    impl rand_core::CryptoRng for CountingRng {}
+
+    fn sealed() -> (SecretKey, Keystore) {
+        let key = SecretKey::from_name("alice");
+        let file = Keystore::seal(&key, "hunter2", Kdf::DEVNET, &mut CountingRng(0)).unwrap();
+        (key, file)
+    }
+
+    #[test]
+    fn opens_with_the_right_password_only() {
+        let (key, file) = sealed();
+        let reread = Keystore::from_json(&file.to_json()).unwrap();
+        assert_eq!(reread.open("hunter2").unwrap().public(), key.public());
+        assert_eq!(reread.open("hunter3").unwrap_err(), KeystoreError::Decrypt);
+    }
+
+    #[test]
+    fn tampering_is_detected() {
+        let (_, file) = sealed();
+        let mut other_address = file.clone();
+        other_address.address = Address([9; 20]);
+        assert_eq!(other_address.open("hunter2").unwrap_err(), KeystoreError::Decrypt);
+        let mut flipped = file.clone();
+        flipped.ciphertext.replace_range(0..2, if &file.ciphertext[..2] == "00" { "01" } else { "00" });
+        assert_eq!(flipped.open("hunter2").unwrap_err(), KeystoreError::Decrypt);
+        let mut short = file.clone();
+        short.nonce.pop();
+        assert_eq!(short.open("hunter2").unwrap_err(), KeystoreError::Field("nonce"));
+        let mut future = file;
+        future.version = 2;
+        assert_eq!(future.open("hunter2").unwrap_err(), KeystoreError::Version(2));
+        assert!(matches!(Keystore::from_json("{}"), Err(KeystoreError::Format(_))));
+    }
+}
