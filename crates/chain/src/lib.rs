@@ -1,1 +1,27 @@
-pub fn x(){}
+//! The OpenGPU Network state machine: `apply_block(state, block) -> (state, outcome)`.
+//!
+//! Deterministic by construction: no IO, no clock, no ambient randomness. Everything a
+//! block's execution depends on arrives in the block (its height, time, proposer and
+//! VRF randomness) or is already in the state, so every node computes the same state
+//! root from the same block.
+
+mod bank;
+mod exec;
+pub mod error;
+pub mod genesis;
+mod governance;
+mod market;
+pub mod params;
+pub mod receipt;
+mod settle;
+mod staking;
+pub mod state;
+mod verify;
+
+pub use error::{BlockError, Ineligible, TxError};
+pub use exec::{BlockContext, MAX_TXS_PER_BLOCK, apply_block, execute, propose_block};
+pub use genesis::{Genesis, GenesisError};
+pub use market::{Reservation, reservation};
+pub use params::Params;
+pub use receipt::{BlockOutcome, Event, Receipt};
+pub use state::State;

@@ -1,0 +1,237 @@
+//! Block execution: header checks, transaction admission and dispatch with per-transaction
+//! rollback, then the end-of-block steps (timers, governance, rewards, epochs).
+
+use ogpu_core::block::{self, BlockHeader};
+use ogpu_core::crypto::{self, SecretKey};
+use ogpu_core::tx::{Transaction, TxBody};
+use ogpu_core::{Address, Amount, Block, Hash, PublicKey, vrf};
+
+use crate::error::{BlockError, TxError};
+use crate::receipt::{BlockOutcome, Event, Receipt};
+use crate::state::State;
+use crate::{bank, governance, market, staking, verify};
+
+pub const MAX_TXS_PER_BLOCK: usize = 20_000;
+
+/// What a block's execution depends on besides its transactions.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockContext {
+    pub height: u64,
+    pub time_ms: u64,
+    pub proposer: PublicKey,
+    pub randomness: Hash,
+}
+
+/// A transaction's view of the chain while it runs.
+pub(crate) struct Ctx<'a> {
+    pub state: &'a mut State,
+    pub events: &'a mut Vec<Event>,
+}
+
+impl Ctx<'_> {
+    pub fn height(&self) -> u64 {
+        self.state.height
+    }
+
+    pub fn emit(&mut self, event: Event) {
+        self.events.push(event);
+    }
+}
+
+/// Checks `block` against `state` and applies it, returning the new state and what the
+/// block produced. `state` is not modified; on error nothing is applied.
+pub fn apply_block(state: &State, block: &Block) -> Result<(State, BlockOutcome), BlockError> {
+    let header = block.header();
+    check_header(state, header)?;
+    block.signed.verify().map_err(|_| BlockError::BadProposerSignature)?;
+    if block::tx_root(&block.txs) != header.tx_root {
+        return Err(BlockError::TxRootMismatch);
+    }
+    let context = BlockContext {
+        height: header.height,
+        time_ms: header.time_ms,
+        proposer: header.proposer,
+        randomness: header.randomness,
+    };
+    let (mut next, outcome) = execute(state, context, &block.txs)?;
+    let computed = next.root();
+    if computed != header.state_root {
+        return Err(BlockError::StateRootMismatch { computed, got: header.state_root });
+    }
+    next.last_block = block.hash();
+    Ok((next, outcome))
+}
+
+fn check_header(state: &State, header: &BlockHeader) -> Result<(), BlockError> {
+    if header.chain_id != state.chain_id {
+        return Err(BlockError::WrongChain { expected: state.chain_id.clone(), got: header.chain_id.clone() });
+    }
+    if header.height != state.height + 1 {
+        return Err(BlockError::WrongHeight { expected: state.height + 1, got: header.height });
+    }
+    if header.parent != state.last_block {
+        return Err(BlockError::WrongParent { expected: state.last_block, got: header.parent });
+    }
+    if header.time_ms <= state.time_ms {
+        return Err(BlockError::TimeNotIncreasing { parent: state.time_ms, got: header.time_ms });
+    }
+    let proposer = Address::of(&header.proposer);
+    if !state.active_set.get(&proposer).is_some_and(|(key, _)| *key == header.proposer) {
+        return Err(BlockError::UnknownProposer);
+    }
+    let input = block::vrf_input(&state.chain_id, header.height, &state.randomness);
+    match vrf::verify(&header.proposer, &input, &header.randomness_proof) {
+        Ok(output) if output == header.randomness => Ok(()),
+        _ => Err(BlockError::BadRandomness),
+    }
+}
+
+/// Builds, executes and signs the next block on top of `state`: what a scheduled proposer
+/// does. The caller supplies the time; the transactions are included in the given order.
+pub fn propose_block(
+    state: &State,
+    key: &SecretKey,
+    time_ms: u64,
+    txs: Vec<Transaction>,
+) -> Result<(Block, State, BlockOutcome), BlockError> {
+    let height = state.height + 1;
+    let input = block::vrf_input(&state.chain_id, height, &state.randomness);
+    let (randomness, randomness_proof) = vrf::prove(key, &input);
+    let context = BlockContext { height, time_ms, proposer: key.public(), randomness };
+    let (next, outcome) = execute(state, context, &txs)?;
+    let header = BlockHeader {
+        chain_id: state.chain_id.clone(),
+        height,
+        parent: state.last_block,
+        proposer: key.public(),
+        time_ms,
+        tx_root: block::tx_root(&txs),
+        state_root: next.root(),
+        randomness,
+        randomness_proof,
+    };
+    let block = Block { signed: header.sign(key), txs };
+    let mut next = next;
+    next.last_block = block.hash();
+    Ok((block, next, outcome))
+}
+
+/// Runs `txs` and the end-of-block steps on a copy of `state`. The header's own checks
+/// are the caller's (see [`apply_block`]).
+pub fn execute(state: &State, context: BlockContext, txs: &[Transaction]) -> Result<(State, BlockOutcome), BlockError> {
+    if txs.len() > MAX_TXS_PER_BLOCK {
+        return Err(BlockError::TooManyTxs { count: txs.len(), max: MAX_TXS_PER_BLOCK });
+    }
+    let mut next = state.clone();
+    next.height = context.height;
+    next.time_ms = context.time_ms;
+    next.randomness = context.randomness;
+    let mut outcome = BlockOutcome::default();
+    let signatures_ok = check_signatures(txs);
+    let mut fees = Amount::ZERO;
+    for (tx, signature_ok) in txs.iter().zip(signatures_ok) {
+        let receipt = apply_tx(&mut next, &mut outcome.events, tx, signature_ok);
+        fees = fees.checked_add(receipt.fee_paid).ok_or_else(|| invariant("fee total overflows"))?;
+        outcome.receipts.push(receipt);
+    }
+    end_block(&mut next, &mut outcome.events, context, fees)?;
+    Ok((next, outcome))
+}
+
+fn invariant(what: impl Into<String>) -> BlockError {
+    BlockError::Invariant(what.into())
+}
+
+/// Whether each transaction's signature verifies: one batch check for the common case
+/// where all do, then one by one to find the culprits.
+fn check_signatures(txs: &[Transaction]) -> Vec<bool> {
+    let messages: Vec<Vec<u8>> = txs.iter().map(Transaction::signing_bytes).collect();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let signatures: Vec<_> = txs.iter().map(|tx| tx.signature).collect();
+    let keys: Vec<_> = txs.iter().map(|tx| tx.sender).collect();
+    if crypto::verify_batch(&refs, &signatures, &keys).is_ok() {
+        return vec![true; txs.len()];
+    }
+    txs.iter().zip(&messages).map(|(tx, message)| tx.sender.verify(message, &tx.signature).is_ok()).collect()
+}
+
+fn admit(state: &State, tx: &Transaction, signature_ok: bool) -> Result<(), TxError> {
+    if tx.chain_id != state.chain_id {
+        return Err(TxError::WrongChain { expected: state.chain_id.clone(), got: tx.chain_id.clone() });
+    }
+    if !signature_ok {
+        return Err(TxError::BadSignature);
+    }
+    let account = state.account(&tx.sender_address());
+    if tx.nonce < account.nonce {
+        return Err(TxError::NonceReplayed { expected: account.nonce, got: tx.nonce });
+    }
+    if tx.nonce > account.nonce {
+        return Err(TxError::NonceSkipped { expected: account.nonce, got: tx.nonce });
+    }
+    if tx.fee < state.params.min_fee {
+        return Err(TxError::FeeTooLow { min: state.params.min_fee, got: tx.fee });
+    }
+    if account.balance < tx.fee {
+        return Err(TxError::CannotPayFee { balance: account.balance, fee: tx.fee });
+    }
+    Ok(())
+}
+
+fn apply_tx(state: &mut State, events: &mut Vec<Event>, tx: &Transaction, signature_ok: bool) -> Receipt {
+    let hash = tx.hash();
+    if let Err(error) = admit(state, tx, signature_ok) {
+        return Receipt { tx: hash, result: Err(error), fee_paid: Amount::ZERO };
+    }
+    let sender = tx.sender_address();
+    let account = state.accounts.entry(sender).or_default();
+    account.balance = account.balance.checked_sub(tx.fee).expect("admission checked the fee is covered");
+    account.nonce += 1;
+
+    let snapshot = state.clone();
+    let events_before = events.len();
+    let result = dispatch(&mut Ctx { state, events }, tx, sender, hash);
+    if result.is_err() {
+        *state = snapshot;
+        events.truncate(events_before);
+    }
+    Receipt { tx: hash, result, fee_paid: tx.fee }
+}
+
+fn dispatch(ctx: &mut Ctx, tx: &Transaction, sender: Address, hash: Hash) -> Result<(), TxError> {
+    match &tx.body {
+        TxBody::Transfer { to, amount } => bank::transfer(ctx, sender, *to, *amount),
+        TxBody::Stake { role, amount } => staking::stake(ctx, sender, tx.sender, *role, *amount),
+        TxBody::Unstake { role, amount } => staking::unstake(ctx, sender, *role, *amount),
+        TxBody::Withdraw => staking::withdraw(ctx, sender),
+        TxBody::RegisterProvider { profile } => market::register_provider(ctx, sender, profile),
+        TxBody::UpdateProvider { profile } => market::update_provider(ctx, sender, profile),
+        TxBody::SubmitTask { spec } => market::submit_task(ctx, sender, hash, spec),
+        TxBody::CancelTask { task } => market::cancel_task(ctx, sender, *task),
+        TxBody::CommitBid { task, commitment } => market::commit_bid(ctx, sender, *task, *commitment),
+        TxBody::RevealBid { task, price, salt } => market::reveal_bid(ctx, sender, *task, *price, salt),
+        TxBody::StartTask { task } => market::start_task(ctx, sender, *task),
+        TxBody::CreatePool { spec } => market::create_pool(ctx, sender, hash, spec),
+        TxBody::JoinPool { pool, stake } => market::join_pool(ctx, sender, *pool, *stake),
+        TxBody::LeavePool { pool } => market::leave_pool(ctx, sender, *pool),
+        TxBody::CommitResult { task, commitment } => market::commit_result(ctx, sender, *task, *commitment),
+        TxBody::RevealResult { task, claim, salt } => market::reveal_result(ctx, sender, *task, claim, salt),
+        TxBody::Report { task, report } => verify::report(ctx, sender, *task, report),
+        TxBody::Challenge { task, bond } => verify::challenge(ctx, sender, *task, *bond),
+        TxBody::Evidence { evidence } => staking::punish_equivocation(ctx, evidence),
+        TxBody::Propose { change } => governance::propose(ctx, sender, hash, *change),
+        TxBody::Vote { proposal, approve } => governance::vote(ctx, sender, *proposal, *approve),
+    }
+}
+
+fn end_block(state: &mut State, events: &mut Vec<Event>, context: BlockContext, fees: Amount) -> Result<(), BlockError> {
+    let mut ctx = Ctx { state, events };
+    market::run_timers(&mut ctx).map_err(|e| invariant(format!("task timer: {e}")))?;
+    governance::close_votes(&mut ctx).map_err(|e| invariant(format!("governance: {e}")))?;
+    bank::mint_block_reward(&mut ctx).map_err(|e| invariant(format!("block reward: {e}")))?;
+    ctx.state.credit(Address::of(&context.proposer), fees).map_err(|e| invariant(format!("fees: {e}")))?;
+    if context.height % ctx.state.params.epoch_blocks == 0 {
+        staking::next_epoch(&mut ctx).map_err(|e| invariant(format!("epoch: {e}")))?;
+    }
+    Ok(())
+}

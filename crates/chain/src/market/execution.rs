@@ -1,0 +1,121 @@
+//! Awarded executors: start, commit a sealed result, reveal it once every executor has
+//! committed (so nobody can copy another's answer), and the deadlines that slash those who
+//! fall behind.
+
+use ogpu_core::spec::{Market, VerificationPolicy};
+use ogpu_core::tx::{ResultClaim, StakeRole, result_commitment};
+use ogpu_core::{Address, Hash, TaskId};
+
+use crate::error::TxError;
+use crate::exec::Ctx;
+use crate::market::{load, pool, store};
+use crate::receipt::SlashReason;
+use crate::settle;
+use crate::state::{Phase, Stage, Task};
+use crate::{staking, verify};
+
+fn executor_index(task: &Task, who: &Address) -> Result<usize, TxError> {
+    task.executors.iter().position(|e| e.provider == *who).ok_or(TxError::NotAnExecutor)
+}
+
+pub(crate) fn start_task(ctx: &mut Ctx, who: Address, id: TaskId) -> Result<(), TxError> {
+    let mut task = load(ctx.state, id)?;
+    let deadline = ctx.height() + task.spec.deadline_blocks;
+    let index = executor_index(&task, &who)?;
+    let executor = &mut task.executors[index];
+    if executor.stage != Stage::Awarded {
+        return Err(TxError::AlreadyStarted);
+    }
+    executor.stage = Stage::Started;
+    executor.stage_due = deadline;
+    store(ctx, id, task);
+    Ok(())
+}
+
+pub(crate) fn commit_result(ctx: &mut Ctx, who: Address, id: TaskId, commitment: Hash) -> Result<(), TxError> {
+    let mut task = load(ctx.state, id)?;
+    if matches!(task.phase, Phase::Racing { .. }) {
+        return pool::commit_to_race(ctx, who, id, task, commitment);
+    }
+    let index = executor_index(&task, &who)?;
+    match task.executors[index].stage {
+        Stage::Awarded => return Err(TxError::NotStarted),
+        Stage::Committed(_) | Stage::Revealed(_) => return Err(TxError::DoubleCommit),
+        Stage::Started => task.executors[index].stage = Stage::Committed(commitment),
+    }
+    let slots = usize::from(task.spec.verification.executors());
+    let all_committed = task.executors.len() == slots
+        && task.executors.iter().all(|e| matches!(e.stage, Stage::Committed(_) | Stage::Revealed(_)));
+    if all_committed && matches!(task.phase, Phase::Executing) {
+        task.phase = Phase::Revealing { reveal_end: ctx.height() + ctx.state.params.result_reveal_blocks };
+    }
+    store(ctx, id, task);
+    Ok(())
+}
+
+/// A claim must carry a training trace exactly when its task is verified by proof of
+/// learning.
+pub(crate) fn check_claim(task: &Task, claim: &ResultClaim) -> Result<(), TxError> {
+    let wants_trace = matches!(task.spec.verification, VerificationPolicy::ProofOfLearning { .. })
+        && matches!(task.spec.market, Market::Auction { .. });
+    match (&claim.trace, wants_trace) {
+        (None, true) => Err(TxError::InvalidClaim("proof of learning needs a checkpoint trace")),
+        (Some(trace), true) if trace.checkpoints < 2 => Err(TxError::InvalidClaim("a trace needs at least 2 checkpoints")),
+        (Some(_), false) => Err(TxError::InvalidClaim("only proof-of-learning tasks take a trace")),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn reveal_result(ctx: &mut Ctx, who: Address, id: TaskId, claim: &ResultClaim, salt: &Hash) -> Result<(), TxError> {
+    let task = load(ctx.state, id)?;
+    check_claim(&task, claim)?;
+    if matches!(task.phase, Phase::Racing { .. }) {
+        return pool::reveal_in_race(ctx, who, id, task, claim, salt);
+    }
+    let mut task = task;
+    let index = executor_index(&task, &who)?;
+    if !matches!(task.phase, Phase::Revealing { .. }) {
+        return Err(TxError::WrongPhase { phase: task.phase.name() });
+    }
+    let commitment = match task.executors[index].stage {
+        Stage::Committed(commitment) => commitment,
+        Stage::Revealed(_) => return Err(TxError::AlreadyRevealed),
+        Stage::Awarded | Stage::Started => return Err(TxError::RevealWithoutCommit),
+    };
+    if result_commitment(&id, &who, claim, salt) != commitment {
+        return Err(TxError::RevealMismatch);
+    }
+    task.executors[index].stage = Stage::Revealed(*claim);
+    if task.executors.iter().all(|e| matches!(e.stage, Stage::Revealed(_))) {
+        verify::evaluate(ctx, id, &mut task)?;
+    }
+    store(ctx, id, task);
+    Ok(())
+}
+
+/// Slashes and removes the executors whose deadline has passed: those who never started
+/// (a small slash), those who never committed, and, when `reveal_closed`, those who
+/// committed but did not reveal in time. Returns whether any slot fell vacant.
+pub(crate) fn expire_executors(ctx: &mut Ctx, id: TaskId, task: &mut Task, reveal_closed: bool) -> Result<bool, TxError> {
+    let height = ctx.height();
+    let late: Vec<(Address, SlashReason)> = task
+        .executors
+        .iter()
+        .filter_map(|e| match e.stage {
+            Stage::Awarded if e.stage_due <= height => Some((e.provider, SlashReason::StartTimeout)),
+            Stage::Started if e.stage_due <= height => Some((e.provider, SlashReason::MissedDeadline)),
+            Stage::Committed(_) if reveal_closed => Some((e.provider, SlashReason::MissedDeadline)),
+            _ => None,
+        })
+        .collect();
+    for (provider, reason) in &late {
+        let bps = match reason {
+            SlashReason::StartTimeout => ctx.state.params.start_slash_bps,
+            _ => ctx.state.params.fault_slash_bps,
+        };
+        let taken = staking::slash(ctx, *provider, StakeRole::Provider, bps, *reason)?;
+        settle::compensate_client(ctx, id, task, taken)?;
+        settle::remove_executor(ctx, task, provider, false);
+    }
+    Ok(!late.is_empty())
+}
