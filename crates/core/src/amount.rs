@@ -54,17 +54,10 @@ impl Amount {
         self.0.checked_mul(factor).map(Amount)
     }
 
-    /// `self * numerator / denominator`, rounded down; `None` on overflow or a zero
-    /// denominator.
+    /// `self * numerator / denominator`, rounded down, with a 256-bit intermediate
+    /// product; `None` on a zero denominator or a quotient that does not fit.
     pub fn checked_mul_div(self, numerator: u128, denominator: u128) -> Option<Amount> {
-        if denominator == 0 {
-            return None;
-        }
-        // Split to keep the intermediate product in range for any amount up to the
-        // supply cap times a factor up to 2^64.
-        let (whole, rest) = (self.0 / denominator, self.0 % denominator);
-        let units = whole.checked_mul(numerator)?.checked_add(rest.checked_mul(numerator)? / denominator)?;
-        Some(Amount(units))
+        mul_div(self.0, numerator, denominator).map(Amount)
     }
 
     /// The share `bps / 10_000` of this amount, rounded down.
@@ -80,6 +73,44 @@ impl Amount {
     pub fn saturating_sub(self, other: Amount) -> Amount {
         Amount(self.0.saturating_sub(other.0))
     }
+}
+
+/// `a * b / d` over the full 256-bit product.
+fn mul_div(a: u128, b: u128, d: u128) -> Option<u128> {
+    if d == 0 {
+        return None;
+    }
+    if let Some(product) = a.checked_mul(b) {
+        return Some(product / d);
+    }
+    let (high, low) = widening_mul(a, b);
+    if high >= d {
+        return None;
+    }
+    // Schoolbook division of (high, low) by d, one bit at a time; `remainder < d` holds
+    // before each step, so the quotient fits in 128 bits.
+    let (mut remainder, mut quotient) = (high, 0u128);
+    for bit in (0..128).rev() {
+        let carry = remainder >> 127;
+        remainder = (remainder << 1) | ((low >> bit) & 1);
+        quotient <<= 1;
+        if carry == 1 || remainder >= d {
+            remainder = remainder.wrapping_sub(d);
+            quotient |= 1;
+        }
+    }
+    Some(quotient)
+}
+
+/// The 256-bit product of `a` and `b` as (high, low) halves.
+fn widening_mul(a: u128, b: u128) -> (u128, u128) {
+    const MASK: u128 = u64::MAX as u128;
+    let (a1, a0, b1, b0) = (a >> 64, a & MASK, b >> 64, b & MASK);
+    let (p00, p01, p10, p11) = (a0 * b0, a0 * b1, a1 * b0, a1 * b1);
+    let middle = (p00 >> 64) + (p01 & MASK) + (p10 & MASK);
+    let low = (p00 & MASK) | (middle << 64);
+    let high = p11 + (p01 >> 64) + (p10 >> 64) + (middle >> 64);
+    (high, low)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -187,6 +218,17 @@ mod tests {
         #[test]
         fn display_then_parse_is_identity(units in any::<u128>()) {
             prop_assert_eq!(Amount(units).to_string().parse::<Amount>(), Ok(Amount(units)));
+        }
+
+        #[test]
+        fn mul_div_is_exact_on_wide_products(a in any::<u128>(), b in any::<u128>()) {
+            // (a * b) / b == a whenever b is non-zero, however large the product.
+            if b != 0 {
+                prop_assert_eq!(Amount(a).checked_mul_div(b, b), Some(Amount(a)));
+            }
+            let half = a / 2;
+            prop_assert_eq!(Amount(half).checked_mul_div(2, 2), Some(Amount(half)));
+            prop_assert_eq!(Amount(u128::MAX).checked_mul_div(u128::MAX, u128::MAX - 1), None);
         }
 
         #[test]
