@@ -56,9 +56,16 @@ hash_id!(
 );
 
 /// The network a transaction or block belongs to: lowercase letters, digits and dashes,
-/// 1 to 32 of them.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
+/// 1 to 32 of them. Decoding checks the same rule as parsing.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize)]
 pub struct ChainId(String);
+
+impl BorshDeserialize for ChainId {
+    fn deserialize_reader<R: std::io::Read>(reader: &mut R) -> std::io::Result<Self> {
+        let text = String::deserialize_reader(reader)?;
+        text.parse().map_err(|e: ParseChainIdError| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a chain id is 1 to 32 of a-z, 0-9 and '-'; got {0:?}")]
@@ -93,3 +100,18 @@ impl fmt::Debug for ChainId {
 }
 
 serde_via_text!(ChainId);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding_a_chain_id_checks_it_like_parsing_does() {
+        let good: ChainId = "ogpu-devnet".parse().unwrap();
+        assert_eq!(borsh::from_slice::<ChainId>(&borsh::to_vec(&good).unwrap()).unwrap(), good);
+        for bad in ["", "OGPU TEST", &"a".repeat(33)] {
+            let bytes = borsh::to_vec(&bad.to_string()).unwrap();
+            assert!(borsh::from_slice::<ChainId>(&bytes).is_err(), "{bad:?}");
+        }
+    }
+}

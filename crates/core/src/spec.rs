@@ -255,7 +255,7 @@ impl TaskSpec {
                 })
             }
             VerificationPolicy::SpotCheck { p } => {
-                check(p.0 > 0, "verification.p", || "a spot check needs a probability above 0".into())
+                check(p.0 > 0 && p <= Ratio::ONE, "verification.p", || "a spot check needs a probability above 0, at most 1".into())
             }
             VerificationPolicy::ProofOfLearning { segments, tolerance } => {
                 check(self.workload.kind == WorkloadKind::Train, "verification.policy", || {
