@@ -1,0 +1,116 @@
+//! `ogpu bench`: throughput measurements, each printed as one JSON object.
+//!
+//! `bench chain` measures signed transfers applied by `apply_block` (signature checks,
+//! execution and the state root included) against single-core ed25519 verification in
+//! the same run, so the ratio shows whether signatures or the state machine bound
+//! throughput.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Subcommand;
+use ogpu_chain::genesis::{Allocation, GenesisValidator};
+use ogpu_chain::{Genesis, Params, apply_block, propose_block};
+use ogpu_core::tx::{Transaction, TxBody};
+use ogpu_core::{Address, Amount, SecretKey, crypto};
+use serde_json::json;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Transfers per second through apply_block, against ed25519 verifications per second.
+    Chain {
+        /// Print one JSON object (the only output format for now).
+        #[arg(long)]
+        json: bool,
+        /// Accounts sending transfers.
+        #[arg(long, default_value_t = 2_000)]
+        senders: usize,
+        /// Timed repetitions per block size; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+}
+
+pub fn run(command: BenchCommand) -> Result<()> {
+    let BenchCommand::Chain { json: _, senders, rounds } = command;
+    let verify_per_s = ed25519_verify_per_s(20_000);
+    let batch_per_s = ed25519_batch_verify_per_s(10_000, rounds.max(1));
+    let mut report = json!({
+        "ed25519_verify_per_s": verify_per_s.round(),
+        "ed25519_batch_verify_per_s": batch_per_s.round(),
+        "senders": senders,
+    });
+    for size in [1_000, 10_000] {
+        let tps = transfers_per_s(senders, size, rounds.max(1))?;
+        report[format!("transfers_per_s_block_{size}")] = json!(tps.round());
+        report[format!("ratio_to_verify_block_{size}")] = json!((tps / verify_per_s * 1000.0).round() / 1000.0);
+    }
+    report["transfers_per_s"] = report["transfers_per_s_block_10000"].clone();
+    report["ratio"] = report["ratio_to_verify_block_10000"].clone();
+    println!("{report}");
+    Ok(())
+}
+
+fn ed25519_verify_per_s(count: usize) -> f64 {
+    let key = SecretKey::from_name("bench");
+    let messages: Vec<Vec<u8>> = (0..count as u64).map(|i| i.to_le_bytes().repeat(16)).collect();
+    let signatures: Vec<_> = messages.iter().map(|m| key.sign(m)).collect();
+    let public = key.public();
+    let start = Instant::now();
+    for (message, signature) in messages.iter().zip(&signatures) {
+        public.verify(message, signature).expect("bench signatures verify");
+    }
+    count as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Signatures per second checked the way `apply_block` checks a block's: one batch.
+fn ed25519_batch_verify_per_s(count: usize, rounds: usize) -> f64 {
+    let keys: Vec<SecretKey> = (0..count).map(|i| SecretKey::from_name(&format!("batch-{i}"))).collect();
+    let messages: Vec<Vec<u8>> = (0..count as u64).map(|i| i.to_le_bytes().repeat(16)).collect();
+    let signatures: Vec<_> = keys.iter().zip(&messages).map(|(k, m)| k.sign(m)).collect();
+    let publics: Vec<_> = keys.iter().map(SecretKey::public).collect();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    median((0..rounds).map(|_| {
+        let start = Instant::now();
+        crypto::verify_batch(&refs, &signatures, &publics).expect("bench signatures verify");
+        count as f64 / start.elapsed().as_secs_f64()
+    }))
+}
+
+fn median(samples: impl Iterator<Item = f64>) -> f64 {
+    let mut samples: Vec<f64> = samples.collect();
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// Median transfers per second for blocks of `size` transfers spread over `senders`.
+fn transfers_per_s(senders: usize, size: usize, rounds: usize) -> Result<f64> {
+    let keys: Vec<SecretKey> = (0..senders).map(|i| SecretKey::from_name(&format!("sender-{i}"))).collect();
+    let validator = SecretKey::from_name("bench-validator");
+    let genesis = Genesis {
+        chain_id: "ogpu-bench".parse()?,
+        genesis_time_ms: 0,
+        params: Params::default(),
+        allocations: keys.iter().map(|k| Allocation { address: Address::of(&k.public()), amount: Amount::ogpu(1_000) }).collect(),
+        validators: vec![GenesisValidator { public_key: validator.public(), stake: Amount::ogpu(10_000) }],
+    };
+    let state = genesis.into_state()?;
+    let fee = state.params.min_fee;
+    let txs: Vec<Transaction> = (0..size)
+        .map(|i| {
+            let sender = &keys[i % senders];
+            let to = Address::of(&keys[(i + 1) % senders].public());
+            let body = TxBody::Transfer { to, amount: Amount::from_base_units(1 + i as u128) };
+            Transaction::sign(sender, state.chain_id.clone(), (i / senders) as u64, fee, body)
+        })
+        .collect();
+    let (block, _, outcome) = propose_block(&state, &validator, 1, txs)?;
+    anyhow::ensure!(outcome.receipts.iter().all(|r| r.result.is_ok()), "every bench transfer must apply");
+    Ok(median((0..rounds).map(|_| {
+        let start = Instant::now();
+        let (next, _) = apply_block(&state, &block).expect("the bench block applies");
+        let rate = size as f64 / start.elapsed().as_secs_f64();
+        drop(next);
+        rate
+    })))
+}
