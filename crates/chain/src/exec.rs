@@ -76,7 +76,7 @@ fn check_header(state: &State, header: &BlockHeader) -> Result<(), BlockError> {
         return Err(BlockError::TimeNotIncreasing { parent: state.time_ms, got: header.time_ms });
     }
     let proposer = Address::of(&header.proposer);
-    if !state.active_set.get(&proposer).is_some_and(|(key, _)| *key == header.proposer) {
+    if state.active_set.get(&proposer).is_none_or(|(key, _)| *key != header.proposer) {
         return Err(BlockError::UnknownProposer);
     }
     let input = block::vrf_input(&state.chain_id, header.height, &state.randomness);
@@ -224,13 +224,18 @@ fn dispatch(ctx: &mut Ctx, tx: &Transaction, sender: Address, hash: Hash) -> Res
     }
 }
 
-fn end_block(state: &mut State, events: &mut Vec<Event>, context: BlockContext, fees: Amount) -> Result<(), BlockError> {
+fn end_block(
+    state: &mut State,
+    events: &mut Vec<Event>,
+    context: BlockContext,
+    fees: Amount,
+) -> Result<(), BlockError> {
     let mut ctx = Ctx { state, events };
     market::run_timers(&mut ctx).map_err(|e| invariant(format!("task timer: {e}")))?;
     governance::close_votes(&mut ctx).map_err(|e| invariant(format!("governance: {e}")))?;
     bank::mint_block_reward(&mut ctx).map_err(|e| invariant(format!("block reward: {e}")))?;
     ctx.state.credit(Address::of(&context.proposer), fees).map_err(|e| invariant(format!("fees: {e}")))?;
-    if context.height % ctx.state.params.epoch_blocks == 0 {
+    if context.height.is_multiple_of(ctx.state.params.epoch_blocks) {
         staking::next_epoch(&mut ctx).map_err(|e| invariant(format!("epoch: {e}")))?;
     }
     Ok(())

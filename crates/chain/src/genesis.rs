@@ -85,7 +85,11 @@ impl Genesis {
         for v in &self.validators {
             let address = Address::of(&v.public_key);
             if v.stake < self.params.min_validator_stake {
-                return Err(GenesisError::StakeBelowMinimum { address, stake: v.stake, min: self.params.min_validator_stake });
+                return Err(GenesisError::StakeBelowMinimum {
+                    address,
+                    stake: v.stake,
+                    min: self.params.min_validator_stake,
+                });
             }
             add(v.stake)?;
             let record = Validator { key: v.public_key, stake: v.stake, jailed_until: 0 };

@@ -50,7 +50,8 @@ pub(crate) fn close_votes(ctx: &mut Ctx) -> Result<(), TxError> {
             .filter(|(_, approve)| **approve)
             .filter_map(|(voter, _)| ctx.state.validators.get(voter).map(|v| v.stake.base_units()))
             .sum();
-        let passes = approving.checked_mul(3).ok_or(TxError::Overflow)? > total.checked_mul(2).ok_or(TxError::Overflow)?;
+        let passes =
+            approving.checked_mul(3).ok_or(TxError::Overflow)? > total.checked_mul(2).ok_or(TxError::Overflow)?;
         match ctx.state.params.with(proposal.change) {
             Ok(params) if passes => {
                 ctx.state.params = params;

@@ -6,8 +6,8 @@
 //! root from the same block.
 
 mod bank;
-mod exec;
 pub mod error;
+mod exec;
 pub mod genesis;
 mod governance;
 mod market;

@@ -140,7 +140,8 @@ impl Params {
             ParamKey::PoolCommitBlocks => p.pool_commit_blocks = blocks(1_000)?,
             ParamKey::VotingBlocks => p.voting_blocks = blocks(1_000_000)?,
             ParamKey::MaxAuctionRounds => {
-                p.max_rounds = u32::try_from(value).ok().filter(|r| (1..=100).contains(r)).ok_or(error("1 to 100 rounds"))?
+                p.max_rounds =
+                    u32::try_from(value).ok().filter(|r| (1..=100).contains(r)).ok_or(error("1 to 100 rounds"))?
             }
             ParamKey::ProtocolFeeBps => p.protocol_fee_bps = bps()?,
             ParamKey::VerifierFeeBps => p.verifier_fee_bps = bps()?,

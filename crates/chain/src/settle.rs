@@ -65,12 +65,12 @@ pub(crate) fn remove_executor(ctx: &mut Ctx, task: &mut Task, provider: &Address
 pub(crate) fn fault(ctx: &mut Ctx, id: TaskId, task: &mut Task, provider: Address) -> Result<(), TxError> {
     let bps = ctx.state.params.fault_slash_bps;
     let mut taken = staking::slash(ctx, provider, StakeRole::Provider, bps, SlashReason::WrongResult)?;
-    if let Market::Pool { pool } = task.spec.market {
-        if let Some(stake) = ctx.state.pools.get_mut(&pool).and_then(|p| p.subscribers.get_mut(&provider)) {
-            let share = stake.bps(bps);
-            *stake = stake.checked_sub(share).ok_or(TxError::Overflow)?;
-            taken = taken.checked_add(share).ok_or(TxError::Overflow)?;
-        }
+    if let Market::Pool { pool } = task.spec.market
+        && let Some(stake) = ctx.state.pools.get_mut(&pool).and_then(|p| p.subscribers.get_mut(&provider))
+    {
+        let share = stake.bps(bps);
+        *stake = stake.checked_sub(share).ok_or(TxError::Overflow)?;
+        taken = taken.checked_add(share).ok_or(TxError::Overflow)?;
     }
     compensate_client(ctx, id, task, taken)?;
     remove_executor(ctx, task, &provider, true);
@@ -80,7 +80,9 @@ pub(crate) fn fault(ctx: &mut Ctx, id: TaskId, task: &mut Task, provider: Addres
 /// Settles a challenge: an upheld challenge gets its bond back; a frivolous one forfeits
 /// it to the executors it held up.
 pub(crate) fn resolve_challenge(ctx: &mut Ctx, id: TaskId, task: &mut Task, upheld: bool) -> Result<(), TxError> {
-    let Some(challenge) = task.challenge.take() else { return Ok(()) };
+    let Some(challenge) = task.challenge.take() else {
+        return Ok(());
+    };
     let executors: Vec<Address> = task.executors.iter().map(|e| e.provider).collect();
     if upheld || executors.is_empty() {
         ctx.state.credit(challenge.challenger, challenge.bond)?;

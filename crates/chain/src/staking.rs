@@ -41,7 +41,13 @@ fn minimum(state: &State, role: StakeRole) -> Amount {
     }
 }
 
-pub(crate) fn stake(ctx: &mut Ctx, who: Address, key: PublicKey, role: StakeRole, amount: Amount) -> Result<(), TxError> {
+pub(crate) fn stake(
+    ctx: &mut Ctx,
+    who: Address,
+    key: PublicKey,
+    role: StakeRole,
+    amount: Amount,
+) -> Result<(), TxError> {
     if amount.is_zero() {
         return Err(TxError::ZeroAmount);
     }
@@ -111,7 +117,13 @@ pub(crate) fn withdraw(ctx: &mut Ctx, who: Address) -> Result<(), TxError> {
 
 /// Takes `bps` of everything `who` has bonded in `role`, bonded stake first, then stake
 /// still unbonding. Returns what was taken; the caller decides where it goes.
-pub(crate) fn slash(ctx: &mut Ctx, who: Address, role: StakeRole, bps: u16, reason: SlashReason) -> Result<Amount, TxError> {
+pub(crate) fn slash(
+    ctx: &mut Ctx,
+    who: Address,
+    role: StakeRole,
+    bps: u16,
+    reason: SlashReason,
+) -> Result<Amount, TxError> {
     let bonded_now = bonded(ctx.state, &who, role).unwrap_or_default();
     let unbonding: Vec<_> = ctx
         .state

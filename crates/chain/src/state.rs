@@ -90,16 +90,31 @@ pub struct Task {
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum Phase {
     /// Sealed bids until `commit_end`, reveals until `reveal_end`; then the award.
-    Bidding { commit_end: u64, reveal_end: u64, bids: BTreeMap<Address, Bid> },
+    Bidding {
+        commit_end: u64,
+        reveal_end: u64,
+        bids: BTreeMap<Address, Bid>,
+    },
     /// Awarded executors start, compute and commit their results.
     Executing,
     /// Every executor has committed; results are revealed.
-    Revealing { reveal_end: u64 },
+    Revealing {
+        reveal_end: u64,
+    },
     /// Pool subscribers race: commits until `commit_end`, reveals until `reveal_end`.
-    Racing { commit_end: u64, reveal_end: u64, entries: Vec<RaceEntry> },
-    Verifying { reason: VerifyReason, report_end: u64 },
+    Racing {
+        commit_end: u64,
+        reveal_end: u64,
+        entries: Vec<RaceEntry>,
+    },
+    Verifying {
+        reason: VerifyReason,
+        report_end: u64,
+    },
     /// Results are in and verified; anyone may challenge until `challenge_end`.
-    Challengeable { challenge_end: u64 },
+    Challengeable {
+        challenge_end: u64,
+    },
     Done(Outcome),
 }
 
@@ -180,7 +195,9 @@ pub struct Challenge {
 
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum Outcome {
-    Completed { output: Hash },
+    Completed {
+        output: Hash,
+    },
     Cancelled,
     /// No eligible bid: why each provider could not take the task.
     Unfilled(ScreeningReport),

@@ -33,9 +33,9 @@ pub(crate) fn evaluate(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(),
     let agree = claims.windows(2).all(|pair| pair[0].1 == pair[1].1);
     if !agree {
         if let VerificationPolicy::Replicate { quorum, .. } = policy {
-            let majority = claims.iter().find(|(_, claim)| {
-                claims.iter().filter(|(_, other)| other == claim).count() >= usize::from(quorum)
-            });
+            let majority = claims
+                .iter()
+                .find(|(_, claim)| claims.iter().filter(|(_, other)| other == claim).count() >= usize::from(quorum));
             if let Some((_, winning)) = majority {
                 let winning = *winning;
                 for (provider, claim) in &claims {
@@ -119,10 +119,9 @@ pub(crate) fn report(ctx: &mut Ctx, who: Address, id: TaskId, report: &Verificat
     }
     if let (VerifyReason::ProofOfLearning, VerificationPolicy::ProofOfLearning { tolerance, .. }) =
         (reason, task.spec.verification)
+        && report.pass != (report.distance_ppm <= tolerance.0)
     {
-        if report.pass != (report.distance_ppm <= tolerance.0) {
-            return Err(TxError::InconsistentReport("a pass must be within the tolerance and a fail beyond it"));
-        }
+        return Err(TxError::InconsistentReport("a pass must be within the tolerance and a fail beyond it"));
     }
     if task.verifiers[slot].reports.insert(report.subject, *report).is_some() {
         return Err(TxError::DuplicateReport);
@@ -138,7 +137,9 @@ pub(crate) fn report(ctx: &mut Ctx, who: Address, id: TaskId, report: &Verificat
 /// Closes a verification round: each executor's verdict is the stake-weighted majority of
 /// the reports on it (no report, no fault); verifiers who reported are paid.
 pub(crate) fn tally(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(), TxError> {
-    let Phase::Verifying { reason, .. } = task.phase else { return Ok(()) };
+    let Phase::Verifying { reason, .. } = task.phase else {
+        return Ok(());
+    };
     let slots = std::mem::take(&mut task.verifiers);
     let providers = ctx.state.providers.clone();
     let stake = |address: &Address| providers.get(address).map_or(0, |p| p.stake.base_units());

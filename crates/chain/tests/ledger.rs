@@ -47,7 +47,10 @@ fn bad_genesis_files_are_refused_with_a_reason() {
     let over_cap = genesis_text().replace("250.5", "21000000");
     assert!(matches!(Genesis::from_toml(&over_cap).unwrap().into_state(), Err(GenesisError::OverCap)));
     let low_stake = genesis_text().replace("\"5000\"", "\"10\"");
-    assert!(matches!(Genesis::from_toml(&low_stake).unwrap().into_state(), Err(GenesisError::StakeBelowMinimum { .. })));
+    assert!(matches!(
+        Genesis::from_toml(&low_stake).unwrap().into_state(),
+        Err(GenesisError::StakeBelowMinimum { .. })
+    ));
     let bad_address = genesis_text().replace("ogpu1", "ogpu2");
     assert!(matches!(Genesis::from_toml(&bad_address), Err(GenesisError::Parse(_))));
 }
@@ -92,7 +95,8 @@ fn blocks_that_break_the_header_rules_are_refused_whole() {
     refuse(&|h| h.tx_root = Hash::ZERO, &|e| matches!(e, BlockError::TxRootMismatch));
     refuse(&|h| h.randomness = Hash::ZERO, &|e| matches!(e, BlockError::BadRandomness));
     let mut stranger = block.clone();
-    stranger.signed = BlockHeader { proposer: key("stranger").public(), ..block.header().clone() }.sign(&key("stranger"));
+    stranger.signed =
+        BlockHeader { proposer: key("stranger").public(), ..block.header().clone() }.sign(&key("stranger"));
     assert_eq!(apply_block(&net.state, &stranger).unwrap_err(), BlockError::UnknownProposer);
     let mut forged = block.clone();
     forged.signed.signature.0[5] ^= 1;
@@ -119,7 +123,11 @@ fn unbonding_stake_stays_slashable_until_withdrawn() {
     let reporter = key("validator");
     net.ok(&reporter, TxBody::Evidence { evidence: Box::new(evidence.clone()) });
     let slashed = ogpu("100");
-    assert!(net.events().contains(&Event::Slashed { who: addr(&v), amount: slashed, reason: SlashReason::Equivocation }));
+    assert!(net.events().contains(&Event::Slashed {
+        who: addr(&v),
+        amount: slashed,
+        reason: SlashReason::Equivocation
+    }));
     assert_eq!(net.state.supply.burned, slashed);
     assert_eq!(net.run(&reporter, TxBody::Evidence { evidence: Box::new(evidence) }), Err(TxError::AlreadyPunished));
     net.advance(10);
@@ -140,7 +148,8 @@ fn epochs_pay_the_reward_pool_by_stake_and_seat_new_validators() {
     assert_eq!(net.state.balance(&validator), ogpu("4").checked_add(net.fee()).unwrap(), "4 block rewards and the fee");
     assert!(net.state.active_set.contains_key(&addr(&newcomer)));
     net.advance_to(8);
-    let newcomer_reward = net.balance(&newcomer).checked_sub(Amount::ogpu(10_000).checked_sub(net.fee()).unwrap()).unwrap();
+    let newcomer_reward =
+        net.balance(&newcomer).checked_sub(Amount::ogpu(10_000).checked_sub(net.fee()).unwrap()).unwrap();
     assert_eq!(newcomer_reward, ogpu("2"), "half the stake, half of 4 rewards");
 }
 
@@ -165,7 +174,10 @@ fn a_parameter_changes_when_two_thirds_of_stake_approve() {
     let voting_ends = net.state.proposals.get(&rejected).unwrap().voting_ends;
     net.ok(&other, TxBody::Vote { proposal: rejected, approve: false });
     net.advance_to(voting_ends);
-    assert!(net.events().contains(&Event::ProposalRejected { proposal: rejected }), "10000 of 15000 is not over two thirds");
+    assert!(
+        net.events().contains(&Event::ProposalRejected { proposal: rejected }),
+        "10000 of 15000 is not over two thirds"
+    );
     assert_eq!(net.state.params.fault_slash_bps, 3_000);
     let _ = proposal;
 }

@@ -73,7 +73,9 @@ impl World {
             1 => TxBody::Stake { role: if c % 2 == 0 { StakeRole::Provider } else { StakeRole::Validator }, amount },
             2 => TxBody::Unstake { role: if c % 2 == 0 { StakeRole::Provider } else { StakeRole::Validator }, amount },
             3 => TxBody::Withdraw,
-            4 => TxBody::RegisterProvider { profile: profile(["H100", "A100", "T4"][(c % 3) as usize], 16_000 * u64::from(c % 6)) },
+            4 => TxBody::RegisterProvider {
+                profile: profile(["H100", "A100", "T4"][(c % 3) as usize], 16_000 * u64::from(c % 6)),
+            },
             5 | 6 => {
                 let mut spec = auction_spec(&format!("{}", 1 + b % 20), policy(c));
                 if c % 7 == 0 {
@@ -104,7 +106,11 @@ impl World {
             11 => return Some(self.net.reveal_result(&key, task?, claim)),
             12 => TxBody::CancelTask { task: task? },
             13 => {
-                let report = VerificationReport { subject: addr(&self.actors[other]), pass: c % 2 == 0, distance_ppm: u32::from(c) * 100 };
+                let report = VerificationReport {
+                    subject: addr(&self.actors[other]),
+                    pass: c % 2 == 0,
+                    distance_ppm: u32::from(c) * 100,
+                };
                 TxBody::Report { task: task?, report }
             }
             14 => TxBody::Challenge { task: task?, bond: amount },
@@ -130,7 +136,8 @@ impl World {
                 return Some(tx);
             }
             _ => {
-                let mut tx = self.net.tx(&key, TxBody::Vote { proposal: Self::pick(&self.proposals, b)?, approve: c % 2 == 0 });
+                let mut tx =
+                    self.net.tx(&key, TxBody::Vote { proposal: Self::pick(&self.proposals, b)?, approve: c % 2 == 0 });
                 match c % 4 {
                     0 => tx.signature.0[0] ^= 1,
                     1 => tx.nonce += 1 + u64::from(c),

@@ -10,19 +10,14 @@ use std::collections::BTreeSet;
 use ogpu_chain::state::Phase;
 use ogpu_chain::{Event, Ineligible, Params, Receipt, State, TxError};
 use ogpu_core::spec::{Market, Ratio, SpecError, VerificationPolicy};
-use ogpu_core::tx::{
-    ParamChange, ParamKey, StakeRole, Transaction, TxBody, VerificationReport, bid_commitment,
-};
+use ogpu_core::tx::{ParamChange, ParamKey, StakeRole, Transaction, TxBody, VerificationReport, bid_commitment};
 use ogpu_core::vote::{Chit, Evidence, EvidenceError};
 use ogpu_core::{Address, Amount, ChainId, Hash, ProposalId, SecretKey, TaskId};
 
 /// The harness parameters with a reveal window of several blocks, so that a bid can be
 /// revealed (or refused) in a block where no auction timer fires.
 fn params() -> Params {
-    Params {
-        bid_reveal_blocks: 3,
-        ..test_params()
-    }
+    Params { bid_reveal_blocks: 3, ..test_params() }
 }
 
 fn net(funded: &[(&SecretKey, &str)]) -> Net {
@@ -46,9 +41,7 @@ fn proposer(net: &Net) -> Address {
     addr(&net.validator)
 }
 
-fn pairs<'a, K: Clone + 'a, V: Clone + 'a>(
-    entries: impl Iterator<Item = (&'a K, &'a V)>,
-) -> Vec<(K, V)> {
+fn pairs<'a, K: Clone + 'a, V: Clone + 'a>(entries: impl Iterator<Item = (&'a K, &'a V)>) -> Vec<(K, V)> {
     entries.map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
@@ -63,111 +56,39 @@ fn assert_rest_unchanged(before: &State, after: &State) {
     assert_eq!(after.params, before.params, "params");
     assert_eq!(after.supply, before.supply, "supply");
     assert_eq!(after.reward_pool, before.reward_pool, "reward pool");
-    assert_eq!(
-        pairs(after.validators.iter()),
-        pairs(before.validators.iter()),
-        "validators"
-    );
-    assert_eq!(
-        pairs(after.active_set.iter()),
-        pairs(before.active_set.iter()),
-        "active set"
-    );
-    assert_eq!(
-        pairs(after.providers.iter()),
-        pairs(before.providers.iter()),
-        "providers"
-    );
-    assert_eq!(
-        pairs(after.unbonding.iter()),
-        pairs(before.unbonding.iter()),
-        "unbonding"
-    );
-    assert_eq!(
-        after.next_unbonding, before.next_unbonding,
-        "next unbonding sequence"
-    );
-    assert_eq!(
-        pairs(after.pools.iter()),
-        pairs(before.pools.iter()),
-        "pools"
-    );
-    assert_eq!(
-        pairs(after.tasks.iter()),
-        pairs(before.tasks.iter()),
-        "tasks"
-    );
-    assert_eq!(
-        items(after.timers.iter()),
-        items(before.timers.iter()),
-        "timers"
-    );
-    assert_eq!(
-        pairs(after.proposals.iter()),
-        pairs(before.proposals.iter()),
-        "proposals"
-    );
-    assert_eq!(
-        items(after.punished.iter()),
-        items(before.punished.iter()),
-        "punished offences"
-    );
+    assert_eq!(pairs(after.validators.iter()), pairs(before.validators.iter()), "validators");
+    assert_eq!(pairs(after.active_set.iter()), pairs(before.active_set.iter()), "active set");
+    assert_eq!(pairs(after.providers.iter()), pairs(before.providers.iter()), "providers");
+    assert_eq!(pairs(after.unbonding.iter()), pairs(before.unbonding.iter()), "unbonding");
+    assert_eq!(after.next_unbonding, before.next_unbonding, "next unbonding sequence");
+    assert_eq!(pairs(after.pools.iter()), pairs(before.pools.iter()), "pools");
+    assert_eq!(pairs(after.tasks.iter()), pairs(before.tasks.iter()), "tasks");
+    assert_eq!(items(after.timers.iter()), items(before.timers.iter()), "timers");
+    assert_eq!(pairs(after.proposals.iter()), pairs(before.proposals.iter()), "proposals");
+    assert_eq!(items(after.punished.iter()), items(before.punished.iter()), "punished offences");
 }
 
 /// Nothing at all changed: not the sender, not the proposer, not anything else.
 fn assert_nothing_changed(before: &State, after: &State) {
-    assert_eq!(
-        pairs(after.accounts.iter()),
-        pairs(before.accounts.iter()),
-        "accounts"
-    );
+    assert_eq!(pairs(after.accounts.iter()), pairs(before.accounts.iter()), "accounts");
     assert_rest_unchanged(before, after);
 }
 
 /// The block took `fee` from `sender` and consumed its nonce, paid the fee to `proposer`,
 /// and changed nothing else.
-fn assert_only_fee_charged(
-    before: &State,
-    after: &State,
-    sender: Address,
-    fee: Amount,
-    proposer: Address,
-) {
+fn assert_only_fee_charged(before: &State, after: &State, sender: Address, fee: Amount, proposer: Address) {
     let (was, now) = (before.account(&sender), after.account(&sender));
     assert_eq!(now.nonce, was.nonce + 1, "the sender's nonce is consumed");
-    let sender_balance = if sender == proposer {
-        was.balance
-    } else {
-        was.balance.checked_sub(fee).unwrap()
-    };
-    assert_eq!(
-        now.balance, sender_balance,
-        "the sender pays the fee and nothing more"
-    );
+    let sender_balance = if sender == proposer { was.balance } else { was.balance.checked_sub(fee).unwrap() };
+    assert_eq!(now.balance, sender_balance, "the sender pays the fee and nothing more");
     if sender != proposer {
         let (was, now) = (before.account(&proposer), after.account(&proposer));
-        assert_eq!(
-            now.balance,
-            was.balance.checked_add(fee).unwrap(),
-            "the proposer collects the fee"
-        );
+        assert_eq!(now.balance, was.balance.checked_add(fee).unwrap(), "the proposer collects the fee");
         assert_eq!(now.nonce, was.nonce, "the proposer's nonce");
     }
-    let addresses: BTreeSet<Address> = before
-        .accounts
-        .keys()
-        .chain(after.accounts.keys())
-        .copied()
-        .collect();
-    for address in addresses
-        .into_iter()
-        .filter(|a| *a != sender && *a != proposer)
-    {
-        assert_eq!(
-            after.accounts.get(&address),
-            before.accounts.get(&address),
-            "account {address:?}"
-        );
+    let addresses: BTreeSet<Address> = before.accounts.keys().chain(after.accounts.keys()).copied().collect();
+    for address in addresses.into_iter().filter(|a| *a != sender && *a != proposer) {
+        assert_eq!(after.accounts.get(&address), before.accounts.get(&address), "account {address:?}");
     }
     assert_rest_unchanged(before, after);
 }
@@ -184,11 +105,7 @@ fn assert_refused(net: &mut Net, tx: Transaction, error: TxError) {
     assert!(error.is_admission(), "{error:?} is an admission failure");
     let (before, receipt) = run_alone(net, tx);
     assert_eq!(receipt.result, Err(error));
-    assert_eq!(
-        receipt.fee_paid,
-        Amount::ZERO,
-        "an admission failure pays no fee"
-    );
+    assert_eq!(receipt.fee_paid, Amount::ZERO, "an admission failure pays no fee");
     assert!(net.events().is_empty(), "no events: {:?}", net.events());
     assert_nothing_changed(&before, &net.state);
 }
@@ -196,10 +113,7 @@ fn assert_refused(net: &mut Net, tx: Transaction, error: TxError) {
 /// `tx` is admitted and fails with `error`: it pays its fee, consumes its nonce and
 /// changes nothing else.
 fn assert_tx_fails(net: &mut Net, tx: Transaction, error: TxError) {
-    assert!(
-        !error.is_admission(),
-        "{error:?} is not an admission failure"
-    );
+    assert!(!error.is_admission(), "{error:?} is not an admission failure");
     let (sender, fee) = (tx.sender_address(), tx.fee);
     let (before, receipt) = run_alone(net, tx);
     assert_eq!(receipt.result, Err(error));
@@ -219,19 +133,12 @@ fn ok_tx(net: &mut Net, tx: Transaction) {
 }
 
 fn transfer(to: &SecretKey, amount: &str) -> TxBody {
-    TxBody::Transfer {
-        to: addr(to),
-        amount: ogpu(amount),
-    }
+    TxBody::Transfer { to: addr(to), amount: ogpu(amount) }
 }
 
 fn windows(net: &Net, task: TaskId) -> (u64, u64) {
     match net.task(task).phase {
-        Phase::Bidding {
-            commit_end,
-            reveal_end,
-            ..
-        } => (commit_end, reveal_end),
+        Phase::Bidding { commit_end, reveal_end, .. } => (commit_end, reveal_end),
         other => panic!("the task is not taking bids: {other:?}"),
     }
 }
@@ -245,11 +152,7 @@ fn award(net: &mut Net, task: TaskId, winner: &SecretKey, price: &str) {
     let reveal = net.reveal_bid(winner, task, price);
     ok_tx(net, reveal);
     net.advance_to(reveal_end);
-    assert!(
-        matches!(net.task(task).phase, Phase::Executing),
-        "awarded: {:?}",
-        net.task(task).phase
-    );
+    assert!(matches!(net.task(task).phase, Phase::Executing), "awarded: {:?}", net.task(task).phase);
     assert_eq!(net.task(task).executors[0].provider, addr(winner));
 }
 
@@ -274,10 +177,7 @@ fn a_transaction_for_another_chain_is_rejected_and_changes_nothing() {
     let mut net = net(&[(&alice, "100")]);
     let other: ChainId = "ogpu-other".parse().unwrap();
     let tx = Transaction::sign(&alice, other.clone(), 0, net.fee(), transfer(&bob, "1"));
-    let expected = TxError::WrongChain {
-        expected: net.state.chain_id.clone(),
-        got: other,
-    };
+    let expected = TxError::WrongChain { expected: net.state.chain_id.clone(), got: other };
     assert_refused(&mut net, tx, expected);
 }
 
@@ -287,29 +187,9 @@ fn a_replayed_nonce_is_rejected_and_changes_nothing() {
     let mut net = net(&[(&alice, "100")]);
     let tx = net.tx(&alice, transfer(&bob, "1"));
     ok_tx(&mut net, tx.clone());
-    assert_refused(
-        &mut net,
-        tx,
-        TxError::NonceReplayed {
-            expected: 1,
-            got: 0,
-        },
-    );
-    let other_body = Transaction::sign(
-        &alice,
-        net.state.chain_id.clone(),
-        0,
-        net.fee(),
-        transfer(&bob, "2"),
-    );
-    assert_refused(
-        &mut net,
-        other_body,
-        TxError::NonceReplayed {
-            expected: 1,
-            got: 0,
-        },
-    );
+    assert_refused(&mut net, tx, TxError::NonceReplayed { expected: 1, got: 0 });
+    let other_body = Transaction::sign(&alice, net.state.chain_id.clone(), 0, net.fee(), transfer(&bob, "2"));
+    assert_refused(&mut net, other_body, TxError::NonceReplayed { expected: 1, got: 0 });
 }
 
 #[test]
@@ -317,21 +197,8 @@ fn a_skipped_nonce_is_rejected_and_changes_nothing() {
     let (alice, bob) = (key("alice"), key("bob"));
     let mut net = net(&[(&alice, "100")]);
     net.ok(&alice, transfer(&bob, "1"));
-    let tx = Transaction::sign(
-        &alice,
-        net.state.chain_id.clone(),
-        2,
-        net.fee(),
-        transfer(&bob, "1"),
-    );
-    assert_refused(
-        &mut net,
-        tx,
-        TxError::NonceSkipped {
-            expected: 1,
-            got: 2,
-        },
-    );
+    let tx = Transaction::sign(&alice, net.state.chain_id.clone(), 2, net.fee(), transfer(&bob, "1"));
+    assert_refused(&mut net, tx, TxError::NonceSkipped { expected: 1, got: 2 });
 }
 
 #[test]
@@ -339,13 +206,7 @@ fn a_fee_below_the_minimum_is_rejected_and_changes_nothing() {
     let (alice, bob) = (key("alice"), key("bob"));
     let mut net = net(&[(&alice, "100")]);
     let low = Amount::from_base_units(net.fee().base_units() - 1);
-    let tx = Transaction::sign(
-        &alice,
-        net.state.chain_id.clone(),
-        0,
-        low,
-        transfer(&bob, "1"),
-    );
+    let tx = Transaction::sign(&alice, net.state.chain_id.clone(), 0, low, transfer(&bob, "1"));
     let min = net.fee();
     assert_refused(&mut net, tx, TxError::FeeTooLow { min, got: low });
 }
@@ -358,31 +219,14 @@ fn an_account_that_cannot_pay_the_fee_is_rejected_and_changes_nothing() {
 
     // An account the chain has never seen.
     let tx = net.tx(&nobody, transfer(&bob, "1"));
-    assert_refused(
-        &mut net,
-        tx,
-        TxError::CannotPayFee {
-            balance: Amount::ZERO,
-            fee,
-        },
-    );
-    assert!(
-        !net.state.accounts.contains_key(&addr(&nobody)),
-        "a refused sender gets no account"
-    );
+    assert_refused(&mut net, tx, TxError::CannotPayFee { balance: Amount::ZERO, fee });
+    assert!(!net.state.accounts.contains_key(&addr(&nobody)), "a refused sender gets no account");
 
     // An account that spent everything it had.
     net.ok(&alice, transfer(&bob, "1"));
     assert_eq!(net.state.account(&addr(&alice)).balance, Amount::ZERO);
     let tx = net.tx(&alice, transfer(&bob, "1"));
-    assert_refused(
-        &mut net,
-        tx,
-        TxError::CannotPayFee {
-            balance: Amount::ZERO,
-            fee,
-        },
-    );
+    assert_refused(&mut net, tx, TxError::CannotPayFee { balance: Amount::ZERO, fee });
 }
 
 // Bank.
@@ -392,19 +236,8 @@ fn a_transfer_beyond_the_balance_fails_and_only_charges_the_fee() {
     let (alice, bob) = (key("alice"), key("bob"));
     let mut net = net(&[(&alice, "100")]);
     let have = ogpu("100").checked_sub(net.fee()).unwrap();
-    assert_fails(
-        &mut net,
-        &alice,
-        transfer(&bob, "1000"),
-        TxError::InsufficientFunds {
-            need: ogpu("1000"),
-            have,
-        },
-    );
-    assert!(
-        !net.state.accounts.contains_key(&addr(&bob)),
-        "the recipient got nothing"
-    );
+    assert_fails(&mut net, &alice, transfer(&bob, "1000"), TxError::InsufficientFunds { need: ogpu("1000"), have });
+    assert!(!net.state.accounts.contains_key(&addr(&bob)), "the recipient got nothing");
 }
 
 #[test]
@@ -419,16 +252,8 @@ fn a_task_whose_reservation_overflows_fails_and_only_charges_the_fee() {
     let client = key("client");
     let mut net = net(&[(&client, "100")]);
     let mut spec = auction_spec("10", no_checks());
-    spec.market = Market::Auction {
-        max_price: Amount::from_base_units(u128::MAX),
-        bid_window: 2,
-    };
-    assert_fails(
-        &mut net,
-        &client,
-        TxBody::SubmitTask { spec },
-        TxError::Overflow,
-    );
+    spec.market = Market::Auction { max_price: Amount::from_base_units(u128::MAX), bid_window: 2 };
+    assert_fails(&mut net, &client, TxBody::SubmitTask { spec }, TxError::Overflow);
 }
 
 // Auctions.
@@ -441,16 +266,9 @@ fn a_bid_committed_after_the_commit_window_fails_outside_the_window() {
     let submitted = net.height();
     let (commit_end, reveal_end) = windows(&net, task);
     net.advance_to(commit_end);
-    assert!(
-        commit_end + 1 < reveal_end,
-        "the late commit lands in a block without a timer"
-    );
+    assert!(commit_end + 1 < reveal_end, "the late commit lands in a block without a timer");
     let late = net.commit_bid(&p1, task, "5");
-    let expected = TxError::OutsideWindow {
-        opens: submitted,
-        closes: commit_end,
-        height: commit_end + 1,
-    };
+    let expected = TxError::OutsideWindow { opens: submitted, closes: commit_end, height: commit_end + 1 };
     assert_tx_fails(&mut net, late, expected);
 }
 
@@ -464,11 +282,7 @@ fn a_bid_revealed_before_the_commit_window_closes_fails_outside_the_window() {
     let (commit_end, reveal_end) = windows(&net, task);
     assert!(net.height() < commit_end);
     let early = net.reveal_bid(&p1, task, "5");
-    let expected = TxError::OutsideWindow {
-        opens: commit_end + 1,
-        closes: reveal_end,
-        height: net.height() + 1,
-    };
+    let expected = TxError::OutsideWindow { opens: commit_end + 1, closes: reveal_end, height: net.height() + 1 };
     assert_tx_fails(&mut net, early, expected);
 }
 
@@ -477,34 +291,21 @@ fn a_bid_revealed_after_the_reveal_window_fails_because_the_task_has_moved_on() 
     let (client, p1, p2) = (key("client"), key("p1"), key("p2"));
     let mut net = market(&client, &[&p1, &p2], &[]);
     let task = net.submit(&client, auction_spec("10", no_checks()));
-    let commits = vec![
-        net.commit_bid(&p1, task, "5"),
-        net.commit_bid(&p2, task, "4"),
-    ];
+    let commits = vec![net.commit_bid(&p1, task, "5"), net.commit_bid(&p2, task, "4")];
     assert!(net.block(commits).receipts.iter().all(|r| r.result.is_ok()));
     let (commit_end, reveal_end) = windows(&net, task);
     net.advance_to(commit_end);
     let reveal = net.reveal_bid(&p1, task, "5");
     ok_tx(&mut net, reveal);
     net.advance_to(reveal_end);
-    assert!(
-        matches!(net.task(task).phase, Phase::Executing),
-        "p1 won: {:?}",
-        net.task(task).phase
-    );
+    assert!(matches!(net.task(task).phase, Phase::Executing), "p1 won: {:?}", net.task(task).phase);
 
     let late = net.reveal_bid(&p2, task, "4");
     let (before, receipt) = run_alone(&mut net, late.clone());
-    assert!(
-        receipt.result.is_err(),
-        "a reveal after the window is refused"
-    );
+    assert!(receipt.result.is_err(), "a reveal after the window is refused");
     // The award ended the bidding phase, so the reveal meets the executing phase rather
     // than a closed window.
-    assert_eq!(
-        receipt.result,
-        Err(TxError::WrongPhase { phase: "executing" })
-    );
+    assert_eq!(receipt.result, Err(TxError::WrongPhase { phase: "executing" }));
     assert_eq!(receipt.fee_paid, late.fee);
     assert_only_fee_charged(&before, &net.state, addr(&p2), late.fee, proposer(&net));
 }
@@ -520,14 +321,7 @@ fn a_reveal_that_does_not_match_its_commitment_fails() {
     net.advance_to(commit_end);
     let other_price = net.reveal_bid(&p1, task, "6");
     assert_tx_fails(&mut net, other_price, TxError::RevealMismatch);
-    let other_salt = net.tx(
-        &p1,
-        TxBody::RevealBid {
-            task,
-            price: ogpu("5"),
-            salt: Hash::of_bytes(b"other salt"),
-        },
-    );
+    let other_salt = net.tx(&p1, TxBody::RevealBid { task, price: ogpu("5"), salt: Hash::of_bytes(b"other salt") });
     assert_tx_fails(&mut net, other_salt, TxError::RevealMismatch);
 }
 
@@ -552,10 +346,7 @@ fn a_second_bid_commitment_fails() {
     let commit = net.commit_bid(&p1, task, "5");
     ok_tx(&mut net, commit);
     let (commit_end, _) = windows(&net, task);
-    assert!(
-        net.height() < commit_end,
-        "the second commit is inside the window"
-    );
+    assert!(net.height() < commit_end, "the second commit is inside the window");
     let commitment = bid_commitment(&task, &addr(&p1), ogpu("4"), &salt(&p1));
     let again = net.tx(&p1, TxBody::CommitBid { task, commitment });
     assert_tx_fails(&mut net, again, TxError::DoubleCommit);
@@ -571,14 +362,7 @@ fn a_bid_revealed_above_the_maximum_price_fails() {
     let (commit_end, _) = windows(&net, task);
     net.advance_to(commit_end);
     let reveal = net.reveal_bid(&p1, task, "11");
-    assert_tx_fails(
-        &mut net,
-        reveal,
-        TxError::PriceAboveMax {
-            price: ogpu("11"),
-            max: ogpu("10"),
-        },
-    );
+    assert_tx_fails(&mut net, reveal, TxError::PriceAboveMax { price: ogpu("11"), max: ogpu("10") });
 }
 
 #[test]
@@ -588,11 +372,7 @@ fn a_bid_from_a_provider_with_too_little_vram_is_ineligible() {
     net.provider(&small, "T4", 8_000, "100");
     let task = net.submit(&client, auction_spec("10", no_checks()));
     let bid = net.commit_bid(&small, task, "5");
-    assert_tx_fails(
-        &mut net,
-        bid,
-        TxError::Ineligible(Ineligible::TooLittleVram),
-    );
+    assert_tx_fails(&mut net, bid, TxError::Ineligible(Ineligible::TooLittleVram));
 }
 
 // Cancelling.
@@ -602,12 +382,7 @@ fn only_the_client_may_cancel_a_task() {
     let (client, stranger) = (key("client"), key("stranger"));
     let mut net = market(&client, &[], &[(&stranger, "10")]);
     let task = net.submit(&client, auction_spec("10", no_checks()));
-    assert_fails(
-        &mut net,
-        &stranger,
-        TxBody::CancelTask { task },
-        TxError::NotTheClient,
-    );
+    assert_fails(&mut net, &stranger, TxBody::CancelTask { task }, TxError::NotTheClient);
 }
 
 #[test]
@@ -616,12 +391,7 @@ fn a_task_cannot_be_cancelled_after_its_award() {
     let mut net = market(&client, &[&p1], &[]);
     let task = net.submit(&client, auction_spec("10", no_checks()));
     award(&mut net, task, &p1, "5");
-    assert_fails(
-        &mut net,
-        &client,
-        TxBody::CancelTask { task },
-        TxError::NotCancellable { phase: "executing" },
-    );
+    assert_fails(&mut net, &client, TxBody::CancelTask { task }, TxError::NotCancellable { phase: "executing" });
 }
 
 #[test]
@@ -629,12 +399,7 @@ fn a_transaction_about_an_unknown_task_fails() {
     let (client, p1) = (key("client"), key("p1"));
     let mut net = market(&client, &[&p1], &[]);
     let unknown = TaskId(Hash::of_bytes(b"no such task"));
-    assert_fails(
-        &mut net,
-        &client,
-        TxBody::CancelTask { task: unknown },
-        TxError::UnknownTask(unknown.0),
-    );
+    assert_fails(&mut net, &client, TxBody::CancelTask { task: unknown }, TxError::UnknownTask(unknown.0));
     let bid = net.commit_bid(&p1, unknown, "5");
     assert_tx_fails(&mut net, bid, TxError::UnknownTask(unknown.0));
 }
@@ -644,20 +409,9 @@ fn a_task_with_an_invalid_spec_fails() {
     let client = key("client");
     let mut net = net(&[(&client, "100")]);
     let mut spec = auction_spec("10", no_checks());
-    spec.market = Market::Auction {
-        max_price: ogpu("10"),
-        bid_window: 0,
-    };
-    let error = SpecError {
-        field: "market.bid_window",
-        problem: "must be 1 to 1000 blocks".into(),
-    };
-    assert_fails(
-        &mut net,
-        &client,
-        TxBody::SubmitTask { spec },
-        TxError::InvalidSpec(error),
-    );
+    spec.market = Market::Auction { max_price: ogpu("10"), bid_window: 0 };
+    let error = SpecError { field: "market.bid_window", problem: "must be 1 to 1000 blocks".into() };
+    assert_fails(&mut net, &client, TxBody::SubmitTask { spec }, TxError::InvalidSpec(error));
 }
 
 // Execution.
@@ -668,12 +422,7 @@ fn starting_a_task_one_was_not_awarded_fails() {
     let mut net = market(&client, &[&p1, &p2], &[]);
     let task = net.submit(&client, auction_spec("10", no_checks()));
     award(&mut net, task, &p1, "5");
-    assert_fails(
-        &mut net,
-        &p2,
-        TxBody::StartTask { task },
-        TxError::NotAnExecutor,
-    );
+    assert_fails(&mut net, &p2, TxBody::StartTask { task }, TxError::NotAnExecutor);
 }
 
 #[test]
@@ -695,13 +444,8 @@ fn a_second_result_commitment_fails() {
     net.ok(&p1, TxBody::StartTask { task });
     let commit = net.commit_result(&p1, task, claim("first"));
     ok_tx(&mut net, commit);
-    let Phase::Revealing { reveal_end } = net.task(task).phase else {
-        panic!("{:?}", net.task(task).phase)
-    };
-    assert!(
-        net.height() + 1 < reveal_end,
-        "the second commit lands in a block without a timer"
-    );
+    let Phase::Revealing { reveal_end } = net.task(task).phase else { panic!("{:?}", net.task(task).phase) };
+    assert!(net.height() + 1 < reveal_end, "the second commit lands in a block without a timer");
     let again = net.commit_result(&p1, task, claim("second"));
     assert_tx_fails(&mut net, again, TxError::DoubleCommit);
 }
@@ -712,10 +456,7 @@ fn a_second_result_commitment_fails() {
 fn a_report_from_a_provider_that_was_not_selected_fails() {
     let (client, p1, p2, p3) = (key("client"), key("p1"), key("p2"), key("p3"));
     let mut net = market(&client, &[&p1, &p2, &p3], &[]);
-    let task = net.submit(
-        &client,
-        auction_spec("10", VerificationPolicy::SpotCheck { p: Ratio::ONE }),
-    );
+    let task = net.submit(&client, auction_spec("10", VerificationPolicy::SpotCheck { p: Ratio::ONE }));
     award(&mut net, task, &p1, "5");
     net.ok(&p1, TxBody::StartTask { task });
     let commit = net.commit_result(&p1, task, claim("answer"));
@@ -731,32 +472,13 @@ fn a_report_from_a_provider_that_was_not_selected_fails() {
         })
         .expect("a spot check with p = 1 always calls a verifier");
     assert_eq!(verifiers.len(), 1);
-    let Phase::Verifying { report_end, .. } = net.task(task).phase else {
-        panic!("{:?}", net.task(task).phase)
-    };
-    assert!(
-        net.height() + 2 < report_end,
-        "both reports land in blocks without a timer"
-    );
+    let Phase::Verifying { report_end, .. } = net.task(task).phase else { panic!("{:?}", net.task(task).phase) };
+    assert!(net.height() + 2 < report_end, "both reports land in blocks without a timer");
 
     let bystander = if verifiers[0] == addr(&p2) { &p3 } else { &p2 };
-    let report = VerificationReport {
-        subject: addr(&p1),
-        pass: false,
-        distance_ppm: 900_000,
-    };
-    assert_fails(
-        &mut net,
-        bystander,
-        TxBody::Report { task, report },
-        TxError::NotSelectedVerifier,
-    );
-    assert_fails(
-        &mut net,
-        &client,
-        TxBody::Report { task, report },
-        TxError::NotSelectedVerifier,
-    );
+    let report = VerificationReport { subject: addr(&p1), pass: false, distance_ppm: 900_000 };
+    assert_fails(&mut net, bystander, TxBody::Report { task, report }, TxError::NotSelectedVerifier);
+    assert_fails(&mut net, &client, TxBody::Report { task, report }, TxError::NotSelectedVerifier);
 }
 
 // Staking.
@@ -765,10 +487,7 @@ fn a_report_from_a_provider_that_was_not_selected_fails() {
 fn staking_as_a_provider_without_registering_fails() {
     let someone = key("someone");
     let mut net = net(&[(&someone, "500")]);
-    let body = TxBody::Stake {
-        role: StakeRole::Provider,
-        amount: ogpu("100"),
-    };
+    let body = TxBody::Stake { role: StakeRole::Provider, amount: ogpu("100") };
     assert_fails(&mut net, &someone, body, TxError::NotAProvider);
 }
 
@@ -776,107 +495,38 @@ fn staking_as_a_provider_without_registering_fails() {
 fn staking_below_the_validator_minimum_fails() {
     let hopeful = key("hopeful");
     let mut net = net(&[(&hopeful, "5000")]);
-    let body = TxBody::Stake {
-        role: StakeRole::Validator,
-        amount: ogpu("500"),
-    };
-    assert_fails(
-        &mut net,
-        &hopeful,
-        body,
-        TxError::StakeBelowMinimum {
-            min: ogpu("1000"),
-            would_be: ogpu("500"),
-        },
-    );
+    let body = TxBody::Stake { role: StakeRole::Validator, amount: ogpu("500") };
+    assert_fails(&mut net, &hopeful, body, TxError::StakeBelowMinimum { min: ogpu("1000"), would_be: ogpu("500") });
 }
 
 #[test]
 fn unstaking_to_a_remainder_below_the_minimum_fails() {
     let v2 = key("v2");
     let mut net = net(&[(&v2, "5000")]);
-    net.ok(
-        &v2,
-        TxBody::Stake {
-            role: StakeRole::Validator,
-            amount: ogpu("1500"),
-        },
-    );
-    let body = TxBody::Unstake {
-        role: StakeRole::Validator,
-        amount: ogpu("1000"),
-    };
-    assert_fails(
-        &mut net,
-        &v2,
-        body,
-        TxError::StakeBelowMinimum {
-            min: ogpu("1000"),
-            would_be: ogpu("500"),
-        },
-    );
+    net.ok(&v2, TxBody::Stake { role: StakeRole::Validator, amount: ogpu("1500") });
+    let body = TxBody::Unstake { role: StakeRole::Validator, amount: ogpu("1000") };
+    assert_fails(&mut net, &v2, body, TxError::StakeBelowMinimum { min: ogpu("1000"), would_be: ogpu("500") });
 }
 
 #[test]
 fn withdrawing_during_unbonding_fails_until_the_period_has_passed() {
     let v2 = key("v2");
     let mut net = net(&[(&v2, "5000")]);
-    net.ok(
-        &v2,
-        TxBody::Stake {
-            role: StakeRole::Validator,
-            amount: ogpu("1000"),
-        },
-    );
-    net.ok(
-        &v2,
-        TxBody::Unstake {
-            role: StakeRole::Validator,
-            amount: ogpu("1000"),
-        },
-    );
+    net.ok(&v2, TxBody::Stake { role: StakeRole::Validator, amount: ogpu("1000") });
+    net.ok(&v2, TxBody::Unstake { role: StakeRole::Validator, amount: ogpu("1000") });
     let release = net.height() + net.state.params.unbonding_blocks;
 
-    assert_fails(
-        &mut net,
-        &v2,
-        TxBody::Withdraw,
-        TxError::NothingToWithdraw {
-            next_release: Some(release),
-        },
-    );
+    assert_fails(&mut net, &v2, TxBody::Withdraw, TxError::NothingToWithdraw { next_release: Some(release) });
     net.advance_to(release - 2);
-    assert_fails(
-        &mut net,
-        &v2,
-        TxBody::Withdraw,
-        TxError::NothingToWithdraw {
-            next_release: Some(release),
-        },
-    );
+    assert_fails(&mut net, &v2, TxBody::Withdraw, TxError::NothingToWithdraw { next_release: Some(release) });
     assert_eq!(net.height(), release - 1);
 
     let before = net.balance(&v2);
     net.ok(&v2, TxBody::Withdraw);
     assert_eq!(net.height(), release);
-    assert_eq!(
-        net.balance(&v2),
-        before
-            .checked_add(ogpu("1000"))
-            .unwrap()
-            .checked_sub(net.fee())
-            .unwrap()
-    );
-    assert!(
-        net.state.unbonding.is_empty(),
-        "the unbonding entry is paid out"
-    );
-    assert_fails(
-        &mut net,
-        &v2,
-        TxBody::Withdraw,
-        TxError::NothingToWithdraw { next_release: None },
-    );
+    assert_eq!(net.balance(&v2), before.checked_add(ogpu("1000")).unwrap().checked_sub(net.fee()).unwrap());
+    assert!(net.state.unbonding.is_empty(), "the unbonding entry is paid out");
+    assert_fails(&mut net, &v2, TxBody::Withdraw, TxError::NothingToWithdraw { next_release: None });
 }
 
 #[test]
@@ -890,108 +540,41 @@ fn evidence_that_proves_nothing_fails() {
         height: 1,
         preferred: Hash::of_bytes(b"block"),
     };
-    let evidence = Box::new(Evidence::DoubleChit(
-        chit.clone().sign(&voter),
-        chit.sign(&voter),
-    ));
+    let evidence = Box::new(Evidence::DoubleChit(chit.clone().sign(&voter), chit.sign(&voter)));
     let body = TxBody::Evidence { evidence };
-    assert_fails(
-        &mut net,
-        &reporter,
-        body,
-        TxError::Evidence(EvidenceError::NoConflict),
-    );
+    assert_fails(&mut net, &reporter, body, TxError::Evidence(EvidenceError::NoConflict));
 }
 
 // Governance.
 
 fn min_fee_change() -> ParamChange {
-    ParamChange {
-        key: ParamKey::MinFee,
-        value: ogpu("0.002").base_units(),
-    }
+    ParamChange { key: ParamKey::MinFee, value: ogpu("0.002").base_units() }
 }
 
 #[test]
 fn a_proposal_from_a_non_validator_fails() {
     let someone = key("someone");
     let mut net = net(&[(&someone, "10")]);
-    assert_fails(
-        &mut net,
-        &someone,
-        TxBody::Propose {
-            change: min_fee_change(),
-        },
-        TxError::NotAValidator,
-    );
+    assert_fails(&mut net, &someone, TxBody::Propose { change: min_fee_change() }, TxError::NotAValidator);
 }
 
 #[test]
 fn voting_twice_on_a_proposal_fails() {
     let (v2, validator) = (key("v2"), key("validator"));
     let mut net = net(&[(&v2, "2000"), (&validator, "10")]);
-    net.ok(
-        &v2,
-        TxBody::Stake {
-            role: StakeRole::Validator,
-            amount: ogpu("1000"),
-        },
-    );
-    let propose = net.tx(
-        &v2,
-        TxBody::Propose {
-            change: min_fee_change(),
-        },
-    );
+    net.ok(&v2, TxBody::Stake { role: StakeRole::Validator, amount: ogpu("1000") });
+    let propose = net.tx(&v2, TxBody::Propose { change: min_fee_change() });
     let proposal = ProposalId(propose.hash());
     ok_tx(&mut net, propose);
-    let voting_ends = net
-        .state
-        .proposals
-        .get(&proposal)
-        .expect("the proposal is open")
-        .voting_ends;
-    assert!(
-        net.height() + 3 < voting_ends,
-        "every vote lands before the vote closes"
-    );
+    let voting_ends = net.state.proposals.get(&proposal).expect("the proposal is open").voting_ends;
+    assert!(net.height() + 3 < voting_ends, "every vote lands before the vote closes");
 
     // The proposer's own vote was counted when it proposed.
-    assert_fails(
-        &mut net,
-        &v2,
-        TxBody::Vote {
-            proposal,
-            approve: false,
-        },
-        TxError::AlreadyVoted,
-    );
+    assert_fails(&mut net, &v2, TxBody::Vote { proposal, approve: false }, TxError::AlreadyVoted);
     // The block proposer votes, then tries to change its vote: the fee goes from it to itself.
-    net.ok(
-        &validator,
-        TxBody::Vote {
-            proposal,
-            approve: true,
-        },
-    );
-    assert_fails(
-        &mut net,
-        &validator,
-        TxBody::Vote {
-            proposal,
-            approve: false,
-        },
-        TxError::AlreadyVoted,
-    );
-    assert_eq!(
-        net.state
-            .proposals
-            .get(&proposal)
-            .unwrap()
-            .votes
-            .get(&addr(&validator)),
-        Some(&true)
-    );
+    net.ok(&validator, TxBody::Vote { proposal, approve: true });
+    assert_fails(&mut net, &validator, TxBody::Vote { proposal, approve: false }, TxError::AlreadyVoted);
+    assert_eq!(net.state.proposals.get(&proposal).unwrap().votes.get(&addr(&validator)), Some(&true));
 }
 
 // Blocks.
@@ -1010,46 +593,20 @@ fn a_failed_transaction_inside_a_busy_block_leaves_its_neighbours_applied() {
     let outcome = net.block(txs);
     let results: Vec<_> = outcome.receipts.iter().map(|r| r.result.clone()).collect();
     let bob_has = ogpu("10").checked_sub(fee).unwrap();
-    assert_eq!(
-        results,
-        vec![
-            Ok(()),
-            Err(TxError::InsufficientFunds {
-                need: ogpu("50"),
-                have: bob_has
-            }),
-            Ok(())
-        ]
-    );
-    assert!(
-        outcome.receipts.iter().all(|r| r.fee_paid == fee),
-        "every admitted transaction pays its fee"
-    );
+    assert_eq!(results, vec![Ok(()), Err(TxError::InsufficientFunds { need: ogpu("50"), have: bob_has }), Ok(())]);
+    assert!(outcome.receipts.iter().all(|r| r.fee_paid == fee), "every admitted transaction pays its fee");
 
     let after = &net.state;
-    let spent = |total: &str, sent: &str| {
-        ogpu(total)
-            .checked_sub(ogpu(sent))
-            .unwrap()
-            .checked_sub(fee)
-            .unwrap()
-    };
+    let spent = |total: &str, sent: &str| ogpu(total).checked_sub(ogpu(sent)).unwrap().checked_sub(fee).unwrap();
     assert_eq!(after.account(&addr(&alice)).balance, spent("100", "5"));
     assert_eq!(after.account(&addr(&bob)).balance, spent("10", "0"));
     assert_eq!(after.account(&addr(&carol)).balance, spent("100", "7"));
     assert_eq!(after.account(&addr(&dave)).balance, ogpu("12"));
     for sender in [&alice, &bob, &carol] {
-        assert_eq!(
-            after.account(&addr(sender)).nonce,
-            1,
-            "every admitted transaction consumes its nonce"
-        );
+        assert_eq!(after.account(&addr(sender)).nonce, 1, "every admitted transaction consumes its nonce");
     }
     let collected = fee.checked_mul(3).unwrap();
     let proposer_before = before.account(&proposer(&net)).balance;
-    assert_eq!(
-        after.account(&proposer(&net)).balance,
-        proposer_before.checked_add(collected).unwrap()
-    );
+    assert_eq!(after.account(&proposer(&net)).balance, proposer_before.checked_add(collected).unwrap());
     assert_rest_unchanged(&before, after);
 }

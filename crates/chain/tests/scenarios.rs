@@ -6,7 +6,9 @@ use common::*;
 use ogpu_chain::Event;
 use ogpu_chain::receipt::{PayReason, SlashReason};
 use ogpu_chain::state::{Outcome, Phase, VerifyReason};
-use ogpu_core::spec::{Limits, Market, PoolSpec, Ratio, Requirements, TaskSpec, VerificationPolicy, Workload, WorkloadKind};
+use ogpu_core::spec::{
+    Limits, Market, PoolSpec, Ratio, Requirements, TaskSpec, VerificationPolicy, Workload, WorkloadKind,
+};
 use ogpu_core::tx::{ResultClaim, StakeRole, Trace, TxBody, VerificationReport};
 use ogpu_core::{Address, Amount, BlobHash, Hash, PoolId, SecretKey, TaskId};
 
@@ -78,7 +80,11 @@ fn a_training_task_goes_through_auction_proof_of_learning_and_settlement() {
 
     auction(&mut net, task, &[(&p1, "6"), (&p2, "8"), (&p3, "9")]);
     let executors = net.task(task).executors;
-    assert_eq!((executors[0].provider, executors[0].price), (addr(&p1), ogpu("8")), "lowest bid wins at the second price");
+    assert_eq!(
+        (executors[0].provider, executors[0].price),
+        (addr(&p1), ogpu("8")),
+        "lowest bid wins at the second price"
+    );
 
     let trace = Trace { root: Hash::of_bytes(b"checkpoints"), checkpoints: 5 };
     execute(&mut net, task, &p1, ResultClaim { output: Hash::of_bytes(b"model"), trace: Some(trace) });
@@ -125,18 +131,30 @@ fn a_pool_job_is_won_by_the_earliest_commit_and_pays_matching_replicas() {
     assert_eq!(net.balance(&client), minus("100", &[ogpu("1.432"), net.fee()]), "1.322 escrow + 0.11 lock");
 
     let answer = claim("embedding");
-    let commits = vec![net.commit_result(&p2, task, answer), net.commit_result(&p1, task, answer), net.commit_result(&p3, task, answer)];
+    let commits = vec![
+        net.commit_result(&p2, task, answer),
+        net.commit_result(&p1, task, answer),
+        net.commit_result(&p3, task, answer),
+    ];
     assert!(net.block(commits).receipts.iter().all(|r| r.result.is_ok()));
     let Phase::Racing { reveal_end, .. } = net.task(task).phase else { panic!() };
     let late = net.commit_result(&p1, task, answer);
     assert!(net.block(vec![late]).receipts[0].result.is_err(), "the commit window has closed");
-    let reveals = vec![net.reveal_result(&p1, task, answer), net.reveal_result(&p2, task, answer), net.reveal_result(&p3, task, answer)];
+    let reveals = vec![
+        net.reveal_result(&p1, task, answer),
+        net.reveal_result(&p2, task, answer),
+        net.reveal_result(&p3, task, answer),
+    ];
     assert!(net.block(reveals).receipts.iter().all(|r| r.result.is_ok()));
     net.advance_to(reveal_end);
 
     assert_eq!(finish(&mut net, task), Outcome::Completed { output: answer.output });
     let stake_and_fees = |n| plus(ogpu("110"), &[fees(&net, n)]);
-    assert_eq!(net.balance(&p2), plus(ogpu("500").checked_sub(stake_and_fees(5)).unwrap(), &[ogpu("1")]), "the earliest commit wins");
+    assert_eq!(
+        net.balance(&p2),
+        plus(ogpu("500").checked_sub(stake_and_fees(5)).unwrap(), &[ogpu("1")]),
+        "the earliest commit wins"
+    );
     for (replica, txs) in [(&p1, 6), (&p3, 5)] {
         assert_eq!(net.balance(replica), plus(ogpu("500").checked_sub(stake_and_fees(txs)).unwrap(), &[ogpu("0.05")]));
     }
@@ -158,8 +176,17 @@ fn a_cheating_provider_is_slashed_the_client_compensated_and_the_task_reauctione
     report(&mut net, first_verifier, task, &p1, false);
 
     let slashed = ogpu("20");
-    assert!(net.events().contains(&Event::Slashed { who: addr(&p1), amount: slashed, reason: SlashReason::WrongResult }));
-    assert!(net.events().contains(&Event::Paid { task, to: addr(&client), amount: ogpu("10"), why: PayReason::Compensation }));
+    assert!(net.events().contains(&Event::Slashed {
+        who: addr(&p1),
+        amount: slashed,
+        reason: SlashReason::WrongResult
+    }));
+    assert!(net.events().contains(&Event::Paid {
+        task,
+        to: addr(&client),
+        amount: ogpu("10"),
+        why: PayReason::Compensation
+    }));
     assert_eq!(net.state.supply.burned, ogpu("10"), "what exceeds the compensation is burned");
     let provider = net.state.providers.get(&addr(&p1)).unwrap();
     assert_eq!((provider.stake, provider.reputation), (ogpu("80"), 400));
@@ -196,8 +223,17 @@ fn a_winner_that_never_starts_is_slashed_a_little_and_replaced() {
     auction(&mut net, task, &[(&p1, "4"), (&p2, "6")]);
     let start_by = net.task(task).executors[0].stage_due;
     net.advance_to(start_by);
-    assert!(net.events().contains(&Event::Slashed { who: addr(&p1), amount: ogpu("1"), reason: SlashReason::StartTimeout }));
-    assert!(net.events().contains(&Event::Paid { task, to: addr(&client), amount: ogpu("1"), why: PayReason::Compensation }));
+    assert!(net.events().contains(&Event::Slashed {
+        who: addr(&p1),
+        amount: ogpu("1"),
+        reason: SlashReason::StartTimeout
+    }));
+    assert!(net.events().contains(&Event::Paid {
+        task,
+        to: addr(&client),
+        amount: ogpu("1"),
+        why: PayReason::Compensation
+    }));
     assert!(matches!(net.task(task).phase, Phase::Bidding { .. }));
     assert!(net.task(task).excluded.contains(&addr(&p1)));
 
@@ -222,7 +258,11 @@ fn replication_slashes_the_executor_outside_the_quorum() {
     let bids: Vec<(&SecretKey, &str)> = vec![(&keys[0], "3"), (&keys[1], "4"), (&keys[2], "5"), (&keys[3], "6")];
     auction(&mut net, task, &bids);
     let executors: Vec<_> = net.task(task).executors.iter().map(|e| (e.provider, e.price)).collect();
-    assert_eq!(executors, (0..3).map(|i| (addr(&keys[i]), ogpu("6"))).collect::<Vec<_>>(), "three winners at the best losing price");
+    assert_eq!(
+        executors,
+        (0..3).map(|i| (addr(&keys[i]), ogpu("6"))).collect::<Vec<_>>(),
+        "three winners at the best losing price"
+    );
 
     let starts = keys[..3].iter().map(|k| net.tx(k, TxBody::StartTask { task })).collect();
     net.block(starts);
@@ -265,7 +305,10 @@ fn a_frivolous_challenge_forfeits_its_bond_to_the_executor() {
     let task = net.submit(&client, auction_spec("10", VerificationPolicy::None));
     auction(&mut net, task, &[(&p1, "5")]);
     execute(&mut net, task, &p1, claim("fine"));
-    assert_eq!(net.run(&critic, TxBody::Challenge { task, bond: ogpu("1") }), Err(ogpu_chain::TxError::BondTooSmall { min: ogpu("10") }));
+    assert_eq!(
+        net.run(&critic, TxBody::Challenge { task, bond: ogpu("1") }),
+        Err(ogpu_chain::TxError::BondTooSmall { min: ogpu("10") })
+    );
     net.ok(&critic, TxBody::Challenge { task, bond: ogpu("10") });
     let verifiers = selected_verifiers(&net);
     assert_eq!(verifiers.len(), 2, "p2 and p3: everyone but the executor");
@@ -274,7 +317,11 @@ fn a_frivolous_challenge_forfeits_its_bond_to_the_executor() {
     }
     assert!(matches!(net.task(task).phase, Phase::Done(Outcome::Completed { .. })));
     assert_eq!(net.balance(&critic), minus("50", &[ogpu("10"), fees(&net, 2)]));
-    assert_eq!(net.balance(&p1), plus(minus("400", &[fees(&net, 7)]), &[ogpu("10"), ogpu("10")]), "price plus the bond");
+    assert_eq!(
+        net.balance(&p1),
+        plus(minus("400", &[fees(&net, 7)]), &[ogpu("10"), ogpu("10")]),
+        "price plus the bond"
+    );
 }
 
 #[test]
@@ -300,7 +347,13 @@ fn a_pool_job_with_a_dissenting_replica_is_settled_by_verifiers() {
     }
     let job = TaskSpec {
         market: Market::Pool { pool },
-        workload: Workload { kind: WorkloadKind::Wasm, program: BlobHash(Hash::ZERO), inputs: Default::default(), args: vec![], limits: Limits::default() },
+        workload: Workload {
+            kind: WorkloadKind::Wasm,
+            program: BlobHash(Hash::ZERO),
+            inputs: Default::default(),
+            args: vec![],
+            limits: Limits::default(),
+        },
         ..auction_spec("1", VerificationPolicy::None)
     };
     let task = net.submit(&client, job);

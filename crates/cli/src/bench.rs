@@ -91,7 +91,10 @@ fn transfers_per_s(senders: usize, size: usize, rounds: usize) -> Result<f64> {
         chain_id: "ogpu-bench".parse()?,
         genesis_time_ms: 0,
         params: Params::default(),
-        allocations: keys.iter().map(|k| Allocation { address: Address::of(&k.public()), amount: Amount::ogpu(1_000) }).collect(),
+        allocations: keys
+            .iter()
+            .map(|k| Allocation { address: Address::of(&k.public()), amount: Amount::ogpu(1_000) })
+            .collect(),
         validators: vec![GenesisValidator { public_key: validator.public(), stake: Amount::ogpu(10_000) }],
     };
     let state = genesis.into_state()?;

@@ -22,7 +22,8 @@ pub enum KeyCommand {
 }
 
 fn password() -> Result<String> {
-    std::env::var("OGPU_PASSWORD").context("set OGPU_PASSWORD to the key file's password (it may be empty for devnet keys)")
+    std::env::var("OGPU_PASSWORD")
+        .context("set OGPU_PASSWORD to the key file's password (it may be empty for devnet keys)")
 }
 
 pub fn run(command: KeyCommand) -> Result<()> {

@@ -45,8 +45,7 @@ impl FromStr for Address {
     type Err = ParseAddressError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let checked = CheckedHrpstring::new::<Bech32m>(text)
-            .map_err(|e| ParseAddressError::Encoding(e.to_string()))?;
+        let checked = CheckedHrpstring::new::<Bech32m>(text).map_err(|e| ParseAddressError::Encoding(e.to_string()))?;
         if checked.hrp() != PREFIX {
             return Err(ParseAddressError::WrongPrefix(checked.hrp().to_string()));
         }

@@ -62,8 +62,7 @@ impl Amount {
 
     /// The share `bps / 10_000` of this amount, rounded down.
     pub fn bps(self, bps: BasisPoints) -> Amount {
-        self.checked_mul_div(u128::from(bps), BPS_DENOMINATOR)
-            .expect("a basis-point share never exceeds the amount")
+        self.checked_mul_div(u128::from(bps), BPS_DENOMINATOR).expect("a basis-point share never exceeds the amount")
     }
 
     pub fn min(self, other: Amount) -> Amount {

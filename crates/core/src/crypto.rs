@@ -81,14 +81,9 @@ impl PublicKey {
 
 /// Checks many signatures at once, about twice as fast as one by one. `Ok` means every
 /// signature verifies; on `Err`, check them one by one to find the culprits.
-pub fn verify_batch(
-    messages: &[&[u8]],
-    signatures: &[Signature],
-    keys: &[PublicKey],
-) -> Result<(), SignatureError> {
+pub fn verify_batch(messages: &[&[u8]], signatures: &[Signature], keys: &[PublicKey]) -> Result<(), SignatureError> {
     let keys = keys.iter().map(PublicKey::dalek).collect::<Result<Vec<_>, _>>()?;
-    let signatures: Vec<_> =
-        signatures.iter().map(|s| ed25519_dalek::Signature::from_bytes(&s.0)).collect();
+    let signatures: Vec<_> = signatures.iter().map(|s| ed25519_dalek::Signature::from_bytes(&s.0)).collect();
     ed25519_dalek::verify_batch(messages, &signatures, &keys).map_err(|_| SignatureError::Invalid)
 }
 

@@ -102,9 +102,8 @@ impl Keystore {
         let address = Address::of(&key.public());
         let seed = key.seed();
         let payload = Payload { msg: seed.as_ref(), aad: &address.0 };
-        let ciphertext = cipher(password, &kdf)?
-            .encrypt(XNonce::from_slice(&nonce), payload)
-            .map_err(|_| KeystoreError::Decrypt)?;
+        let ciphertext =
+            cipher(password, &kdf)?.encrypt(XNonce::from_slice(&nonce), payload).map_err(|_| KeystoreError::Decrypt)?;
         Ok(Keystore { version: 1, address, kdf, nonce: to_hex(&nonce), ciphertext: to_hex(&ciphertext) })
     }
 
@@ -116,7 +115,9 @@ impl Keystore {
         let sealed: [u8; 48] = from_hex(&self.ciphertext, "ciphertext")?;
         let payload = Payload { msg: &sealed, aad: &self.address.0 };
         let seed = Zeroizing::new(
-            cipher(password, &self.kdf)?.decrypt(XNonce::from_slice(&nonce), payload).map_err(|_| KeystoreError::Decrypt)?,
+            cipher(password, &self.kdf)?
+                .decrypt(XNonce::from_slice(&nonce), payload)
+                .map_err(|_| KeystoreError::Decrypt)?,
         );
         let seed: [u8; 32] = seed.as_slice().try_into().map_err(|_| KeystoreError::Decrypt)?;
         let key = SecretKey::from_seed(seed);

@@ -79,8 +79,10 @@ impl Proof {
         while width > 1 {
             let has_sibling = at ^ 1 < width;
             if has_sibling {
-                let Some(sibling) = siblings.next() else { return false };
-                hash = if at % 2 == 0 { node(&hash, sibling) } else { node(sibling, &hash) };
+                let Some(sibling) = siblings.next() else {
+                    return false;
+                };
+                hash = if at.is_multiple_of(2) { node(&hash, sibling) } else { node(sibling, &hash) };
             }
             at /= 2;
             width = width.div_ceil(2);

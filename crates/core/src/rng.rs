@@ -66,10 +66,12 @@ mod tests {
     #[test]
     fn same_seed_and_purpose_give_the_same_stream() {
         let seed = Hash::of_bytes(b"block 9");
-        let a: Vec<_> = (0..4).map({
-            let mut r = DetRng::new(&seed, "test", &[]);
-            move |_| r.next_u64()
-        }).collect();
+        let a: Vec<_> = (0..4)
+            .map({
+                let mut r = DetRng::new(&seed, "test", &[]);
+                move |_| r.next_u64()
+            })
+            .collect();
         let mut again = DetRng::new(&seed, "test", &[]);
         assert_eq!(a, (0..4).map(|_| again.next_u64()).collect::<Vec<_>>());
         assert_ne!(DetRng::new(&seed, "other", &[]).next_u64(), a[0]);

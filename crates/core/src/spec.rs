@@ -63,7 +63,9 @@ impl<'de> Deserialize<'de> for Ratio {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, BorshSerialize, BorshDeserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkloadKind {
     /// A WASI module run in a deterministic sandbox.
@@ -230,7 +232,9 @@ impl TaskSpec {
             })?,
         }
         let r = &self.requirements;
-        check(r.models.len() <= limits::MODELS, "requirements.models", || format!("at most {} models", limits::MODELS))?;
+        check(r.models.len() <= limits::MODELS, "requirements.models", || {
+            format!("at most {} models", limits::MODELS)
+        })?;
         for model in &r.models {
             check_text(model, limits::MODEL_LEN, "requirements.models")?;
         }
@@ -254,9 +258,9 @@ impl TaskSpec {
                     format!("must be a majority of n = {n}: from {} to {n}", n / 2 + 1)
                 })
             }
-            VerificationPolicy::SpotCheck { p } => {
-                check(p.0 > 0 && p <= Ratio::ONE, "verification.p", || "a spot check needs a probability above 0, at most 1".into())
-            }
+            VerificationPolicy::SpotCheck { p } => check(p.0 > 0 && p <= Ratio::ONE, "verification.p", || {
+                "a spot check needs a probability above 0, at most 1".into()
+            }),
             VerificationPolicy::ProofOfLearning { segments, tolerance } => {
                 check(self.workload.kind == WorkloadKind::Train, "verification.policy", || {
                     "proof_of_learning is for train workloads".into()
@@ -421,9 +425,15 @@ quorum = 2
         }
         let unknown = invalid(|s| s.replace("deadline_blocks = 100", "deadline_blocks = 100\ncolour = \"red\""));
         assert!(unknown.contains("unknown field `colour`"), "{unknown}");
-        let policy = invalid(|s| s.replace("policy = \"replicate\"\nn = 3\nquorum = 2", "policy = \"proof_of_learning\"\nsegments = 2\ntolerance = 0.01"));
+        let policy = invalid(|s| {
+            s.replace(
+                "policy = \"replicate\"\nn = 3\nquorum = 2",
+                "policy = \"proof_of_learning\"\nsegments = 2\ntolerance = 0.01",
+            )
+        });
         assert!(policy.contains("proof_of_learning is for train workloads"), "{policy}");
-        let fraction = invalid(|s| s.replace("policy = \"replicate\"\nn = 3\nquorum = 2", "policy = \"spot_check\"\np = 1.5"));
+        let fraction =
+            invalid(|s| s.replace("policy = \"replicate\"\nn = 3\nquorum = 2", "policy = \"spot_check\"\np = 1.5"));
         assert!(fraction.contains("between 0 and 1"), "{fraction}");
         assert!(TaskSpec::from_json("{").unwrap_err().to_string().contains("JSON"));
     }

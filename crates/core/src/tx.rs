@@ -38,32 +38,85 @@ pub enum StakeRole {
 /// Every action an account can take on chain.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum TxBody {
-    Transfer { to: Address, amount: Amount },
-    Stake { role: StakeRole, amount: Amount },
+    Transfer {
+        to: Address,
+        amount: Amount,
+    },
+    Stake {
+        role: StakeRole,
+        amount: Amount,
+    },
     /// Starts unbonding; the amount stays slashable until it is withdrawn.
-    Unstake { role: StakeRole, amount: Amount },
+    Unstake {
+        role: StakeRole,
+        amount: Amount,
+    },
     /// Pays out every unbonding entry of the sender whose period has passed.
     Withdraw,
-    RegisterProvider { profile: DeviceProfile },
-    UpdateProvider { profile: DeviceProfile },
-    SubmitTask { spec: TaskSpec },
-    CancelTask { task: TaskId },
+    RegisterProvider {
+        profile: DeviceProfile,
+    },
+    UpdateProvider {
+        profile: DeviceProfile,
+    },
+    SubmitTask {
+        spec: TaskSpec,
+    },
+    CancelTask {
+        task: TaskId,
+    },
     /// A sealed bid: [`bid_commitment`] of the price.
-    CommitBid { task: TaskId, commitment: Hash },
-    RevealBid { task: TaskId, price: Amount, salt: Hash },
+    CommitBid {
+        task: TaskId,
+        commitment: Hash,
+    },
+    RevealBid {
+        task: TaskId,
+        price: Amount,
+        salt: Hash,
+    },
     /// The awarded provider says it has started; a winner that does not is slashed.
-    StartTask { task: TaskId },
-    CreatePool { spec: PoolSpec },
-    JoinPool { pool: PoolId, stake: Amount },
-    LeavePool { pool: PoolId },
+    StartTask {
+        task: TaskId,
+    },
+    CreatePool {
+        spec: PoolSpec,
+    },
+    JoinPool {
+        pool: PoolId,
+        stake: Amount,
+    },
+    LeavePool {
+        pool: PoolId,
+    },
     /// A sealed result: [`result_commitment`] of the claim.
-    CommitResult { task: TaskId, commitment: Hash },
-    RevealResult { task: TaskId, claim: ResultClaim, salt: Hash },
-    Report { task: TaskId, report: VerificationReport },
-    Challenge { task: TaskId, bond: Amount },
-    Evidence { evidence: Box<Evidence> },
-    Propose { change: ParamChange },
-    Vote { proposal: ProposalId, approve: bool },
+    CommitResult {
+        task: TaskId,
+        commitment: Hash,
+    },
+    RevealResult {
+        task: TaskId,
+        claim: ResultClaim,
+        salt: Hash,
+    },
+    Report {
+        task: TaskId,
+        report: VerificationReport,
+    },
+    Challenge {
+        task: TaskId,
+        bond: Amount,
+    },
+    Evidence {
+        evidence: Box<Evidence>,
+    },
+    Propose {
+        change: ParamChange,
+    },
+    Vote {
+        proposal: ProposalId,
+        approve: bool,
+    },
 }
 
 /// What a provider claims it computed: the output blob and, for training, the root of its
@@ -194,7 +247,10 @@ mod tests {
         let task = TaskId(Hash::of_bytes(b"t"));
         let salt = Hash::of_bytes(b"salt");
         let price = Amount::ogpu(1);
-        assert_ne!(bid_commitment(&task, &Address([1; 20]), price, &salt), bid_commitment(&task, &Address([2; 20]), price, &salt));
+        assert_ne!(
+            bid_commitment(&task, &Address([1; 20]), price, &salt),
+            bid_commitment(&task, &Address([2; 20]), price, &salt)
+        );
         let claim = ResultClaim { output: Hash::of_bytes(b"out"), trace: None };
         assert_ne!(
             result_commitment(&task, &Address([1; 20]), &claim, &salt),

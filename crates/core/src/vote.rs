@@ -50,6 +50,7 @@ impl SignedChit {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+#[allow(clippy::large_enum_variant, reason = "evidence is rare and travels boxed inside transactions")]
 pub enum Evidence {
     DoubleProposal(SignedHeader, SignedHeader),
     DoubleChit(SignedChit, SignedChit),

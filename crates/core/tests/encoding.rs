@@ -11,15 +11,15 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use ogpu_core::block::{BlockHeader, SignedHeader};
 use ogpu_core::encoding::{Canonical, DecodeError, decode_bounded};
 use ogpu_core::spec::{
-    Device, DeviceKind, DeviceProfile, Limits, Market, PoolSpec, Ratio, Requirements, TaskSpec,
-    VerificationPolicy, Workload, WorkloadKind, limits,
+    Device, DeviceKind, DeviceProfile, Limits, Market, PoolSpec, Ratio, Requirements, TaskSpec, VerificationPolicy,
+    Workload, WorkloadKind, limits,
 };
 use ogpu_core::tx::{ParamChange, ParamKey, ResultClaim, StakeRole, Trace, VerificationReport};
 use ogpu_core::vote::{Chit, Evidence, SignedChit};
 use ogpu_core::vrf::VrfProof;
 use ogpu_core::{
-    Address, Amount, BlobHash, Block, ChainId, Hash, PoolId, ProposalId, PublicKey, SecretKey,
-    Signature, TaskId, Transaction, TxBody,
+    Address, Amount, BlobHash, Block, ChainId, Hash, PoolId, ProposalId, PublicKey, SecretKey, Signature, TaskId,
+    Transaction, TxBody,
 };
 use proptest::collection::{btree_map, vec};
 use proptest::option;
@@ -83,11 +83,7 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn workload_kind() -> impl Strategy<Value = WorkloadKind> {
-    select(vec![
-        WorkloadKind::Wasm,
-        WorkloadKind::Onnx,
-        WorkloadKind::Train,
-    ])
+    select(vec![WorkloadKind::Wasm, WorkloadKind::Onnx, WorkloadKind::Train])
 }
 
 fn stake_role() -> impl Strategy<Value = StakeRole> {
@@ -127,28 +123,13 @@ fn param_key() -> impl Strategy<Value = ParamKey> {
 
 fn workload() -> impl Strategy<Value = Workload> {
     let input_name = "[a-zA-Z0-9_-][a-zA-Z0-9._-]{0,15}";
-    let limits =
-        (1..=u64::MAX, 1..=1u32 << 20, 1..=u32::MAX).prop_map(|(fuel, memory_mb, timeout_s)| {
-            Limits {
-                fuel,
-                memory_mb,
-                timeout_s,
-            }
-        });
-    (
-        workload_kind(),
-        blob_hash(),
-        btree_map(input_name, blob_hash(), 0..4),
-        vec(".{0,16}", 0..4),
-        limits,
-    )
-        .prop_map(|(kind, program, inputs, args, limits)| Workload {
-            kind,
-            program,
-            inputs,
-            args,
-            limits,
-        })
+    let limits = (1..=u64::MAX, 1..=1u32 << 20, 1..=u32::MAX).prop_map(|(fuel, memory_mb, timeout_s)| Limits {
+        fuel,
+        memory_mb,
+        timeout_s,
+    });
+    (workload_kind(), blob_hash(), btree_map(input_name, blob_hash(), 0..4), vec(".{0,16}", 0..4), limits)
+        .prop_map(|(kind, program, inputs, args, limits)| Workload { kind, program, inputs, args, limits })
 }
 
 fn market() -> impl Strategy<Value = Market> {
@@ -160,18 +141,9 @@ fn market() -> impl Strategy<Value = Market> {
 }
 
 fn requirements() -> impl Strategy<Value = Requirements> {
-    (
-        any::<u32>(),
-        any::<u64>(),
-        vec(text(), 0..4),
-        0..=limits::MAX_REPUTATION,
+    (any::<u32>(), any::<u64>(), vec(text(), 0..4), 0..=limits::MAX_REPUTATION).prop_map(
+        |(gpus, min_vram_mb, models, min_reputation)| Requirements { gpus, min_vram_mb, models, min_reputation },
     )
-        .prop_map(|(gpus, min_vram_mb, models, min_reputation)| Requirements {
-            gpus,
-            min_vram_mb,
-            models,
-            min_reputation,
-        })
 }
 
 fn verification() -> impl Strategy<Value = VerificationPolicy> {
@@ -179,87 +151,45 @@ fn verification() -> impl Strategy<Value = VerificationPolicy> {
         .prop_flat_map(|n| (Just(n), n / 2 + 1..=n))
         .prop_map(|(n, quorum)| VerificationPolicy::Replicate { n, quorum });
     let spot_check = (1..=Ratio::ONE.0).prop_map(|p| VerificationPolicy::SpotCheck { p: Ratio(p) });
-    let proof_of_learning =
-        (1..=limits::SEGMENTS, 0..Ratio::ONE.0).prop_map(|(segments, tolerance)| {
-            VerificationPolicy::ProofOfLearning {
-                segments,
-                tolerance: Ratio(tolerance),
-            }
-        });
-    prop_oneof![
-        Just(VerificationPolicy::None),
-        replicate,
-        spot_check,
-        proof_of_learning,
-    ]
+    let proof_of_learning = (1..=limits::SEGMENTS, 0..Ratio::ONE.0).prop_map(|(segments, tolerance)| {
+        VerificationPolicy::ProofOfLearning { segments, tolerance: Ratio(tolerance) }
+    });
+    prop_oneof![Just(VerificationPolicy::None), replicate, spot_check, proof_of_learning,]
 }
 
 fn task_spec() -> impl Strategy<Value = TaskSpec> {
-    (
-        text(),
-        workload(),
-        market(),
-        requirements(),
-        1..=limits::MAX_DEADLINE_BLOCKS,
-        verification(),
+    (text(), workload(), market(), requirements(), 1..=limits::MAX_DEADLINE_BLOCKS, verification()).prop_map(
+        |(name, mut workload, market, requirements, deadline_blocks, verification)| {
+            // A pool job takes its pool's verification; proof of learning is for training.
+            let verification = match market {
+                Market::Pool { .. } => VerificationPolicy::None,
+                Market::Auction { .. } => verification,
+            };
+            if let VerificationPolicy::ProofOfLearning { .. } = verification {
+                workload.kind = WorkloadKind::Train;
+            }
+            TaskSpec { name, workload, market, requirements, deadline_blocks, verification }
+        },
     )
-        .prop_map(
-            |(name, mut workload, market, requirements, deadline_blocks, verification)| {
-                // A pool job takes its pool's verification; proof of learning is for training.
-                let verification = match market {
-                    Market::Pool { .. } => VerificationPolicy::None,
-                    Market::Auction { .. } => verification,
-                };
-                if let VerificationPolicy::ProofOfLearning { .. } = verification {
-                    workload.kind = WorkloadKind::Train;
-                }
-                TaskSpec {
-                    name,
-                    workload,
-                    market,
-                    requirements,
-                    deadline_blocks,
-                    verification,
-                }
-            },
-        )
 }
 
 fn device_profile() -> impl Strategy<Value = DeviceProfile> {
-    let device = (
-        select(vec![DeviceKind::Gpu, DeviceKind::Cpu]),
-        text(),
-        any::<u64>(),
-        any::<u32>(),
-    )
-        .prop_map(|(kind, model, memory_mb, gflops)| Device {
-            kind,
-            model,
-            memory_mb,
-            gflops,
-        });
+    let device = (select(vec![DeviceKind::Gpu, DeviceKind::Cpu]), text(), any::<u64>(), any::<u32>())
+        .prop_map(|(kind, model, memory_mb, gflops)| Device { kind, model, memory_mb, gflops });
     (vec(device, 1..=4), text()).prop_map(|(devices, region)| DeviceProfile { devices, region })
 }
 
 fn pool_spec() -> impl Strategy<Value = PoolSpec> {
-    (
-        text(),
-        workload_kind(),
-        blob_hash(),
-        positive_amount(),
-        0..=Ratio::ONE.0,
-        amount(),
+    (text(), workload_kind(), blob_hash(), positive_amount(), 0..=Ratio::ONE.0, amount()).prop_map(
+        |(name, kind, model, price_per_job, rate, min_stake)| PoolSpec {
+            name,
+            kind,
+            model,
+            price_per_job,
+            verification_rate: Ratio(rate),
+            min_stake,
+        },
     )
-        .prop_map(
-            |(name, kind, model, price_per_job, rate, min_stake)| PoolSpec {
-                name,
-                kind,
-                model,
-                price_per_job,
-                verification_rate: Ratio(rate),
-                min_stake,
-            },
-        )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -277,8 +207,8 @@ fn block_header() -> impl Strategy<Value = BlockHeader> {
         hash(),
         any::<[u8; 80]>().prop_map(VrfProof),
     )
-        .prop_map(
-            |(
+        .prop_map(|(chain_id, height, parent, proposer, time_ms, tx_root, state_root, randomness, proof)| {
+            BlockHeader {
                 chain_id,
                 height,
                 parent,
@@ -287,50 +217,26 @@ fn block_header() -> impl Strategy<Value = BlockHeader> {
                 tx_root,
                 state_root,
                 randomness,
-                proof,
-            )| {
-                BlockHeader {
-                    chain_id,
-                    height,
-                    parent,
-                    proposer,
-                    time_ms,
-                    tx_root,
-                    state_root,
-                    randomness,
-                    randomness_proof: proof,
-                }
-            },
-        )
+                randomness_proof: proof,
+            }
+        })
 }
 
 fn signed_header() -> impl Strategy<Value = SignedHeader> {
     prop_oneof![
-        (block_header(), signature())
-            .prop_map(|(header, signature)| SignedHeader { header, signature }),
+        (block_header(), signature()).prop_map(|(header, signature)| SignedHeader { header, signature }),
         (block_header(), secret_key()).prop_map(|(header, key)| header.sign(&key)),
     ]
 }
 
 fn chit() -> impl Strategy<Value = Chit> {
-    (chain_id(), address(), any::<u64>(), any::<u64>(), hash()).prop_map(
-        |(chain_id, poller, poll, height, preferred)| Chit {
-            chain_id,
-            poller,
-            poll,
-            height,
-            preferred,
-        },
-    )
+    (chain_id(), address(), any::<u64>(), any::<u64>(), hash())
+        .prop_map(|(chain_id, poller, poll, height, preferred)| Chit { chain_id, poller, poll, height, preferred })
 }
 
 fn signed_chit() -> impl Strategy<Value = SignedChit> {
     prop_oneof![
-        (chit(), public_key(), signature()).prop_map(|(chit, voter, signature)| SignedChit {
-            chit,
-            voter,
-            signature
-        }),
+        (chit(), public_key(), signature()).prop_map(|(chit, voter, signature)| SignedChit { chit, voter, signature }),
         (chit(), secret_key()).prop_map(|(chit, key)| chit.sign(&key)),
     ]
 }
@@ -343,19 +249,12 @@ fn evidence() -> impl Strategy<Value = Evidence> {
 }
 
 fn tx_body() -> impl Strategy<Value = TxBody> {
-    let claim =
-        (hash(), option::of((hash(), any::<u32>()))).prop_map(|(output, trace)| ResultClaim {
-            output,
-            trace: trace.map(|(root, checkpoints)| Trace { root, checkpoints }),
-        });
-    let report =
-        (address(), any::<bool>(), any::<u32>()).prop_map(|(subject, pass, distance_ppm)| {
-            VerificationReport {
-                subject,
-                pass,
-                distance_ppm,
-            }
-        });
+    let claim = (hash(), option::of((hash(), any::<u32>()))).prop_map(|(output, trace)| ResultClaim {
+        output,
+        trace: trace.map(|(root, checkpoints)| Trace { root, checkpoints }),
+    });
+    let report = (address(), any::<bool>(), any::<u32>())
+        .prop_map(|(subject, pass, distance_ppm)| VerificationReport { subject, pass, distance_ppm });
     prop_oneof![
         (address(), amount()).prop_map(|(to, amount)| TxBody::Transfer { to, amount }),
         (stake_role(), amount()).prop_map(|(role, amount)| TxBody::Stake { role, amount }),
@@ -366,66 +265,42 @@ fn tx_body() -> impl Strategy<Value = TxBody> {
         task_spec().prop_map(|spec| TxBody::SubmitTask { spec }),
         task_id().prop_map(|task| TxBody::CancelTask { task }),
         (task_id(), hash()).prop_map(|(task, commitment)| TxBody::CommitBid { task, commitment }),
-        (task_id(), amount(), hash()).prop_map(|(task, price, salt)| TxBody::RevealBid {
-            task,
-            price,
-            salt
-        }),
+        (task_id(), amount(), hash()).prop_map(|(task, price, salt)| TxBody::RevealBid { task, price, salt }),
         task_id().prop_map(|task| TxBody::StartTask { task }),
         pool_spec().prop_map(|spec| TxBody::CreatePool { spec }),
         (pool_id(), amount()).prop_map(|(pool, stake)| TxBody::JoinPool { pool, stake }),
         pool_id().prop_map(|pool| TxBody::LeavePool { pool }),
-        (task_id(), hash())
-            .prop_map(|(task, commitment)| TxBody::CommitResult { task, commitment }),
-        (task_id(), claim, hash()).prop_map(|(task, claim, salt)| TxBody::RevealResult {
-            task,
-            claim,
-            salt
-        }),
+        (task_id(), hash()).prop_map(|(task, commitment)| TxBody::CommitResult { task, commitment }),
+        (task_id(), claim, hash()).prop_map(|(task, claim, salt)| TxBody::RevealResult { task, claim, salt }),
         (task_id(), report).prop_map(|(task, report)| TxBody::Report { task, report }),
         (task_id(), amount()).prop_map(|(task, bond)| TxBody::Challenge { task, bond }),
-        evidence().prop_map(|evidence| TxBody::Evidence {
-            evidence: Box::new(evidence)
-        }),
-        (param_key(), any::<u128>()).prop_map(|(key, value)| TxBody::Propose {
-            change: ParamChange { key, value }
-        }),
-        (hash(), any::<bool>()).prop_map(|(proposal, approve)| TxBody::Vote {
-            proposal: ProposalId(proposal),
-            approve,
-        }),
+        evidence().prop_map(|evidence| TxBody::Evidence { evidence: Box::new(evidence) }),
+        (param_key(), any::<u128>()).prop_map(|(key, value)| TxBody::Propose { change: ParamChange { key, value } }),
+        (hash(), any::<bool>())
+            .prop_map(|(proposal, approve)| TxBody::Vote { proposal: ProposalId(proposal), approve }),
     ]
 }
 
 /// Transactions with arbitrary bytes for key and signature, and properly signed ones.
 fn transaction() -> impl Strategy<Value = Transaction> {
     prop_oneof![
-        (
-            chain_id(),
-            public_key(),
-            any::<u64>(),
-            amount(),
-            tx_body(),
-            signature()
-        )
-            .prop_map(
-                |(chain_id, sender, nonce, fee, body, signature)| Transaction {
-                    chain_id,
-                    sender,
-                    nonce,
-                    fee,
-                    body,
-                    signature,
-                },
-            ),
+        (chain_id(), public_key(), any::<u64>(), amount(), tx_body(), signature()).prop_map(
+            |(chain_id, sender, nonce, fee, body, signature)| Transaction {
+                chain_id,
+                sender,
+                nonce,
+                fee,
+                body,
+                signature,
+            },
+        ),
         signed_transaction(),
     ]
 }
 
 fn signed_transaction() -> impl Strategy<Value = Transaction> {
-    (secret_key(), chain_id(), any::<u64>(), amount(), tx_body()).prop_map(
-        |(key, chain_id, nonce, fee, body)| Transaction::sign(&key, chain_id, nonce, fee, body),
-    )
+    (secret_key(), chain_id(), any::<u64>(), amount(), tx_body())
+        .prop_map(|(key, chain_id, nonce, fee, body)| Transaction::sign(&key, chain_id, nonce, fee, body))
 }
 
 fn block() -> impl Strategy<Value = Block> {
@@ -495,22 +370,18 @@ fn on_chain() -> impl Strategy<Value = OnChain> {
 /// Bytes that decoding must survive: pure noise; a valid encoding cut at some point and
 /// continued with noise; or a valid encoding with a few bytes overwritten. The last two get
 /// deep into the decoder, and the last often decodes.
-fn noisy_bytes<S: Strategy<Value = Vec<u8>>>(
-    valid: impl Fn() -> S,
-) -> impl Strategy<Value = Vec<u8>> {
-    let cut_and_continued =
-        (valid(), any::<Index>(), vec(any::<u8>(), 0..200)).prop_map(|(mut bytes, cut, tail)| {
-            bytes.truncate(cut.index(bytes.len() + 1));
-            bytes.extend(tail);
-            bytes
-        });
-    let overwritten =
-        (valid(), any::<Index>(), vec(any::<u8>(), 1..8)).prop_map(|(mut bytes, at, noise)| {
-            let at = at.index(bytes.len());
-            let end = bytes.len().min(at + noise.len());
-            bytes[at..end].copy_from_slice(&noise[..end - at]);
-            bytes
-        });
+fn noisy_bytes<S: Strategy<Value = Vec<u8>>>(valid: impl Fn() -> S) -> impl Strategy<Value = Vec<u8>> {
+    let cut_and_continued = (valid(), any::<Index>(), vec(any::<u8>(), 0..200)).prop_map(|(mut bytes, cut, tail)| {
+        bytes.truncate(cut.index(bytes.len() + 1));
+        bytes.extend(tail);
+        bytes
+    });
+    let overwritten = (valid(), any::<Index>(), vec(any::<u8>(), 1..8)).prop_map(|(mut bytes, at, noise)| {
+        let at = at.index(bytes.len());
+        let end = bytes.len().min(at + noise.len());
+        bytes[at..end].copy_from_slice(&noise[..end - at]);
+        bytes
+    });
     prop_oneof![vec(any::<u8>(), 0..2000), cut_and_continued, overwritten]
 }
 
@@ -525,12 +396,7 @@ where
     T: Debug,
 {
     if let Ok(value) = decode(bytes) {
-        prop_assert_eq!(
-            encode(&value),
-            bytes,
-            "{:?} decoded from a non-canonical encoding",
-            value
-        );
+        prop_assert_eq!(encode(&value), bytes, "{:?} decoded from a non-canonical encoding", value);
     }
     Ok(())
 }
@@ -710,14 +576,7 @@ fn the_body_generator_yields_every_variant_and_both_kinds_of_evidence() {
     let mut runner = TestRunner::deterministic();
     let strategy = tx_body();
     let seen: BTreeSet<&str> = (0..1_000)
-        .map(|_| {
-            variant(
-                &strategy
-                    .new_tree(&mut runner)
-                    .expect("bodies always generate")
-                    .current(),
-            )
-        })
+        .map(|_| variant(&strategy.new_tree(&mut runner).expect("bodies always generate").current()))
         .collect();
     assert_eq!(seen, expected);
 }

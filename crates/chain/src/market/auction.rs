@@ -11,13 +11,13 @@ use ogpu_core::spec::Market;
 use ogpu_core::tx::bid_commitment;
 use ogpu_core::{Address, Amount, Hash, TaskId};
 
+use crate::error::Ineligible;
 use crate::error::TxError;
 use crate::exec::Ctx;
 use crate::market::{load, screen, store};
 use crate::receipt::Event;
 use crate::settle;
 use crate::state::{Bid, Executor, Outcome, Phase, ScreeningReport, Stage, State, Task};
-use crate::error::Ineligible;
 
 fn bid_window(task: &Task) -> u64 {
     match task.spec.market {
@@ -112,7 +112,9 @@ impl Candidate {
 /// Closes the auction: awards the vacant slots, or ends the task with a screening report
 /// when no eligible bid came in.
 pub(crate) fn award(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(), TxError> {
-    let Phase::Bidding { bids, .. } = &task.phase else { return Ok(()) };
+    let Phase::Bidding { bids, .. } = &task.phase else {
+        return Ok(());
+    };
     let bids = bids.clone();
     let slots = usize::from(task.spec.verification.executors()).saturating_sub(task.executors.len());
     let mut candidates: Vec<Candidate> = bids

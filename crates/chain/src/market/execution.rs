@@ -60,13 +60,21 @@ pub(crate) fn check_claim(task: &Task, claim: &ResultClaim) -> Result<(), TxErro
         && matches!(task.spec.market, Market::Auction { .. });
     match (&claim.trace, wants_trace) {
         (None, true) => Err(TxError::InvalidClaim("proof of learning needs a checkpoint trace")),
-        (Some(trace), true) if trace.checkpoints < 2 => Err(TxError::InvalidClaim("a trace needs at least 2 checkpoints")),
+        (Some(trace), true) if trace.checkpoints < 2 => {
+            Err(TxError::InvalidClaim("a trace needs at least 2 checkpoints"))
+        }
         (Some(_), false) => Err(TxError::InvalidClaim("only proof-of-learning tasks take a trace")),
         _ => Ok(()),
     }
 }
 
-pub(crate) fn reveal_result(ctx: &mut Ctx, who: Address, id: TaskId, claim: &ResultClaim, salt: &Hash) -> Result<(), TxError> {
+pub(crate) fn reveal_result(
+    ctx: &mut Ctx,
+    who: Address,
+    id: TaskId,
+    claim: &ResultClaim,
+    salt: &Hash,
+) -> Result<(), TxError> {
     let task = load(ctx.state, id)?;
     check_claim(&task, claim)?;
     if matches!(task.phase, Phase::Racing { .. }) {
@@ -96,7 +104,12 @@ pub(crate) fn reveal_result(ctx: &mut Ctx, who: Address, id: TaskId, claim: &Res
 /// Slashes and removes the executors whose deadline has passed: those who never started
 /// (a small slash), those who never committed, and, when `reveal_closed`, those who
 /// committed but did not reveal in time. Returns whether any slot fell vacant.
-pub(crate) fn expire_executors(ctx: &mut Ctx, id: TaskId, task: &mut Task, reveal_closed: bool) -> Result<bool, TxError> {
+pub(crate) fn expire_executors(
+    ctx: &mut Ctx,
+    id: TaskId,
+    task: &mut Task,
+    reveal_closed: bool,
+) -> Result<bool, TxError> {
     let height = ctx.height();
     let late: Vec<(Address, SlashReason)> = task
         .executors

@@ -28,7 +28,8 @@ pub(crate) fn register_provider(ctx: &mut Ctx, who: Address, profile: &DevicePro
     if ctx.state.providers.contains_key(&who) {
         return Err(TxError::AlreadyRegistered);
     }
-    let provider = Provider { profile: profile.clone(), stake: Amount::ZERO, reputation: START_REPUTATION, jailed_until: 0 };
+    let provider =
+        Provider { profile: profile.clone(), stake: Amount::ZERO, reputation: START_REPUTATION, jailed_until: 0 };
     ctx.state.providers.insert(who, provider);
     Ok(())
 }
@@ -42,7 +43,12 @@ pub(crate) fn update_provider(ctx: &mut Ctx, who: Address, profile: &DeviceProfi
 
 /// Whether `who` may work on a task with these requirements now; the first requirement
 /// it fails otherwise.
-pub(crate) fn screen(state: &State, who: &Address, requirements: &Requirements, task: Option<&Task>) -> Result<(), Ineligible> {
+pub(crate) fn screen(
+    state: &State,
+    who: &Address,
+    requirements: &Requirements,
+    task: Option<&Task>,
+) -> Result<(), Ineligible> {
     let provider = state.providers.get(who).ok_or(Ineligible::NotRegistered)?;
     if provider.stake < state.params.min_provider_stake {
         return Err(Ineligible::StakeTooLow);
@@ -135,7 +141,11 @@ pub(crate) fn submit_task(ctx: &mut Ctx, client: Address, tx: Hash, spec: &TaskS
         due: None,
     };
     ctx.emit(Event::TaskSubmitted { task: id, client, reserved: reserved.total().ok_or(TxError::Overflow)? });
-    if pooled { open_race(ctx, id, &mut task) } else { open_auction(ctx, id, &mut task) };
+    if pooled {
+        open_race(ctx, id, &mut task)
+    } else {
+        open_auction(ctx, id, &mut task)
+    };
     store(ctx, id, task);
     Ok(())
 }

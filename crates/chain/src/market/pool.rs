@@ -71,11 +71,17 @@ pub(crate) fn open_race(ctx: &mut Ctx, id: TaskId, task: &mut Task) {
     ctx.emit(Event::RaceOpened { task: id, round: task.rounds, commit_end });
 }
 
-pub(crate) fn commit_to_race(ctx: &mut Ctx, who: Address, id: TaskId, mut task: Task, commitment: Hash) -> Result<(), TxError> {
+pub(crate) fn commit_to_race(
+    ctx: &mut Ctx,
+    who: Address,
+    id: TaskId,
+    mut task: Task,
+    commitment: Hash,
+) -> Result<(), TxError> {
     let height = ctx.height();
     let pool_id = pool_of(&task).ok_or(TxError::WrongPhase { phase: task.phase.name() })?;
     let pool = ctx.state.pools.get(&pool_id).ok_or(TxError::UnknownPool(pool_id.0))?;
-    if !pool.subscribers.get(&who).is_some_and(|stake| *stake >= pool.spec.min_stake) {
+    if pool.subscribers.get(&who).is_none_or(|stake| *stake < pool.spec.min_stake) {
         return Err(TxError::NotSubscribed);
     }
     if ctx.state.providers.get(&who).is_some_and(|p| p.jailed_until > height) {
@@ -106,7 +112,9 @@ pub(crate) fn reveal_in_race(
     salt: &Hash,
 ) -> Result<(), TxError> {
     let height = ctx.height();
-    let Phase::Racing { commit_end, reveal_end, entries } = &mut task.phase else { unreachable!("checked by the caller") };
+    let Phase::Racing { commit_end, reveal_end, entries } = &mut task.phase else {
+        unreachable!("checked by the caller")
+    };
     if height <= *commit_end || height > *reveal_end {
         return Err(TxError::OutsideWindow { opens: *commit_end + 1, closes: *reveal_end, height });
     }
@@ -125,12 +133,19 @@ pub(crate) fn reveal_in_race(
 /// Ends a race: the revealed entries become the job's executors in commit order (the
 /// first is the winner, the rest replicas), and their results go to verification.
 pub(crate) fn close_race(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(), TxError> {
-    let Phase::Racing { entries, .. } = &task.phase else { return Ok(()) };
+    let Phase::Racing { entries, .. } = &task.phase else {
+        return Ok(());
+    };
     task.executors = entries
         .iter()
         .filter_map(|entry| {
             let claim = entry.claim?;
-            Some(Executor { provider: entry.provider, price: Amount::ZERO, stage: Stage::Revealed(claim), stage_due: 0 })
+            Some(Executor {
+                provider: entry.provider,
+                price: Amount::ZERO,
+                stage: Stage::Revealed(claim),
+                stage_due: 0,
+            })
         })
         .collect();
     if task.executors.is_empty() {

@@ -5,8 +5,11 @@
 use ogpu_chain::genesis::{Allocation, GenesisValidator};
 use ogpu_chain::params::SUPPLY_CAP;
 use ogpu_chain::{BlockOutcome, Event, Genesis, Params, State, TxError, apply_block, propose_block};
-use ogpu_core::spec::{Device, DeviceKind, DeviceProfile, Limits, Market, Requirements, TaskSpec, VerificationPolicy, Workload, WorkloadKind};
-use ogpu_core::tx::{StakeRole, Transaction, TxBody, bid_commitment, result_commitment, ResultClaim};
+use ogpu_core::spec::{
+    Device, DeviceKind, DeviceProfile, Limits, Market, Requirements, TaskSpec, VerificationPolicy, Workload,
+    WorkloadKind,
+};
+use ogpu_core::tx::{ResultClaim, StakeRole, Transaction, TxBody, bid_commitment, result_commitment};
 use ogpu_core::{Address, Amount, BlobHash, Hash, SecretKey, TaskId};
 
 pub fn key(name: &str) -> SecretKey {
@@ -60,7 +63,10 @@ impl Net {
             chain_id: "ogpu-test".parse().unwrap(),
             genesis_time_ms: 1_000,
             params,
-            allocations: funded.iter().map(|(k, amount)| Allocation { address: addr(k), amount: ogpu(amount) }).collect(),
+            allocations: funded
+                .iter()
+                .map(|(k, amount)| Allocation { address: addr(k), amount: ogpu(amount) })
+                .collect(),
             validators: vec![GenesisValidator { public_key: validator.public(), stake: ogpu("10000") }],
         };
         Net { state: genesis.into_state().unwrap(), validator, time_ms: 1_000, last: BlockOutcome::default() }
