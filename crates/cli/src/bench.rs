@@ -17,6 +17,26 @@ use serde_json::json;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Simulated finality of Snowman over the ten-region latency matrix.
+    Consensus {
+        /// Print one JSON object (the only output format for now).
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 100)]
+        validators: usize,
+        /// Independent runs; their blocks are pooled for the percentiles.
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Consecutive successful polls to accept (default: the engine's).
+        #[arg(long)]
+        beta: Option<u32>,
+        /// Polls in flight (default: the engine's).
+        #[arg(long)]
+        polls: Option<usize>,
+        /// Simulated seconds per run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Transfers per second through apply_block, against ed25519 verifications per second.
     Chain {
         /// Print one JSON object (the only output format for now).
@@ -32,7 +52,54 @@ pub enum BenchCommand {
 }
 
 pub fn run(command: BenchCommand) -> Result<()> {
-    let BenchCommand::Chain { json: _, senders, rounds } = command;
+    match command {
+        BenchCommand::Chain { json: _, senders, rounds } => chain(senders, rounds),
+        BenchCommand::Consensus { json: _, validators, seeds, beta, polls, seconds } => {
+            consensus(validators, seeds, beta, polls, seconds)
+        }
+    }
+}
+
+fn consensus(validators: usize, seeds: u64, beta: Option<u32>, polls: Option<usize>, seconds: u64) -> Result<()> {
+    let mut params = ogpu_consensus::Params::default();
+    params.beta = beta.unwrap_or(params.beta);
+    params.concurrent_polls = polls.unwrap_or(params.concurrent_polls);
+    params.validate()?;
+    let (mut finality, mut floor, mut messages, mut blocks, mut violations) = (vec![], vec![], 0u64, 0usize, 0u64);
+    for seed in 0..seeds {
+        let mut config = ogpu_sim::Config::new(validators, seed);
+        config.params = params;
+        config.duration_ms = seconds * 1_000;
+        let report = ogpu_sim::run(config)?;
+        finality.extend(&report.finality_ms);
+        floor.extend(&report.rtt_floor_ms);
+        messages += report.messages;
+        blocks += report.finalized_blocks();
+        violations += report.safety_violations;
+    }
+    let p50 = ogpu_sim::percentile(&finality, 50.0);
+    let floor_p50 = ogpu_sim::percentile(&floor, 50.0);
+    let report = json!({
+        "validators": validators,
+        "seeds": seeds,
+        "k": params.k,
+        "alpha_pref": params.alpha_pref,
+        "alpha_conf": params.alpha_conf,
+        "beta": params.beta,
+        "polls": params.concurrent_polls,
+        "blocks": blocks,
+        "finality_p50_ms": p50.round(),
+        "finality_p99_ms": ogpu_sim::percentile(&finality, 99.0).round(),
+        "rtt_floor_ms": floor_p50.round(),
+        "finality_over_floor": (p50 / floor_p50 * 100.0).round() / 100.0,
+        "messages_per_block": (messages as f64 / blocks.max(1) as f64).round(),
+        "safety_violations": violations,
+    });
+    println!("{report}");
+    Ok(())
+}
+
+fn chain(senders: usize, rounds: usize) -> Result<()> {
     let verify_per_s = ed25519_verify_per_s(20_000);
     let batch_per_s = ed25519_batch_verify_per_s(10_000, rounds.max(1));
     let mut report = json!({
