@@ -70,8 +70,12 @@ pub enum TxError {
     PriceAboveMax { price: Amount, max: Amount },
     #[error("the result claim is invalid: {0}")]
     InvalidClaim(&'static str),
-    #[error("no provider is available to verify a challenge")]
+    #[error("no provider is available to verify a challenge, or the task's escrow cannot pay them")]
     NoVerifiersAvailable,
+    #[error(
+        "the deadline of {got} blocks is longer than the unbonding period of {max}, after which a late provider's stake could be gone"
+    )]
+    DeadlineTooLong { max: u64, got: u64 },
     #[error("the provider cannot take this task: {0}")]
     Ineligible(Ineligible),
     #[error("the sender is not an executor of this task")]

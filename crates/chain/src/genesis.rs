@@ -45,8 +45,10 @@ pub enum GenesisError {
     StakeBelowMinimum { address: Address, stake: Amount, min: Amount },
     #[error("genesis holds more than the supply cap of 21,000,000 oGPU")]
     OverCap,
-    #[error("epoch_blocks and halving_blocks must be at least 1")]
-    ZeroPeriod,
+    #[error("invalid genesis parameters: {0}")]
+    Params(#[from] crate::params::ParamError),
+    #[error("halving_blocks must be at least 1")]
+    ZeroHalving,
 }
 
 impl Genesis {
@@ -67,8 +69,9 @@ impl Genesis {
         if self.validators.is_empty() {
             return Err(GenesisError::NoValidators);
         }
-        if self.params.epoch_blocks == 0 || self.params.halving_blocks == 0 {
-            return Err(GenesisError::ZeroPeriod);
+        self.params.validate()?;
+        if self.params.halving_blocks == 0 {
+            return Err(GenesisError::ZeroHalving);
         }
         let mut minted = Amount::ZERO;
         let mut add = |amount: Amount| -> Result<(), GenesisError> {

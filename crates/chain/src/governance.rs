@@ -1,6 +1,6 @@
 //! Parameter changes by stake-weighted vote: a validator proposes, validators vote during
-//! `voting_blocks`, and the change applies when more than two thirds of the active stake
-//! approved.
+//! `voting_blocks`, and the change applies when more than two thirds of the active set's
+//! stake approved, each voter weighing what the set records for it.
 
 use ogpu_core::tx::ParamChange;
 use ogpu_core::{Address, Hash, ProposalId};
@@ -10,11 +10,10 @@ use crate::exec::Ctx;
 use crate::receipt::Event;
 use crate::state::Proposal;
 
+/// Only members of the current validator set propose and vote, and their weight is the
+/// stake the set records for them, the same stake that the tally divides by.
 fn require_validator(ctx: &Ctx, who: &Address) -> Result<(), TxError> {
-    match ctx.state.validators.get(who) {
-        Some(v) if !v.stake.is_zero() => Ok(()),
-        _ => Err(TxError::NotAValidator),
-    }
+    if ctx.state.active_set.contains_key(who) { Ok(()) } else { Err(TxError::NotAValidator) }
 }
 
 pub(crate) fn propose(ctx: &mut Ctx, who: Address, tx: Hash, change: ParamChange) -> Result<(), TxError> {
@@ -48,7 +47,7 @@ pub(crate) fn close_votes(ctx: &mut Ctx) -> Result<(), TxError> {
             .votes
             .iter()
             .filter(|(_, approve)| **approve)
-            .filter_map(|(voter, _)| ctx.state.validators.get(voter).map(|v| v.stake.base_units()))
+            .filter_map(|(voter, _)| ctx.state.active_set.get(voter).map(|(_, stake)| stake.base_units()))
             .sum();
         let passes =
             approving.checked_mul(3).ok_or(TxError::Overflow)? > total.checked_mul(2).ok_or(TxError::Overflow)?;

@@ -106,7 +106,70 @@ pub struct ParamError {
     pub reason: &'static str,
 }
 
+/// Every governable parameter, so validation can walk them all.
+const GOVERNABLE: [ParamKey; 22] = [
+    ParamKey::MinFee,
+    ParamKey::MinValidatorStake,
+    ParamKey::MinProviderStake,
+    ParamKey::UnbondingBlocks,
+    ParamKey::EpochBlocks,
+    ParamKey::BidRevealBlocks,
+    ParamKey::StartTimeoutBlocks,
+    ParamKey::ResultRevealBlocks,
+    ParamKey::VerifyBlocks,
+    ParamKey::ChallengeBlocks,
+    ParamKey::PoolCommitBlocks,
+    ParamKey::VotingBlocks,
+    ParamKey::JailBlocks,
+    ParamKey::ProtocolFeeBps,
+    ParamKey::VerifierFeeBps,
+    ParamKey::ReplicaFeeBps,
+    ParamKey::ClientLockBps,
+    ParamKey::StartSlashBps,
+    ParamKey::FaultSlashBps,
+    ParamKey::EquivocationSlashBps,
+    ParamKey::ChallengeBond,
+    ParamKey::MaxAuctionRounds,
+];
+
 impl Params {
+    /// The current value of a governable parameter, in the units `with` takes.
+    pub fn get(&self, key: ParamKey) -> u128 {
+        match key {
+            ParamKey::MinFee => self.min_fee.base_units(),
+            ParamKey::MinValidatorStake => self.min_validator_stake.base_units(),
+            ParamKey::MinProviderStake => self.min_provider_stake.base_units(),
+            ParamKey::ChallengeBond => self.challenge_bond.base_units(),
+            ParamKey::UnbondingBlocks => self.unbonding_blocks.into(),
+            ParamKey::EpochBlocks => self.epoch_blocks.into(),
+            ParamKey::JailBlocks => self.jail_blocks.into(),
+            ParamKey::BidRevealBlocks => self.bid_reveal_blocks.into(),
+            ParamKey::StartTimeoutBlocks => self.start_timeout_blocks.into(),
+            ParamKey::ResultRevealBlocks => self.result_reveal_blocks.into(),
+            ParamKey::VerifyBlocks => self.verify_blocks.into(),
+            ParamKey::ChallengeBlocks => self.challenge_blocks.into(),
+            ParamKey::PoolCommitBlocks => self.pool_commit_blocks.into(),
+            ParamKey::VotingBlocks => self.voting_blocks.into(),
+            ParamKey::MaxAuctionRounds => self.max_rounds.into(),
+            ParamKey::ProtocolFeeBps => self.protocol_fee_bps.into(),
+            ParamKey::VerifierFeeBps => self.verifier_fee_bps.into(),
+            ParamKey::ReplicaFeeBps => self.replica_fee_bps.into(),
+            ParamKey::ClientLockBps => self.client_lock_bps.into(),
+            ParamKey::StartSlashBps => self.start_slash_bps.into(),
+            ParamKey::FaultSlashBps => self.fault_slash_bps.into(),
+            ParamKey::EquivocationSlashBps => self.equivocation_slash_bps.into(),
+        }
+    }
+
+    /// Checks every parameter against the bounds governance is held to, so a genesis file
+    /// cannot set what a vote could not.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        for key in GOVERNABLE {
+            self.with(ParamChange { key, value: self.get(key) })?;
+        }
+        Ok(())
+    }
+
     /// The parameters with `change` applied, or why it is not allowed.
     pub fn with(&self, change: ParamChange) -> Result<Params, ParamError> {
         let ParamChange { key, value } = change;

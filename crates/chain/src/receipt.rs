@@ -17,21 +17,78 @@ pub struct Receipt {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    TaskSubmitted { task: TaskId, client: Address, reserved: Amount },
-    AuctionOpened { task: TaskId, round: u32, commit_end: u64, reveal_end: u64 },
-    Awarded { task: TaskId, provider: Address, price: Amount },
-    RaceOpened { task: TaskId, round: u32, commit_end: u64 },
-    VerificationStarted { task: TaskId, reason: VerifyReason, verifiers: Vec<Address> },
-    Verdict { task: TaskId, executor: Address, pass: bool },
-    Slashed { who: Address, amount: Amount, reason: SlashReason },
-    Paid { task: TaskId, to: Address, amount: Amount, why: PayReason },
-    Refunded { task: TaskId, client: Address, amount: Amount },
-    TaskEnded { task: TaskId, outcome: Outcome },
-    PoolCreated { pool: PoolId },
-    ProposalPassed { proposal: ProposalId },
-    ProposalRejected { proposal: ProposalId },
-    BlockReward { amount: Amount },
-    EpochRewards { epoch: u64, paid: Amount },
+    TaskSubmitted {
+        task: TaskId,
+        client: Address,
+        reserved: Amount,
+    },
+    AuctionOpened {
+        task: TaskId,
+        round: u32,
+        commit_end: u64,
+        reveal_end: u64,
+    },
+    Awarded {
+        task: TaskId,
+        provider: Address,
+        price: Amount,
+    },
+    RaceOpened {
+        task: TaskId,
+        round: u32,
+        commit_end: u64,
+    },
+    VerificationStarted {
+        task: TaskId,
+        reason: VerifyReason,
+        verifiers: Vec<Address>,
+    },
+    Verdict {
+        task: TaskId,
+        executor: Address,
+        pass: bool,
+    },
+    /// The policy called for verifiers, but no eligible provider (or no escrow) was left.
+    VerificationSkipped {
+        task: TaskId,
+        reason: VerifyReason,
+    },
+    Slashed {
+        who: Address,
+        amount: Amount,
+        reason: SlashReason,
+    },
+    Paid {
+        task: TaskId,
+        to: Address,
+        amount: Amount,
+        why: PayReason,
+    },
+    Refunded {
+        task: TaskId,
+        client: Address,
+        amount: Amount,
+    },
+    TaskEnded {
+        task: TaskId,
+        outcome: Outcome,
+    },
+    PoolCreated {
+        pool: PoolId,
+    },
+    ProposalPassed {
+        proposal: ProposalId,
+    },
+    ProposalRejected {
+        proposal: ProposalId,
+    },
+    BlockReward {
+        amount: Amount,
+    },
+    EpochRewards {
+        epoch: u64,
+        paid: Amount,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -116,7 +116,7 @@ pub(crate) fn end_with_refund(ctx: &mut Ctx, id: TaskId, task: &mut Task, outcom
 
 /// What each executor earns on success: its awarded price in an auction; in a pool, the
 /// job price for the winner (the earliest commit) and the replica fee for matching replicas.
-fn earnings(ctx: &Ctx, task: &Task) -> Vec<(Address, Amount, PayReason)> {
+pub(crate) fn earnings(ctx: &Ctx, task: &Task) -> Vec<(Address, Amount, PayReason)> {
     match task.spec.market {
         Market::Auction { .. } => task.executors.iter().map(|e| (e.provider, e.price, PayReason::Execution)).collect(),
         Market::Pool { .. } => {
@@ -134,6 +134,16 @@ fn earnings(ctx: &Ctx, task: &Task) -> Vec<(Address, Amount, PayReason)> {
                 .collect()
         }
     }
+}
+
+/// What settlement will take from escrow for the current executors: their earnings and the
+/// protocol fee on them. Verification may only spend what is left over.
+pub(crate) fn committed_escrow(ctx: &Ctx, task: &Task) -> Option<Amount> {
+    let mut paid = Amount::ZERO;
+    for (_, amount, _) in earnings(ctx, task) {
+        paid = paid.checked_add(amount)?;
+    }
+    paid.checked_add(paid.bps(ctx.state.params.protocol_fee_bps))
 }
 
 /// Pays for a verified result and ends the task.

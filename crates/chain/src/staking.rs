@@ -78,12 +78,8 @@ pub(crate) fn unstake(ctx: &mut Ctx, who: Address, role: StakeRole, amount: Amou
     if !left.is_zero() && left < min {
         return Err(TxError::StakeBelowMinimum { min, would_be: left });
     }
-    match role {
-        StakeRole::Validator if left.is_zero() => {
-            ctx.state.validators.remove(&who);
-        }
-        _ => set_bonded(ctx.state, &who, role, left),
-    }
+    // The record stays even at zero stake, so a jail term outlives unstaking and restaking.
+    set_bonded(ctx.state, &who, role, left);
     start_unbonding(ctx, who, role, amount)
 }
 
@@ -178,13 +174,12 @@ pub(crate) fn punish_equivocation(ctx: &mut Ctx, evidence: &Evidence) -> Result<
     let offence = evidence.check(&ctx.state.chain_id)?;
     let offender = Address::of(&offence.offender);
     let height = ctx.height();
-    if offence.height + ctx.state.params.unbonding_blocks < height {
-        return Err(TxError::EvidenceTooOld { height: offence.height });
-    }
-    let is_validator = ctx.state.validators.get(&offender).is_some_and(|v| v.key == offence.offender)
-        || ctx.state.unbonding.range((offender, 0)..=(offender, u64::MAX)).any(|(_, e)| e.role == StakeRole::Validator);
+    let is_validator = ctx.state.validators.get(&offender).is_some_and(|v| v.key == offence.offender);
     if !is_validator {
         return Err(TxError::UnknownValidator);
+    }
+    if offence.height.saturating_add(ctx.state.params.unbonding_blocks) < height {
+        return Err(TxError::EvidenceTooOld { height: offence.height });
     }
     let key = (offence.offender, offence.height);
     if ctx.state.punished.contains(&key) {

@@ -182,6 +182,8 @@ pub enum VerifyReason {
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct VerifierSlot {
     pub verifier: Address,
+    /// The verifier's stake when it was chosen: what its reports weigh.
+    pub weight: Amount,
     /// The checkpoint segment to replay, for proof of learning.
     pub segment: Option<u32>,
     pub reports: BTreeMap<Address, VerificationReport>,

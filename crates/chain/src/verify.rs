@@ -47,25 +47,36 @@ pub(crate) fn evaluate(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(),
                 return Ok(());
             }
         }
-        if !start_verification(ctx, id, task, VerifyReason::Dispute, DISPUTE_VERIFIERS) {
-            let reason = "executors disagree and no verifier is available".to_string();
-            return settle::end_with_refund(ctx, id, task, Outcome::Failed(reason));
+        if start_verification(ctx, id, task, VerifyReason::Dispute, DISPUTE_VERIFIERS) {
+            return Ok(());
         }
-        return Ok(());
+        ctx.emit(Event::VerificationSkipped { task: id, reason: VerifyReason::Dispute });
+        if let Market::Pool { .. } = task.spec.market {
+            // In a race the earliest valid commit wins; replicas that disagree with it
+            // simply earn nothing (see `settle::earnings`).
+            open_challenges(ctx, task);
+            return Ok(());
+        }
+        let reason = "executors disagree and no verifier is available".to_string();
+        return settle::end_with_refund(ctx, id, task, Outcome::Failed(reason));
     }
-    let called = match policy {
+    let wanted = match policy {
         VerificationPolicy::SpotCheck { p } => {
             let draw = DetRng::new(&ctx.state.randomness, "ogpu/spot-check", &[&id.0.0]).below(1_000_000);
-            draw < u128::from(p.0) && start_verification(ctx, id, task, VerifyReason::SpotCheck, 1)
+            (draw < u128::from(p.0)).then_some((VerifyReason::SpotCheck, 1))
         }
         VerificationPolicy::ProofOfLearning { segments, .. } => {
-            start_verification(ctx, id, task, VerifyReason::ProofOfLearning, usize::from(segments))
+            Some((VerifyReason::ProofOfLearning, usize::from(segments)))
         }
-        VerificationPolicy::None | VerificationPolicy::Replicate { .. } => false,
+        VerificationPolicy::None | VerificationPolicy::Replicate { .. } => None,
     };
-    if !called {
-        open_challenges(ctx, task);
+    if let Some((reason, count)) = wanted {
+        if start_verification(ctx, id, task, reason, count) {
+            return Ok(());
+        }
+        ctx.emit(Event::VerificationSkipped { task: id, reason });
     }
+    open_challenges(ctx, task);
     Ok(())
 }
 
@@ -74,23 +85,30 @@ fn open_challenges(ctx: &mut Ctx, task: &mut Task) {
 }
 
 /// Picks up to `count` verifiers by stake among the providers that could run the task and
-/// have no part in it. Returns false, changing nothing, when there is none.
+/// have no part in it (not an executor, the client or a challenger). Returns false,
+/// changing nothing, when there is none or the escrow left over cannot pay them.
 fn start_verification(ctx: &mut Ctx, id: TaskId, task: &mut Task, reason: VerifyReason, count: usize) -> bool {
     let requirements = match task.spec.market {
         Market::Auction { .. } => task.spec.requirements.clone(),
         Market::Pool { .. } => Requirements::default(),
     };
+    let interested = [Some(task.client), task.challenge.as_ref().map(|c| c.challenger)];
     let candidates: Vec<(Address, u128)> = ctx
         .state
         .providers
         .iter()
+        .filter(|(address, _)| !interested.contains(&Some(**address)))
         .filter(|(address, _)| screen(ctx.state, address, &requirements, Some(task)).is_ok())
         .map(|(address, provider)| (*address, provider.stake.base_units()))
         .collect();
     let round = [task.rounds.to_le_bytes(), (reason as u32).to_le_bytes()].concat();
     let mut rng = DetRng::new(&ctx.state.randomness, "ogpu/verifiers", &[&id.0.0, &round]);
     let chosen = rng.sample_weighted(&candidates, count);
-    if chosen.is_empty() {
+    let fee = task.price_cap.bps(ctx.state.params.verifier_fee_bps);
+    let affordable = settle::committed_escrow(ctx, task)
+        .and_then(|committed| committed.checked_add(fee.checked_mul(chosen.len() as u128)?))
+        .is_some_and(|needed| needed <= task.escrow);
+    if chosen.is_empty() || !affordable {
         return false;
     }
     let checkpoints = claims(task).first().and_then(|(_, claim)| claim.trace).map_or(0, |t| t.checkpoints);
@@ -98,6 +116,7 @@ fn start_verification(ctx: &mut Ctx, id: TaskId, task: &mut Task, reason: Verify
         .iter()
         .map(|verifier| VerifierSlot {
             verifier: *verifier,
+            weight: ctx.state.providers.get(verifier).map_or(Amount::ZERO, |p| p.stake),
             segment: (reason == VerifyReason::ProofOfLearning)
                 .then(|| rng.below(u128::from(checkpoints.saturating_sub(1).max(1))) as u32),
             reports: Default::default(),
@@ -141,15 +160,13 @@ pub(crate) fn tally(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(), Tx
         return Ok(());
     };
     let slots = std::mem::take(&mut task.verifiers);
-    let providers = ctx.state.providers.clone();
-    let stake = |address: &Address| providers.get(address).map_or(0, |p| p.stake.base_units());
     let mut faulted = Vec::new();
     for (executor, _) in claims(task) {
         let (mut pass, mut fail) = (0u128, 0u128);
         for slot in &slots {
             match slot.reports.get(&executor) {
-                Some(r) if r.pass => pass += stake(&slot.verifier),
-                Some(_) => fail += stake(&slot.verifier),
+                Some(r) if r.pass => pass += slot.weight.base_units(),
+                Some(_) => fail += slot.weight.base_units(),
                 None => {}
             }
         }
@@ -165,10 +182,11 @@ pub(crate) fn tally(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(), Tx
     for executor in &faulted {
         settle::fault(ctx, id, task, *executor)?;
     }
-    if reason == VerifyReason::Challenge {
-        settle::resolve_challenge(ctx, id, task, !faulted.is_empty())?;
-    }
     let silent = slots.iter().all(|s| s.reports.is_empty());
+    if reason == VerifyReason::Challenge {
+        // A challenge nobody answered proves nothing either way: the bond goes back.
+        settle::resolve_challenge(ctx, id, task, !faulted.is_empty() || silent)?;
+    }
     if reason == VerifyReason::Dispute && silent {
         let reason = "executors disagree and no verifier reported".to_string();
         return settle::end_with_refund(ctx, id, task, Outcome::Failed(reason));

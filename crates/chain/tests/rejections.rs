@@ -560,21 +560,30 @@ fn a_proposal_from_a_non_validator_fails() {
 
 #[test]
 fn voting_twice_on_a_proposal_fails() {
-    let (v2, validator) = (key("v2"), key("validator"));
-    let mut net = net(&[(&v2, "2000"), (&validator, "10")]);
-    net.ok(&v2, TxBody::Stake { role: StakeRole::Validator, amount: ogpu("1000") });
-    let propose = net.tx(&v2, TxBody::Propose { change: min_fee_change() });
+    let validator = key("validator");
+    let mut net = net(&[(&validator, "10")]);
+    let propose = net.tx(&validator, TxBody::Propose { change: min_fee_change() });
     let proposal = ProposalId(propose.hash());
     ok_tx(&mut net, propose);
     let voting_ends = net.state.proposals.get(&proposal).expect("the proposal is open").voting_ends;
     assert!(net.height() + 3 < voting_ends, "every vote lands before the vote closes");
 
-    // The proposer's own vote was counted when it proposed.
-    assert_fails(&mut net, &v2, TxBody::Vote { proposal, approve: false }, TxError::AlreadyVoted);
-    // The block proposer votes, then tries to change its vote: the fee goes from it to itself.
-    net.ok(&validator, TxBody::Vote { proposal, approve: true });
+    // The proposer's own vote was counted when it proposed; it cannot vote again, not even
+    // to change its mind. It is also the block proposer, so the fee goes from it to itself.
     assert_fails(&mut net, &validator, TxBody::Vote { proposal, approve: false }, TxError::AlreadyVoted);
     assert_eq!(net.state.proposals.get(&proposal).unwrap().votes.get(&addr(&validator)), Some(&true));
+}
+
+#[test]
+fn a_validator_outside_the_active_set_cannot_vote_yet() {
+    let (v2, validator) = (key("v2"), key("validator"));
+    let mut net = net(&[(&v2, "2000"), (&validator, "10")]);
+    net.ok(&v2, TxBody::Stake { role: StakeRole::Validator, amount: ogpu("1000") });
+    let propose = net.tx(&validator, TxBody::Propose { change: min_fee_change() });
+    let proposal = ProposalId(propose.hash());
+    ok_tx(&mut net, propose);
+    // Staked, but the set changes only at the next epoch boundary.
+    assert_fails(&mut net, &v2, TxBody::Vote { proposal, approve: true }, TxError::NotAValidator);
 }
 
 // Blocks.

@@ -353,6 +353,9 @@ impl PoolSpec {
     pub fn validate(&self) -> Result<(), SpecError> {
         check_text(&self.name, limits::NAME_LEN, "name")?;
         check(!self.price_per_job.is_zero(), "price_per_job", || "must be more than 0".into())?;
+        check(!self.min_stake.is_zero(), "min_stake", || {
+            "subscribers must stake something; must be more than 0".into()
+        })?;
         check(self.verification_rate <= Ratio::ONE, "verification_rate", || "must be at most 1".into())
     }
 }

@@ -51,7 +51,7 @@ pub(crate) fn commit_bid(ctx: &mut Ctx, who: Address, id: TaskId, commitment: Ha
         return Err(TxError::WrongPhase { phase: task.phase.name() });
     };
     if height > *commit_end {
-        return Err(TxError::OutsideWindow { opens: *commit_end - window, closes: *commit_end, height });
+        return Err(TxError::OutsideWindow { opens: commit_end.saturating_sub(window), closes: *commit_end, height });
     }
     if bids.contains_key(&who) {
         return Err(TxError::DoubleCommit);

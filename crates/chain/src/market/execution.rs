@@ -8,13 +8,17 @@ use ogpu_core::{Address, Hash, TaskId};
 
 use crate::error::TxError;
 use crate::exec::Ctx;
-use crate::market::{load, pool, store};
+use crate::market::{load, open_auction, pool, store};
 use crate::receipt::SlashReason;
 use crate::settle;
 use crate::state::{Phase, Stage, Task};
 use crate::{staking, verify};
 
+/// The sender's place among the executors of a task that is still running.
 fn executor_index(task: &Task, who: &Address) -> Result<usize, TxError> {
+    if let Phase::Done(_) = task.phase {
+        return Err(TxError::WrongPhase { phase: task.phase.name() });
+    }
     task.executors.iter().position(|e| e.provider == *who).ok_or(TxError::NotAnExecutor)
 }
 
@@ -98,6 +102,26 @@ pub(crate) fn reveal_result(
         verify::evaluate(ctx, id, &mut task)?;
     }
     store(ctx, id, task);
+    Ok(())
+}
+
+/// The reveal window has closed: those who did not reveal are slashed and removed. The
+/// others' results are public now, so no newcomer may join them (it could copy): if the
+/// revealed results still satisfy the policy they are judged as they are, otherwise the
+/// revealers are released unpaid and the task is auctioned afresh.
+pub(crate) fn close_reveals(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(), TxError> {
+    expire_executors(ctx, id, task, true)?;
+    let needed = match task.spec.verification {
+        VerificationPolicy::Replicate { quorum, .. } => usize::from(quorum),
+        _ => 1,
+    };
+    if task.executors.len() >= needed {
+        return verify::evaluate(ctx, id, task);
+    }
+    for executor in std::mem::take(&mut task.executors) {
+        task.excluded.insert(executor.provider);
+    }
+    open_auction(ctx, id, task);
     Ok(())
 }
 

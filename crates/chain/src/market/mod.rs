@@ -112,6 +112,10 @@ pub fn reservation(params: &Params, spec: &TaskSpec, price_cap: Amount, pooled: 
 
 pub(crate) fn submit_task(ctx: &mut Ctx, client: Address, tx: Hash, spec: &TaskSpec) -> Result<(), TxError> {
     spec.validate()?;
+    let max = ctx.state.params.unbonding_blocks;
+    if spec.deadline_blocks > max {
+        return Err(TxError::DeadlineTooLong { max, got: spec.deadline_blocks });
+    }
     let id = TaskId(tx);
     let (price_cap, pooled) = match &spec.market {
         Market::Auction { max_price, .. } => (*max_price, false),
@@ -218,7 +222,17 @@ pub(crate) fn run_timers(ctx: &mut Ctx) -> Result<(), TxError> {
         ctx.state.timers.remove(&(due, id));
         let mut task = load(ctx.state, id)?;
         task.due = None;
-        on_due(ctx, id, &mut task)?;
+        let snapshot = ctx.state.clone();
+        let events = ctx.events.len();
+        if let Err(error) = on_due(ctx, id, &mut task) {
+            // A step that cannot complete must not halt the chain: undo it and end the
+            // task with a refund instead.
+            *ctx.state = snapshot;
+            ctx.events.truncate(events);
+            task = load(ctx.state, id)?;
+            task.due = None;
+            settle::end_with_refund(ctx, id, &mut task, Outcome::Failed(format!("internal error: {error}")))?;
+        }
         store(ctx, id, task);
     }
     Ok(())
@@ -240,12 +254,7 @@ fn on_due(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(), TxError> {
             }
             Ok(())
         }
-        Phase::Revealing { reveal_end } if reveal_end <= height => {
-            if execution::expire_executors(ctx, id, task, true)? {
-                open_auction(ctx, id, task);
-            }
-            Ok(())
-        }
+        Phase::Revealing { reveal_end } if reveal_end <= height => execution::close_reveals(ctx, id, task),
         Phase::Racing { reveal_end, .. } if reveal_end <= height => pool::close_race(ctx, id, task),
         Phase::Verifying { report_end, .. } if report_end <= height => verify::tally(ctx, id, task),
         Phase::Challengeable { challenge_end } if challenge_end <= height => settle::complete(ctx, id, task),

@@ -23,8 +23,12 @@ pub(crate) fn create_pool(ctx: &mut Ctx, owner: Address, tx: Hash, spec: &PoolSp
 }
 
 pub(crate) fn join_pool(ctx: &mut Ctx, who: Address, id: PoolId, stake: Amount) -> Result<(), TxError> {
-    if !ctx.state.providers.contains_key(&who) {
-        return Err(TxError::NotAProvider);
+    let provider = ctx.state.providers.get(&who).ok_or(TxError::NotAProvider)?;
+    if provider.stake < ctx.state.params.min_provider_stake {
+        return Err(TxError::Ineligible(Ineligible::StakeTooLow));
+    }
+    if provider.jailed_until > ctx.height() {
+        return Err(TxError::Ineligible(Ineligible::Jailed));
     }
     let pool = ctx.state.pools.get(&id).ok_or(TxError::UnknownPool(id.0))?;
     if pool.subscribers.contains_key(&who) {
@@ -92,7 +96,7 @@ pub(crate) fn commit_to_race(
     }
     let Phase::Racing { commit_end, entries, .. } = &mut task.phase else { unreachable!("checked by the caller") };
     if height > *commit_end {
-        let opens = *commit_end - ctx.state.params.pool_commit_blocks;
+        let opens = commit_end.saturating_sub(ctx.state.params.pool_commit_blocks);
         return Err(TxError::OutsideWindow { opens, closes: *commit_end, height });
     }
     if entries.iter().any(|e| e.provider == who) {
