@@ -334,7 +334,7 @@ fn a_pool_job_with_a_dissenting_replica_is_settled_by_verifiers() {
         model: BlobHash(Hash::of_bytes(b"module")),
         price_per_job: ogpu("1"),
         verification_rate: Ratio(0),
-        min_stake: ogpu("0"),
+        min_stake: ogpu("1"),
     };
     let create = net.tx(&owner, TxBody::CreatePool { spec });
     let pool = PoolId(create.hash());
