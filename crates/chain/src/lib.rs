@@ -14,6 +14,7 @@ mod market;
 pub mod params;
 pub mod receipt;
 mod settle;
+pub mod snapshot;
 mod staking;
 pub mod state;
 mod verify;

@@ -181,3 +181,16 @@ fn a_parameter_changes_when_two_thirds_of_stake_approve() {
     assert_eq!(net.state.params.fault_slash_bps, 3_000);
     let _ = proposal;
 }
+
+#[test]
+fn a_state_snapshot_round_trips_to_the_same_root() {
+    let (alice, provider) = (key("alice"), key("provider"));
+    let mut net = Net::new(&[(&alice, "100"), (&provider, "500")]);
+    net.provider(&provider, "H100", 80_000, "100");
+    net.submit(&alice, auction_spec("5", ogpu_core::spec::VerificationPolicy::None));
+    let bytes = net.state.encode_snapshot();
+    let restored = ogpu_chain::State::decode_snapshot(&bytes).unwrap();
+    assert_eq!(restored.root(), net.state.root());
+    assert_eq!(restored.last_block, net.state.last_block);
+    assert!(ogpu_chain::State::decode_snapshot(&bytes[..bytes.len() - 1]).is_err());
+}

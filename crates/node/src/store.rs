@@ -1,0 +1,234 @@
+//! Durable storage in redb: finalized blocks, state snapshots, and indexes.
+//!
+//! Each finalized block is written in one transaction together with the finalized height
+//! and, every `snapshot_every` blocks, a snapshot of the state after it. redb commits are
+//! atomic and durable, so a process killed at any moment restarts from the last committed
+//! block: it loads the newest snapshot, replays the blocks after it through the chain
+//! rules, and checks each state root on the way.
+
+use std::path::Path;
+
+use ogpu_chain::{BlockError, Genesis, GenesisError, State, apply_block};
+use ogpu_core::encoding::{Canonical, DecodeError};
+use ogpu_core::{Address, Block, Hash};
+use redb::{Database, MultimapTableDefinition, ReadableTable, TableDefinition};
+
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+const HEIGHTS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("heights");
+const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Address to `(height, index)` of every transaction it sent.
+const BY_SENDER: MultimapTableDefinition<&[u8; 20], (u64, u32)> = MultimapTableDefinition::new("by_sender");
+
+const GENESIS_KEY: &str = "genesis";
+const FINALIZED_KEY: &str = "finalized";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Db(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("stored block {height} does not apply: {source}")]
+    Replay { height: u64, source: BlockError },
+    #[error("genesis: {0}")]
+    Genesis(#[from] GenesisError),
+    #[error("this data directory holds a different chain")]
+    OtherChain,
+}
+
+macro_rules! db_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> StoreError {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+db_error!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<DecodeError> for StoreError {
+    fn from(e: DecodeError) -> StoreError {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+pub struct Store {
+    db: Database,
+    snapshot_every: u64,
+}
+
+impl Store {
+    /// Opens (or creates) the database and records `genesis` in a new one; an existing
+    /// database must hold the same genesis.
+    pub fn open(path: &Path, genesis: &Genesis, snapshot_every: u64) -> Result<Store, StoreError> {
+        let db = Database::create(path)?;
+        let text = genesis.to_toml();
+        let write = db.begin_write()?;
+        {
+            let mut meta = write.open_table(META)?;
+            let stored = meta.get(GENESIS_KEY)?.map(|v| v.value().to_vec());
+            match stored {
+                Some(bytes) if bytes != text.as_bytes() => return Err(StoreError::OtherChain),
+                Some(_) => {}
+                None => {
+                    meta.insert(GENESIS_KEY, text.as_bytes())?;
+                }
+            }
+            write.open_table(BLOCKS)?;
+            write.open_table(HEIGHTS)?;
+            write.open_table(SNAPSHOTS)?;
+            write.open_multimap_table(BY_SENDER)?;
+        }
+        write.commit()?;
+        Ok(Store { db, snapshot_every: snapshot_every.max(1) })
+    }
+
+    pub fn finalized_height(&self) -> Result<u64, StoreError> {
+        let read = self.db.begin_read()?;
+        let meta = read.open_table(META)?;
+        match meta.get(FINALIZED_KEY)? {
+            Some(v) => Ok(u64::from_le_bytes(
+                v.value().try_into().map_err(|_| StoreError::Corrupt("finalized height".into()))?,
+            )),
+            None => Ok(0),
+        }
+    }
+
+    /// Commits a finalized block and the state after it, atomically.
+    pub fn commit(&self, block: &Block, state: &State) -> Result<(), StoreError> {
+        let height = block.header().height;
+        let write = self.db.begin_write()?;
+        {
+            write.open_table(BLOCKS)?.insert(height, block.encode().as_slice())?;
+            write.open_table(HEIGHTS)?.insert(&block.hash().0, height)?;
+            let mut by_sender = write.open_multimap_table(BY_SENDER)?;
+            for (index, tx) in block.txs.iter().enumerate() {
+                by_sender.insert(&tx.sender_address().0, (height, index as u32))?;
+            }
+            if height % self.snapshot_every == 0 {
+                write.open_table(SNAPSHOTS)?.insert(height, state.encode_snapshot().as_slice())?;
+            }
+            write.open_table(META)?.insert(FINALIZED_KEY, height.to_le_bytes().as_slice())?;
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
+        let read = self.db.begin_read()?;
+        let blocks = read.open_table(BLOCKS)?;
+        let Some(bytes) = blocks.get(height)? else { return Ok(None) };
+        Ok(Some(Block::decode(bytes.value())?))
+    }
+
+    pub fn height_of(&self, hash: &Hash) -> Result<Option<u64>, StoreError> {
+        let read = self.db.begin_read()?;
+        Ok(read.open_table(HEIGHTS)?.get(&hash.0)?.map(|v| v.value()))
+    }
+
+    /// `(height, index in block)` of the transactions `sender` sent, oldest first.
+    pub fn txs_by(&self, sender: &Address) -> Result<Vec<(u64, u32)>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_multimap_table(BY_SENDER)?;
+        let mut out = Vec::new();
+        for entry in table.get(&sender.0)? {
+            out.push(entry?.value());
+        }
+        Ok(out)
+    }
+
+    /// The state at the last finalized block: the newest snapshot, then the blocks after
+    /// it replayed through the chain rules, each checked against its state root.
+    pub fn load(&self, genesis: Genesis) -> Result<State, StoreError> {
+        let finalized = self.finalized_height()?;
+        let read = self.db.begin_read()?;
+        let snapshots = read.open_table(SNAPSHOTS)?;
+        let newest = snapshots.range(..=finalized)?.next_back().transpose()?;
+        let mut state = match newest {
+            Some((_, bytes)) => State::decode_snapshot(bytes.value())?,
+            None => genesis.into_state()?,
+        };
+        let blocks = read.open_table(BLOCKS)?;
+        for height in state.height + 1..=finalized {
+            let bytes = blocks.get(height)?.ok_or_else(|| StoreError::Corrupt(format!("block {height} is missing")))?;
+            let block = Block::decode(bytes.value())?;
+            state = apply_block(&state, &block).map_err(|source| StoreError::Replay { height, source })?.0;
+        }
+        Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ogpu_chain::genesis::{Allocation, GenesisValidator};
+    use ogpu_chain::propose_block;
+    use ogpu_core::tx::{Transaction, TxBody};
+    use ogpu_core::{Amount, SecretKey};
+
+    fn genesis() -> Genesis {
+        let alice = SecretKey::from_name("alice");
+        Genesis {
+            chain_id: "ogpu-test".parse().unwrap(),
+            genesis_time_ms: 0,
+            params: Default::default(),
+            allocations: vec![Allocation { address: Address::of(&alice.public()), amount: Amount::ogpu(100) }],
+            validators: vec![GenesisValidator {
+                public_key: SecretKey::from_name("v").public(),
+                stake: Amount::ogpu(1_000),
+            }],
+        }
+    }
+
+    /// Builds `count` blocks of one transfer each on top of genesis, committing each.
+    fn chain(store: &Store, count: u64) -> State {
+        let (alice, validator) = (SecretKey::from_name("alice"), SecretKey::from_name("v"));
+        let mut state = genesis().into_state().unwrap();
+        for nonce in 0..count {
+            let body = TxBody::Transfer { to: Address([3; 20]), amount: Amount::ogpu(1) };
+            let tx = Transaction::sign(&alice, state.chain_id.clone(), nonce, state.params.min_fee, body);
+            let (block, next, _) = propose_block(&state, &validator, 1_000 * (nonce + 1), vec![tx]).unwrap();
+            store.commit(&block, &next).unwrap();
+            state = next;
+        }
+        state
+    }
+
+    #[test]
+    fn a_reopened_store_resumes_at_the_last_committed_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain.redb");
+        let expected = {
+            let store = Store::open(&path, &genesis(), 4).unwrap();
+            chain(&store, 10)
+        };
+        let store = Store::open(&path, &genesis(), 4).unwrap();
+        assert_eq!(store.finalized_height().unwrap(), 10);
+        let loaded = store.load(genesis()).unwrap();
+        assert_eq!(loaded.root(), expected.root(), "snapshot at 8, then blocks 9 and 10 replayed");
+        assert_eq!(loaded.last_block, expected.last_block);
+        let alice = Address::of(&SecretKey::from_name("alice").public());
+        assert_eq!(store.txs_by(&alice).unwrap().len(), 10);
+        let block = store.block(3).unwrap().unwrap();
+        assert_eq!(store.height_of(&block.hash()).unwrap(), Some(3));
+    }
+
+    #[test]
+    fn a_store_refuses_another_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain.redb");
+        Store::open(&path, &genesis(), 4).unwrap();
+        let mut other = genesis();
+        other.chain_id = "ogpu-other".parse().unwrap();
+        assert!(matches!(Store::open(&path, &other, 4), Err(StoreError::OtherChain)));
+    }
+}
