@@ -114,7 +114,7 @@ impl Store {
             for (index, tx) in block.txs.iter().enumerate() {
                 by_sender.insert(&tx.sender_address().0, (height, index as u32))?;
             }
-            if height % self.snapshot_every == 0 {
+            if height.is_multiple_of(self.snapshot_every) {
                 write.open_table(SNAPSHOTS)?.insert(height, state.encode_snapshot().as_slice())?;
             }
             write.open_table(META)?.insert(FINALIZED_KEY, height.to_le_bytes().as_slice())?;
