@@ -59,10 +59,12 @@ pub enum Output {
     Evidence(Box<Evidence>),
 }
 
-/// What the chain starts from: the hash standing for block 0 and its randomness.
+/// The accepted block the engine starts from: genesis (height 0) on a new chain, or the
+/// last finalized block of a restarted node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Genesis {
     pub hash: Hash,
+    pub height: u64,
     pub randomness: Hash,
 }
 
@@ -145,7 +147,7 @@ impl Engine {
         let root = Node {
             header: None,
             parent: Hash::ZERO,
-            height: 0,
+            height: genesis.height,
             randomness: genesis.randomness,
             children: vec![],
             snowball: Snowball::default(),
@@ -165,7 +167,7 @@ impl Engine {
             proposals: BTreeMap::new(),
             convicted: BTreeSet::new(),
             decided: BTreeMap::new(),
-            built: 0,
+            built: genesis.height,
             build_at: None,
         };
         Ok(Engine { params, chain_id, key, me, seed, state })

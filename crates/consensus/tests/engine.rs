@@ -20,7 +20,7 @@ fn set(epoch: u64) -> ValidatorSet {
     ValidatorSet::new(epoch, keys().iter().map(|k| (k.public(), 100)))
 }
 
-const GENESIS: Genesis = Genesis { hash: Hash([7; 32]), randomness: Hash([9; 32]) };
+const GENESIS: Genesis = Genesis { hash: Hash([7; 32]), height: 0, randomness: Hash([9; 32]) };
 
 fn engine(index: usize) -> Engine {
     let params = Params { k: 4, alpha_pref: 3, alpha_conf: 3, beta: 2, concurrent_polls: 1, ..Params::default() };

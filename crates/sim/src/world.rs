@@ -199,7 +199,7 @@ impl World {
         let stake = stakes(&config);
         let set = ValidatorSet::new(0, keys.iter().zip(&stake).map(|(k, s)| (k.public(), *s)));
         let chain_id: ChainId = "ogpu-sim".parse().expect("a valid chain id");
-        let genesis = Genesis { hash: Hash::tagged("ogpu/sim/genesis", &[]), randomness: seed };
+        let genesis = Genesis { hash: Hash::tagged("ogpu/sim/genesis", &[]), height: 0, randomness: seed };
         let byzantine: BTreeMap<usize, Strategy> = config.byzantine.iter().copied().collect();
         let actors = keys
             .iter()

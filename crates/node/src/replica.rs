@@ -1,0 +1,290 @@
+//! A replica of the chain: the consensus engine, the chain rules, the mempool and the
+//! store wired together, without the network. It takes what peers and clients send and
+//! the time, and returns what to send; the network layer only carries bytes.
+//!
+//! Consensus decides on headers; full blocks travel beside them. A proposer broadcasts
+//! its whole block; a replica executes a block on its parent's state before telling the
+//! engine it is valid, keeps the resulting state per processing block, and on acceptance
+//! commits block and state to the store and prunes the mempool.
+
+use std::collections::BTreeMap;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use ogpu_chain::{State, apply_block, propose_block};
+use ogpu_consensus::{Engine, Genesis as ConsensusGenesis, Input, Message, Output, Params, ValidatorSet};
+use ogpu_core::encoding::Canonical;
+use ogpu_core::tx::Transaction;
+use ogpu_core::{Address, Block, Hash, SecretKey};
+
+use crate::mempool::{Mempool, MempoolConfig, Rejection};
+use crate::store::Store;
+
+/// Everything replicas say to each other.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum WireMessage {
+    Consensus(Message),
+    /// A whole block, from its proposer or in answer to `GetBlock`.
+    Block(Block),
+    GetBlock(Hash),
+    Tx(Transaction),
+}
+
+impl Canonical for WireMessage {
+    const MAX_ENCODED_LEN: usize = Block::MAX_ENCODED_LEN + 64;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Send {
+        to: Address,
+        message: WireMessage,
+    },
+    Broadcast(WireMessage),
+    SetTimer {
+        at_ms: u64,
+    },
+    /// A block was finalized and committed.
+    Finalized {
+        height: u64,
+        hash: Hash,
+    },
+    /// The replica cannot go on (its store failed); the node must stop.
+    Fatal(String),
+}
+
+/// Blocks built per block at most.
+const MAX_BLOCK_TXS: usize = 10_000;
+
+pub struct Replica {
+    engine: Engine,
+    key: SecretKey,
+    store: Store,
+    mempool: Mempool,
+    finalized: State,
+    /// Verified blocks not yet decided, with the state after each.
+    processing: BTreeMap<Hash, (Block, State)>,
+    /// Blocks received and not yet verified.
+    bodies: BTreeMap<Hash, Block>,
+    /// Blocks the engine asked to verify whose bodies have not arrived yet.
+    awaiting: std::collections::BTreeSet<Hash>,
+}
+
+fn validator_set(state: &State) -> ValidatorSet {
+    let epoch = state.height / state.params.epoch_blocks.max(1);
+    ValidatorSet::new(epoch, state.active_set.values().map(|(key, stake)| (*key, stake.base_units())))
+}
+
+impl Replica {
+    /// A replica resuming from `store` (at genesis on first start).
+    pub fn new(
+        key: SecretKey,
+        store: Store,
+        state: State,
+        params: Params,
+        mempool: MempoolConfig,
+        now_ms: u64,
+    ) -> Result<(Replica, Vec<Action>), ogpu_consensus::ParamsError> {
+        let start = ConsensusGenesis { hash: state.last_block, height: state.height, randomness: state.randomness };
+        let seed = Hash::tagged("ogpu/replica-seed", &[&key.seed()[..], &now_ms.to_le_bytes()]);
+        let mut engine = Engine::new(params, state.chain_id.clone(), key.clone(), validator_set(&state), start, seed)?;
+        let outputs = engine.start(now_ms);
+        let mut replica = Replica {
+            engine,
+            key,
+            store,
+            mempool: Mempool::new(mempool),
+            finalized: state,
+            processing: BTreeMap::new(),
+            bodies: BTreeMap::new(),
+            awaiting: Default::default(),
+        };
+        let actions = replica.run(now_ms, outputs);
+        Ok((replica, actions))
+    }
+
+    pub fn finalized(&self) -> &State {
+        &self.finalized
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn mempool_len(&self) -> usize {
+        self.mempool.len()
+    }
+
+    /// A transaction from a client: admitted to the mempool and gossiped, or refused.
+    pub fn submit(&mut self, tx: Transaction) -> Result<(Hash, Vec<Action>), Rejection> {
+        let hash = self.mempool.insert(tx.clone(), &self.finalized)?;
+        Ok((hash, vec![Action::Broadcast(WireMessage::Tx(tx))]))
+    }
+
+    /// Bytes from a peer. Whatever does not decode, or does not check out, is dropped.
+    pub fn receive(&mut self, now_ms: u64, from: Address, bytes: &[u8]) -> Vec<Action> {
+        match WireMessage::decode(bytes) {
+            Ok(message) => self.on_message(now_ms, from, message),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    pub fn on_message(&mut self, now_ms: u64, from: Address, message: WireMessage) -> Vec<Action> {
+        match message {
+            WireMessage::Consensus(Message::GetHeader { hash }) => {
+                // The engine holds only undecided blocks; finalized ones come from the store,
+                // so a replica that fell behind can walk back to where it stopped.
+                let outputs = self.engine.handle(now_ms, Input::Message { from, message: Message::GetHeader { hash } });
+                if outputs.is_empty() {
+                    return self.block_for(hash).map_or_else(Vec::new, |block| {
+                        vec![Action::Send { to: from, message: WireMessage::Consensus(Message::Header(block.signed)) }]
+                    });
+                }
+                self.run(now_ms, outputs)
+            }
+            WireMessage::Consensus(message) => {
+                let outputs = self.engine.handle(now_ms, Input::Message { from, message });
+                self.run(now_ms, outputs)
+            }
+            WireMessage::Block(block) => {
+                let header = block.signed.clone();
+                let hash = block.hash();
+                if self.processing.contains_key(&hash) || (self.bodies.len() >= 256 && !self.awaiting.contains(&hash)) {
+                    return Vec::new();
+                }
+                self.bodies.insert(hash, block);
+                let outputs = if self.awaiting.remove(&hash) {
+                    let mut actions = Vec::new();
+                    let verdict = self.verify(hash, &mut actions);
+                    let outputs = verdict.map(|input| self.engine.handle(now_ms, input)).unwrap_or_default();
+                    actions.extend(self.run(now_ms, outputs));
+                    return actions;
+                } else {
+                    self.engine.handle(now_ms, Input::Message { from, message: Message::Propose(header) })
+                };
+                self.run(now_ms, outputs)
+            }
+            WireMessage::GetBlock(hash) => self
+                .block_for(hash)
+                .map_or_else(Vec::new, |block| vec![Action::Send { to: from, message: WireMessage::Block(block) }]),
+            WireMessage::Tx(tx) => {
+                // Gossip: admit quietly; a peer's bad transaction is its own problem.
+                let _ = self.mempool.insert(tx, &self.finalized);
+                Vec::new()
+            }
+        }
+    }
+
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
+        let outputs = self.engine.handle(now_ms, Input::Tick);
+        self.run(now_ms, outputs)
+    }
+
+    fn block_for(&self, hash: Hash) -> Option<Block> {
+        if let Some((block, _)) = self.processing.get(&hash) {
+            return Some(block.clone());
+        }
+        let height = self.store.height_of(&hash).ok()??;
+        self.store.block(height).ok()?
+    }
+
+    fn parent_state(&self, parent: &Hash) -> Option<&State> {
+        if *parent == self.finalized.last_block {
+            return Some(&self.finalized);
+        }
+        self.processing.get(parent).map(|(_, state)| state)
+    }
+
+    /// Carries out the engine's outputs, feeding back what they produce, until quiet.
+    fn run(&mut self, now_ms: u64, outputs: Vec<Output>) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let mut queue = std::collections::VecDeque::from(outputs);
+        while let Some(output) = queue.pop_front() {
+            let follow_up = match output {
+                Output::Send { to, message } => {
+                    actions.push(Action::Send { to, message: WireMessage::Consensus(message) });
+                    None
+                }
+                Output::Broadcast(Message::Propose(header)) => {
+                    let hash = header.header.hash();
+                    match self.processing.get(&hash) {
+                        Some((block, _)) => actions.push(Action::Broadcast(WireMessage::Block(block.clone()))),
+                        None => actions.push(Action::Broadcast(WireMessage::Consensus(Message::Propose(header)))),
+                    }
+                    None
+                }
+                Output::Broadcast(message) => {
+                    actions.push(Action::Broadcast(WireMessage::Consensus(message)));
+                    None
+                }
+                Output::SetTimer { at_ms } => {
+                    actions.push(Action::SetTimer { at_ms });
+                    None
+                }
+                Output::Verify(header) => self.verify(header.header.hash(), &mut actions),
+                Output::BuildBlock { parent, .. } => self.build(now_ms, parent),
+                Output::Accepted(header) => {
+                    self.finalize(header.header.hash(), &mut actions);
+                    None
+                }
+                Output::Rejected(hash) => {
+                    self.processing.remove(&hash);
+                    None
+                }
+                Output::Evidence(_) => None,
+            };
+            if let Some(input) = follow_up {
+                queue.extend(self.engine.handle(now_ms, input));
+            }
+        }
+        actions
+    }
+
+    /// Executes a received block on its parent's state. When its body has not arrived,
+    /// asks the peers for it and answers the engine once it comes.
+    fn verify(&mut self, hash: Hash, actions: &mut Vec<Action>) -> Option<Input> {
+        let Some(block) = self.bodies.remove(&hash) else {
+            if self.awaiting.len() < 64 && self.awaiting.insert(hash) {
+                actions.push(Action::Broadcast(WireMessage::GetBlock(hash)));
+            }
+            return None;
+        };
+        let valid = match self.parent_state(&block.header().parent).map(|parent| apply_block(parent, &block)) {
+            Some(Ok((state, _))) => {
+                self.processing.insert(hash, (block, state));
+                true
+            }
+            _ => false,
+        };
+        Some(Input::Verified { hash, valid })
+    }
+
+    fn build(&mut self, now_ms: u64, parent: Hash) -> Option<Input> {
+        let parent_state = self.parent_state(&parent)?;
+        let txs = self.mempool.select(parent_state, MAX_BLOCK_TXS);
+        let time_ms = now_ms.max(parent_state.time_ms + 1);
+        let (block, state, _) = propose_block(parent_state, &self.key, time_ms, txs).ok()?;
+        let header = block.signed.clone();
+        self.processing.insert(block.hash(), (block, state));
+        Some(Input::Proposal(header))
+    }
+
+    fn finalize(&mut self, hash: Hash, actions: &mut Vec<Action>) {
+        let Some((block, state)) = self.processing.remove(&hash) else { return };
+        if let Err(error) = self.store.commit(&block, &state) {
+            // The engine has moved on; a replica that cannot write must stop rather than
+            // serve state it did not persist.
+            actions.push(Action::Fatal(format!("cannot commit block {}: {error}", block.header().height)));
+            return;
+        }
+        let height = block.header().height;
+        let epoch_changed = validator_set(&state).epoch != validator_set(&self.finalized).epoch;
+        self.finalized = state;
+        self.processing.retain(|_, (b, _)| b.header().height > height);
+        self.mempool.prune(&self.finalized);
+        if epoch_changed {
+            let outputs = self.engine.handle(self.finalized.time_ms, Input::NewEpoch(validator_set(&self.finalized)));
+            actions.extend(self.run(self.finalized.time_ms, outputs));
+        }
+        actions.push(Action::Finalized { height, hash });
+    }
+}

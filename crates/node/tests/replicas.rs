@@ -1,0 +1,209 @@
+//! Replicas wired together in one process over a simulated network with virtual time:
+//! transfers submitted to one replica are finalized by all with equal state roots, and a
+//! replica restarted from its store catches up.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use ogpu_chain::genesis::{Allocation, GenesisValidator};
+use ogpu_chain::{Genesis, Params};
+use ogpu_consensus::Params as ConsensusParams;
+use ogpu_core::encoding::Canonical;
+use ogpu_core::tx::{Transaction, TxBody};
+use ogpu_core::{Address, Amount, SecretKey};
+use ogpu_node::mempool::MempoolConfig;
+use ogpu_node::replica::{Action, Replica};
+use ogpu_node::store::Store;
+
+const VALIDATORS: usize = 4;
+const LATENCY_MS: u64 = 5;
+
+fn keys() -> Vec<SecretKey> {
+    (0..VALIDATORS).map(|i| SecretKey::from_name(&format!("validator-{i}"))).collect()
+}
+
+fn client() -> SecretKey {
+    SecretKey::from_name("client")
+}
+
+fn genesis() -> Genesis {
+    Genesis {
+        chain_id: "ogpu-test".parse().unwrap(),
+        genesis_time_ms: 0,
+        params: Params::default(),
+        allocations: vec![Allocation { address: Address::of(&client().public()), amount: Amount::ogpu(1_000) }],
+        validators: keys()
+            .iter()
+            .map(|k| GenesisValidator { public_key: k.public(), stake: Amount::ogpu(10_000) })
+            .collect(),
+    }
+}
+
+fn consensus() -> ConsensusParams {
+    ConsensusParams {
+        k: 4,
+        alpha_pref: 3,
+        alpha_conf: 3,
+        beta: 4,
+        concurrent_polls: 2,
+        poll_timeout_ms: 100,
+        proposer_window_ms: 200,
+        proposer_slots: 2,
+    }
+}
+
+struct Net {
+    dir: tempfile::TempDir,
+    replicas: Vec<Option<Replica>>,
+    addresses: Vec<Address>,
+    queue: BinaryHeap<Reverse<(u64, u64, usize, Event)>>,
+    seq: u64,
+    now: u64,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    Deliver { from: usize, bytes: Vec<u8> },
+    Tick,
+}
+
+impl Net {
+    fn new() -> Net {
+        let dir = tempfile::tempdir().unwrap();
+        let mut net = Net {
+            dir,
+            replicas: (0..VALIDATORS).map(|_| None).collect(),
+            addresses: keys().iter().map(|k| Address::of(&k.public())).collect(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            now: 0,
+        };
+        for i in 0..VALIDATORS {
+            net.start(i);
+        }
+        net
+    }
+
+    fn start(&mut self, i: usize) {
+        let store = Store::open(&self.dir.path().join(format!("{i}.redb")), &genesis(), 5).unwrap();
+        let state = store.load(genesis()).unwrap();
+        let (replica, actions) =
+            Replica::new(keys()[i].clone(), store, state, consensus(), MempoolConfig::default(), self.now).unwrap();
+        self.replicas[i] = Some(replica);
+        self.apply(i, actions);
+    }
+
+    fn stop(&mut self, i: usize) {
+        self.replicas[i] = None;
+    }
+
+    fn push(&mut self, at: u64, to: usize, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, to, event)));
+    }
+
+    fn apply(&mut self, from: usize, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Send { to, message } => {
+                    if let Some(to) = self.addresses.iter().position(|a| *a == to) {
+                        self.push(self.now + LATENCY_MS, to, Event::Deliver { from, bytes: message.encode() });
+                    }
+                }
+                Action::Broadcast(message) => {
+                    let bytes = message.encode();
+                    for to in (0..VALIDATORS).filter(|to| *to != from) {
+                        self.push(self.now + LATENCY_MS, to, Event::Deliver { from, bytes: bytes.clone() });
+                    }
+                }
+                Action::SetTimer { at_ms } => self.push(at_ms.max(self.now), from, Event::Tick),
+                Action::Finalized { .. } => {}
+                Action::Fatal(error) => panic!("replica {from} stopped: {error}"),
+            }
+        }
+    }
+
+    /// Runs the network until `until_ms` of virtual time.
+    fn run_until(&mut self, until_ms: u64) {
+        while let Some(Reverse((at, _, to, _))) = self.queue.peek() {
+            if *at > until_ms {
+                break;
+            }
+            let (at, to) = (*at, *to);
+            let Reverse((_, _, _, event)) = self.queue.pop().unwrap();
+            self.now = at;
+            let from_address = |from: usize| self.addresses[from];
+            let actions = match (&mut self.replicas[to], event) {
+                (Some(replica), Event::Deliver { from, bytes }) => replica.receive(at, from_address(from), &bytes),
+                (Some(replica), Event::Tick) => replica.tick(at),
+                (None, _) => vec![],
+            };
+            self.apply(to, actions);
+        }
+        self.now = until_ms;
+    }
+
+    fn replica(&self, i: usize) -> &Replica {
+        self.replicas[i].as_ref().unwrap()
+    }
+
+    fn submit(&mut self, to: usize, tx: Transaction) {
+        let (_, actions) = self.replicas[to].as_mut().unwrap().submit(tx).unwrap();
+        self.apply(to, actions);
+    }
+}
+
+fn transfer(nonce: u64) -> Transaction {
+    let body = TxBody::Transfer { to: Address([9; 20]), amount: Amount::ogpu(1) };
+    Transaction::sign(&client(), "ogpu-test".parse().unwrap(), nonce, Params::default().min_fee, body)
+}
+
+#[test]
+fn transfers_submitted_to_one_replica_are_finalized_by_all_with_one_state_root() {
+    let mut net = Net::new();
+    for nonce in 0..20 {
+        net.submit(0, transfer(nonce));
+    }
+    net.run_until(5_000);
+    let roots: BTreeMap<u64, Vec<_>> = (0..VALIDATORS)
+        .map(|i| (net.replica(i).finalized().height, net.replica(i).finalized().root()))
+        .fold(BTreeMap::new(), |mut m, (h, r)| {
+            m.entry(h).or_insert_with(Vec::new).push(r);
+            m
+        });
+    assert!(net.replica(0).finalized().height >= 3, "blocks are finalized: {roots:?}");
+    for i in 0..VALIDATORS {
+        let state = net.replica(i).finalized();
+        assert_eq!(state.balance(&Address([9; 20])), Amount::ogpu(20), "replica {i} has every transfer");
+    }
+    let common = (0..VALIDATORS).map(|i| net.replica(i).finalized().height).min().unwrap();
+    let at_common: Vec<_> =
+        (0..VALIDATORS).map(|i| net.replica(i).store().block(common).unwrap().unwrap().header().state_root).collect();
+    assert!(at_common.windows(2).all(|w| w[0] == w[1]), "one state root at height {common}");
+}
+
+#[test]
+fn a_replica_restarted_from_its_store_catches_up() {
+    let mut net = Net::new();
+    net.run_until(1_000);
+    net.stop(3);
+    for nonce in 0..5 {
+        net.submit(0, transfer(nonce));
+    }
+    net.run_until(3_000);
+    let stopped_at = {
+        let store = Store::open(&net.dir.path().join("3.redb"), &genesis(), 5).unwrap();
+        store.finalized_height().unwrap()
+    };
+    net.start(3);
+    net.run_until(8_000);
+    let leader = net.replica(0).finalized().height;
+    let restarted = net.replica(3).finalized();
+    assert!(restarted.height > stopped_at, "the restarted replica moved on from {stopped_at}");
+    assert!(
+        restarted.height + 3 >= leader,
+        "it is within a few blocks of the others ({} vs {leader})",
+        restarted.height
+    );
+    assert_eq!(restarted.balance(&Address([9; 20])), Amount::ogpu(5));
+}
