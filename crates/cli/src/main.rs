@@ -2,7 +2,9 @@
 //! printing over the library crates.
 
 mod bench;
+mod devnet;
 mod key;
+mod node;
 mod spec;
 
 use anyhow::Result;
@@ -17,8 +19,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start a local network on loopback (not built yet: see the README's status).
-    Devnet,
+    /// Start a local network on loopback: validators as separate processes and the API.
+    Devnet {
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: std::net::SocketAddr,
+        #[arg(long, default_value = "devnet-data")]
+        data: std::path::PathBuf,
+    },
+    /// Run a validator node.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
     /// Create and inspect encrypted key files.
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -36,11 +48,8 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Devnet => {
-            eprintln!("ogpu devnet is not built yet: the node, consensus and API land in later milestones.");
-            eprintln!("What works today: `ogpu key`, `ogpu spec check`, `ogpu bench chain`.");
-            std::process::exit(2);
-        }
+        Command::Devnet { validators, api, data } => devnet::run(devnet::DevnetArgs { validators, api, data }),
+        Command::Node(command) => node::run(command),
         Command::Key(command) => key::run(command),
         Command::Spec(command) => spec::run(command),
         Command::Bench(command) => bench::run(command),

@@ -37,11 +37,7 @@ impl Hash {
     }
 
     pub fn to_hex(&self) -> String {
-        let mut out = String::with_capacity(64);
-        for byte in self.0 {
-            out.push_str(&format!("{byte:02x}"));
-        }
-        out
+        crate::hex::encode(&self.0)
     }
 }
 
@@ -53,17 +49,8 @@ impl FromStr for Hash {
     type Err = ParseHashError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || ParseHashError(text.chars().take(80).collect());
-        let bytes = text.as_bytes();
-        if bytes.len() != 64 {
-            return Err(bad());
-        }
-        let mut out = [0u8; 32];
-        for (i, pair) in bytes.chunks_exact(2).enumerate() {
-            let digits = std::str::from_utf8(pair).map_err(|_| bad())?;
-            out[i] = u8::from_str_radix(digits, 16).map_err(|_| bad())?;
-        }
-        Ok(Hash(out))
+        let bytes = crate::hex::decode(text).filter(|b| b.len() == 32);
+        bytes.and_then(|b| b.try_into().ok()).map(Hash).ok_or_else(|| ParseHashError(text.chars().take(80).collect()))
     }
 }
 

@@ -61,19 +61,8 @@ pub enum KeystoreError {
     Format(String),
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn from_hex<const N: usize>(text: &str, field: &'static str) -> Result<[u8; N], KeystoreError> {
-    if text.len() != 2 * N || !text.is_ascii() {
-        return Err(KeystoreError::Field(field));
-    }
-    let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| KeystoreError::Field(field))?;
-    }
-    Ok(out)
+    crate::hex::decode(text).and_then(|bytes| bytes.try_into().ok()).ok_or(KeystoreError::Field(field))
 }
 
 fn cipher(password: &str, kdf: &Kdf) -> Result<XChaCha20Poly1305, KeystoreError> {
@@ -104,7 +93,13 @@ impl Keystore {
         let payload = Payload { msg: seed.as_ref(), aad: &address.0 };
         let ciphertext =
             cipher(password, &kdf)?.encrypt(XNonce::from_slice(&nonce), payload).map_err(|_| KeystoreError::Decrypt)?;
-        Ok(Keystore { version: 1, address, kdf, nonce: to_hex(&nonce), ciphertext: to_hex(&ciphertext) })
+        Ok(Keystore {
+            version: 1,
+            address,
+            kdf,
+            nonce: crate::hex::encode(&nonce),
+            ciphertext: crate::hex::encode(&ciphertext),
+        })
     }
 
     pub fn open(&self, password: &str) -> Result<SecretKey, KeystoreError> {

@@ -11,6 +11,7 @@ pub mod block;
 pub mod crypto;
 pub mod encoding;
 pub mod hash;
+pub mod hex;
 pub mod ids;
 pub mod keystore;
 pub mod merkle;

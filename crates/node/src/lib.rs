@@ -1,10 +1,12 @@
 //! The OpenGPU Network node: the IO around the pure cores. It keeps the mempool, stores
 //! blocks and state, talks to peers, and drives consensus and block production.
 //!
-//! Status: the mempool, the store and the replica (consensus, chain, mempool and store
-//! wired together, tested over a simulated network) are built; the libp2p transport,
-//! the process around it and the API come next.
+//! Status: mempool, store, replica, libp2p transport and the node service are built;
+//! block sync beyond header walks, the blob store, per-peer rate limits and metrics
+//! come next.
 
 pub mod mempool;
+pub mod net;
 pub mod replica;
+pub mod service;
 pub mod store;

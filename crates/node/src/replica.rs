@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use borsh::{BorshDeserialize, BorshSerialize};
 use ogpu_chain::{State, apply_block, propose_block};
 use ogpu_consensus::{Engine, Genesis as ConsensusGenesis, Input, Message, Output, Params, ValidatorSet};
-use ogpu_core::encoding::Canonical;
+use ogpu_core::encoding::{Canonical, DecodeError};
 use ogpu_core::tx::Transaction;
 use ogpu_core::{Address, Block, Hash, SecretKey};
 
@@ -120,12 +120,10 @@ impl Replica {
         Ok((hash, vec![Action::Broadcast(WireMessage::Tx(tx))]))
     }
 
-    /// Bytes from a peer. Whatever does not decode, or does not check out, is dropped.
-    pub fn receive(&mut self, now_ms: u64, from: Address, bytes: &[u8]) -> Vec<Action> {
-        match WireMessage::decode(bytes) {
-            Ok(message) => self.on_message(now_ms, from, message),
-            Err(_) => Vec::new(),
-        }
+    /// Bytes from a peer. What does not decode is an error the network layer holds against
+    /// the peer; what decodes but does not check out is dropped quietly.
+    pub fn receive(&mut self, now_ms: u64, from: Address, bytes: &[u8]) -> Result<Vec<Action>, DecodeError> {
+        Ok(self.on_message(now_ms, from, WireMessage::decode(bytes)?))
     }
 
     pub fn on_message(&mut self, now_ms: u64, from: Address, message: WireMessage) -> Vec<Action> {

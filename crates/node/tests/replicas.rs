@@ -134,7 +134,9 @@ impl Net {
             self.now = at;
             let from_address = |from: usize| self.addresses[from];
             let actions = match (&mut self.replicas[to], event) {
-                (Some(replica), Event::Deliver { from, bytes }) => replica.receive(at, from_address(from), &bytes),
+                (Some(replica), Event::Deliver { from, bytes }) => {
+                    replica.receive(at, from_address(from), &bytes).unwrap()
+                }
                 (Some(replica), Event::Tick) => replica.tick(at),
                 (None, _) => vec![],
             };

@@ -1,0 +1,140 @@
+//! `ogpu devnet`: a whole network on loopback, one process per validator.
+//!
+//! On first run it writes a genesis, one key per validator and a funded demo client key
+//! into the data directory; later runs resume from it. It picks free ports, starts each
+//! validator with the others as bootstrap peers, serves the API from the first, prints
+//! what to do next, and on Ctrl-C stops every child.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use ogpu_chain::Genesis;
+use ogpu_chain::genesis::{Allocation, GenesisValidator};
+use ogpu_core::keystore::{Kdf, Keystore};
+use ogpu_core::{Address, Amount, SecretKey};
+
+pub struct DevnetArgs {
+    pub validators: usize,
+    pub api: SocketAddr,
+    pub data: PathBuf,
+}
+
+fn node_dir(data: &Path, i: usize) -> PathBuf {
+    data.join(format!("validator-{i}"))
+}
+
+fn write_key(path: &Path, key: &SecretKey) -> Result<()> {
+    let sealed = Keystore::seal(key, "", Kdf::DEVNET, &mut rand_core::OsRng)?;
+    std::fs::write(path, sealed.to_json()).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Writes keys and genesis on first run; returns the validators' keys.
+fn prepare(args: &DevnetArgs) -> Result<Vec<SecretKey>> {
+    let genesis_path = args.data.join("genesis.toml");
+    if genesis_path.exists() {
+        let genesis = Genesis::from_toml(&std::fs::read_to_string(&genesis_path)?)?;
+        if genesis.validators.len() != args.validators {
+            bail!(
+                "{} holds a devnet of {} validators; use that number or another --data",
+                args.data.display(),
+                genesis.validators.len()
+            );
+        }
+        return (0..args.validators)
+            .map(|i| {
+                let text = std::fs::read_to_string(node_dir(&args.data, i).join("validator.key"))?;
+                Ok(Keystore::from_json(&text)?.open("")?)
+            })
+            .collect();
+    }
+    std::fs::create_dir_all(&args.data)?;
+    let keys: Vec<SecretKey> = (0..args.validators).map(|_| SecretKey::generate(&mut rand_core::OsRng)).collect();
+    let client = SecretKey::generate(&mut rand_core::OsRng);
+    write_key(&args.data.join("client.key"), &client)?;
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+    let genesis = Genesis {
+        chain_id: "ogpu-devnet".parse()?,
+        genesis_time_ms: now_ms,
+        params: Default::default(),
+        allocations: vec![Allocation { address: Address::of(&client.public()), amount: Amount::ogpu(1_000_000) }],
+        validators: keys
+            .iter()
+            .map(|k| GenesisValidator { public_key: k.public(), stake: Amount::ogpu(10_000) })
+            .collect(),
+    };
+    std::fs::write(&genesis_path, genesis.to_toml())?;
+    for (i, key) in keys.iter().enumerate() {
+        let dir = node_dir(&args.data, i);
+        std::fs::create_dir_all(&dir)?;
+        write_key(&dir.join("validator.key"), key)?;
+        std::fs::copy(&genesis_path, dir.join("genesis.toml"))?;
+    }
+    Ok(keys)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub fn run(args: DevnetArgs) -> Result<()> {
+    let keys = prepare(&args)?;
+    let ports: Vec<u16> = (0..keys.len()).map(|_| free_port()).collect::<Result<_>>()?;
+    let addresses: Vec<String> = keys
+        .iter()
+        .zip(&ports)
+        .map(|(key, port)| {
+            let peer = ogpu_node::net::peer_id_of(&key.public()).expect("an ed25519 key is a peer id");
+            format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}")
+        })
+        .collect();
+    let exe = std::env::current_exe()?;
+    let mut children: Vec<Child> = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let dir = node_dir(&args.data, i);
+        let bootstrap: Vec<&str> =
+            addresses.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, a)| a.as_str()).collect();
+        let mut command = Command::new(&exe);
+        command
+            .args(["node", "run", "--data"])
+            .arg(&dir)
+            .env("OGPU_LISTEN", format!("/ip4/127.0.0.1/tcp/{port}"))
+            .env("OGPU_BOOTSTRAP", bootstrap.join(","))
+            .env("OGPU_PASSWORD", "")
+            .env_remove("OGPU_API");
+        if i == 0 {
+            command.args(["--api", &args.api.to_string()]);
+        }
+        children.push(command.spawn().with_context(|| format!("starting validator {i}"))?);
+    }
+    println!("OpenGPU devnet: {} validators on 127.0.0.1", keys.len());
+    println!("  API         http://{}/v1/status", args.api);
+    println!("  client key  {} (empty password)", args.data.join("client.key").display());
+    println!("  data        {}", args.data.display());
+    println!("Next: curl http://{}/v1/status", args.api);
+    println!("Ctrl-C stops every validator; running `ogpu devnet` again resumes.");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {
+                    if children.iter_mut().any(|c| matches!(c.try_wait(), Ok(Some(_)))) {
+                        eprintln!("a validator exited; stopping the devnet");
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    for child in &mut children {
+        // SIGTERM lets each node close its store cleanly.
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+    }
+    for child in &mut children {
+        let _ = child.wait();
+    }
+    Ok(())
+}
