@@ -15,6 +15,7 @@ use ogpu_chain::Genesis;
 use ogpu_chain::genesis::{Allocation, GenesisValidator};
 use ogpu_core::keystore::{Kdf, Keystore};
 use ogpu_core::{Address, Amount, SecretKey};
+use ogpu_node::service::NodeConfig;
 
 pub struct DevnetArgs {
     pub validators: usize,
@@ -96,14 +97,23 @@ pub fn run(args: DevnetArgs) -> Result<()> {
         let dir = node_dir(&args.data, i);
         let bootstrap: Vec<&str> =
             addresses.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, a)| a.as_str()).collect();
+        // The addresses go into each validator's config file, so a validator can be
+        // restarted on its own with `ogpu node run --data DIR` while the devnet runs.
+        let config = NodeConfig {
+            listen: format!("/ip4/127.0.0.1/tcp/{port}"),
+            bootstrap: bootstrap.iter().map(|a| a.to_string()).collect(),
+            proposer_window_ms: 500,
+            ..NodeConfig::default()
+        };
+        std::fs::write(dir.join("config.toml"), toml::to_string(&config)?)?;
         let mut command = Command::new(&exe);
         command
             .args(["node", "run", "--data"])
             .arg(&dir)
-            .env("OGPU_LISTEN", format!("/ip4/127.0.0.1/tcp/{port}"))
-            .env("OGPU_BOOTSTRAP", bootstrap.join(","))
             .env("OGPU_PASSWORD", "")
-            .env_remove("OGPU_API");
+            .env_remove("OGPU_API")
+            .env_remove("OGPU_LISTEN")
+            .env_remove("OGPU_BOOTSTRAP");
         if i == 0 {
             command.args(["--api", &args.api.to_string()]);
         }
@@ -116,22 +126,30 @@ pub fn run(args: DevnetArgs) -> Result<()> {
     println!("Next: curl http://{}/v1/status", args.api);
     println!("Ctrl-C stops every validator; running `ogpu devnet` again resumes.");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut reported = vec![false; children.len()];
     runtime.block_on(async {
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 () = tokio::time::sleep(Duration::from_millis(500)) => {
-                    if children.iter_mut().any(|c| matches!(c.try_wait(), Ok(Some(_)))) {
-                        eprintln!("a validator exited; stopping the devnet");
-                        break;
+                    // A validator that dies does not take the network down: the others go
+                    // on, and it can be restarted on its own from its data directory.
+                    for (i, child) in children.iter_mut().enumerate() {
+                        if let (Ok(Some(status)), false) = (child.try_wait(), reported[i]) {
+                            reported[i] = true;
+                            let dir = node_dir(&args.data, i);
+                            eprintln!("validator {i} exited ({status}); restart it with: ogpu node run --data {}", dir.display());
+                        }
                     }
                 }
             }
         }
     });
     for child in &mut children {
-        // SIGTERM lets each node close its store cleanly.
-        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        if matches!(child.try_wait(), Ok(None)) {
+            // SIGTERM lets each node close its store cleanly.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+        }
     }
     for child in &mut children {
         let _ = child.wait();

@@ -43,6 +43,19 @@ impl Drop for Devnet {
     }
 }
 
+/// Pids of the processes whose command line contains `needle`.
+fn pids_running(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
@@ -51,39 +64,60 @@ fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn four_validator_processes_finalize_transfers_with_one_state_root() {
-    let data = tempfile::tempdir().unwrap();
+fn start_devnet(data: &std::path::Path) -> (Devnet, u16) {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(env!("CARGO_BIN_EXE_ogpu"))
         .args(["devnet", "--validators", "4", "--api", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(data.path())
+        .arg(data)
         .spawn()
         .unwrap();
-    let devnet = Devnet(child);
-    let height = || {
-        http(port, "GET", "/v1/status", "").map_or(0, |(_, body)| json(&body)["finalized_height"].as_u64().unwrap_or(0))
-    };
-    wait_for("the first finalized blocks", Duration::from_secs(60), || height() >= 2);
+    (Devnet(child), port)
+}
 
-    let client = Keystore::from_json(&std::fs::read_to_string(data.path().join("client.key")).unwrap())
-        .unwrap()
-        .open("")
-        .unwrap();
-    let genesis = Genesis::from_toml(&std::fs::read_to_string(data.path().join("genesis.toml")).unwrap()).unwrap();
-    let recipient = Address([7; 20]);
-    for nonce in 0..10 {
-        let body = TxBody::Transfer { to: recipient, amount: Amount::ogpu(1) };
+fn finalized_height(port: u16) -> u64 {
+    http(port, "GET", "/v1/status", "").map_or(0, |(_, body)| json(&body)["finalized_height"].as_u64().unwrap_or(0))
+}
+
+/// Sends `count` transfers of 1 oGPU from the demo client, nonces from `first`.
+fn send_transfers(data: &std::path::Path, port: u16, first: u64, count: u64, to: Address) {
+    let client =
+        Keystore::from_json(&std::fs::read_to_string(data.join("client.key")).unwrap()).unwrap().open("").unwrap();
+    let genesis = Genesis::from_toml(&std::fs::read_to_string(data.join("genesis.toml")).unwrap()).unwrap();
+    for nonce in first..first + count {
+        let body = TxBody::Transfer { to, amount: Amount::ogpu(1) };
         let tx = Transaction::sign(&client, genesis.chain_id.clone(), nonce, genesis.params.min_fee, body);
         let hex = ogpu_core::hex::encode(&tx.encode());
         let (status, body) = http(port, "POST", "/v1/txs", &format!("{{\"tx\":\"{hex}\"}}")).unwrap();
         assert_eq!(status, 202, "{body}");
     }
-    let balance = || {
-        http(port, "GET", &format!("/v1/accounts/{recipient}"), "")
-            .map(|(_, body)| json(&body)["balance"].as_str().unwrap_or("").to_string())
-    };
-    wait_for("the transfers to be finalized", Duration::from_secs(60), || balance().as_deref() == Some("10"));
+}
+
+fn balance(port: u16, of: Address) -> Option<String> {
+    http(port, "GET", &format!("/v1/accounts/{of}"), "")
+        .map(|(_, body)| json(&body)["balance"].as_str().unwrap_or("").to_string())
+}
+
+/// Opens every validator's store (the devnet must be stopped) and checks they agree.
+fn assert_one_state_root(data: &std::path::Path) -> u64 {
+    let genesis = Genesis::from_toml(&std::fs::read_to_string(data.join("genesis.toml")).unwrap()).unwrap();
+    let stores: Vec<Store> =
+        (0..4).map(|i| Store::open(&data.join(format!("validator-{i}/chain.redb")), &genesis, 100).unwrap()).collect();
+    let common = stores.iter().map(|s| s.finalized_height().unwrap()).min().unwrap();
+    let roots: Vec<_> = stores.iter().map(|s| s.block(common).unwrap().unwrap().header().state_root).collect();
+    assert!(roots.windows(2).all(|w| w[0] == w[1]), "one state root at height {common}: {roots:?}");
+    common
+}
+
+#[test]
+fn four_validator_processes_finalize_transfers_with_one_state_root() {
+    let data = tempfile::tempdir().unwrap();
+    let (devnet, port) = start_devnet(data.path());
+    wait_for("the first finalized blocks", Duration::from_secs(60), || finalized_height(port) >= 2);
+    let recipient = Address([7; 20]);
+    send_transfers(data.path(), port, 0, 10, recipient);
+    wait_for("the transfers to be finalized", Duration::from_secs(60), || {
+        balance(port, recipient).as_deref() == Some("10")
+    });
 
     let (status, body) = http(port, "POST", "/v1/txs", "{\"tx\": \"zz\"}").unwrap();
     assert_eq!((status, json(&body)["error"].as_str()), (400, Some("invalid_hex")));
@@ -94,11 +128,38 @@ fn four_validator_processes_finalize_transfers_with_one_state_root() {
     assert_eq!(status, 400);
 
     drop(devnet);
-    let stores: Vec<Store> = (0..4)
-        .map(|i| Store::open(&data.path().join(format!("validator-{i}/chain.redb")), &genesis, 100).unwrap())
-        .collect();
-    let common = stores.iter().map(|s| s.finalized_height().unwrap()).min().unwrap();
-    assert!(common >= 2, "every validator finalized blocks");
-    let roots: Vec<_> = stores.iter().map(|s| s.block(common).unwrap().unwrap().header().state_root).collect();
-    assert!(roots.windows(2).all(|w| w[0] == w[1]), "one state root at height {common}: {roots:?}");
+    assert!(assert_one_state_root(data.path()) >= 2, "every validator finalized blocks");
+}
+
+#[test]
+fn a_validator_killed_mid_stream_restarts_from_its_store_and_catches_up() {
+    let data = tempfile::tempdir().unwrap();
+    let (devnet, port) = start_devnet(data.path());
+    wait_for("the first finalized blocks", Duration::from_secs(60), || finalized_height(port) >= 2);
+    let victim = data.path().join("validator-3");
+    let recipient = Address([8; 20]);
+    send_transfers(data.path(), port, 0, 5, recipient);
+    let pids = pids_running(&victim.display().to_string());
+    assert_eq!(pids.len(), 1, "one process runs validator-3");
+    Command::new("kill").args(["-KILL", &pids[0].to_string()]).status().unwrap();
+    send_transfers(data.path(), port, 5, 5, recipient);
+    wait_for("the three others to finalize everything", Duration::from_secs(60), || {
+        balance(port, recipient).as_deref() == Some("10")
+    });
+    let before_restart = finalized_height(port);
+    let restarted =
+        Command::new(env!("CARGO_BIN_EXE_ogpu")).args(["node", "run", "--data"]).arg(&victim).spawn().unwrap();
+    let _restarted = Devnet(restarted);
+    // The restarted validator must finalize past where the others were when it came back.
+    let genesis = Genesis::from_toml(&std::fs::read_to_string(data.path().join("genesis.toml")).unwrap()).unwrap();
+    wait_for("the others to move on", Duration::from_secs(60), || finalized_height(port) >= before_restart + 5);
+    drop(_restarted);
+    drop(devnet);
+    {
+        let store = Store::open(&victim.join("chain.redb"), &genesis, 100).unwrap();
+        let state = store.load(genesis).unwrap();
+        assert!(state.height >= before_restart, "validator-3 caught up to {} from its store", state.height);
+        assert_eq!(state.balance(&recipient), Amount::ogpu(10), "no finalized transfer is lost");
+    }
+    assert_one_state_root(data.path());
 }
