@@ -103,8 +103,13 @@ pub(crate) fn resolve_challenge(ctx: &mut Ctx, id: TaskId, task: &mut Task, uphe
 /// pending challenge bond to its challenger.
 pub(crate) fn end_with_refund(ctx: &mut Ctx, id: TaskId, task: &mut Task, outcome: Outcome) -> Result<(), TxError> {
     resolve_challenge(ctx, id, task, true)?;
-    let refund = task.escrow.checked_add(task.client_lock).ok_or(TxError::Overflow)?;
+    let refund = task
+        .escrow
+        .checked_add(task.verification_budget)
+        .and_then(|r| r.checked_add(task.client_lock))
+        .ok_or(TxError::Overflow)?;
     task.escrow = Amount::ZERO;
+    task.verification_budget = Amount::ZERO;
     task.client_lock = Amount::ZERO;
     ctx.state.credit(task.client, refund)?;
     ctx.emit(Event::Refunded { task: id, client: task.client, amount: refund });
@@ -116,7 +121,7 @@ pub(crate) fn end_with_refund(ctx: &mut Ctx, id: TaskId, task: &mut Task, outcom
 
 /// What each executor earns on success: its awarded price in an auction; in a pool, the
 /// job price for the winner (the earliest commit) and the replica fee for matching replicas.
-pub(crate) fn earnings(ctx: &Ctx, task: &Task) -> Vec<(Address, Amount, PayReason)> {
+fn earnings(ctx: &Ctx, task: &Task) -> Vec<(Address, Amount, PayReason)> {
     match task.spec.market {
         Market::Auction { .. } => task.executors.iter().map(|e| (e.provider, e.price, PayReason::Execution)).collect(),
         Market::Pool { .. } => {
@@ -136,14 +141,15 @@ pub(crate) fn earnings(ctx: &Ctx, task: &Task) -> Vec<(Address, Amount, PayReaso
     }
 }
 
-/// What settlement will take from escrow for the current executors: their earnings and the
-/// protocol fee on them. Verification may only spend what is left over.
-pub(crate) fn committed_escrow(ctx: &Ctx, task: &Task) -> Option<Amount> {
-    let mut paid = Amount::ZERO;
-    for (_, amount, _) in earnings(ctx, task) {
-        paid = paid.checked_add(amount)?;
+/// Pays a verifier its fee from the task's verification budget; returns what was paid.
+pub(crate) fn pay_verifier(ctx: &mut Ctx, id: TaskId, task: &mut Task, to: Address, fee: Amount) -> Result<Amount, TxError> {
+    let paid = fee.min(task.verification_budget);
+    task.verification_budget = task.verification_budget.checked_sub(paid).ok_or(TxError::Overflow)?;
+    ctx.state.credit(to, paid)?;
+    if !paid.is_zero() {
+        ctx.emit(Event::Paid { task: id, to, amount: paid, why: PayReason::Verification });
     }
-    paid.checked_add(paid.bps(ctx.state.params.protocol_fee_bps))
+    Ok(paid)
 }
 
 /// Pays for a verified result and ends the task.

@@ -71,8 +71,11 @@ pub struct Task {
     pub submitted_at: u64,
     /// The price each executor is paid at most: the auction's maximum or the pool's price.
     pub price_cap: Amount,
-    /// What is left of the client's reservation to pay executors, verifiers and fees.
+    /// What is left of the client's reservation to pay executors and the protocol fee.
     pub escrow: Amount,
+    /// What is left to pay verifiers. Kept apart from `escrow`, so verification rounds,
+    /// however many, never eat into what the executors were promised.
+    pub verification_budget: Amount,
     /// The client's trust lock, returned at the end unless the client forfeits it.
     pub client_lock: Amount,
     pub phase: Phase,
@@ -324,6 +327,7 @@ impl State {
         }
         for task in self.tasks.values() {
             add(task.escrow)?;
+            add(task.verification_budget)?;
             add(task.client_lock)?;
             if let Some(challenge) = &task.challenge {
                 add(challenge.bond)?;

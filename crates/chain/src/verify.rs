@@ -11,7 +11,7 @@ use crate::error::TxError;
 use crate::exec::Ctx;
 use crate::market::{self, load, open_auction, screen, store};
 use crate::params::DISPUTE_VERIFIERS;
-use crate::receipt::{Event, PayReason};
+use crate::receipt::Event;
 use crate::settle;
 use crate::state::{Challenge, Outcome, Phase, Stage, Task, VerifierSlot, VerifyReason};
 
@@ -86,7 +86,7 @@ fn open_challenges(ctx: &mut Ctx, task: &mut Task) {
 
 /// Picks up to `count` verifiers by stake among the providers that could run the task and
 /// have no part in it (not an executor, the client or a challenger). Returns false,
-/// changing nothing, when there is none or the escrow left over cannot pay them.
+/// changing nothing, when there is none or the verification budget cannot pay them.
 fn start_verification(ctx: &mut Ctx, id: TaskId, task: &mut Task, reason: VerifyReason, count: usize) -> bool {
     let requirements = match task.spec.market {
         Market::Auction { .. } => task.spec.requirements.clone(),
@@ -105,9 +105,7 @@ fn start_verification(ctx: &mut Ctx, id: TaskId, task: &mut Task, reason: Verify
     let mut rng = DetRng::new(&ctx.state.randomness, "ogpu/verifiers", &[&id.0.0, &round]);
     let chosen = rng.sample_weighted(&candidates, count);
     let fee = task.price_cap.bps(ctx.state.params.verifier_fee_bps);
-    let affordable = settle::committed_escrow(ctx, task)
-        .and_then(|committed| committed.checked_add(fee.checked_mul(chosen.len() as u128)?))
-        .is_some_and(|needed| needed <= task.escrow);
+    let affordable = fee.checked_mul(chosen.len() as u128).is_some_and(|needed| needed <= task.verification_budget);
     if chosen.is_empty() || !affordable {
         return false;
     }
@@ -177,7 +175,7 @@ pub(crate) fn tally(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(), Tx
     }
     let fee = task.price_cap.bps(ctx.state.params.verifier_fee_bps);
     for slot in slots.iter().filter(|s| !s.reports.is_empty()) {
-        settle::pay_from_escrow(ctx, id, task, slot.verifier, fee, PayReason::Verification)?;
+        settle::pay_verifier(ctx, id, task, slot.verifier, fee)?;
     }
     for executor in &faulted {
         settle::fault(ctx, id, task, *executor)?;

@@ -83,13 +83,16 @@ pub(crate) fn screen(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reservation {
     pub price_cap: Amount,
+    /// For executors and the protocol fee.
     pub escrow: Amount,
+    /// For verifiers.
+    pub verification: Amount,
     pub client_lock: Amount,
 }
 
 impl Reservation {
     pub fn total(&self) -> Option<Amount> {
-        self.escrow.checked_add(self.client_lock)
+        self.escrow.checked_add(self.verification)?.checked_add(self.client_lock)
     }
 }
 
@@ -106,8 +109,8 @@ pub fn reservation(params: &Params, spec: &TaskSpec, price_cap: Amount, pooled: 
     let verifiers = u128::from(spec.verification.verifiers().max(u8::from(pooled))) + DISPUTE_VERIFIERS as u128;
     let verification = price_cap.bps(params.verifier_fee_bps).checked_mul(verifiers)?;
     let protocol = execution.bps(params.protocol_fee_bps);
-    let escrow = execution.checked_add(verification)?.checked_add(protocol)?;
-    Some(Reservation { price_cap, escrow, client_lock: execution.bps(params.client_lock_bps) })
+    let escrow = execution.checked_add(protocol)?;
+    Some(Reservation { price_cap, escrow, verification, client_lock: execution.bps(params.client_lock_bps) })
 }
 
 pub(crate) fn submit_task(ctx: &mut Ctx, client: Address, tx: Hash, spec: &TaskSpec) -> Result<(), TxError> {
@@ -135,6 +138,7 @@ pub(crate) fn submit_task(ctx: &mut Ctx, client: Address, tx: Hash, spec: &TaskS
         submitted_at: ctx.height(),
         price_cap,
         escrow: reserved.escrow,
+        verification_budget: reserved.verification,
         client_lock: reserved.client_lock,
         phase: Phase::Executing,
         executors: Vec::new(),
