@@ -142,7 +142,13 @@ fn earnings(ctx: &Ctx, task: &Task) -> Vec<(Address, Amount, PayReason)> {
 }
 
 /// Pays a verifier its fee from the task's verification budget; returns what was paid.
-pub(crate) fn pay_verifier(ctx: &mut Ctx, id: TaskId, task: &mut Task, to: Address, fee: Amount) -> Result<Amount, TxError> {
+pub(crate) fn pay_verifier(
+    ctx: &mut Ctx,
+    id: TaskId,
+    task: &mut Task,
+    to: Address,
+    fee: Amount,
+) -> Result<Amount, TxError> {
     let paid = fee.min(task.verification_budget);
     task.verification_budget = task.verification_budget.checked_sub(paid).ok_or(TxError::Overflow)?;
     ctx.state.credit(to, paid)?;
