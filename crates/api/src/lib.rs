@@ -60,6 +60,7 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/accounts/{address}", get(account))
         .route("/v1/txs", post(submit))
+        .route("/v1/txs/batch", post(submit_batch))
         .fallback(|| async {
             ApiError { status: StatusCode::NOT_FOUND, error: "not_found", detail: "no such route".into() }
         })
@@ -95,6 +96,43 @@ async fn account(State(node): State<NodeHandle>, Path(address): Path<String>) ->
 struct SubmitBody {
     /// The transaction's canonical encoding, hex.
     tx: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    /// Canonical encodings, hex; at most 10,000.
+    txs: Vec<String>,
+}
+
+/// Submits many transactions at once; each gets its own verdict.
+async fn submit_batch(
+    State(node): State<NodeHandle>,
+    body: Result<Json<BatchBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Json(body) = body?;
+    if body.txs.len() > 10_000 {
+        return Err(ApiError::bad_request("batch_too_large", "at most 10000 transactions per batch"));
+    }
+    let txs = body
+        .txs
+        .iter()
+        .enumerate()
+        .map(|(i, hex)| {
+            let bytes = ogpu_core::hex::decode(hex)
+                .ok_or_else(|| ApiError::bad_request("invalid_hex", format!("txs[{i}] is not hex")))?;
+            Transaction::decode(&bytes)
+                .map_err(|e| ApiError::bad_request("malformed_transaction", format!("txs[{i}]: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = ask(&node, |reply| Request::SubmitMany(txs, reply)).await?;
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    let rejected: Vec<_> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().err().map(|e| json!({ "index": i, "error": e.to_string() })))
+        .collect();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted, "rejected": rejected }))))
 }
 
 async fn submit(

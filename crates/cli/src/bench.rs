@@ -17,6 +17,20 @@ use serde_json::json;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Finalized transfers per second on a local devnet of separate processes.
+    Devnet {
+        /// Print one JSON object (the only output format for now).
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Transfers offered per second.
+        #[arg(long, default_value_t = 4_000)]
+        rate: u64,
+    },
     /// Simulated finality of Snowman over the ten-region latency matrix.
     Consensus {
         /// Print one JSON object (the only output format for now).
@@ -54,6 +68,7 @@ pub enum BenchCommand {
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Chain { json: _, senders, rounds } => chain(senders, rounds),
+        BenchCommand::Devnet { json: _, validators, seconds, rate } => devnet(validators, seconds, rate),
         BenchCommand::Consensus { json: _, validators, seeds, beta, polls, seconds } => {
             consensus(validators, seeds, beta, polls, seconds)
         }
@@ -183,4 +198,111 @@ fn transfers_per_s(senders: usize, size: usize, rounds: usize) -> Result<f64> {
         drop(next);
         rate
     })))
+}
+
+/// Senders the devnet bench spreads its load over.
+const DEVNET_SENDERS: usize = 400;
+/// Load is offered in batches this often.
+const BATCH_EVERY_MS: u64 = 100;
+
+fn status(api: std::net::SocketAddr) -> Option<serde_json::Value> {
+    let (code, body) = crate::http::request(api, "GET", "/v1/status", "").ok()?;
+    (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+}
+
+/// Starts a devnet, offers `rate` signed transfers per second from many senders for
+/// `seconds`, and reports what was finalized and how long it took.
+fn devnet(validators: usize, seconds: u64, rate: u64) -> Result<()> {
+    let data = std::env::temp_dir().join(format!("ogpu-bench-devnet-{}", std::process::id()));
+    let api: std::net::SocketAddr =
+        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()).parse()?;
+    let mut devnet = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "devnet",
+            "--validators",
+            &validators.to_string(),
+            "--api",
+            &api.to_string(),
+            "--fund",
+            &DEVNET_SENDERS.to_string(),
+            "--data",
+        ])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let outcome = load_devnet(api, &data, seconds, rate);
+    let _ = std::process::Command::new("kill").args(["-INT", &devnet.id().to_string()]).status();
+    let _ = devnet.wait();
+    let _ = std::fs::remove_dir_all(&data);
+    let mut report = outcome?;
+    report["validators"] = json!(validators);
+    report["ed25519_verify_per_s"] = json!(ed25519_verify_per_s(20_000).round());
+    println!("{report}");
+    Ok(())
+}
+
+fn load_devnet(
+    api: std::net::SocketAddr,
+    data: &std::path::Path,
+    seconds: u64,
+    rate: u64,
+) -> Result<serde_json::Value> {
+    let started = Instant::now();
+    while status(api).and_then(|s| s["finalized_height"].as_u64()).unwrap_or(0) < 1 {
+        anyhow::ensure!(started.elapsed().as_secs() < 60, "the devnet did not start finalizing within a minute");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let genesis = ogpu_chain::Genesis::from_toml(&std::fs::read_to_string(data.join("genesis.toml"))?)?;
+    let senders: Vec<SecretKey> = (0..DEVNET_SENDERS).map(crate::devnet::bench_sender).collect();
+    let batches = seconds * 1_000 / BATCH_EVERY_MS;
+    let per_batch = (rate * BATCH_EVERY_MS / 1_000).max(1) as usize;
+    let mut nonces = vec![0u64; senders.len()];
+    // Sign everything first so that signing does not slow the offered load.
+    let signed: Vec<String> = (0..batches as usize * per_batch)
+        .map(|i| {
+            let s = i % senders.len();
+            let body = TxBody::Transfer { to: Address([1; 20]), amount: Amount::from_base_units(1) };
+            let tx = Transaction::sign(&senders[s], genesis.chain_id.clone(), nonces[s], genesis.params.min_fee, body);
+            nonces[s] += 1;
+            format!("\"{}\"", ogpu_core::hex::encode(&ogpu_core::encoding::Canonical::encode(&tx)))
+        })
+        .collect();
+    let base = status(api).and_then(|s| s["finalized_txs"].as_u64()).unwrap_or(0);
+    let start = Instant::now();
+    let mut submitted_at = Vec::new();
+    let mut accepted = 0u64;
+    for (b, chunk) in signed.chunks(per_batch).enumerate() {
+        let due = std::time::Duration::from_millis(b as u64 * BATCH_EVERY_MS);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let (_, body) =
+            crate::http::request(api, "POST", "/v1/txs/batch", &format!("{{\"txs\":[{}]}}", chunk.join(",")))?;
+        let body: serde_json::Value = serde_json::from_str(&body)?;
+        accepted += body["accepted"].as_u64().unwrap_or(0);
+        submitted_at.push((start.elapsed().as_secs_f64(), accepted));
+    }
+    // Follow finalization until everything accepted is in, or ten more seconds pass.
+    let mut latencies = Vec::new();
+    let mut next = 0;
+    let mut finalized = 0;
+    while next < submitted_at.len() && start.elapsed().as_secs() < seconds + 10 {
+        finalized = status(api).and_then(|s| s["finalized_txs"].as_u64()).unwrap_or(0).saturating_sub(base);
+        let now = start.elapsed().as_secs_f64();
+        while next < submitted_at.len() && submitted_at[next].1 <= finalized {
+            latencies.push((now - submitted_at[next].0) * 1_000.0);
+            next += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    Ok(json!({
+        "offered_tps": rate,
+        "seconds": seconds,
+        "accepted": accepted,
+        "finalized": finalized,
+        "finalized_tps": (finalized as f64 / elapsed).round(),
+        "finality_p50_ms": ogpu_sim::percentile(&latencies, 50.0).round(),
+        "finality_p99_ms": ogpu_sim::percentile(&latencies, 99.0).round(),
+    }))
 }

@@ -21,6 +21,13 @@ pub struct DevnetArgs {
     pub validators: usize,
     pub api: SocketAddr,
     pub data: PathBuf,
+    /// Extra accounts funded at genesis, keys `bench_sender(i)`, for load tests.
+    pub fund: usize,
+}
+
+/// The key of the `i`-th account a devnet funds for load tests.
+pub fn bench_sender(i: usize) -> SecretKey {
+    SecretKey::from_name(&format!("devnet-bench-sender-{i}"))
 }
 
 fn node_dir(data: &Path, i: usize) -> PathBuf {
@@ -60,7 +67,15 @@ fn prepare(args: &DevnetArgs) -> Result<Vec<SecretKey>> {
         chain_id: "ogpu-devnet".parse()?,
         genesis_time_ms: now_ms,
         params: Default::default(),
-        allocations: vec![Allocation { address: Address::of(&client.public()), amount: Amount::ogpu(1_000_000) }],
+        allocations: std::iter::once(Allocation {
+            address: Address::of(&client.public()),
+            amount: Amount::ogpu(1_000_000),
+        })
+        .chain(
+            (0..args.fund)
+                .map(|i| Allocation { address: Address::of(&bench_sender(i).public()), amount: Amount::ogpu(1_000) }),
+        )
+        .collect(),
         validators: keys
             .iter()
             .map(|k| GenesisValidator { public_key: k.public(), stake: Amount::ogpu(10_000) })

@@ -3,6 +3,7 @@
 
 mod bench;
 mod devnet;
+mod http;
 mod key;
 mod node;
 mod spec;
@@ -27,6 +28,9 @@ enum Command {
         api: std::net::SocketAddr,
         #[arg(long, default_value = "devnet-data")]
         data: std::path::PathBuf,
+        /// Fund this many load-test accounts at genesis (used by `ogpu bench devnet`).
+        #[arg(long, default_value_t = 0, hide = true)]
+        fund: usize,
     },
     /// Run a validator node.
     #[command(subcommand)]
@@ -48,7 +52,9 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Devnet { validators, api, data } => devnet::run(devnet::DevnetArgs { validators, api, data }),
+        Command::Devnet { validators, api, data, fund } => {
+            devnet::run(devnet::DevnetArgs { validators, api, data, fund })
+        }
         Command::Node(command) => node::run(command),
         Command::Key(command) => key::run(command),
         Command::Spec(command) => spec::run(command),

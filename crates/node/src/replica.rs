@@ -67,6 +67,8 @@ pub struct Replica {
     bodies: BTreeMap<Hash, Block>,
     /// Blocks the engine asked to verify whose bodies have not arrived yet.
     awaiting: std::collections::BTreeSet<Hash>,
+    /// Transactions in the blocks this replica finalized since it started.
+    finalized_txs: u64,
 }
 
 fn validator_set(state: &State) -> ValidatorSet {
@@ -97,6 +99,7 @@ impl Replica {
             processing: BTreeMap::new(),
             bodies: BTreeMap::new(),
             awaiting: Default::default(),
+            finalized_txs: 0,
         };
         let actions = replica.run(now_ms, outputs);
         Ok((replica, actions))
@@ -108,6 +111,10 @@ impl Replica {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn finalized_txs(&self) -> u64 {
+        self.finalized_txs
     }
 
     pub fn mempool_len(&self) -> usize {
@@ -275,6 +282,7 @@ impl Replica {
             return;
         }
         let height = block.header().height;
+        self.finalized_txs += block.txs.len() as u64;
         let epoch_changed = validator_set(&state).epoch != validator_set(&self.finalized).epoch;
         self.finalized = state;
         self.processing.retain(|_, (b, _)| b.header().height > height);

@@ -66,6 +66,7 @@ pub enum NodeError {
 /// What the API may ask of a running node.
 pub enum Request {
     Submit(Box<Transaction>, oneshot::Sender<Result<Hash, Rejection>>),
+    SubmitMany(Vec<Transaction>, oneshot::Sender<Vec<Result<Hash, Rejection>>>),
     Status(oneshot::Sender<Status>),
 }
 
@@ -77,6 +78,8 @@ pub struct Status {
     pub validators: usize,
     pub peers: usize,
     pub mempool: usize,
+    /// Transactions finalized since this node started.
+    pub finalized_txs: u64,
     pub listen: Vec<String>,
 }
 
@@ -292,6 +295,19 @@ impl Node {
                     let _ = reply.send(Err(rejection));
                 }
             },
+            Request::SubmitMany(txs, reply) => {
+                let mut results = Vec::with_capacity(txs.len());
+                for tx in txs {
+                    match self.replica.submit(tx) {
+                        Ok((hash, actions)) => {
+                            results.push(Ok(hash));
+                            self.dispatch(actions)?;
+                        }
+                        Err(rejection) => results.push(Err(rejection)),
+                    }
+                }
+                let _ = reply.send(results);
+            }
             Request::Status(reply) => {
                 let state = self.replica.finalized();
                 let _ = reply.send(Status {
@@ -301,6 +317,7 @@ impl Node {
                     validators: state.active_set.len(),
                     peers: self.swarm.connected_peers().count(),
                     mempool: self.replica.mempool_len(),
+                    finalized_txs: self.replica.finalized_txs(),
                     listen: self.listen.clone(),
                 });
             }
