@@ -13,17 +13,18 @@ use crate::receipt::{Event, PayReason, SlashReason};
 use crate::staking;
 use crate::state::{Outcome, Phase, Stage, Task};
 
-/// Pays up to `amount` from the task's escrow; returns what was paid.
-pub(crate) fn pay_from_escrow(
+/// Pays up to `amount` out of `pot` (a task's escrow or its verification budget);
+/// returns what was paid.
+pub(crate) fn pay(
     ctx: &mut Ctx,
     id: TaskId,
-    task: &mut Task,
+    pot: &mut Amount,
     to: Address,
     amount: Amount,
     why: PayReason,
 ) -> Result<Amount, TxError> {
-    let paid = amount.min(task.escrow);
-    task.escrow = task.escrow.checked_sub(paid).ok_or(TxError::Overflow)?;
+    let paid = amount.min(*pot);
+    *pot = pot.checked_sub(paid).ok_or(TxError::Overflow)?;
     ctx.state.credit(to, paid)?;
     if !paid.is_zero() {
         ctx.emit(Event::Paid { task: id, to, amount: paid, why });
@@ -141,28 +142,11 @@ fn earnings(ctx: &Ctx, task: &Task) -> Vec<(Address, Amount, PayReason)> {
     }
 }
 
-/// Pays a verifier its fee from the task's verification budget; returns what was paid.
-pub(crate) fn pay_verifier(
-    ctx: &mut Ctx,
-    id: TaskId,
-    task: &mut Task,
-    to: Address,
-    fee: Amount,
-) -> Result<Amount, TxError> {
-    let paid = fee.min(task.verification_budget);
-    task.verification_budget = task.verification_budget.checked_sub(paid).ok_or(TxError::Overflow)?;
-    ctx.state.credit(to, paid)?;
-    if !paid.is_zero() {
-        ctx.emit(Event::Paid { task: id, to, amount: paid, why: PayReason::Verification });
-    }
-    Ok(paid)
-}
-
 /// Pays for a verified result and ends the task.
 pub(crate) fn complete(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(), TxError> {
     let mut paid = Amount::ZERO;
     for (provider, amount, why) in earnings(ctx, task) {
-        let got = pay_from_escrow(ctx, id, task, provider, amount, why)?;
+        let got = pay(ctx, id, &mut task.escrow, provider, amount, why)?;
         paid = paid.checked_add(got).ok_or(TxError::Overflow)?;
         adjust_reputation(ctx, &provider, 10);
     }

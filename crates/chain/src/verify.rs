@@ -11,7 +11,7 @@ use crate::error::TxError;
 use crate::exec::Ctx;
 use crate::market::{self, load, open_auction, screen, store};
 use crate::params::DISPUTE_VERIFIERS;
-use crate::receipt::Event;
+use crate::receipt::{Event, PayReason};
 use crate::settle;
 use crate::state::{Challenge, Outcome, Phase, Stage, Task, VerifierSlot, VerifyReason};
 
@@ -175,7 +175,7 @@ pub(crate) fn tally(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(), Tx
     }
     let fee = task.price_cap.bps(ctx.state.params.verifier_fee_bps);
     for slot in slots.iter().filter(|s| !s.reports.is_empty()) {
-        settle::pay_verifier(ctx, id, task, slot.verifier, fee)?;
+        settle::pay(ctx, id, &mut task.verification_budget, slot.verifier, fee, PayReason::Verification)?;
     }
     for executor in &faulted {
         settle::fault(ctx, id, task, *executor)?;
