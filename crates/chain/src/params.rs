@@ -106,32 +106,6 @@ pub struct ParamError {
     pub reason: &'static str,
 }
 
-/// Every governable parameter, so validation can walk them all.
-const GOVERNABLE: [ParamKey; 22] = [
-    ParamKey::MinFee,
-    ParamKey::MinValidatorStake,
-    ParamKey::MinProviderStake,
-    ParamKey::UnbondingBlocks,
-    ParamKey::EpochBlocks,
-    ParamKey::BidRevealBlocks,
-    ParamKey::StartTimeoutBlocks,
-    ParamKey::ResultRevealBlocks,
-    ParamKey::VerifyBlocks,
-    ParamKey::ChallengeBlocks,
-    ParamKey::PoolCommitBlocks,
-    ParamKey::VotingBlocks,
-    ParamKey::JailBlocks,
-    ParamKey::ProtocolFeeBps,
-    ParamKey::VerifierFeeBps,
-    ParamKey::ReplicaFeeBps,
-    ParamKey::ClientLockBps,
-    ParamKey::StartSlashBps,
-    ParamKey::FaultSlashBps,
-    ParamKey::EquivocationSlashBps,
-    ParamKey::ChallengeBond,
-    ParamKey::MaxAuctionRounds,
-];
-
 impl Params {
     /// The current value of a governable parameter, in the units `with` takes.
     pub fn get(&self, key: ParamKey) -> u128 {
@@ -164,7 +138,7 @@ impl Params {
     /// Checks every parameter against the bounds governance is held to, so a genesis file
     /// cannot set what a vote could not.
     pub fn validate(&self) -> Result<(), ParamError> {
-        for key in GOVERNABLE {
+        for key in ParamKey::ALL {
             self.with(ParamChange { key, value: self.get(key) })?;
         }
         Ok(())

@@ -171,6 +171,34 @@ pub enum ParamKey {
     MaxAuctionRounds,
 }
 
+impl ParamKey {
+    /// Every governable parameter, so validation and tests can walk them all.
+    pub const ALL: [ParamKey; 22] = [
+        ParamKey::MinFee,
+        ParamKey::MinValidatorStake,
+        ParamKey::MinProviderStake,
+        ParamKey::UnbondingBlocks,
+        ParamKey::EpochBlocks,
+        ParamKey::BidRevealBlocks,
+        ParamKey::StartTimeoutBlocks,
+        ParamKey::ResultRevealBlocks,
+        ParamKey::VerifyBlocks,
+        ParamKey::ChallengeBlocks,
+        ParamKey::PoolCommitBlocks,
+        ParamKey::VotingBlocks,
+        ParamKey::JailBlocks,
+        ParamKey::ProtocolFeeBps,
+        ParamKey::VerifierFeeBps,
+        ParamKey::ReplicaFeeBps,
+        ParamKey::ClientLockBps,
+        ParamKey::StartSlashBps,
+        ParamKey::FaultSlashBps,
+        ParamKey::EquivocationSlashBps,
+        ParamKey::ChallengeBond,
+        ParamKey::MaxAuctionRounds,
+    ];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct ParamChange {
     pub key: ParamKey,

@@ -91,31 +91,7 @@ fn stake_role() -> impl Strategy<Value = StakeRole> {
 }
 
 fn param_key() -> impl Strategy<Value = ParamKey> {
-    use ParamKey::*;
-    select(vec![
-        MinFee,
-        MinValidatorStake,
-        MinProviderStake,
-        UnbondingBlocks,
-        EpochBlocks,
-        BidRevealBlocks,
-        StartTimeoutBlocks,
-        ResultRevealBlocks,
-        VerifyBlocks,
-        ChallengeBlocks,
-        PoolCommitBlocks,
-        VotingBlocks,
-        JailBlocks,
-        ProtocolFeeBps,
-        VerifierFeeBps,
-        ReplicaFeeBps,
-        ClientLockBps,
-        StartSlashBps,
-        FaultSlashBps,
-        EquivocationSlashBps,
-        ChallengeBond,
-        MaxAuctionRounds,
-    ])
+    select(ParamKey::ALL.to_vec())
 }
 
 // ---------------------------------------------------------------------------------------
