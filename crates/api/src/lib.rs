@@ -125,7 +125,7 @@ async fn submit_batch(
                 .map_err(|e| ApiError::bad_request("malformed_transaction", format!("txs[{i}]: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let results = ask(&node, |reply| Request::SubmitMany(txs, reply)).await?;
+    let results = ask(&node, |reply| Request::Submit(txs, reply)).await?;
     let accepted = results.iter().filter(|r| r.is_ok()).count();
     let rejected: Vec<_> = results
         .iter()
@@ -143,8 +143,9 @@ async fn submit(
     let bytes =
         ogpu_core::hex::decode(&body.tx).ok_or_else(|| ApiError::bad_request("invalid_hex", "`tx` must be hex"))?;
     let tx = Transaction::decode(&bytes).map_err(|e| ApiError::bad_request("malformed_transaction", e))?;
-    match ask(&node, |reply| Request::Submit(Box::new(tx), reply)).await? {
-        Ok(hash) => Ok((StatusCode::ACCEPTED, Json(json!({ "tx": hash.to_string() })))),
-        Err(rejection) => Err(ApiError::bad_request("rejected", rejection)),
+    match ask(&node, |reply| Request::Submit(vec![tx], reply)).await?.pop() {
+        Some(Ok(hash)) => Ok((StatusCode::ACCEPTED, Json(json!({ "tx": hash.to_string() })))),
+        Some(Err(rejection)) => Err(ApiError::bad_request("rejected", rejection)),
+        None => Err(ApiError::unavailable()),
     }
 }

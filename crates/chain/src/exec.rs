@@ -2,7 +2,7 @@
 //! rollback, then the end-of-block steps (timers, governance, rewards, epochs).
 
 use ogpu_core::block::{self, BlockHeader};
-use ogpu_core::crypto::{self, SecretKey};
+use ogpu_core::crypto::SecretKey;
 use ogpu_core::tx::{Transaction, TxBody};
 use ogpu_core::{Address, Amount, Block, Hash, PublicKey, vrf};
 
@@ -38,9 +38,36 @@ impl Ctx<'_> {
     }
 }
 
+/// Which transactions' signatures the caller has already verified, by transaction hash
+/// (which covers the signature). A node's mempool admits only transactions whose
+/// signatures verify, so blocks built from it, or received and matching it, need not pay
+/// for the check twice. Answering yes for a transaction whose signature was not verified
+/// breaks the chain rules; [`NoneVerified`] is always safe.
+pub trait VerifiedSignatures {
+    fn verified(&self, tx: &Hash) -> bool;
+}
+
+/// Checks every signature.
+pub struct NoneVerified;
+
+impl VerifiedSignatures for NoneVerified {
+    fn verified(&self, _: &Hash) -> bool {
+        false
+    }
+}
+
 /// Checks `block` against `state` and applies it, returning the new state and what the
 /// block produced. `state` is not modified; on error nothing is applied.
 pub fn apply_block(state: &State, block: &Block) -> Result<(State, BlockOutcome), BlockError> {
+    apply_block_with(state, block, &NoneVerified)
+}
+
+/// [`apply_block`], skipping the signatures `verified` vouches for.
+pub fn apply_block_with(
+    state: &State,
+    block: &Block,
+    verified: &impl VerifiedSignatures,
+) -> Result<(State, BlockOutcome), BlockError> {
     let header = block.header();
     check_header(state, header)?;
     block.signed.verify().map_err(|_| BlockError::BadProposerSignature)?;
@@ -53,7 +80,7 @@ pub fn apply_block(state: &State, block: &Block) -> Result<(State, BlockOutcome)
         proposer: header.proposer,
         randomness: header.randomness,
     };
-    let (mut next, outcome) = execute(state, context, &block.txs)?;
+    let (mut next, outcome) = execute(state, context, &block.txs, verified)?;
     let computed = next.root();
     if computed != header.state_root {
         return Err(BlockError::StateRootMismatch { computed, got: header.state_root });
@@ -94,11 +121,22 @@ pub fn propose_block(
     time_ms: u64,
     txs: Vec<Transaction>,
 ) -> Result<(Block, State, BlockOutcome), BlockError> {
+    propose_block_with(state, key, time_ms, txs, &NoneVerified)
+}
+
+/// [`propose_block`], skipping the signatures `verified` vouches for.
+pub fn propose_block_with(
+    state: &State,
+    key: &SecretKey,
+    time_ms: u64,
+    txs: Vec<Transaction>,
+    verified: &impl VerifiedSignatures,
+) -> Result<(Block, State, BlockOutcome), BlockError> {
     let height = state.height + 1;
     let input = block::vrf_input(&state.chain_id, height, &state.randomness);
     let (randomness, randomness_proof) = vrf::prove(key, &input);
     let context = BlockContext { height, time_ms, proposer: key.public(), randomness };
-    let (next, outcome) = execute(state, context, &txs)?;
+    let (next, outcome) = execute(state, context, &txs, verified)?;
     let header = BlockHeader {
         chain_id: state.chain_id.clone(),
         height,
@@ -118,7 +156,12 @@ pub fn propose_block(
 
 /// Runs `txs` and the end-of-block steps on a copy of `state`. The header's own checks
 /// are the caller's (see [`apply_block`]).
-pub fn execute(state: &State, context: BlockContext, txs: &[Transaction]) -> Result<(State, BlockOutcome), BlockError> {
+pub fn execute(
+    state: &State,
+    context: BlockContext,
+    txs: &[Transaction],
+    verified: &impl VerifiedSignatures,
+) -> Result<(State, BlockOutcome), BlockError> {
     if txs.len() > MAX_TXS_PER_BLOCK {
         return Err(BlockError::TooManyTxs { count: txs.len(), max: MAX_TXS_PER_BLOCK });
     }
@@ -127,10 +170,11 @@ pub fn execute(state: &State, context: BlockContext, txs: &[Transaction]) -> Res
     next.time_ms = context.time_ms;
     next.randomness = context.randomness;
     let mut outcome = BlockOutcome::default();
-    let signatures_ok = check_signatures(txs);
+    let ids: Vec<Hash> = txs.iter().map(Transaction::hash).collect();
+    let signatures_ok = check_signatures(txs, &ids, verified);
     let mut fees = Amount::ZERO;
-    for (tx, signature_ok) in txs.iter().zip(signatures_ok) {
-        let receipt = apply_tx(&mut next, &mut outcome.events, tx, signature_ok);
+    for ((tx, id), signature_ok) in txs.iter().zip(ids).zip(signatures_ok) {
+        let receipt = apply_tx(&mut next, &mut outcome.events, tx, id, signature_ok);
         fees = fees.checked_add(receipt.fee_paid).ok_or_else(|| invariant("fee total overflows"))?;
         outcome.receipts.push(receipt);
     }
@@ -142,17 +186,16 @@ fn invariant(what: impl Into<String>) -> BlockError {
     BlockError::Invariant(what.into())
 }
 
-/// Whether each transaction's signature verifies: one batch check for the common case
-/// where all do, then one by one to find the culprits.
-fn check_signatures(txs: &[Transaction]) -> Vec<bool> {
-    let messages: Vec<Vec<u8>> = txs.iter().map(Transaction::signing_bytes).collect();
-    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    let signatures: Vec<_> = txs.iter().map(|tx| tx.signature).collect();
-    let keys: Vec<_> = txs.iter().map(|tx| tx.sender).collect();
-    if crypto::verify_batch(&refs, &signatures, &keys).is_ok() {
-        return vec![true; txs.len()];
+/// Whether each transaction's signature verifies: those `verified` vouches for are taken
+/// as checked; the rest get one batch check for the common case where all verify.
+fn check_signatures(txs: &[Transaction], ids: &[Hash], verified: &impl VerifiedSignatures) -> Vec<bool> {
+    let mut ok: Vec<bool> = ids.iter().map(|id| verified.verified(id)).collect();
+    let unchecked: Vec<usize> = (0..txs.len()).filter(|i| !ok[*i]).collect();
+    let unchecked_txs: Vec<&Transaction> = unchecked.iter().map(|i| &txs[*i]).collect();
+    for (i, valid) in unchecked.into_iter().zip(ogpu_core::tx::verify_signatures(&unchecked_txs)) {
+        ok[i] = valid;
     }
-    txs.iter().zip(&messages).map(|(tx, message)| tx.sender.verify(message, &tx.signature).is_ok()).collect()
+    ok
 }
 
 fn admit(state: &State, tx: &Transaction, signature_ok: bool) -> Result<(), TxError> {
@@ -178,8 +221,7 @@ fn admit(state: &State, tx: &Transaction, signature_ok: bool) -> Result<(), TxEr
     Ok(())
 }
 
-fn apply_tx(state: &mut State, events: &mut Vec<Event>, tx: &Transaction, signature_ok: bool) -> Receipt {
-    let hash = tx.hash();
+fn apply_tx(state: &mut State, events: &mut Vec<Event>, tx: &Transaction, hash: Hash, signature_ok: bool) -> Receipt {
     if let Err(error) = admit(state, tx, signature_ok) {
         return Receipt { tx: hash, result: Err(error), fee_paid: Amount::ZERO };
     }

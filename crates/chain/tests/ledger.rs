@@ -194,3 +194,38 @@ fn a_state_snapshot_round_trips_to_the_same_root() {
     assert_eq!(restored.last_block, net.state.last_block);
     assert!(ogpu_chain::State::decode_snapshot(&bytes[..bytes.len() - 1]).is_err());
 }
+
+/// Vouches for the transactions it was built with: what a node's mempool does.
+struct Checked(Vec<Hash>);
+
+impl ogpu_chain::VerifiedSignatures for Checked {
+    fn verified(&self, tx: &Hash) -> bool {
+        self.0.contains(tx)
+    }
+}
+
+#[test]
+fn signatures_vouched_for_are_not_rechecked_and_the_rest_still_are() {
+    let (alice, bob) = (key("alice"), key("bob"));
+    let net = Net::new(&[(&alice, "100"), (&bob, "100")]);
+    let good = net.tx(&alice, TxBody::Transfer { to: addr(&bob), amount: ogpu("1") });
+    let mut forged = net.tx(&bob, TxBody::Transfer { to: addr(&alice), amount: ogpu("1") });
+    forged.signature.0[0] ^= 1;
+    let txs = vec![good.clone(), forged];
+    let (block, proposed, _) = ogpu_chain::propose_block_with(
+        &net.state,
+        &net.validator,
+        net.state.time_ms + 500,
+        txs,
+        &Checked(vec![good.hash()]),
+    )
+    .unwrap();
+    let (plain, plain_outcome) = apply_block(&net.state, &block).unwrap();
+    let (trusted, trusted_outcome) =
+        ogpu_chain::apply_block_with(&net.state, &block, &Checked(vec![good.hash()])).unwrap();
+    assert_eq!(plain.root(), proposed.root());
+    assert_eq!(trusted.root(), plain.root());
+    assert_eq!(trusted_outcome, plain_outcome);
+    assert_eq!(plain_outcome.receipts[0].result, Ok(()));
+    assert_eq!(plain_outcome.receipts[1].result, Err(TxError::BadSignature), "unvouched signatures are checked");
+}

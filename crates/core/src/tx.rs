@@ -233,6 +233,19 @@ impl Transaction {
     }
 }
 
+/// Whether each transaction's signature verifies: one batch check for the common case
+/// where all do, then one by one to find the culprits.
+pub fn verify_signatures(txs: &[&Transaction]) -> Vec<bool> {
+    let messages: Vec<Vec<u8>> = txs.iter().map(|tx| tx.signing_bytes()).collect();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let signatures: Vec<Signature> = txs.iter().map(|tx| tx.signature).collect();
+    let keys: Vec<PublicKey> = txs.iter().map(|tx| tx.sender).collect();
+    if crate::crypto::verify_batch(&refs, &signatures, &keys).is_ok() {
+        return vec![true; txs.len()];
+    }
+    txs.iter().zip(&messages).map(|(tx, message)| tx.sender.verify(message, &tx.signature).is_ok()).collect()
+}
+
 /// The sealed form of a bid. Binding the bidder's address means nobody can copy another's
 /// sealed bid and reveal it as their own.
 pub fn bid_commitment(task: &TaskId, bidder: &Address, price: Amount, salt: &Hash) -> Hash {

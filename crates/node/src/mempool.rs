@@ -8,8 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ogpu_chain::State;
+use ogpu_chain::VerifiedSignatures;
 use ogpu_core::encoding::{Canonical, DecodeError};
-use ogpu_core::tx::Transaction;
+use ogpu_core::tx::{Transaction, verify_signatures};
 use ogpu_core::{Address, Amount, ChainId, Hash};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,14 @@ struct Entry {
 /// The key that orders transactions for eviction: lowest fee, then newest, first.
 type EvictionKey = (Amount, std::cmp::Reverse<u64>, Address, u64);
 
+/// Only transactions whose signatures verified get in, so a block's transactions found
+/// here need no second check.
+impl VerifiedSignatures for Mempool {
+    fn verified(&self, tx: &Hash) -> bool {
+        self.contains(tx)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Mempool {
     config: MempoolConfig,
@@ -95,11 +104,42 @@ impl Mempool {
 
     /// Admits a transaction that could run on top of `state`, or says why not.
     pub fn insert(&mut self, tx: Transaction, state: &State) -> Result<Hash, Rejection> {
-        let hash = tx.hash();
+        self.insert_many(vec![tx], state).pop().unwrap_or(Err(Rejection::Duplicate))
+    }
+
+    /// Admits many transactions, checking their signatures in one batch; each gets its
+    /// own verdict, in order.
+    pub fn insert_many(&mut self, txs: Vec<Transaction>, state: &State) -> Vec<Result<Hash, Rejection>> {
+        let checked: Vec<Result<(Transaction, Hash), Rejection>> = txs
+            .into_iter()
+            .map(|tx| {
+                let hash = tx.hash();
+                if self.by_hash.contains_key(&hash) {
+                    return Err(Rejection::Duplicate);
+                }
+                self.check(&tx, state)?;
+                Ok((tx, hash))
+            })
+            .collect();
+        let candidates: Vec<&Transaction> = checked.iter().filter_map(|c| c.as_ref().ok().map(|(tx, _)| tx)).collect();
+        let mut signatures = verify_signatures(&candidates).into_iter();
+        checked
+            .into_iter()
+            .map(|candidate| {
+                let (tx, hash) = candidate?;
+                if !signatures.next().unwrap_or(false) {
+                    return Err(Rejection::BadSignature);
+                }
+                self.admit(tx, hash)
+            })
+            .collect()
+    }
+
+    /// Admits a transaction whose signature verified and that passed `check`.
+    fn admit(&mut self, tx: Transaction, hash: Hash) -> Result<Hash, Rejection> {
         if self.by_hash.contains_key(&hash) {
             return Err(Rejection::Duplicate);
         }
-        self.check(&tx, state)?;
         let sender = tx.sender_address();
         let queued = self.by_sender.get(&sender).map_or(0, BTreeMap::len);
         if let Some(pending) = self.by_sender.get(&sender).and_then(|q| q.get(&tx.nonce)) {
@@ -121,6 +161,7 @@ impl Mempool {
         Ok(hash)
     }
 
+    /// Everything but the signature, which `insert_many` checks in one batch.
     fn check(&self, tx: &Transaction, state: &State) -> Result<(), Rejection> {
         if tx.chain_id != state.chain_id {
             return Err(Rejection::WrongChain { expected: state.chain_id.clone(), got: tx.chain_id.clone() });
@@ -139,7 +180,7 @@ impl Mempool {
         if account.balance < tx.fee {
             return Err(Rejection::CannotPayFee { balance: account.balance, fee: tx.fee });
         }
-        tx.sender.verify(&tx.signing_bytes(), &tx.signature).map_err(|_| Rejection::BadSignature)
+        Ok(())
     }
 
     /// Makes room by evicting the worst-paying transaction, if `fee` beats it.
@@ -277,6 +318,21 @@ mod tests {
         assert!(matches!(pool.insert_bytes(&[1, 2, 3], &s), Err(Rejection::Malformed(_))));
         pool.insert(tx(&a, 1, 1), &s).unwrap();
         assert_eq!(pool.insert(tx(&a, 2, 5), &s), Err(Rejection::SenderFull(2)));
+    }
+
+    #[test]
+    fn a_batch_admits_the_good_and_names_each_bad_one() {
+        let a = SecretKey::from_name("a");
+        let s = state(&[&a]);
+        let mut pool = Mempool::default();
+        let mut forged = tx(&a, 1, 1);
+        forged.signature.0[0] ^= 1;
+        let verdicts = pool.insert_many(vec![tx(&a, 0, 1), forged.clone(), tx(&a, 2, 1), tx(&a, 0, 1)], &s);
+        assert!(verdicts[0].is_ok() && verdicts[2].is_ok(), "{verdicts:?}");
+        assert_eq!(verdicts[1], Err(Rejection::BadSignature));
+        assert_eq!(verdicts[3], Err(Rejection::Duplicate), "a repeat within one batch");
+        assert!(!pool.verified(&forged.hash()), "only checked signatures are vouched for");
+        assert!(pool.verified(&tx(&a, 2, 1).hash()));
     }
 
     #[test]

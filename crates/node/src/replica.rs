@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use ogpu_chain::{State, apply_block, propose_block};
+use ogpu_chain::{State, apply_block_with, propose_block_with};
 use ogpu_consensus::{Engine, Genesis as ConsensusGenesis, Input, Message, Output, Params, ValidatorSet};
 use ogpu_core::encoding::{Canonical, DecodeError};
 use ogpu_core::tx::Transaction;
@@ -26,7 +26,9 @@ pub enum WireMessage {
     /// A whole block, from its proposer or in answer to `GetBlock`.
     Block(Block),
     GetBlock(Hash),
-    Tx(Transaction),
+    /// Transactions a node admitted, relayed together so that gossip costs one signed
+    /// message per batch rather than per transaction.
+    Txs(Vec<Transaction>),
 }
 
 impl Canonical for WireMessage {
@@ -47,6 +49,7 @@ pub enum Action {
     Finalized {
         height: u64,
         hash: Hash,
+        txs: usize,
     },
     /// The replica cannot go on (its store failed); the node must stop.
     Fatal(String),
@@ -121,10 +124,15 @@ impl Replica {
         self.mempool.len()
     }
 
-    /// A transaction from a client: admitted to the mempool and gossiped, or refused.
-    pub fn submit(&mut self, tx: Transaction) -> Result<(Hash, Vec<Action>), Rejection> {
-        let hash = self.mempool.insert(tx.clone(), &self.finalized)?;
-        Ok((hash, vec![Action::Broadcast(WireMessage::Tx(tx))]))
+    /// Transactions from a client: each admitted to the mempool or refused with a reason;
+    /// those admitted are gossiped together.
+    pub fn submit(&mut self, txs: Vec<Transaction>) -> (Vec<Result<Hash, Rejection>>, Vec<Action>) {
+        let verdicts = self.mempool.insert_many(txs.clone(), &self.finalized);
+        let admitted: Vec<Transaction> =
+            txs.into_iter().zip(&verdicts).filter(|(_, verdict)| verdict.is_ok()).map(|(tx, _)| tx).collect();
+        let actions =
+            if admitted.is_empty() { Vec::new() } else { vec![Action::Broadcast(WireMessage::Txs(admitted))] };
+        (verdicts, actions)
     }
 
     /// Bytes from a peer. What does not decode is an error the network layer holds against
@@ -171,9 +179,9 @@ impl Replica {
             WireMessage::GetBlock(hash) => self
                 .block_for(hash)
                 .map_or_else(Vec::new, |block| vec![Action::Send { to: from, message: WireMessage::Block(block) }]),
-            WireMessage::Tx(tx) => {
+            WireMessage::Txs(txs) => {
                 // Gossip: admit quietly; a peer's bad transaction is its own problem.
-                let _ = self.mempool.insert(tx, &self.finalized);
+                let _ = self.mempool.insert_many(txs, &self.finalized);
                 Vec::new()
             }
         }
@@ -253,7 +261,8 @@ impl Replica {
             }
             return None;
         };
-        let valid = match self.parent_state(&block.header().parent).map(|parent| apply_block(parent, &block)) {
+        let parent = self.parent_state(&block.header().parent);
+        let valid = match parent.map(|parent| apply_block_with(parent, &block, &self.mempool)) {
             Some(Ok((state, _))) => {
                 self.processing.insert(hash, (block, state));
                 true
@@ -267,8 +276,9 @@ impl Replica {
         let parent_state = self.parent_state(&parent)?;
         let txs = self.mempool.select(parent_state, MAX_BLOCK_TXS);
         let time_ms = now_ms.max(parent_state.time_ms + 1);
-        let (block, state, _) = propose_block(parent_state, &self.key, time_ms, txs).ok()?;
+        let (block, state, _) = propose_block_with(parent_state, &self.key, time_ms, txs, &self.mempool).ok()?;
         let header = block.signed.clone();
+        tracing::debug!(height = header.header.height, txs = block.txs.len(), "built a block");
         self.processing.insert(block.hash(), (block, state));
         Some(Input::Proposal(header))
     }
@@ -282,7 +292,8 @@ impl Replica {
             return;
         }
         let height = block.header().height;
-        self.finalized_txs += block.txs.len() as u64;
+        let txs = block.txs.len();
+        self.finalized_txs += txs as u64;
         let epoch_changed = validator_set(&state).epoch != validator_set(&self.finalized).epoch;
         self.finalized = state;
         self.processing.retain(|_, (b, _)| b.header().height > height);
@@ -291,6 +302,6 @@ impl Replica {
             let outputs = self.engine.handle(self.finalized.time_ms, Input::NewEpoch(validator_set(&self.finalized)));
             actions.extend(self.run(self.finalized.time_ms, outputs));
         }
-        actions.push(Action::Finalized { height, hash });
+        actions.push(Action::Finalized { height, hash, txs });
     }
 }

@@ -65,8 +65,8 @@ pub enum NodeError {
 
 /// What the API may ask of a running node.
 pub enum Request {
-    Submit(Box<Transaction>, oneshot::Sender<Result<Hash, Rejection>>),
-    SubmitMany(Vec<Transaction>, oneshot::Sender<Vec<Result<Hash, Rejection>>>),
+    /// Transactions to admit; one verdict each, in order.
+    Submit(Vec<Transaction>, oneshot::Sender<Vec<Result<Hash, Rejection>>>),
     Status(oneshot::Sender<Status>),
 }
 
@@ -188,7 +188,7 @@ impl Node {
                 // Blocks and transactions spread by gossip, which deduplicates by content;
                 // requests to everyone (a block fetch) go to each validator directly, since
                 // two validators asking for the same block send the same bytes.
-                Action::Broadcast(message @ (WireMessage::Block(_) | WireMessage::Tx(_))) => {
+                Action::Broadcast(message @ (WireMessage::Block(_) | WireMessage::Txs(_))) => {
                     if let Err(error) =
                         self.swarm.behaviour_mut().gossipsub.publish(self.topic.clone(), message.encode())
                     {
@@ -206,8 +206,8 @@ impl Node {
                 Action::SetTimer { at_ms } => {
                     self.timers.insert(at_ms);
                 }
-                Action::Finalized { height, hash } => {
-                    debug!(height, %hash, "finalized");
+                Action::Finalized { height, hash, txs } => {
+                    debug!(height, %hash, txs, "finalized");
                     let _ = self.finalized.send(Arc::new(self.replica.finalized().clone()));
                 }
                 Action::Fatal(error) => return Err(NodeError::Fatal(error)),
@@ -286,27 +286,10 @@ impl Node {
 
     fn on_request(&mut self, request: Request) -> Result<(), NodeError> {
         match request {
-            Request::Submit(tx, reply) => match self.replica.submit(*tx) {
-                Ok((hash, actions)) => {
-                    let _ = reply.send(Ok(hash));
-                    self.dispatch(actions)?;
-                }
-                Err(rejection) => {
-                    let _ = reply.send(Err(rejection));
-                }
-            },
-            Request::SubmitMany(txs, reply) => {
-                let mut results = Vec::with_capacity(txs.len());
-                for tx in txs {
-                    match self.replica.submit(tx) {
-                        Ok((hash, actions)) => {
-                            results.push(Ok(hash));
-                            self.dispatch(actions)?;
-                        }
-                        Err(rejection) => results.push(Err(rejection)),
-                    }
-                }
-                let _ = reply.send(results);
+            Request::Submit(txs, reply) => {
+                let (verdicts, actions) = self.replica.submit(txs);
+                let _ = reply.send(verdicts);
+                self.dispatch(actions)?;
             }
             Request::Status(reply) => {
                 let state = self.replica.finalized();

@@ -150,7 +150,8 @@ impl Net {
     }
 
     fn submit(&mut self, to: usize, tx: Transaction) {
-        let (_, actions) = self.replicas[to].as_mut().unwrap().submit(tx).unwrap();
+        let (verdicts, actions) = self.replicas[to].as_mut().unwrap().submit(vec![tx]);
+        assert!(verdicts.iter().all(Result::is_ok), "{verdicts:?}");
         self.apply(to, actions);
     }
 }
