@@ -64,6 +64,8 @@ pub struct Params {
     pub fault_slash_bps: BasisPoints,
     pub equivocation_slash_bps: BasisPoints,
     pub challenge_bond: Amount,
+    /// The largest blob (task input, program or result) nodes store and relay.
+    pub max_blob_bytes: u64,
 }
 
 impl Default for Params {
@@ -94,6 +96,7 @@ impl Default for Params {
             fault_slash_bps: 2_000,
             equivocation_slash_bps: 500,
             challenge_bond: Amount::ogpu(10),
+            max_blob_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -132,6 +135,7 @@ impl Params {
             ParamKey::StartSlashBps => self.start_slash_bps.into(),
             ParamKey::FaultSlashBps => self.fault_slash_bps.into(),
             ParamKey::EquivocationSlashBps => self.equivocation_slash_bps.into(),
+            ParamKey::MaxBlobBytes => self.max_blob_bytes.into(),
         }
     }
 
@@ -187,6 +191,12 @@ impl Params {
             ParamKey::StartSlashBps => p.start_slash_bps = bps()?,
             ParamKey::FaultSlashBps => p.fault_slash_bps = bps()?,
             ParamKey::EquivocationSlashBps => p.equivocation_slash_bps = bps()?,
+            ParamKey::MaxBlobBytes => {
+                p.max_blob_bytes = u64::try_from(value)
+                    .ok()
+                    .filter(|b| (1 << 20..=1 << 40).contains(b))
+                    .ok_or(error("1 MiB to 1 TiB"))?
+            }
         }
         Ok(p)
     }

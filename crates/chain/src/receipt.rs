@@ -2,6 +2,7 @@
 //! block (including those from end-of-block steps such as awards and settlements), for
 //! indexers, the API and tests.
 
+use borsh::{BorshDeserialize, BorshSerialize};
 use ogpu_core::{Address, Amount, Hash, PoolId, ProposalId, TaskId};
 
 use crate::error::TxError;
@@ -15,7 +16,9 @@ pub struct Receipt {
     pub fee_paid: Amount,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialized with its kind under `type`, for the API's event feed.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     TaskSubmitted {
         task: TaskId,
@@ -91,7 +94,8 @@ pub enum Event {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SlashReason {
     StartTimeout,
     MissedDeadline,
@@ -99,7 +103,8 @@ pub enum SlashReason {
     Equivocation,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PayReason {
     Execution,
     Replica,
@@ -107,6 +112,43 @@ pub enum PayReason {
     Compensation,
     ChallengeBond,
     ProtocolFee,
+}
+
+impl Event {
+    /// The task the event is about, if any.
+    pub fn task(&self) -> Option<TaskId> {
+        match self {
+            Event::TaskSubmitted { task, .. }
+            | Event::AuctionOpened { task, .. }
+            | Event::Awarded { task, .. }
+            | Event::RaceOpened { task, .. }
+            | Event::VerificationStarted { task, .. }
+            | Event::Verdict { task, .. }
+            | Event::VerificationSkipped { task, .. }
+            | Event::Paid { task, .. }
+            | Event::Refunded { task, .. }
+            | Event::TaskEnded { task, .. } => Some(*task),
+            Event::Slashed { .. }
+            | Event::PoolCreated { .. }
+            | Event::ProposalPassed { .. }
+            | Event::ProposalRejected { .. }
+            | Event::BlockReward { .. }
+            | Event::EpochRewards { .. } => None,
+        }
+    }
+
+    /// The accounts the event names: clients, providers, verifiers, payees.
+    pub fn parties(&self) -> Vec<Address> {
+        match self {
+            Event::TaskSubmitted { client, .. } | Event::Refunded { client, .. } => vec![*client],
+            Event::Awarded { provider, .. } => vec![*provider],
+            Event::VerificationStarted { verifiers, .. } => verifiers.clone(),
+            Event::Verdict { executor, .. } => vec![*executor],
+            Event::Slashed { who, .. } => vec![*who],
+            Event::Paid { to, .. } => vec![*to],
+            _ => vec![],
+        }
+    }
 }
 
 /// Everything a block produced.

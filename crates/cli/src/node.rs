@@ -7,14 +7,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use ogpu_chain::Genesis;
 use ogpu_core::keystore::Keystore;
-use ogpu_node::service::{self, NodeConfig, NodeHandle};
-use tokio::sync::{mpsc, oneshot, watch};
+use ogpu_node::service::{self, NodeConfig};
+use tokio::sync::oneshot;
 
 #[derive(Subcommand)]
 pub enum NodeCommand {
@@ -78,21 +77,20 @@ async fn serve(data: &Path, api: Option<SocketAddr>) -> Result<()> {
         Keystore::from_json(&std::fs::read_to_string(data.join("validator.key")).context("reading validator.key")?)?;
     let key = keystore.open(&std::env::var("OGPU_PASSWORD").unwrap_or_default()).context("opening validator.key")?;
     let config = config(data)?;
-    let (requests, receiver) = mpsc::channel(1024);
-    let (finalized, watcher) = watch::channel(Arc::new(genesis.clone().into_state()?));
+    let (handle, node) = service::start(config, data.to_path_buf(), key, genesis)?;
     let (stop, shutdown) = oneshot::channel();
     if let Some(address) = api {
         let listener =
             tokio::net::TcpListener::bind(address).await.with_context(|| format!("binding the API to {address}"))?;
         tracing::info!(%address, "API listening");
-        let router = ogpu_api::router(NodeHandle { requests: requests.clone(), finalized: watcher });
+        let router = ogpu_api::router(handle);
         tokio::spawn(async move { axum::serve(listener, router).await });
     }
     tokio::spawn(async move {
         let _ = shutdown_signal().await;
         let _ = stop.send(());
     });
-    service::run(config, data.to_path_buf(), key, genesis, receiver, finalized, shutdown).await?;
+    node.run(shutdown).await?;
     Ok(())
 }
 

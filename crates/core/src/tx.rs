@@ -29,7 +29,10 @@ impl Canonical for Transaction {
 }
 
 /// Which stake an amount is bonded as: validating blocks, or the trust lock of a provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize, serde::Serialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum StakeRole {
     Validator,
     Provider,
@@ -121,7 +124,7 @@ pub enum TxBody {
 
 /// What a provider claims it computed: the output blob and, for training, the root of its
 /// checkpoint trace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
 pub struct ResultClaim {
     pub output: Hash,
     pub trace: Option<Trace>,
@@ -129,7 +132,7 @@ pub struct ResultClaim {
 
 /// A proof-of-learning trace: a Merkle root over the blake3 hashes of `checkpoints`
 /// checkpoints (and the data order), taken every K steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
 pub struct Trace {
     pub root: Hash,
     pub checkpoints: u32,
@@ -137,7 +140,7 @@ pub struct Trace {
 
 /// A verifier's finding about one executor's result. For proof of learning it carries the
 /// distance measured between the replayed and the committed checkpoint, in millionths.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
 pub struct VerificationReport {
     pub subject: Address,
     pub pass: bool,
@@ -145,7 +148,8 @@ pub struct VerificationReport {
 }
 
 /// The chain parameters that governance may change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ParamKey {
     MinFee,
     MinValidatorStake,
@@ -169,11 +173,12 @@ pub enum ParamKey {
     EquivocationSlashBps,
     ChallengeBond,
     MaxAuctionRounds,
+    MaxBlobBytes,
 }
 
 impl ParamKey {
     /// Every governable parameter, so validation and tests can walk them all.
-    pub const ALL: [ParamKey; 22] = [
+    pub const ALL: [ParamKey; 23] = [
         ParamKey::MinFee,
         ParamKey::MinValidatorStake,
         ParamKey::MinProviderStake,
@@ -196,10 +201,11 @@ impl ParamKey {
         ParamKey::EquivocationSlashBps,
         ParamKey::ChallengeBond,
         ParamKey::MaxAuctionRounds,
+        ParamKey::MaxBlobBytes,
     ];
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
 pub struct ParamChange {
     pub key: ParamKey,
     pub value: u128,

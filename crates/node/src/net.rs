@@ -1,6 +1,6 @@
 //! The libp2p transport: Noise over TCP with yamux; gossipsub for blocks, proposals and
 //! transactions; request-response for messages to one validator (polls, chits, fetches);
-//! identify and Kademlia to find peers, mDNS on a devnet.
+//! request-response for blob chunks; identify and Kademlia to find peers, mDNS on a devnet.
 //!
 //! A validator's libp2p identity is its ed25519 chain key, so a peer id names a validator
 //! address directly and a message's sender is authenticated by the transport (direct
@@ -22,11 +22,14 @@ use ogpu_core::{Address, PublicKey, SecretKey};
 /// The largest frame a peer may send: a full block and some room.
 pub const MAX_FRAME: usize = 17 * 1024 * 1024;
 const WIRE_PROTOCOL: StreamProtocol = StreamProtocol::new("/ogpu/wire/1");
+const BLOB_PROTOCOL: StreamProtocol = StreamProtocol::new("/ogpu/blob/1");
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub gossipsub: gossipsub::Behaviour,
     pub direct: request_response::Behaviour<FrameCodec>,
+    /// Blob chunks: a request names a blob and a chunk, the answer carries it.
+    pub blobs: request_response::Behaviour<ChunkCodec>,
     pub identify: identify::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
@@ -46,6 +49,13 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u
     let mut frame = vec![0u8; len];
     io.read_exact(&mut frame).await?;
     Ok(frame)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, frame: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(frame.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too long"))?;
+    io.write_all(&len.to_le_bytes()).await?;
+    io.write_all(frame).await?;
+    io.close().await
 }
 
 #[async_trait]
@@ -72,11 +82,7 @@ impl request_response::Codec for FrameCodec {
         io: &mut T,
         frame: Vec<u8>,
     ) -> io::Result<()> {
-        let len =
-            u32::try_from(frame.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too long"))?;
-        io.write_all(&len.to_le_bytes()).await?;
-        io.write_all(&frame).await?;
-        io.close().await
+        write_frame(io, &frame).await
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
@@ -86,6 +92,51 @@ impl request_response::Codec for FrameCodec {
         _: (),
     ) -> io::Result<()> {
         io.close().await
+    }
+}
+
+/// Length-prefixed frames both ways: a request and its answer.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkCodec;
+
+#[async_trait]
+impl request_response::Codec for ChunkCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        read_frame(io).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        read_frame(io).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        frame: Vec<u8>,
+    ) -> io::Result<()> {
+        write_frame(io, &frame).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        frame: Vec<u8>,
+    ) -> io::Result<()> {
+        write_frame(io, &frame).await
     }
 }
 
@@ -148,11 +199,16 @@ pub fn build_swarm(key: &SecretKey, chain_id: &str, use_mdns: bool) -> Result<Sw
                 [(WIRE_PROTOCOL, ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
             );
+            let blobs = request_response::Behaviour::with_codec(
+                ChunkCodec,
+                [(BLOB_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+            );
             let identify = identify::Behaviour::new(identify::Config::new("/ogpu/1".into(), keypair.public()));
             let kad = kad::Behaviour::new(peer_id, kad::store::MemoryStore::new(peer_id));
             let mdns =
                 if use_mdns { Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?) } else { None };
-            Ok(Behaviour { gossipsub, direct, identify, kad, mdns: mdns.into() })
+            Ok(Behaviour { gossipsub, direct, blobs, identify, kad, mdns: mdns.into() })
         })
         .map_err(setup)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))

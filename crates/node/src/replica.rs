@@ -8,9 +8,10 @@
 //! commits block and state to the store and prunes the mempool.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use ogpu_chain::{State, apply_block_with, propose_block_with};
+use ogpu_chain::{BlockOutcome, State, apply_block_with, propose_block_with};
 use ogpu_consensus::{Engine, Genesis as ConsensusGenesis, Input, Message, Output, Params, ValidatorSet};
 use ogpu_core::encoding::{Canonical, DecodeError};
 use ogpu_core::tx::Transaction;
@@ -46,13 +47,16 @@ pub enum Action {
         at_ms: u64,
     },
     /// A block was finalized and committed.
-    Finalized {
-        height: u64,
-        hash: Hash,
-        txs: usize,
-    },
+    Finalized(Box<Finalized>),
     /// The replica cannot go on (its store failed); the node must stop.
     Fatal(String),
+}
+
+/// A finalized block and what it produced: what the API's feed and indexes show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finalized {
+    pub block: Block,
+    pub outcome: BlockOutcome,
 }
 
 /// Blocks built per block at most.
@@ -61,11 +65,11 @@ const MAX_BLOCK_TXS: usize = 10_000;
 pub struct Replica {
     engine: Engine,
     key: SecretKey,
-    store: Store,
+    store: Arc<Store>,
     mempool: Mempool,
     finalized: State,
-    /// Verified blocks not yet decided, with the state after each.
-    processing: BTreeMap<Hash, (Block, State)>,
+    /// Verified blocks not yet decided, with the state after each and what each produced.
+    processing: BTreeMap<Hash, (Block, State, BlockOutcome)>,
     /// Blocks received and not yet verified.
     bodies: BTreeMap<Hash, Block>,
     /// Blocks the engine asked to verify whose bodies have not arrived yet.
@@ -83,7 +87,7 @@ impl Replica {
     /// A replica resuming from `store` (at genesis on first start).
     pub fn new(
         key: SecretKey,
-        store: Store,
+        store: Arc<Store>,
         state: State,
         params: Params,
         mempool: MempoolConfig,
@@ -193,7 +197,7 @@ impl Replica {
     }
 
     fn block_for(&self, hash: Hash) -> Option<Block> {
-        if let Some((block, _)) = self.processing.get(&hash) {
+        if let Some((block, ..)) = self.processing.get(&hash) {
             return Some(block.clone());
         }
         let height = self.store.height_of(&hash).ok()??;
@@ -204,7 +208,7 @@ impl Replica {
         if *parent == self.finalized.last_block {
             return Some(&self.finalized);
         }
-        self.processing.get(parent).map(|(_, state)| state)
+        self.processing.get(parent).map(|(_, state, _)| state)
     }
 
     /// Carries out the engine's outputs, feeding back what they produce, until quiet.
@@ -220,7 +224,7 @@ impl Replica {
                 Output::Broadcast(Message::Propose(header)) => {
                     let hash = header.header.hash();
                     match self.processing.get(&hash) {
-                        Some((block, _)) => actions.push(Action::Broadcast(WireMessage::Block(block.clone()))),
+                        Some((block, ..)) => actions.push(Action::Broadcast(WireMessage::Block(block.clone()))),
                         None => actions.push(Action::Broadcast(WireMessage::Consensus(Message::Propose(header)))),
                     }
                     None
@@ -263,8 +267,8 @@ impl Replica {
         };
         let parent = self.parent_state(&block.header().parent);
         let valid = match parent.map(|parent| apply_block_with(parent, &block, &self.mempool)) {
-            Some(Ok((state, _))) => {
-                self.processing.insert(hash, (block, state));
+            Some(Ok((state, outcome))) => {
+                self.processing.insert(hash, (block, state, outcome));
                 true
             }
             _ => false,
@@ -276,32 +280,31 @@ impl Replica {
         let parent_state = self.parent_state(&parent)?;
         let txs = self.mempool.select(parent_state, MAX_BLOCK_TXS);
         let time_ms = now_ms.max(parent_state.time_ms + 1);
-        let (block, state, _) = propose_block_with(parent_state, &self.key, time_ms, txs, &self.mempool).ok()?;
+        let (block, state, outcome) = propose_block_with(parent_state, &self.key, time_ms, txs, &self.mempool).ok()?;
         let header = block.signed.clone();
         tracing::debug!(height = header.header.height, txs = block.txs.len(), "built a block");
-        self.processing.insert(block.hash(), (block, state));
+        self.processing.insert(block.hash(), (block, state, outcome));
         Some(Input::Proposal(header))
     }
 
     fn finalize(&mut self, hash: Hash, actions: &mut Vec<Action>) {
-        let Some((block, state)) = self.processing.remove(&hash) else { return };
-        if let Err(error) = self.store.commit(&block, &state) {
+        let Some((block, state, outcome)) = self.processing.remove(&hash) else { return };
+        if let Err(error) = self.store.commit(&block, &state, &outcome) {
             // The engine has moved on; a replica that cannot write must stop rather than
             // serve state it did not persist.
             actions.push(Action::Fatal(format!("cannot commit block {}: {error}", block.header().height)));
             return;
         }
         let height = block.header().height;
-        let txs = block.txs.len();
-        self.finalized_txs += txs as u64;
+        self.finalized_txs += block.txs.len() as u64;
         let epoch_changed = validator_set(&state).epoch != validator_set(&self.finalized).epoch;
         self.finalized = state;
-        self.processing.retain(|_, (b, _)| b.header().height > height);
+        self.processing.retain(|_, (b, ..)| b.header().height > height);
         self.mempool.prune(&self.finalized);
         if epoch_changed {
             let outputs = self.engine.handle(self.finalized.time_ms, Input::NewEpoch(validator_set(&self.finalized)));
             actions.extend(self.run(self.finalized.time_ms, outputs));
         }
-        actions.push(Action::Finalized { height, hash, txs });
+        actions.push(Action::Finalized(Box::new(Finalized { block, outcome })));
     }
 }

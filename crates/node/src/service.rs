@@ -1,26 +1,29 @@
 //! The node process: the replica, the libp2p swarm and requests from the API, driven by
 //! one tokio task with the wall clock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
+use libp2p::request_response::OutboundRequestId;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, mdns, request_response};
 use ogpu_chain::{Genesis, State};
 use ogpu_consensus::Params as ConsensusParams;
 use ogpu_core::encoding::Canonical;
 use ogpu_core::tx::Transaction;
-use ogpu_core::{Address, Hash, SecretKey};
+use ogpu_core::{Address, BlobHash, Hash, SecretKey};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
+use crate::blobs::{BlobError, BlobStore, BlobWriter, ChunkAnswer, ChunkRequest};
 use crate::mempool::{MempoolConfig, Rejection};
 use crate::net::{self, Behaviour, BehaviourEvent};
-use crate::replica::{Action, Replica, WireMessage};
+use crate::rate::TokenBucket;
+use crate::replica::{Action, Finalized, Replica, WireMessage};
 use crate::store::{Store, StoreError};
 
 /// What a node reads from its config file (TOML); every field has a default.
@@ -34,6 +37,8 @@ pub struct NodeConfig {
     pub poll_timeout_ms: u64,
     pub proposer_window_ms: u64,
     pub snapshot_every: u64,
+    /// Bytes a second one peer may send before its messages are dropped.
+    pub peer_bytes_per_s: u64,
 }
 
 impl Default for NodeConfig {
@@ -45,6 +50,7 @@ impl Default for NodeConfig {
             poll_timeout_ms: 500,
             proposer_window_ms: 1_000,
             snapshot_every: 100,
+            peer_bytes_per_s: 64 << 20,
         }
     }
 }
@@ -57,6 +63,8 @@ pub enum NodeError {
     Net(#[from] net::NetError),
     #[error("invalid consensus parameters: {0}")]
     Consensus(#[from] ogpu_consensus::ParamsError),
+    #[error("{0}")]
+    Blobs(#[from] BlobError),
     #[error("invalid address {address:?}: {reason}")]
     Address { address: String, reason: String },
     #[error("the node stopped: {0}")]
@@ -68,6 +76,8 @@ pub enum Request {
     /// Transactions to admit; one verdict each, in order.
     Submit(Vec<Transaction>, oneshot::Sender<Vec<Result<Hash, Rejection>>>),
     Status(oneshot::Sender<Status>),
+    /// Fetch a blob this node does not have from its peers, checking it against its hash.
+    FetchBlob(BlobHash, oneshot::Sender<Result<(), String>>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -83,11 +93,15 @@ pub struct Status {
     pub listen: Vec<String>,
 }
 
-/// A handle on a running node for the API: requests in, the finalized state out.
+/// A handle on a running node for the API: requests in; the finalized state, a feed of
+/// finalized blocks, the store (for reads) and the blob store out.
 #[derive(Clone)]
 pub struct NodeHandle {
     pub requests: mpsc::Sender<Request>,
     pub finalized: watch::Receiver<Arc<State>>,
+    pub feed: broadcast::Sender<Arc<Finalized>>,
+    pub store: Arc<Store>,
+    pub blobs: Arc<BlobStore>,
 }
 
 fn now_ms() -> u64 {
@@ -102,6 +116,21 @@ fn parse_addr(text: &str) -> Result<Multiaddr, NodeError> {
 /// Peers that sent this many undecodable messages are disconnected and ignored.
 const STRIKES: u32 = 3;
 
+/// A blob being fetched from peers, one chunk at a time from one peer at a time.
+struct Fetch {
+    writer: BlobWriter,
+    peer: PeerId,
+    /// Peers to ask next if this one fails.
+    untried: Vec<PeerId>,
+    waiters: Vec<oneshot::Sender<Result<(), String>>>,
+}
+
+/// A node ready to run: see [`start`].
+pub struct Service {
+    node: Node,
+    requests: mpsc::Receiver<Request>,
+}
+
 struct Node {
     replica: Replica,
     swarm: Swarm<Behaviour>,
@@ -109,22 +138,26 @@ struct Node {
     peers_of: BTreeMap<Address, PeerId>,
     timers: BTreeSet<u64>,
     strikes: BTreeMap<PeerId, u32>,
+    limits: HashMap<PeerId, TokenBucket>,
+    peer_bytes_per_s: u64,
     finalized: watch::Sender<Arc<State>>,
+    feed: broadcast::Sender<Arc<Finalized>>,
+    blobs: Arc<BlobStore>,
+    fetches: BTreeMap<BlobHash, Fetch>,
+    chunk_requests: HashMap<OutboundRequestId, BlobHash>,
     listen: Vec<String>,
 }
 
-/// Opens the store in `data_dir`, joins the network and runs until `shutdown` fires or
-/// the node hits a fatal error.
-pub async fn run(
+/// Opens the store and blob store in `data_dir` and joins the network; the node runs
+/// when [`Service::run`] is awaited, and the handle is how the API talks to it.
+pub fn start(
     config: NodeConfig,
     data_dir: PathBuf,
     key: SecretKey,
     genesis: Genesis,
-    mut requests: mpsc::Receiver<Request>,
-    finalized: watch::Sender<Arc<State>>,
-    mut shutdown: oneshot::Receiver<()>,
-) -> Result<(), NodeError> {
-    let store = Store::open(&data_dir.join("chain.redb"), &genesis, config.snapshot_every)?;
+) -> Result<(NodeHandle, Service), NodeError> {
+    let store = Arc::new(Store::open(&data_dir.join("chain.redb"), &genesis, config.snapshot_every)?);
+    let blobs = Arc::new(BlobStore::open(&data_dir.join("blobs"))?);
     let state = store.load(genesis)?;
     info!(height = state.height, "resuming from the store");
     let chain_id = state.chain_id.to_string();
@@ -142,7 +175,11 @@ pub async fn run(
         }
     }
     let peers_of = state.active_set.values().filter_map(|(k, _)| Some((Address::of(k), net::peer_id_of(k)?))).collect();
-    let _ = finalized.send(Arc::new(state.clone()));
+    let (finalized, watcher) = watch::channel(Arc::new(state.clone()));
+    let (feed, _) = broadcast::channel(256);
+    let (requests, receiver) = mpsc::channel(1024);
+    let handle =
+        NodeHandle { requests, finalized: watcher, feed: feed.clone(), store: store.clone(), blobs: blobs.clone() };
     let (replica, actions) = Replica::new(key, store, state, params, MempoolConfig::default(), now_ms())?;
     let mut node = Node {
         replica,
@@ -151,26 +188,40 @@ pub async fn run(
         peers_of,
         timers: BTreeSet::new(),
         strikes: BTreeMap::new(),
+        limits: HashMap::new(),
+        peer_bytes_per_s: config.peer_bytes_per_s,
         finalized,
+        feed,
+        blobs,
+        fetches: BTreeMap::new(),
+        chunk_requests: HashMap::new(),
         listen: vec![],
     };
     node.dispatch(actions)?;
-    loop {
-        let next_timer = node.timers.first().copied();
-        let sleep =
-            next_timer.map_or(Duration::from_secs(3600), |at| Duration::from_millis(at.saturating_sub(now_ms())));
-        tokio::select! {
-            event = node.swarm.select_next_some() => node.on_event(event)?,
-            () = tokio::time::sleep(sleep), if next_timer.is_some() => {
-                let now = now_ms();
-                node.timers.retain(|at| *at > now);
-                let actions = node.replica.tick(now);
-                node.dispatch(actions)?;
-            }
-            Some(request) = requests.recv() => node.on_request(request)?,
-            _ = &mut shutdown => {
-                info!("shutting down");
-                return Ok(());
+    Ok((handle, Service { node, requests: receiver }))
+}
+
+impl Service {
+    /// Runs until `shutdown` fires or the node hits a fatal error.
+    pub async fn run(self, mut shutdown: oneshot::Receiver<()>) -> Result<(), NodeError> {
+        let Service { mut node, mut requests } = self;
+        loop {
+            let next_timer = node.timers.first().copied();
+            let sleep =
+                next_timer.map_or(Duration::from_secs(3600), |at| Duration::from_millis(at.saturating_sub(now_ms())));
+            tokio::select! {
+                event = node.swarm.select_next_some() => node.on_event(event)?,
+                () = tokio::time::sleep(sleep), if next_timer.is_some() => {
+                    let now = now_ms();
+                    node.timers.retain(|at| *at > now);
+                    let actions = node.replica.tick(now);
+                    node.dispatch(actions)?;
+                }
+                Some(request) = requests.recv() => node.on_request(request)?,
+                _ = &mut shutdown => {
+                    info!("shutting down");
+                    return Ok(());
+                }
             }
         }
     }
@@ -206,9 +257,11 @@ impl Node {
                 Action::SetTimer { at_ms } => {
                     self.timers.insert(at_ms);
                 }
-                Action::Finalized { height, hash, txs } => {
-                    debug!(height, %hash, txs, "finalized");
+                Action::Finalized(finalized) => {
+                    debug!(height = finalized.block.header().height, txs = finalized.block.txs.len(), "finalized");
                     let _ = self.finalized.send(Arc::new(self.replica.finalized().clone()));
+                    // Nobody listening is fine: the feed is for API subscribers.
+                    let _ = self.feed.send(Arc::new(*finalized));
                 }
                 Action::Fatal(error) => return Err(NodeError::Fatal(error)),
             }
@@ -221,7 +274,14 @@ impl Node {
             return Ok(());
         }
         let Some(from) = net::address_of(&peer) else { return Ok(()) };
-        match self.replica.receive(now_ms(), from, bytes) {
+        let now = now_ms();
+        let per_s = self.peer_bytes_per_s;
+        let bucket = self.limits.entry(peer).or_insert_with(|| TokenBucket::new(per_s, 2 * per_s, now));
+        if !bucket.take(now, bytes.len() as u64) {
+            debug!(%peer, bytes = bytes.len(), "over its rate limit; message dropped");
+            return Ok(());
+        }
+        match self.replica.receive(now, from, bytes) {
             Ok(actions) => self.dispatch(actions),
             Err(error) => {
                 let strikes = self.strikes.entry(peer).or_default();
@@ -249,6 +309,28 @@ impl Node {
             })) => {
                 let _ = self.swarm.behaviour_mut().direct.send_response(channel, ());
                 self.receive(peer, &request)?;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::Message {
+                peer, message, ..
+            })) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let answer = self.answer_chunk(peer, &request);
+                    let _ = self.swarm.behaviour_mut().blobs.send_response(channel, answer.encode());
+                }
+                request_response::Message::Response { request_id, response } => {
+                    self.on_chunk(peer, request_id, &response);
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            })) => {
+                if let Some(hash) = self.chunk_requests.remove(&request_id) {
+                    debug!(%peer, %hash, %error, "blob chunk not fetched");
+                    self.next_peer(hash, format!("{peer} did not answer: {error}"));
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Direct(request_response::Event::OutboundFailure {
                 peer,
@@ -291,6 +373,7 @@ impl Node {
                 let _ = reply.send(verdicts);
                 self.dispatch(actions)?;
             }
+            Request::FetchBlob(hash, reply) => self.fetch_blob(hash, reply),
             Request::Status(reply) => {
                 let state = self.replica.finalized();
                 let _ = reply.send(Status {
@@ -306,5 +389,131 @@ impl Node {
             }
         }
         Ok(())
+    }
+}
+
+/// Blob transfer: serving chunks to peers, and fetching blobs from them.
+impl Node {
+    fn answer_chunk(&mut self, peer: PeerId, request: &[u8]) -> ChunkAnswer {
+        let Ok(ChunkRequest { hash, chunk }) = ChunkRequest::decode(request) else {
+            *self.strikes.entry(peer).or_default() += 1;
+            return ChunkAnswer(None);
+        };
+        match self.blobs.chunk(&hash, chunk) {
+            Ok(found) => ChunkAnswer(found.map(|(bytes, len)| (len, bytes))),
+            Err(error) => {
+                warn!(%hash, %error, "cannot read a blob chunk");
+                ChunkAnswer(None)
+            }
+        }
+    }
+
+    fn max_blob_bytes(&self) -> u64 {
+        self.replica.finalized().params.max_blob_bytes
+    }
+
+    fn fetch_blob(&mut self, hash: BlobHash, reply: oneshot::Sender<Result<(), String>>) {
+        if self.blobs.contains(&hash) {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        if let Some(fetch) = self.fetches.get_mut(&hash) {
+            fetch.waiters.push(reply);
+            return;
+        }
+        let mut untried: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        let Some(peer) = untried.pop() else {
+            let _ = reply.send(Err("no peer is connected to fetch it from".into()));
+            return;
+        };
+        let writer = match self.blobs.writer(self.max_blob_bytes()) {
+            Ok(writer) => writer,
+            Err(error) => {
+                let _ = reply.send(Err(error.to_string()));
+                return;
+            }
+        };
+        self.fetches.insert(hash, Fetch { writer, peer, untried, waiters: vec![reply] });
+        self.request_chunk(hash, peer, 0);
+    }
+
+    fn request_chunk(&mut self, hash: BlobHash, peer: PeerId, chunk: u64) {
+        let request = ChunkRequest { hash, chunk }.encode();
+        let id = self.swarm.behaviour_mut().blobs.send_request(&peer, request);
+        self.chunk_requests.insert(id, hash);
+    }
+
+    fn on_chunk(&mut self, peer: PeerId, request_id: OutboundRequestId, answer: &[u8]) {
+        let Some(hash) = self.chunk_requests.remove(&request_id) else { return };
+        let limit = self.max_blob_bytes();
+        let Some(fetch) = self.fetches.get_mut(&hash) else { return };
+        let (total, bytes) = match ChunkAnswer::decode(answer) {
+            Ok(ChunkAnswer(Some(found))) => found,
+            Ok(ChunkAnswer(None)) => return self.next_peer(hash, format!("{peer} does not have it")),
+            Err(error) => return self.next_peer(hash, format!("{peer} sent a malformed chunk: {error}")),
+        };
+        if total > limit {
+            return self.finish_fetch(hash, Err(format!("the blob is {total} bytes, over the limit of {limit}")));
+        }
+        let before = fetch.writer.written();
+        if bytes.is_empty() && before < total {
+            return self.next_peer(hash, format!("{peer} sent an empty chunk before the end"));
+        }
+        if let Err(error) = fetch.writer.write(&bytes) {
+            return self.next_peer(hash, error.to_string());
+        }
+        if fetch.writer.written() > total {
+            return self.next_peer(hash, format!("{peer} sent more than the {total} bytes it announced"));
+        }
+        if fetch.writer.written() < total {
+            let chunk = fetch.writer.written() / crate::blobs::CHUNK_BYTES as u64;
+            return self.request_chunk(hash, peer, chunk);
+        }
+        let Some(fetch) = self.fetches.remove(&hash) else { return };
+        match fetch.writer.finish(Some(hash)) {
+            Ok(_) => {
+                for waiter in fetch.waiters {
+                    let _ = waiter.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                warn!(%peer, %hash, %error, "a peer sent a corrupt blob");
+                *self.strikes.entry(peer).or_default() += 1;
+                // Start over with the next peer, keeping who waits.
+                match self.blobs.writer(limit) {
+                    Ok(writer) => {
+                        self.fetches.insert(hash, Fetch { writer, ..fetch });
+                        self.next_peer(hash, error.to_string());
+                    }
+                    Err(error) => fetch.waiters.into_iter().for_each(|w| drop(w.send(Err(error.to_string())))),
+                }
+            }
+        }
+    }
+
+    /// The current peer failed (`why`): start over from the next one, or give up.
+    fn next_peer(&mut self, hash: BlobHash, why: String) {
+        debug!(%hash, %why, "trying the next peer for a blob");
+        let limit = self.max_blob_bytes();
+        let Some(fetch) = self.fetches.get_mut(&hash) else { return };
+        let Some(peer) = fetch.untried.pop() else {
+            return self.finish_fetch(hash, Err(format!("no peer could provide it; last: {why}")));
+        };
+        match self.blobs.writer(limit) {
+            Ok(writer) => {
+                fetch.writer = writer;
+                fetch.peer = peer;
+                self.request_chunk(hash, peer, 0);
+            }
+            Err(error) => self.finish_fetch(hash, Err(error.to_string())),
+        }
+    }
+
+    fn finish_fetch(&mut self, hash: BlobHash, result: Result<(), String>) {
+        if let Some(fetch) = self.fetches.remove(&hash) {
+            for waiter in fetch.waiters {
+                let _ = waiter.send(result.clone());
+            }
+        }
     }
 }

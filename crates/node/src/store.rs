@@ -8,9 +8,12 @@
 
 use std::path::Path;
 
-use ogpu_chain::{BlockError, Genesis, GenesisError, State, apply_block};
+use std::collections::BTreeMap;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use ogpu_chain::{BlockError, BlockOutcome, Event, Genesis, GenesisError, State, apply_block};
 use ogpu_core::encoding::{Canonical, DecodeError};
-use ogpu_core::{Address, Block, Hash};
+use ogpu_core::{Address, Amount, Block, Hash, TaskId};
 use redb::{Database, MultimapTableDefinition, ReadableTable, TableDefinition};
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
@@ -19,6 +22,14 @@ const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots")
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Address to `(height, index)` of every transaction it sent.
 const BY_SENDER: MultimapTableDefinition<&[u8; 20], (u64, u32)> = MultimapTableDefinition::new("by_sender");
+/// Transaction hash to its [`TxRecord`].
+const TXS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("txs");
+/// Height to the block's events.
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// Task to `(height, index)` of each event about it.
+const BY_TASK: MultimapTableDefinition<&[u8; 32], (u64, u32)> = MultimapTableDefinition::new("by_task");
+/// Address to `(height, index)` of each event naming it: awards, payments, slashes.
+const BY_PARTY: MultimapTableDefinition<&[u8; 20], (u64, u32)> = MultimapTableDefinition::new("by_party");
 
 const GENESIS_KEY: &str = "genesis";
 const FINALIZED_KEY: &str = "finalized";
@@ -61,6 +72,16 @@ impl From<DecodeError> for StoreError {
     }
 }
 
+/// Where a finalized transaction landed and how it went.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct TxRecord {
+    pub height: u64,
+    pub index: u32,
+    pub fee_paid: Amount,
+    /// Why the chain refused it, if it did (its fee may still have been charged).
+    pub error: Option<String>,
+}
+
 pub struct Store {
     db: Database,
     snapshot_every: u64,
@@ -87,6 +108,10 @@ impl Store {
             write.open_table(HEIGHTS)?;
             write.open_table(SNAPSHOTS)?;
             write.open_multimap_table(BY_SENDER)?;
+            write.open_table(TXS)?;
+            write.open_table(EVENTS)?;
+            write.open_multimap_table(BY_TASK)?;
+            write.open_multimap_table(BY_PARTY)?;
         }
         write.commit()?;
         Ok(Store { db, snapshot_every: snapshot_every.max(1) })
@@ -103,16 +128,40 @@ impl Store {
         }
     }
 
-    /// Commits a finalized block and the state after it, atomically.
-    pub fn commit(&self, block: &Block, state: &State) -> Result<(), StoreError> {
+    /// Commits a finalized block, the state after it and what it produced, atomically.
+    pub fn commit(&self, block: &Block, state: &State, outcome: &BlockOutcome) -> Result<(), StoreError> {
         let height = block.header().height;
         let write = self.db.begin_write()?;
         {
             write.open_table(BLOCKS)?.insert(height, block.encode().as_slice())?;
             write.open_table(HEIGHTS)?.insert(&block.hash().0, height)?;
             let mut by_sender = write.open_multimap_table(BY_SENDER)?;
-            for (index, tx) in block.txs.iter().enumerate() {
+            let mut txs = write.open_table(TXS)?;
+            for (index, (tx, receipt)) in block.txs.iter().zip(&outcome.receipts).enumerate() {
                 by_sender.insert(&tx.sender_address().0, (height, index as u32))?;
+                let record = TxRecord {
+                    height,
+                    index: index as u32,
+                    fee_paid: receipt.fee_paid,
+                    error: receipt.result.as_ref().err().map(ToString::to_string),
+                };
+                txs.insert(
+                    &receipt.tx.0,
+                    borsh::to_vec(&record).map_err(|e| StoreError::Db(e.to_string()))?.as_slice(),
+                )?;
+            }
+            let events = borsh::to_vec(&outcome.events).map_err(|e| StoreError::Db(e.to_string()))?;
+            write.open_table(EVENTS)?.insert(height, events.as_slice())?;
+            let (mut by_task, mut by_party) =
+                (write.open_multimap_table(BY_TASK)?, write.open_multimap_table(BY_PARTY)?);
+            for (index, event) in outcome.events.iter().enumerate() {
+                let at = (height, index as u32);
+                if let Some(task) = event.task() {
+                    by_task.insert(&task.0.0, at)?;
+                }
+                for party in event.parties() {
+                    by_party.insert(&party.0, at)?;
+                }
             }
             if height.is_multiple_of(self.snapshot_every) {
                 write.open_table(SNAPSHOTS)?.insert(height, state.encode_snapshot().as_slice())?;
@@ -142,6 +191,57 @@ impl Store {
         let mut out = Vec::new();
         for entry in table.get(&sender.0)? {
             out.push(entry?.value());
+        }
+        Ok(out)
+    }
+
+    pub fn tx(&self, hash: &Hash) -> Result<Option<TxRecord>, StoreError> {
+        let read = self.db.begin_read()?;
+        let Some(bytes) = read.open_table(TXS)?.get(&hash.0)? else { return Ok(None) };
+        Ok(Some(TxRecord::try_from_slice(bytes.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?))
+    }
+
+    /// The events of the block at `height`.
+    pub fn events(&self, height: u64) -> Result<Vec<Event>, StoreError> {
+        let read = self.db.begin_read()?;
+        let Some(bytes) = read.open_table(EVENTS)?.get(height)? else { return Ok(Vec::new()) };
+        Vec::<Event>::try_from_slice(bytes.value()).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// Every event about `task`, oldest first, with the height it happened at.
+    pub fn task_events(&self, task: &TaskId) -> Result<Vec<(u64, Event)>, StoreError> {
+        let read = self.db.begin_read()?;
+        let at: Vec<(u64, u32)> = read
+            .open_multimap_table(BY_TASK)?
+            .get(&task.0.0)?
+            .map(|e| e.map(|v| v.value()))
+            .collect::<Result<_, _>>()?;
+        self.events_at(&at)
+    }
+
+    /// The newest `limit` events naming `party`, oldest first, with their heights.
+    pub fn party_events(&self, party: &Address, limit: usize) -> Result<Vec<(u64, Event)>, StoreError> {
+        let read = self.db.begin_read()?;
+        let mut at: Vec<(u64, u32)> = read
+            .open_multimap_table(BY_PARTY)?
+            .get(&party.0)?
+            .map(|e| e.map(|v| v.value()))
+            .collect::<Result<_, _>>()?;
+        at.drain(..at.len().saturating_sub(limit));
+        self.events_at(&at)
+    }
+
+    fn events_at(&self, at: &[(u64, u32)]) -> Result<Vec<(u64, Event)>, StoreError> {
+        let mut blocks: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
+        let mut out = Vec::with_capacity(at.len());
+        for (height, index) in at {
+            if !blocks.contains_key(height) {
+                blocks.insert(*height, self.events(*height)?);
+            }
+            let event = blocks[height]
+                .get(*index as usize)
+                .ok_or_else(|| StoreError::Corrupt(format!("event {index} of block {height} is missing")))?;
+            out.push((*height, event.clone()));
         }
         Ok(out)
     }
@@ -196,8 +296,8 @@ mod tests {
         for nonce in 0..count {
             let body = TxBody::Transfer { to: Address([3; 20]), amount: Amount::ogpu(1) };
             let tx = Transaction::sign(&alice, state.chain_id.clone(), nonce, state.params.min_fee, body);
-            let (block, next, _) = propose_block(&state, &validator, 1_000 * (nonce + 1), vec![tx]).unwrap();
-            store.commit(&block, &next).unwrap();
+            let (block, next, outcome) = propose_block(&state, &validator, 1_000 * (nonce + 1), vec![tx]).unwrap();
+            store.commit(&block, &next, &outcome).unwrap();
             state = next;
         }
         state
@@ -220,6 +320,9 @@ mod tests {
         assert_eq!(store.txs_by(&alice).unwrap().len(), 10);
         let block = store.block(3).unwrap().unwrap();
         assert_eq!(store.height_of(&block.hash()).unwrap(), Some(3));
+        let record = store.tx(&block.txs[0].hash()).unwrap().unwrap();
+        assert_eq!((record.height, record.index, record.error), (3, 0, None));
+        assert!(store.tx(&Hash::of_bytes(b"never sent")).unwrap().is_none());
     }
 
     #[test]

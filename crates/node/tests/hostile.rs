@@ -3,7 +3,6 @@
 //! disconnected, and the validators keep finalizing.
 
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -15,7 +14,7 @@ use ogpu_core::encoding::Canonical;
 use ogpu_core::{Amount, SecretKey};
 use ogpu_node::net;
 use ogpu_node::service::{self, NodeConfig};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::oneshot;
 
 fn keys() -> Vec<SecretKey> {
     (0..4).map(|i| SecretKey::from_name(&format!("hostile-test-{i}"))).collect()
@@ -57,12 +56,10 @@ async fn a_hostile_peer_is_dropped_and_the_validators_keep_finalizing() {
         };
         let data = dir.path().join(format!("v{i}"));
         std::fs::create_dir_all(&data).unwrap();
-        let (requests, receiver) = mpsc::channel(16);
-        let (finalized, watcher) = watch::channel(Arc::new(genesis().into_state().unwrap()));
         let (stop, shutdown) = oneshot::channel();
-        tokio::spawn(service::run(config, data, key, genesis(), receiver, finalized, shutdown));
-        // The request sender is kept so the node's request channel stays open.
-        heights.push((watcher, requests));
+        let (handle, node) = service::start(config, data, key, genesis()).unwrap();
+        tokio::spawn(node.run(shutdown));
+        heights.push(handle);
         stops.push(stop);
     }
 
@@ -93,13 +90,13 @@ async fn a_hostile_peer_is_dropped_and_the_validators_keep_finalizing() {
     }
     assert!(disconnected, "the validator hung up on the peer that sent garbage");
 
-    let start = heights[0].0.borrow().height;
+    let start = heights[0].finalized.borrow().height;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while heights.iter().any(|(h, _)| h.borrow().height < start + 5) {
+    while heights.iter().any(|h| h.finalized.borrow().height < start + 5) {
         assert!(tokio::time::Instant::now() < deadline, "the validators stopped finalizing");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let at: u64 = heights.iter().map(|(h, _)| h.borrow().height).min().unwrap();
+    let at: u64 = heights.iter().map(|h| h.finalized.borrow().height).min().unwrap();
     assert!(at >= start + 5);
     for stop in stops {
         let _ = stop.send(());

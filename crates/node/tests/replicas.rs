@@ -4,6 +4,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
 
 use ogpu_chain::genesis::{Allocation, GenesisValidator};
 use ogpu_chain::{Genesis, Params};
@@ -85,7 +86,7 @@ impl Net {
     }
 
     fn start(&mut self, i: usize) {
-        let store = Store::open(&self.dir.path().join(format!("{i}.redb")), &genesis(), 5).unwrap();
+        let store = Arc::new(Store::open(&self.dir.path().join(format!("{i}.redb")), &genesis(), 5).unwrap());
         let state = store.load(genesis()).unwrap();
         let (replica, actions) =
             Replica::new(keys()[i].clone(), store, state, consensus(), MempoolConfig::default(), self.now).unwrap();
@@ -195,7 +196,7 @@ fn a_replica_restarted_from_its_store_catches_up() {
     }
     net.run_until(3_000);
     let stopped_at = {
-        let store = Store::open(&net.dir.path().join("3.redb"), &genesis(), 5).unwrap();
+        let store = Arc::new(Store::open(&net.dir.path().join("3.redb"), &genesis(), 5).unwrap());
         store.finalized_height().unwrap()
     };
     net.start(3);
