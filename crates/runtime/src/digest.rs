@@ -1,0 +1,147 @@
+//! The deterministic hash of an output directory: what executors commit to and what
+//! replicas compare bit for bit, so it must not depend on the order a file system lists
+//! entries in, on timestamps or on anything but file names and contents.
+//!
+//! Each file is hashed as a blob (plain blake3, so its hash is also its address in the blob
+//! store); the directory hash commits to the sorted relative paths and those blob hashes
+//! under a domain tag. Only regular files count: empty directories vanish, and symbolic
+//! links or special files are refused, since they could point outside the directory or
+//! block the reader.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use ogpu_core::{BlobHash, Hash};
+
+use crate::error::TaskError;
+
+const DOMAIN: &str = "ogpu/runtime/output-dir/v1";
+
+/// One delivered file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    /// Relative to the output directory, with `/` between components.
+    pub path: String,
+    pub size: u64,
+    /// blake3 of the contents: the file's blob address.
+    pub hash: BlobHash,
+}
+
+/// The hash of a directory and the files it covers, sorted by path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirDigest {
+    pub hash: Hash,
+    pub files: Vec<OutputFile>,
+}
+
+/// The deterministic hash of the files under `root`.
+pub fn hash_dir(root: &Path) -> Result<Hash, TaskError> {
+    digest_dir(root).map(|digest| digest.hash)
+}
+
+/// Hashes every file under `root` and the directory as a whole.
+pub fn digest_dir(root: &Path) -> Result<DirDigest, TaskError> {
+    let mut files = Vec::new();
+    // An explicit stack rather than recursion: a program can nest directories deeply.
+    let mut pending: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = pending.pop() {
+        for entry in fs::read_dir(&dir).map_err(TaskError::io("listing", &dir))? {
+            let entry = entry.map_err(TaskError::io("listing", &dir))?;
+            let name = entry
+                .file_name()
+                .into_string()
+                .map_err(|name| TaskError::BadOutput(format!("{:?} in {prefix:?} is not a UTF-8 file name", name)))?;
+            let relative = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+            // `DirEntry::file_type` does not follow symbolic links, so a link shows as one.
+            let kind = entry.file_type().map_err(TaskError::io("inspecting", &entry.path()))?;
+            if kind.is_dir() {
+                pending.push((entry.path(), relative));
+            } else if kind.is_file() {
+                files.push(hash_file(&entry.path(), relative)?);
+            } else {
+                return Err(TaskError::BadOutput(format!(
+                    "{relative} is a symbolic link or special file; only regular files can be delivered"
+                )));
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let parts: Vec<&[u8]> = files.iter().flat_map(|f| [f.path.as_bytes(), f.hash.0.as_bytes().as_slice()]).collect();
+    Ok(DirDigest { hash: Hash::tagged(DOMAIN, &parts), files })
+}
+
+fn hash_file(path: &Path, relative: String) -> Result<OutputFile, TaskError> {
+    let file = File::open(path).map_err(TaskError::io("opening", path))?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(file).map_err(TaskError::io("reading", path))?;
+    Ok(OutputFile { path: relative, size: hasher.count(), hash: BlobHash(Hash(*hasher.finalize().as_bytes())) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, relative: &str, contents: &[u8]) {
+        let path = root.join(relative);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, contents).unwrap();
+    }
+
+    fn dir_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (relative, contents) in files {
+            write(dir.path(), relative, contents);
+        }
+        dir
+    }
+
+    const FILES: [(&str, &[u8]); 4] = [("a.txt", b"alpha"), ("b/c.bin", &[0, 1, 2]), ("b/d/e", b""), ("z", b"zulu")];
+
+    #[test]
+    fn the_hash_ignores_creation_order_and_empty_directories() {
+        let forward = dir_with(&FILES);
+        let mut reversed = FILES;
+        reversed.reverse();
+        let backward = dir_with(&reversed);
+        fs::create_dir_all(backward.path().join("empty/deeper")).unwrap();
+        let digest = digest_dir(forward.path()).unwrap();
+        assert_eq!(digest_dir(backward.path()).unwrap(), digest);
+        let paths: Vec<&str> = digest.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["a.txt", "b/c.bin", "b/d/e", "z"]);
+        assert_eq!(digest.files[1].size, 3);
+        assert_eq!(digest.files[1].hash, BlobHash(Hash::of_bytes(&[0, 1, 2])));
+    }
+
+    #[test]
+    fn the_hash_changes_with_any_content_or_name() {
+        let base = hash_dir(dir_with(&FILES).path()).unwrap();
+        let mut one_byte = FILES;
+        one_byte[1].1 = &[0, 1, 3];
+        assert_ne!(hash_dir(dir_with(&one_byte).path()).unwrap(), base);
+        let mut renamed = FILES;
+        renamed[3].0 = "y";
+        assert_ne!(hash_dir(dir_with(&renamed).path()).unwrap(), base);
+        // Moving a file into a directory of the same name as a prefix is a different output.
+        let mut moved = FILES;
+        moved[0].0 = "a/txt";
+        assert_ne!(hash_dir(dir_with(&moved).path()).unwrap(), base);
+        assert_ne!(hash_dir(dir_with(&FILES[..3]).path()).unwrap(), base);
+        assert_ne!(hash_dir(dir_with(&[]).path()).unwrap(), base);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symbolic_links_are_refused() {
+        let dir = dir_with(&FILES);
+        std::os::unix::fs::symlink("/etc/hostname", dir.path().join("b/link")).unwrap();
+        let error = hash_dir(dir.path()).unwrap_err();
+        assert!(matches!(&error, TaskError::BadOutput(m) if m.contains("b/link")), "{error}");
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = hash_dir(&dir.path().join("absent")).unwrap_err();
+        assert!(matches!(error, TaskError::Io(_)), "{error}");
+    }
+}

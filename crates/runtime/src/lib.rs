@@ -1,0 +1,88 @@
+//! Runtimes: what runs a task's program on a provider.
+//!
+//! Every workload kind (`wasm` now; `onnx` and `train` later) implements [`Runtime`]: it
+//! takes a [`Job`] (the program bytes, a directory of named inputs, an empty directory for
+//! outputs, arguments and limits) and fills the output directory, returning an
+//! [`Outcome`] whose hash executors commit to and replicas compare. The interface is
+//! synchronous and blocking: the provider agent calls it from a blocking thread, passes
+//! a flag to cancel it and a callback for live progress.
+//!
+//! This crate knows no network, no chain and no blob store: the agent stages inputs as
+//! files and uploads the outputs; a runtime only turns one directory into another.
+
+mod digest;
+mod error;
+mod registry;
+pub mod wasm;
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use ogpu_core::Hash;
+use ogpu_core::spec::{Limits, WorkloadKind};
+
+pub use digest::{DirDigest, OutputFile, digest_dir, hash_dir};
+pub use error::TaskError;
+pub use registry::Runtimes;
+pub use wasm::WasmRuntime;
+
+/// One run of a program.
+pub struct Job<'a> {
+    pub kind: WorkloadKind,
+    /// The module, model or training configuration.
+    pub program: &'a [u8],
+    /// A directory holding each named input blob as a file under its name.
+    pub inputs: &'a Path,
+    /// An empty directory the runtime writes the outputs into.
+    pub output: &'a Path,
+    pub args: &'a [String],
+    pub limits: Limits,
+    /// Called with progress as it happens, from the calling thread or from a helper
+    /// thread of the runtime (hence `Sync`). Advisory: it never changes the result.
+    pub progress: &'a (dyn Fn(Progress) + Sync),
+    /// Set by the agent to stop the run; the runtime then returns
+    /// [`TaskError::Cancelled`] promptly.
+    pub cancel: &'a AtomicBool,
+}
+
+/// What a running task reports along the way.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// A line the program wrote for people (for a WASI module, its standard error).
+    Log(String),
+    /// `done` of `total` steps (training steps, inference batches), with the latest loss
+    /// where there is one.
+    Step { done: u64, total: u64, loss: Option<f64> },
+}
+
+/// What a successful run produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// [`hash_dir`] of the output directory: what the executor commits to.
+    pub output: Hash,
+    /// The Merkle root of the checkpoint trace that proof of learning replays; `None` for
+    /// runtimes that do not train.
+    pub trace: Option<Hash>,
+    /// The delivered files, sorted by path.
+    pub files: Vec<OutputFile>,
+    /// Wall-clock time of the run, for pricing and reputation; not part of the result.
+    pub compute_ms: u64,
+}
+
+/// A way to run one kind of workload.
+pub trait Runtime: Send + Sync {
+    fn kind(&self) -> WorkloadKind;
+
+    /// Runs `job` to completion, failure, timeout or cancellation. Never panics on any
+    /// program or input.
+    fn run(&self, job: &Job<'_>) -> Result<Outcome, TaskError>;
+}
+
+/// The name a task spec uses for `kind`, for messages.
+pub(crate) fn kind_name(kind: WorkloadKind) -> &'static str {
+    match kind {
+        WorkloadKind::Wasm => "wasm",
+        WorkloadKind::Onnx => "onnx",
+        WorkloadKind::Train => "train",
+    }
+}

@@ -1,0 +1,49 @@
+//! The runtimes a provider has, by workload kind, so the agent can tell which tasks it can
+//! bid for and dispatch a job without knowing the runtimes themselves.
+
+use std::collections::BTreeMap;
+
+use ogpu_core::spec::WorkloadKind;
+
+use crate::{Job, Outcome, Runtime, TaskError, WasmRuntime, kind_name};
+
+#[derive(Default)]
+pub struct Runtimes {
+    by_kind: BTreeMap<WorkloadKind, Box<dyn Runtime>>,
+}
+
+impl Runtimes {
+    /// No runtimes at all.
+    pub fn new() -> Runtimes {
+        Runtimes::default()
+    }
+
+    /// Every runtime this build can offer on any machine.
+    pub fn with_defaults() -> Result<Runtimes, TaskError> {
+        let mut runtimes = Runtimes::new();
+        runtimes.insert(Box::new(WasmRuntime::new()?));
+        Ok(runtimes)
+    }
+
+    /// Adds `runtime` for its kind, returning the one it replaces.
+    pub fn insert(&mut self, runtime: Box<dyn Runtime>) -> Option<Box<dyn Runtime>> {
+        self.by_kind.insert(runtime.kind(), runtime)
+    }
+
+    pub fn get(&self, kind: WorkloadKind) -> Option<&dyn Runtime> {
+        self.by_kind.get(&kind).map(|runtime| runtime.as_ref())
+    }
+
+    /// The kinds offered, in a stable order.
+    pub fn kinds(&self) -> impl Iterator<Item = WorkloadKind> + '_ {
+        self.by_kind.keys().copied()
+    }
+
+    /// Runs `job` on the runtime for its kind.
+    pub fn run(&self, job: &Job<'_>) -> Result<Outcome, TaskError> {
+        let runtime = self
+            .get(job.kind)
+            .ok_or_else(|| TaskError::Unsupported(format!("this provider has no {} runtime", kind_name(job.kind))))?;
+        runtime.run(job)
+    }
+}
