@@ -122,6 +122,35 @@ pub enum TxBody {
     },
 }
 
+impl TxBody {
+    /// The body's kind in snake case, as the API and CLI name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TxBody::Transfer { .. } => "transfer",
+            TxBody::Stake { .. } => "stake",
+            TxBody::Unstake { .. } => "unstake",
+            TxBody::Withdraw => "withdraw",
+            TxBody::RegisterProvider { .. } => "register_provider",
+            TxBody::UpdateProvider { .. } => "update_provider",
+            TxBody::SubmitTask { .. } => "submit_task",
+            TxBody::CancelTask { .. } => "cancel_task",
+            TxBody::CommitBid { .. } => "commit_bid",
+            TxBody::RevealBid { .. } => "reveal_bid",
+            TxBody::StartTask { .. } => "start_task",
+            TxBody::CreatePool { .. } => "create_pool",
+            TxBody::JoinPool { .. } => "join_pool",
+            TxBody::LeavePool { .. } => "leave_pool",
+            TxBody::CommitResult { .. } => "commit_result",
+            TxBody::RevealResult { .. } => "reveal_result",
+            TxBody::Report { .. } => "report",
+            TxBody::Challenge { .. } => "challenge",
+            TxBody::Evidence { .. } => "evidence",
+            TxBody::Propose { .. } => "propose",
+            TxBody::Vote { .. } => "vote",
+        }
+    }
+}
+
 /// What a provider claims it computed: the output blob and, for training, the root of its
 /// checkpoint trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]

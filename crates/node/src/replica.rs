@@ -124,6 +124,10 @@ impl Replica {
         self.finalized_txs
     }
 
+    pub fn is_pending(&self, tx: &Hash) -> bool {
+        self.mempool.contains(tx)
+    }
+
     pub fn mempool_len(&self) -> usize {
         self.mempool.len()
     }

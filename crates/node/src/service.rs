@@ -76,6 +76,8 @@ pub enum Request {
     /// Transactions to admit; one verdict each, in order.
     Submit(Vec<Transaction>, oneshot::Sender<Vec<Result<Hash, Rejection>>>),
     Status(oneshot::Sender<Status>),
+    /// Whether a transaction waits in the mempool.
+    Pending(Hash, oneshot::Sender<bool>),
     /// Fetch a blob this node does not have from its peers, checking it against its hash.
     FetchBlob(BlobHash, oneshot::Sender<Result<(), String>>),
 }
@@ -374,6 +376,9 @@ impl Node {
                 self.dispatch(actions)?;
             }
             Request::FetchBlob(hash, reply) => self.fetch_blob(hash, reply),
+            Request::Pending(hash, reply) => {
+                let _ = reply.send(self.replica.is_pending(&hash));
+            }
             Request::Status(reply) => {
                 let state = self.replica.finalized();
                 let _ = reply.send(Status {

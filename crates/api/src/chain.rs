@@ -1,0 +1,182 @@
+//! Status, accounts, transactions and blocks.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use ogpu_core::encoding::Canonical;
+use ogpu_core::tx::Transaction;
+use ogpu_core::{Address, Block, Hash};
+use ogpu_node::service::{NodeHandle, Request};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, ask, parse};
+
+/// Transactions one batch may carry.
+pub const MAX_BATCH: usize = 10_000;
+
+#[utoipa::path(get, path = "/v1/status", responses((status = 200, description = "Chain id, heights, validators, peers, mempool size")))]
+pub async fn status(State(node): State<NodeHandle>) -> Result<Json<Value>, ApiError> {
+    let status = ask(&node, Request::Status).await?;
+    serde_json::to_value(status).map(Json).map_err(ApiError::internal)
+}
+
+#[utoipa::path(get, path = "/v1/accounts/{address}", params(("address" = String, Path, description = "ogpu1... address")),
+    responses((status = 200, description = "Balance and next nonce"), (status = 400, description = "Not an address")))]
+pub async fn account(State(node): State<NodeHandle>, Path(address): Path<String>) -> Result<Json<Value>, ApiError> {
+    let address: Address = parse("address", &address)?;
+    let account = node.finalized.borrow().account(&address);
+    Ok(Json(json!({ "address": address, "balance": account.balance, "nonce": account.nonce })))
+}
+
+/// How many of an account's transactions are listed, newest last.
+const ACCOUNT_TXS: usize = 100;
+
+#[utoipa::path(get, path = "/v1/accounts/{address}/txs", params(("address" = String, Path)),
+    responses((status = 200, description = "The account's latest finalized transactions")))]
+pub async fn account_txs(State(node): State<NodeHandle>, Path(address): Path<String>) -> Result<Json<Value>, ApiError> {
+    let address: Address = parse("address", &address)?;
+    let mut at = node.store.txs_by(&address).map_err(ApiError::internal)?;
+    at.drain(..at.len().saturating_sub(ACCOUNT_TXS));
+    let mut txs = Vec::with_capacity(at.len());
+    for (height, index) in at {
+        let block = node.store.block(height).map_err(ApiError::internal)?;
+        if let Some(tx) = block.as_ref().and_then(|b| b.txs.get(index as usize)) {
+            txs.push(tx_view(&node, tx)?);
+        }
+    }
+    Ok(Json(json!({ "address": address, "txs": txs })))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBody {
+    /// The transaction's canonical encoding, hex.
+    tx: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchBody {
+    /// Canonical encodings, hex; at most 10,000.
+    txs: Vec<String>,
+}
+
+fn decode_tx(hex: &str, field: &str) -> Result<Transaction, ApiError> {
+    let bytes = ogpu_core::hex::decode(hex)
+        .ok_or_else(|| ApiError::bad_request("invalid_hex", format!("{field} is not hex")))?;
+    Transaction::decode(&bytes).map_err(|e| ApiError::bad_request("malformed_transaction", format!("{field}: {e}")))
+}
+
+#[utoipa::path(post, path = "/v1/txs", request_body = SubmitBody,
+    responses((status = 202, description = "Admitted to the mempool: `{tx: hash}`"), (status = 400, description = "Malformed or refused, with the reason")))]
+pub async fn submit(
+    State(node): State<NodeHandle>,
+    body: Result<Json<SubmitBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) = body?;
+    let tx = decode_tx(&body.tx, "tx")?;
+    match ask(&node, |reply| Request::Submit(vec![tx], reply)).await?.pop() {
+        Some(Ok(hash)) => Ok((StatusCode::ACCEPTED, Json(json!({ "tx": hash })))),
+        Some(Err(rejection)) => Err(ApiError::bad_request("rejected", rejection)),
+        None => Err(ApiError::unavailable()),
+    }
+}
+
+/// Submits many transactions at once; each gets its own verdict.
+#[utoipa::path(post, path = "/v1/txs/batch", request_body = BatchBody,
+    responses((status = 202, description = "`{accepted, rejected: [{index, error}]}`"), (status = 400, description = "Malformed batch")))]
+pub async fn submit_batch(
+    State(node): State<NodeHandle>,
+    body: Result<Json<BatchBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) = body?;
+    if body.txs.len() > MAX_BATCH {
+        return Err(ApiError::bad_request("batch_too_large", format!("at most {MAX_BATCH} transactions per batch")));
+    }
+    let txs = body
+        .txs
+        .iter()
+        .enumerate()
+        .map(|(i, hex)| decode_tx(hex, &format!("txs[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = ask(&node, |reply| Request::Submit(txs, reply)).await?;
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    let rejected: Vec<_> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().err().map(|e| json!({ "index": i, "error": e.to_string() })))
+        .collect();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted, "rejected": rejected }))))
+}
+
+fn tx_view(node: &NodeHandle, tx: &Transaction) -> Result<Value, ApiError> {
+    let hash = tx.hash();
+    let record = node.store.tx(&hash).map_err(ApiError::internal)?;
+    Ok(json!({
+        "hash": hash,
+        "sender": tx.sender_address(),
+        "nonce": tx.nonce,
+        "fee": tx.fee,
+        "kind": tx.body.kind(),
+        "height": record.as_ref().map(|r| r.height),
+        "error": record.and_then(|r| r.error),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/txs/{hash}", params(("hash" = String, Path, description = "Transaction hash, hex")),
+    responses((status = 200, description = "`status`: pending or finalized (with height, fee paid and the chain's verdict)"),
+        (status = 404, description = "Neither pending nor finalized here")))]
+pub async fn tx(State(node): State<NodeHandle>, Path(hash): Path<String>) -> Result<Json<Value>, ApiError> {
+    let hash: Hash = parse("hash", &hash)?;
+    if let Some(record) = node.store.tx(&hash).map_err(ApiError::internal)? {
+        return Ok(Json(json!({
+            "hash": hash,
+            "status": "finalized",
+            "height": record.height,
+            "index": record.index,
+            "fee_paid": record.fee_paid,
+            "ok": record.error.is_none(),
+            "error": record.error,
+        })));
+    }
+    if ask(&node, |reply| Request::Pending(hash, reply)).await? {
+        return Ok(Json(json!({ "hash": hash, "status": "pending" })));
+    }
+    Err(ApiError::not_found("unknown_transaction", format!("{hash} is neither pending nor finalized on this node")))
+}
+
+fn block_view(node: &NodeHandle, block: &Block) -> Result<Value, ApiError> {
+    let header = block.header();
+    let events = node.store.events(header.height).map_err(ApiError::internal)?;
+    let txs = block.txs.iter().map(|tx| tx_view(node, tx)).collect::<Result<Vec<_>, _>>()?;
+    Ok(json!({
+        "height": header.height,
+        "hash": block.hash(),
+        "parent": header.parent,
+        "proposer": Address::of(&header.proposer),
+        "time_ms": header.time_ms,
+        "tx_root": header.tx_root,
+        "state_root": header.state_root,
+        "randomness": header.randomness,
+        "txs": txs,
+        "events": events,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/blocks/{height}", params(("height" = u64, Path)),
+    responses((status = 200, description = "A finalized block: header, transactions with verdicts, events"), (status = 404, description = "Not finalized yet")))]
+pub async fn block(State(node): State<NodeHandle>, Path(height): Path<String>) -> Result<Json<Value>, ApiError> {
+    let height: u64 = parse("height", &height)?;
+    match node.store.block(height).map_err(ApiError::internal)? {
+        Some(block) => block_view(&node, &block).map(Json),
+        None => Err(ApiError::not_found("unknown_block", format!("block {height} is not finalized"))),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/blocks/latest", responses((status = 200, description = "The newest finalized block"), (status = 404, description = "Only genesis so far")))]
+pub async fn latest_block(State(node): State<NodeHandle>) -> Result<Json<Value>, ApiError> {
+    let height = node.finalized.borrow().height;
+    block(State(node), Path(height.to_string())).await
+}

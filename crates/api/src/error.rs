@@ -1,0 +1,79 @@
+//! Errors as the API reports them: a status and a JSON body `{error, detail}` naming the
+//! problem, so a client can act on it.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ogpu_node::service::{NodeHandle, Request};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    error: &'static str,
+    detail: String,
+}
+
+impl ApiError {
+    pub fn bad_request(error: &'static str, detail: impl ToString) -> ApiError {
+        ApiError { status: StatusCode::BAD_REQUEST, error, detail: detail.to_string() }
+    }
+
+    pub fn not_found(error: &'static str, detail: impl ToString) -> ApiError {
+        ApiError { status: StatusCode::NOT_FOUND, error, detail: detail.to_string() }
+    }
+
+    pub fn too_large(detail: impl ToString) -> ApiError {
+        ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, error: "too_large", detail: detail.to_string() }
+    }
+
+    /// A failure on this side (storage); the detail is logged, not hidden.
+    pub fn internal(detail: impl ToString) -> ApiError {
+        let detail = detail.to_string();
+        tracing::error!(%detail, "API request failed");
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, error: "internal", detail }
+    }
+
+    pub fn unavailable() -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error: "node_unavailable",
+            detail: "the node is shutting down".into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.error, "detail": self.detail }))).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        ApiError { status: rejection.status(), error: "invalid_json", detail: rejection.body_text() }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> ApiError {
+        ApiError { status: StatusCode::BAD_REQUEST, error: "invalid_query", detail: rejection.body_text() }
+    }
+}
+
+/// Parses a path or query value, naming the field when it does not parse.
+pub fn parse<T: std::str::FromStr>(field: &'static str, text: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse().map_err(|e: T::Err| ApiError::bad_request("invalid_parameter", format!("{field}: {e}")))
+}
+
+/// Sends a request to the node and waits for its answer.
+pub async fn ask<T>(node: &NodeHandle, request: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    node.requests.send(request(reply)).await.map_err(|_| ApiError::unavailable())?;
+    answer.await.map_err(|_| ApiError::unavailable())
+}

@@ -1,0 +1,244 @@
+//! The API against a real one-validator node in this process: what a client does (submit,
+//! follow a transaction to finality, read blocks, upload and download blobs, subscribe
+//! to the feed), and every kind of bad request getting a 4xx with a JSON body naming it.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode};
+use ogpu_chain::Genesis;
+use ogpu_chain::genesis::{Allocation, GenesisValidator};
+use ogpu_core::encoding::Canonical;
+use ogpu_core::tx::{Transaction, TxBody};
+use ogpu_core::{Address, Amount, Hash, SecretKey};
+use ogpu_node::service::{self, NodeConfig};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tower::ServiceExt;
+
+fn client() -> SecretKey {
+    SecretKey::from_name("api-test-client")
+}
+
+fn genesis() -> Genesis {
+    let params = ogpu_chain::Params { max_blob_bytes: 1 << 20, ..Default::default() };
+    Genesis {
+        chain_id: "ogpu-test".parse().unwrap(),
+        genesis_time_ms: 0,
+        params,
+        allocations: vec![Allocation { address: Address::of(&client().public()), amount: Amount::ogpu(100) }],
+        validators: vec![GenesisValidator {
+            public_key: SecretKey::from_name("api-test-validator").public(),
+            stake: Amount::ogpu(10_000),
+        }],
+    }
+}
+
+struct Api {
+    router: Router,
+    _stop: oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+fn start() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SecretKey::from_name("api-test-validator");
+    let config = NodeConfig { proposer_window_ms: 100, ..NodeConfig::default() };
+    let (handle, node) = service::start(config, dir.path().to_path_buf(), key, genesis()).unwrap();
+    let (stop, shutdown) = oneshot::channel();
+    tokio::spawn(node.run(shutdown));
+    Api { router: ogpu_api::router(handle), _stop: stop, _dir: dir }
+}
+
+impl Api {
+    async fn call(&self, method: &str, uri: &str, body: impl Into<Body>) -> (StatusCode, Vec<u8>) {
+        let request = Request::builder().method(method).uri(uri).body(body.into()).unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        (status, to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec())
+    }
+
+    async fn json(&self, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+        let (status, bytes) = self.call(method, uri, body.to_owned()).await;
+        let value = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{uri}: not JSON ({e}): {bytes:?}"));
+        (status, value)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.json("GET", uri, "").await
+    }
+
+    async fn post(&self, uri: &str, body: &str) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{uri}: not JSON ({e}): {bytes:?}")))
+    }
+}
+
+fn transfer(nonce: u64) -> Transaction {
+    let body = TxBody::Transfer { to: Address([7; 20]), amount: Amount::ogpu(1) };
+    Transaction::sign(&client(), "ogpu-test".parse().unwrap(), nonce, genesis().params.min_fee, body)
+}
+
+fn hex(tx: &Transaction) -> String {
+    ogpu_core::hex::encode(&tx.encode())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_is_followed_from_submission_to_a_finalized_block() {
+    let api = start();
+    let mut feed = api.router.clone().oneshot(Request::get("/v1/events").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(feed.status(), StatusCode::OK);
+
+    let tx = transfer(0);
+    let (status, body) = api.post("/v1/txs", &format!(r#"{{"tx":"{}"}}"#, hex(&tx))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["tx"], tx.hash().to_string());
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let record = loop {
+        let (status, record) = api.get(&format!("/v1/txs/{}", tx.hash())).await;
+        assert_eq!(status, StatusCode::OK, "a submitted transaction is pending or finalized: {record}");
+        if record["status"] == "finalized" {
+            break record;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not finalized in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(record["ok"], true, "{record}");
+    let height = record["height"].as_u64().unwrap();
+    let (status, block) = api.get(&format!("/v1/blocks/{height}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(block["txs"][0]["hash"], tx.hash().to_string());
+    assert_eq!(block["txs"][0]["kind"], "transfer");
+    let (_, account) = api.get(&format!("/v1/accounts/{}", Address([7; 20]))).await;
+    assert_eq!(account["balance"], Amount::ogpu(1).to_string());
+    let (_, history) = api.get(&format!("/v1/accounts/{}/txs", Address::of(&client().public()))).await;
+    assert_eq!(history["txs"][0]["hash"], tx.hash().to_string());
+
+    // The feed saw finalized blocks as server-sent events.
+    let frame = tokio::time::timeout(Duration::from_secs(10), http_body_util::BodyExt::frame(feed.body_mut()))
+        .await
+        .expect("a block within ten seconds")
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
+    assert!(text.starts_with("event: block\ndata: {"), "{text}");
+
+    let (status, metrics) = api.call("GET", "/metrics", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(metrics.contains("# TYPE ogpu_height gauge\nogpu_height "), "{metrics}");
+    let (status, document) = api.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(document["paths"]["/v1/txs/{hash}"]["get"].is_object(), "every route is documented");
+    assert!(document["paths"]["/v1/blobs"]["post"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_round_trip_and_oversize_or_unknown_ones_are_refused() {
+    let api = start();
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let (status, body) = api.json("POST", "/v1/blobs", "").await;
+    assert_eq!(status, StatusCode::CREATED, "an empty blob is a blob: {body}");
+    let request = Request::post("/v1/blobs").body(Body::from(bytes.clone())).unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = serde_json::from_slice(&to_bytes(response.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(body["hash"], Hash::of_bytes(&bytes).to_string());
+    assert_eq!(body["size"], bytes.len());
+    let (status, downloaded) = api.call("GET", &format!("/v1/blobs/{}", body["hash"].as_str().unwrap()), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(downloaded, bytes);
+
+    let oversize = vec![0u8; (1 << 20) + 1];
+    let response = api.router.clone().oneshot(Request::post("/v1/blobs").body(Body::from(oversize)).unwrap()).await;
+    let response = response.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = serde_json::from_slice(&to_bytes(response.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(body["error"], "too_large");
+
+    let (status, body) = api.get(&format!("/v1/blobs/{}", Hash::of_bytes(b"nobody has this"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no peer to fetch it from: {body}");
+    assert_eq!(body["error"], "unknown_blob");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_4xx_naming_the_problem() {
+    let api = start();
+    let mut forged = transfer(0);
+    forged.signature.0[3] ^= 1;
+    let truncated = &hex(&transfer(0))[..40];
+    let cases: Vec<(&str, String, String, StatusCode, &str)> = vec![
+        ("POST", "/v1/txs".into(), "not json".into(), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("POST", "/v1/txs".into(), r#"{"tx":"00","extra":1}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_json"),
+        ("POST", "/v1/txs".into(), r#"{"tx":"zz"}"#.into(), StatusCode::BAD_REQUEST, "invalid_hex"),
+        (
+            "POST",
+            "/v1/txs".into(),
+            format!(r#"{{"tx":"{truncated}"}}"#),
+            StatusCode::BAD_REQUEST,
+            "malformed_transaction",
+        ),
+        ("POST", "/v1/txs".into(), format!(r#"{{"tx":"{}"}}"#, hex(&forged)), StatusCode::BAD_REQUEST, "rejected"),
+        (
+            "POST",
+            "/v1/txs".into(),
+            format!(r#"{{"tx":"{}"}}"#, hex(&transfer(9_999))),
+            StatusCode::BAD_REQUEST,
+            "rejected",
+        ),
+        ("POST", "/v1/txs/batch".into(), r#"{"txs":["00"]}"#.into(), StatusCode::BAD_REQUEST, "malformed_transaction"),
+        (
+            "POST",
+            "/v1/txs/batch".into(),
+            format!(r#"{{"txs":[{}]}}"#, vec!["\"00\""; 10_001].join(",")),
+            StatusCode::BAD_REQUEST,
+            "batch_too_large",
+        ),
+        ("GET", "/v1/accounts/ogpu1nothing".into(), String::new(), StatusCode::BAD_REQUEST, "invalid_parameter"),
+        ("GET", "/v1/txs/123".into(), String::new(), StatusCode::BAD_REQUEST, "invalid_parameter"),
+        (
+            "GET",
+            format!("/v1/txs/{}", Hash::of_bytes(b"x")),
+            String::new(),
+            StatusCode::NOT_FOUND,
+            "unknown_transaction",
+        ),
+        ("GET", "/v1/blocks/-1".into(), String::new(), StatusCode::BAD_REQUEST, "invalid_parameter"),
+        ("GET", "/v1/blocks/99999999".into(), String::new(), StatusCode::NOT_FOUND, "unknown_block"),
+        ("GET", "/v1/tasks?limit=0".into(), String::new(), StatusCode::BAD_REQUEST, "invalid_parameter"),
+        ("GET", "/v1/tasks?colour=red".into(), String::new(), StatusCode::BAD_REQUEST, "invalid_query"),
+        ("GET", "/v1/tasks?client=nobody".into(), String::new(), StatusCode::BAD_REQUEST, "invalid_parameter"),
+        ("GET", format!("/v1/tasks/{}", Hash::of_bytes(b"t")), String::new(), StatusCode::NOT_FOUND, "unknown_task"),
+        (
+            "GET",
+            format!("/v1/providers/{}", Address([1; 20])),
+            String::new(),
+            StatusCode::NOT_FOUND,
+            "unknown_provider",
+        ),
+        ("GET", format!("/v1/pools/{}", Hash::of_bytes(b"p")), String::new(), StatusCode::NOT_FOUND, "unknown_pool"),
+        ("GET", "/v1/events?task=nope".into(), String::new(), StatusCode::BAD_REQUEST, "invalid_parameter"),
+        ("GET", "/v1/no-such-route".into(), String::new(), StatusCode::NOT_FOUND, "not_found"),
+    ];
+    for (method, uri, body, expected, error) in cases {
+        let (status, answer) =
+            if method == "POST" { api.post(&uri, &body).await } else { api.json(method, &uri, &body).await };
+        assert_eq!(status, expected, "{method} {uri}: {answer}");
+        assert_eq!(answer["error"], error, "{method} {uri}: {answer}");
+        assert!(answer["detail"].as_str().is_some_and(|d| !d.is_empty()), "{method} {uri} says what was wrong");
+    }
+    let (_, account) = api.get(&format!("/v1/accounts/{}", Address::of(&client().public()))).await;
+    assert_eq!(account["nonce"], 0, "nothing bad was admitted");
+    let (_, status) = api.get("/v1/status").await;
+    assert_eq!(status["mempool"], 0);
+}
