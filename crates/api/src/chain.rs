@@ -130,19 +130,29 @@ fn tx_view(node: &NodeHandle, tx: &Transaction) -> Result<Value, ApiError> {
         (status = 404, description = "Neither pending nor finalized here")))]
 pub async fn tx(State(node): State<NodeHandle>, Path(hash): Path<String>) -> Result<Json<Value>, ApiError> {
     let hash: Hash = parse("hash", &hash)?;
-    if let Some(record) = node.store.tx(&hash).map_err(ApiError::internal)? {
-        return Ok(Json(json!({
-            "hash": hash,
-            "status": "finalized",
-            "height": record.height,
-            "index": record.index,
-            "fee_paid": record.fee_paid,
-            "ok": record.error.is_none(),
-            "error": record.error,
-        })));
+    let finalized = |node: &NodeHandle| -> Result<Option<Json<Value>>, ApiError> {
+        Ok(node.store.tx(&hash).map_err(ApiError::internal)?.map(|record| {
+            Json(json!({
+                "hash": hash,
+                "status": "finalized",
+                "height": record.height,
+                "index": record.index,
+                "fee_paid": record.fee_paid,
+                "ok": record.error.is_none(),
+                "error": record.error,
+            }))
+        }))
+    };
+    if let Some(view) = finalized(&node)? {
+        return Ok(view);
     }
     if ask(&node, |reply| Request::Pending(hash, reply)).await? {
         return Ok(Json(json!({ "hash": hash, "status": "pending" })));
+    }
+    // The node commits a block before it prunes the mempool, so a transaction finalized
+    // between the two looks is in the store now.
+    if let Some(view) = finalized(&node)? {
+        return Ok(view);
     }
     Err(ApiError::not_found("unknown_transaction", format!("{hash} is neither pending nor finalized on this node")))
 }
