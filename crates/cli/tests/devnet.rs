@@ -133,6 +133,17 @@ fn four_validator_processes_finalize_transfers_with_one_state_root() {
 
 #[test]
 fn a_validator_killed_mid_stream_restarts_from_its_store_and_catches_up() {
+    kill_and_restart_validator_3(false);
+}
+
+#[test]
+fn a_validator_that_joins_late_syncs_from_genesis() {
+    kill_and_restart_validator_3(true);
+}
+
+/// Kills validator 3 with SIGKILL while transfers flow and restarts it, from its store
+/// or (`wipe`) from nothing, as a validator joining late would.
+fn kill_and_restart_validator_3(wipe: bool) {
     let data = tempfile::tempdir().unwrap();
     let (devnet, port) = start_devnet(data.path());
     wait_for("the first finalized blocks", Duration::from_secs(60), || finalized_height(port) >= 2);
@@ -142,6 +153,12 @@ fn a_validator_killed_mid_stream_restarts_from_its_store_and_catches_up() {
     let pids = pids_running(&victim.display().to_string());
     assert_eq!(pids.len(), 1, "one process runs validator-3");
     Command::new("kill").args(["-KILL", &pids[0].to_string()]).status().unwrap();
+    if wipe {
+        wait_for("validator-3 to exit", Duration::from_secs(10), || {
+            pids_running(&victim.display().to_string()).is_empty()
+        });
+        std::fs::remove_file(victim.join("chain.redb")).unwrap();
+    }
     send_transfers(data.path(), port, 5, 5, recipient);
     wait_for("the three others to finalize everything", Duration::from_secs(60), || {
         balance(port, recipient).as_deref() == Some("10")

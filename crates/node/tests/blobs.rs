@@ -1,0 +1,98 @@
+//! Blobs move between nodes over libp2p: a node fetches what a peer has and checks it
+//! against its hash; a peer serving corrupt bytes gets nothing stored.
+
+mod common;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::request_response;
+use libp2p::swarm::SwarmEvent;
+use ogpu_core::encoding::Canonical;
+use ogpu_core::{BlobHash, Hash, SecretKey};
+use ogpu_node::blobs::{CHUNK_BYTES, ChunkAnswer, ChunkRequest};
+use ogpu_node::net::{self, BehaviourEvent};
+use ogpu_node::service::{NodeHandle, Request};
+use tokio::sync::oneshot;
+
+async fn fetch(node: &NodeHandle, hash: BlobHash) -> Result<(), String> {
+    let (reply, answer) = oneshot::channel();
+    node.requests.send(Request::FetchBlob(hash, reply)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), answer).await.expect("an answer within 30 s").unwrap()
+}
+
+/// Waits until every node is connected to the others.
+async fn connected(network: &common::Network) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for node in &network.nodes {
+        loop {
+            let (reply, answer) = oneshot::channel();
+            node.requests.send(Request::Status(reply)).await.unwrap();
+            if answer.await.unwrap().peers + 1 >= network.nodes.len() {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the nodes did not connect");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_fetches_a_peers_blob_in_chunks_and_checks_it() {
+    let network = common::start(2);
+    connected(&network).await;
+    let bytes: Vec<u8> = (0..2 * CHUNK_BYTES + 123).map(|i| (i * 7 % 256) as u8).collect();
+    let hash = network.nodes[0].blobs.put(&bytes, u64::MAX).unwrap();
+    assert!(!network.nodes[1].blobs.contains(&hash));
+    fetch(&network.nodes[1], hash).await.unwrap();
+    let (first, len) = network.nodes[1].blobs.chunk(&hash, 0).unwrap().unwrap();
+    assert_eq!(len, bytes.len() as u64);
+    assert_eq!(first, bytes[..CHUNK_BYTES]);
+    let absent = BlobHash(Hash::of_bytes(b"nobody has this"));
+    let error = fetch(&network.nodes[1], absent).await.unwrap_err();
+    assert!(error.contains("does not have it"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_serving_corrupt_bytes_gets_nothing_stored() {
+    let network = common::start(2);
+    connected(&network).await;
+    let wanted = b"the real bytes".to_vec();
+    let hash = BlobHash(Hash::of_bytes(&wanted));
+    let mut liar = net::build_swarm(&SecretKey::from_name("liar"), "ogpu-test", false).unwrap();
+    liar.dial(common::address(network.ports[1], &common::keys(2)[1])).unwrap();
+    let victim = network.nodes[1].clone();
+    let (done, mut finished) = oneshot::channel();
+    let mut started = false;
+    let mut done = Some(done);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "the fetch did not end");
+        tokio::select! {
+            event = liar.select_next_some() => match event {
+                SwarmEvent::ConnectionEstablished { .. } if !started => {
+                    started = true;
+                    let (victim, done) = (victim.clone(), done.take().unwrap());
+                    tokio::spawn(async move { done.send(fetch(&victim, hash).await) });
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::Message {
+                    message: request_response::Message::Request { request, channel, .. },
+                    ..
+                })) => {
+                    let asked = ChunkRequest::decode(&request).unwrap();
+                    assert_eq!(asked.hash, hash);
+                    let forged = ChunkAnswer(Some((wanted.len() as u64, b"the fake bytes".to_vec())));
+                    let _ = liar.behaviour_mut().blobs.send_response(channel, forged.encode());
+                }
+                _ => {}
+            },
+            result = &mut finished => {
+                let error = result.unwrap().unwrap_err();
+                assert!(error.contains("no peer could provide it"), "{error}");
+                break;
+            }
+        }
+    }
+    assert!(!victim.blobs.contains(&hash), "nothing was stored under the hash");
+    assert!(!victim.blobs.contains(&BlobHash(Hash::of_bytes(b"the fake bytes"))));
+}

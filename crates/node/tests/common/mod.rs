@@ -1,0 +1,68 @@
+//! A network of validators running the node service over real libp2p on loopback, in
+//! this process.
+
+use std::net::TcpListener;
+
+use libp2p::Multiaddr;
+use ogpu_chain::Genesis;
+use ogpu_chain::genesis::GenesisValidator;
+use ogpu_core::{Amount, SecretKey};
+use ogpu_node::net;
+use ogpu_node::service::{self, NodeConfig, NodeHandle};
+use tokio::sync::oneshot;
+
+pub fn keys(n: usize) -> Vec<SecretKey> {
+    (0..n).map(|i| SecretKey::from_name(&format!("network-test-{i}"))).collect()
+}
+
+pub fn genesis(n: usize) -> Genesis {
+    Genesis {
+        chain_id: "ogpu-test".parse().unwrap(),
+        genesis_time_ms: 0,
+        params: Default::default(),
+        allocations: vec![],
+        validators: keys(n)
+            .iter()
+            .map(|k| GenesisValidator { public_key: k.public(), stake: Amount::ogpu(10_000) })
+            .collect(),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn address(port: u16, key: &SecretKey) -> Multiaddr {
+    format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", net::peer_id_of(&key.public()).unwrap()).parse().unwrap()
+}
+
+/// Running validators: their handles, listen ports, and what stops them when dropped.
+pub struct Network {
+    pub nodes: Vec<NodeHandle>,
+    pub ports: Vec<u16>,
+    _stops: Vec<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `n` validators that know each other. Call from a tokio runtime.
+pub fn start(n: usize) -> Network {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let (mut nodes, mut stops) = (Vec::new(), Vec::new());
+    for (i, key) in keys(n).into_iter().enumerate() {
+        let config = NodeConfig {
+            listen: format!("/ip4/127.0.0.1/tcp/{}", ports[i]),
+            bootstrap: (0..n).filter(|j| *j != i).map(|j| address(ports[j], &keys(n)[j]).to_string()).collect(),
+            proposer_window_ms: 300,
+            ..NodeConfig::default()
+        };
+        let data = dir.path().join(format!("v{i}"));
+        std::fs::create_dir_all(&data).unwrap();
+        let (stop, shutdown) = oneshot::channel();
+        let (handle, node) = service::start(config, data, key, genesis(n)).unwrap();
+        tokio::spawn(node.run(shutdown));
+        nodes.push(handle);
+        stops.push(stop);
+    }
+    Network { nodes, ports, _stops: stops, _dir: dir }
+}
