@@ -7,6 +7,7 @@ mod http;
 mod key;
 mod node;
 mod spec;
+mod task;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -44,6 +45,9 @@ enum Command {
     /// Measure the system's throughput.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run tasks: locally now, on the network next.
+    #[command(subcommand)]
+    Task(task::TaskCommand),
 }
 
 fn main() -> Result<()> {
@@ -59,5 +63,6 @@ fn main() -> Result<()> {
         Command::Key(command) => key::run(command),
         Command::Spec(command) => spec::run(command),
         Command::Bench(command) => bench::run(command),
+        Command::Task(command) => task::run(command),
     }
 }

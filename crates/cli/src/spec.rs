@@ -1,7 +1,7 @@
 //! `ogpu spec check`: validates a task spec (TOML or JSON) and shows what submitting it
 //! would reserve under the default chain parameters.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -19,12 +19,17 @@ pub enum SpecCommand {
     },
 }
 
+/// Reads and validates a task spec: JSON when the file ends in `.json`, TOML otherwise.
+pub fn load(file: &Path) -> Result<TaskSpec> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let is_json = file.extension().is_some_and(|e| e == "json");
+    if is_json { TaskSpec::from_json(&text) } else { TaskSpec::from_toml(&text) }
+        .with_context(|| format!("{} is not a valid task spec", file.display()))
+}
+
 pub fn run(command: SpecCommand) -> Result<()> {
     let SpecCommand::Check { file, json } = command;
-    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    let is_json = file.extension().is_some_and(|e| e == "json");
-    let spec = if is_json { TaskSpec::from_json(&text) } else { TaskSpec::from_toml(&text) }
-        .with_context(|| format!("{} is not a valid task spec", file.display()))?;
+    let spec = load(&file)?;
     let Market::Auction { max_price, .. } = spec.market else {
         println!("{}: valid pool job; it reserves the pool's price when submitted", spec.name);
         return Ok(());

@@ -1,0 +1,48 @@
+//! `ogpu task run-local`: a spec runs on this machine's runtimes, its files found by hash.
+
+use std::path::Path;
+use std::process::Command;
+
+fn ogpu(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_ogpu")).args(args).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into(),
+        String::from_utf8_lossy(&output.stderr).into(),
+    )
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name).display().to_string()
+}
+
+#[test]
+fn the_wasm_example_runs_locally_and_delivers_its_sum() {
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = out.path().display().to_string();
+    let (ok, stdout, stderr) = ogpu(&["task", "run-local", &example("wasm-sum.toml"), "--out", &out_dir, "-o", "json"]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["name"], "wasm-sum");
+    assert_eq!(std::fs::read_to_string(out.path().join("sum.txt")).unwrap(), "5050\n");
+    let (_, again, _) = ogpu(&["task", "run-local", &example("wasm-sum.toml"), "-o", "json"]);
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(report["output"], again["output"], "the output hash is deterministic");
+}
+
+#[test]
+fn a_spec_whose_files_are_missing_or_malformed_fails_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(example("wasm-sum.toml")).unwrap();
+    let copied = dir.path().join("task.toml");
+    std::fs::write(&copied, &spec).unwrap();
+    let (ok, _, stderr) = ogpu(&["task", "run-local", &copied.display().to_string()]);
+    assert!(!ok);
+    assert!(stderr.contains("no file under") && stderr.contains("program"), "{stderr}");
+
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, spec.replace("kind = \"wasm\"", "kind = \"quantum\"")).unwrap();
+    let (ok, _, stderr) = ogpu(&["task", "run-local", &broken.display().to_string()]);
+    assert!(!ok);
+    assert!(stderr.contains("not a valid task spec"), "{stderr}");
+}
