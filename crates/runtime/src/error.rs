@@ -21,8 +21,8 @@ pub enum TaskError {
     Trap(String),
     #[error("the program cannot be loaded: {0}")]
     InvalidProgram(String),
-    /// The job handed to the runtime is malformed: the provider agent's fault, not the
-    /// program's.
+    /// The job handed to the runtime is malformed: the agent staged it wrong, or the task's
+    /// arguments and inputs do not fit its program (the onnx runtime reads them itself).
     #[error("bad job: {0}")]
     BadInput(String),
     /// The program left something in its output directory that cannot be delivered.

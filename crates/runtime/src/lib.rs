@@ -1,6 +1,6 @@
 //! Runtimes: what runs a task's program on a provider.
 //!
-//! Every workload kind (`wasm` now; `onnx` and `train` later) implements [`Runtime`]: it
+//! Every workload kind (`wasm` and `onnx` now; `train` later) implements [`Runtime`]: it
 //! takes a [`Job`] (the program bytes, a directory of named inputs, an empty directory for
 //! outputs, arguments and limits) and fills the output directory, returning an
 //! [`Outcome`] whose hash executors commit to and replicas compare. The interface is
@@ -12,6 +12,7 @@
 
 mod digest;
 mod error;
+pub mod onnx;
 mod registry;
 pub mod wasm;
 
@@ -23,6 +24,7 @@ use ogpu_core::spec::{Limits, WorkloadKind};
 
 pub use digest::{DirDigest, OutputFile, digest_dir, hash_dir};
 pub use error::TaskError;
+pub use onnx::OnnxRuntime;
 pub use registry::Runtimes;
 pub use wasm::WasmRuntime;
 
@@ -84,5 +86,16 @@ pub(crate) fn kind_name(kind: WorkloadKind) -> &'static str {
         WorkloadKind::Wasm => "wasm",
         WorkloadKind::Onnx => "onnx",
         WorkloadKind::Train => "train",
+    }
+}
+
+/// The output hash covers everything in the directory, so it must start empty.
+pub(crate) fn check_output_empty(job: &Job<'_>) -> Result<(), TaskError> {
+    let mut entries = std::fs::read_dir(job.output).map_err(|error| {
+        TaskError::BadInput(format!("cannot read the output directory {}: {error}", job.output.display()))
+    })?;
+    match entries.next() {
+        None => Ok(()),
+        Some(_) => Err(TaskError::BadInput(format!("the output directory {} is not empty", job.output.display()))),
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ogpu_core::spec::WorkloadKind;
 
-use crate::{Job, Outcome, Runtime, TaskError, WasmRuntime, kind_name};
+use crate::{Job, OnnxRuntime, Outcome, Runtime, TaskError, WasmRuntime, kind_name};
 
 #[derive(Default)]
 pub struct Runtimes {
@@ -22,6 +22,7 @@ impl Runtimes {
     pub fn with_defaults() -> Result<Runtimes, TaskError> {
         let mut runtimes = Runtimes::new();
         runtimes.insert(Box::new(WasmRuntime::new()?));
+        runtimes.insert(Box::new(OnnxRuntime::new()));
         Ok(runtimes)
     }
 

@@ -404,7 +404,7 @@ fn a_job_must_fit_the_runtime() {
     let missing: &Path = &sandbox.path("nowhere");
     let (output, cancel) = (sandbox.path("output"), AtomicBool::new(false));
     let job = Job {
-        kind: WorkloadKind::Onnx,
+        kind: WorkloadKind::Train,
         program: SUM_WAT.as_bytes(),
         inputs: missing,
         output: &output,
@@ -415,10 +415,10 @@ fn a_job_must_fit_the_runtime() {
     };
     assert!(matches!(RUNTIME.run(&job), Err(TaskError::Unsupported(_))));
     let runtimes = Runtimes::with_defaults().unwrap();
-    assert_eq!(runtimes.kinds().collect::<Vec<_>>(), [WorkloadKind::Wasm]);
-    assert!(runtimes.get(WorkloadKind::Onnx).is_none());
+    assert_eq!(runtimes.kinds().collect::<Vec<_>>(), [WorkloadKind::Wasm, WorkloadKind::Onnx]);
+    assert!(runtimes.get(WorkloadKind::Train).is_none());
     let result = runtimes.run(&job);
-    assert!(matches!(&result, Err(TaskError::Unsupported(m)) if m.contains("no onnx runtime")), "{result:?}");
+    assert!(matches!(&result, Err(TaskError::Unsupported(m)) if m.contains("no train runtime")), "{result:?}");
 
     fs::remove_file(sandbox.path("output/stale.txt")).unwrap();
     let result = runtimes.run(&Job { kind: WorkloadKind::Wasm, ..job });

@@ -30,7 +30,7 @@ mod budget;
 mod sandbox;
 mod watchdog;
 
-use std::fs::{self, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -42,7 +42,7 @@ use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use crate::digest::digest_dir;
-use crate::{Job, Outcome, Runtime, TaskError, kind_name};
+use crate::{Job, Outcome, Runtime, TaskError, check_output_empty, kind_name};
 use budget::{MemoryBudget, MemoryLimitHit};
 use watchdog::{Stop, StopFlag};
 
@@ -118,7 +118,7 @@ impl Runtime for WasmRuntime {
         if job.kind != WorkloadKind::Wasm {
             return Err(TaskError::Unsupported(format!("the wasm runtime cannot run a {} task", kind_name(job.kind))));
         }
-        check_empty(job)?;
+        check_output_empty(job)?;
         if job.cancel.load(Ordering::Relaxed) {
             return Err(TaskError::Cancelled);
         }
@@ -145,17 +145,6 @@ impl Runtime for WasmRuntime {
         deliver_stdout(job, &stdout)?;
         let digest = digest_dir(job.output)?;
         Ok(Outcome { output: digest.hash, trace: None, files: digest.files, compute_ms })
-    }
-}
-
-/// The output hash covers everything in the directory, so it must start empty.
-fn check_empty(job: &Job<'_>) -> Result<(), TaskError> {
-    let mut entries = fs::read_dir(job.output).map_err(|error| {
-        TaskError::BadInput(format!("cannot read the output directory {}: {error}", job.output.display()))
-    })?;
-    match entries.next() {
-        None => Ok(()),
-        Some(_) => Err(TaskError::BadInput(format!("the output directory {} is not empty", job.output.display()))),
     }
 }
 
