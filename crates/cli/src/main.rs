@@ -6,6 +6,7 @@ mod devnet;
 mod http;
 mod key;
 mod node;
+mod provider;
 mod spec;
 mod task;
 
@@ -45,6 +46,9 @@ enum Command {
     /// Measure the system's throughput.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// What a GPU provider runs.
+    #[command(subcommand)]
+    Provider(provider::ProviderCommand),
     /// Run tasks: locally now, on the network next.
     #[command(subcommand)]
     Task(task::TaskCommand),
@@ -64,5 +68,6 @@ fn main() -> Result<()> {
         Command::Spec(command) => spec::run(command),
         Command::Bench(command) => bench::run(command),
         Command::Task(command) => task::run(command),
+        Command::Provider(command) => provider::run(command),
     }
 }

@@ -1,4 +1,5 @@
-//! `ogpu task run-local`: a spec runs on this machine's runtimes, its files found by hash.
+//! Commands that run without a network: `ogpu task run-local` runs a spec on this machine's
+//! runtimes, its files found by hash; `ogpu provider detect` measures the devices.
 
 use std::path::Path;
 use std::process::Command;
@@ -45,4 +46,15 @@ fn a_spec_whose_files_are_missing_or_malformed_fails_with_the_reason() {
     let (ok, _, stderr) = ogpu(&["task", "run-local", &broken.display().to_string()]);
     assert!(!ok);
     assert!(stderr.contains("not a valid task spec"), "{stderr}");
+}
+
+#[test]
+fn provider_detect_lists_the_cpu_with_its_measured_throughput() {
+    let (ok, stdout, stderr) = ogpu(&["provider", "detect", "-o", "json"]);
+    assert!(ok, "{stderr}");
+    let profile: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let devices = profile["devices"].as_array().unwrap();
+    let cpu = devices.last().unwrap();
+    assert_eq!(cpu["kind"], "cpu");
+    assert!(cpu["gflops"].as_u64().unwrap() >= 1, "{cpu}");
 }

@@ -1,0 +1,152 @@
+//! Device detection and calibration: the profile a provider registers on chain.
+//!
+//! NVIDIA GPUs are found through NVML, loaded at run time, so a machine without the
+//! driver has no GPUs rather than an error and the binary needs no CUDA to build. The CPU
+//! is always a device; its throughput is measured with a short matrix product.
+
+use std::ffi::{c_char, c_int, c_uint, c_void};
+use std::time::{Duration, Instant};
+
+use ogpu_core::spec::{Device, DeviceKind, DeviceProfile};
+
+/// Every device this machine offers: the NVIDIA GPUs NVML reports, then the CPU.
+pub fn detect(region: &str) -> DeviceProfile {
+    let mut devices = nvidia_gpus().unwrap_or_else(|why| {
+        tracing::info!(%why, "no NVIDIA GPUs");
+        Vec::new()
+    });
+    devices.push(cpu());
+    DeviceProfile { devices, region: region.to_owned() }
+}
+
+/// The CPU: its model name, memory, and measured single-precision throughput over all
+/// cores.
+pub fn cpu() -> Device {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    Device {
+        kind: DeviceKind::Cpu,
+        model: cpu_model(&cpuinfo).unwrap_or_else(|| "unknown CPU".into()),
+        memory_mb: mem_total_kb(&meminfo).unwrap_or(0) / 1024,
+        gflops: calibrate_cpu_gflops(Duration::from_millis(200)).saturating_mul(cores),
+    }
+}
+
+fn cpu_model(cpuinfo: &str) -> Option<String> {
+    let line = cpuinfo.lines().find(|l| l.starts_with("model name"))?;
+    let model = line.split_once(':')?.1.trim();
+    // The chain takes model names of at most 64 characters.
+    Some(model.chars().take(64).collect())
+}
+
+fn mem_total_kb(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Single-core GFLOPS of a cache-blocked f32 matrix product, run for about `budget`.
+pub fn calibrate_cpu_gflops(budget: Duration) -> u32 {
+    const N: usize = 128;
+    let a: Vec<f32> = (0..N * N).map(|i| (i % 7) as f32 * 0.5).collect();
+    let b: Vec<f32> = (0..N * N).map(|i| (i % 5) as f32 * 0.25).collect();
+    let mut c = vec![0f32; N * N];
+    let start = Instant::now();
+    let mut products = 0u64;
+    while start.elapsed() < budget || products == 0 {
+        c.fill(0.0);
+        for i in 0..N {
+            for k in 0..N {
+                let aik = a[i * N + k];
+                let row = &b[k * N..(k + 1) * N];
+                for (cij, bkj) in c[i * N..(i + 1) * N].iter_mut().zip(row) {
+                    *cij += aik * bkj;
+                }
+            }
+        }
+        std::hint::black_box(&c);
+        products += 1;
+    }
+    let flops = products as f64 * 2.0 * (N * N * N) as f64;
+    (flops / start.elapsed().as_secs_f64() / 1e9).round().clamp(1.0, f64::from(u32::MAX)) as u32
+}
+
+/// NVML's `nvmlMemory_t`.
+#[repr(C)]
+#[derive(Default)]
+struct NvmlMemory {
+    total: u64,
+    free: u64,
+    used: u64,
+}
+
+type NvmlInit = unsafe extern "C" fn() -> c_int;
+type NvmlCount = unsafe extern "C" fn(*mut c_uint) -> c_int;
+type NvmlHandle = unsafe extern "C" fn(c_uint, *mut *mut c_void) -> c_int;
+type NvmlName = unsafe extern "C" fn(*mut c_void, *mut c_char, c_uint) -> c_int;
+type NvmlMemoryInfo = unsafe extern "C" fn(*mut c_void, *mut NvmlMemory) -> c_int;
+
+/// The NVIDIA GPUs NVML reports, or why there are none. Their throughput is not measured
+/// yet (that needs a CUDA kernel); it is reported as 0, which bidding treats as unknown.
+pub fn nvidia_gpus() -> Result<Vec<Device>, String> {
+    // SAFETY: loading NVML runs its initializers, which are safe to run; every symbol
+    // below is called with the signature NVML documents, on buffers of the sizes given.
+    unsafe {
+        let nvml = libloading::Library::new("libnvidia-ml.so.1").map_err(|e| e.to_string())?;
+        let symbol = |name: &[u8]| -> Result<*const c_void, String> {
+            nvml.get::<*const c_void>(name).map(|s| *s).map_err(|e| e.to_string())
+        };
+        let init: NvmlInit = std::mem::transmute(symbol(b"nvmlInit_v2\0")?);
+        let shutdown: NvmlInit = std::mem::transmute(symbol(b"nvmlShutdown\0")?);
+        let count: NvmlCount = std::mem::transmute(symbol(b"nvmlDeviceGetCount_v2\0")?);
+        let handle: NvmlHandle = std::mem::transmute(symbol(b"nvmlDeviceGetHandleByIndex_v2\0")?);
+        let name: NvmlName = std::mem::transmute(symbol(b"nvmlDeviceGetName\0")?);
+        let memory: NvmlMemoryInfo = std::mem::transmute(symbol(b"nvmlDeviceGetMemoryInfo\0")?);
+        if init() != 0 {
+            return Err("nvmlInit failed".into());
+        }
+        let mut n: c_uint = 0;
+        let mut gpus = Vec::new();
+        if count(&mut n) == 0 {
+            for index in 0..n {
+                let mut device = std::ptr::null_mut();
+                if handle(index, &mut device) != 0 {
+                    continue;
+                }
+                let mut buffer = [0 as c_char; 96];
+                let model = if name(device, buffer.as_mut_ptr(), buffer.len() as c_uint) == 0 {
+                    std::ffi::CStr::from_ptr(buffer.as_ptr()).to_string_lossy().chars().take(64).collect()
+                } else {
+                    "NVIDIA GPU".to_owned()
+                };
+                let mut info = NvmlMemory::default();
+                let memory_mb = if memory(device, &mut info) == 0 { info.total / (1024 * 1024) } else { 0 };
+                gpus.push(Device { kind: DeviceKind::Gpu, model, memory_mb, gflops: 0 });
+            }
+        }
+        shutdown();
+        Ok(gpus)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_is_always_a_device_with_measured_throughput() {
+        let profile = detect("local");
+        let cpu = profile.devices.last().unwrap();
+        assert_eq!(cpu.kind, DeviceKind::Cpu);
+        assert!(cpu.gflops >= 1 && cpu.memory_mb > 0, "{cpu:?}");
+        profile.validate().unwrap();
+    }
+
+    #[test]
+    fn proc_files_are_read_for_the_model_and_memory() {
+        let cpuinfo = "processor\t: 0\nmodel name\t: AMD EPYC 7B13 64-Core Processor\nflags\t: fpu\n";
+        assert_eq!(cpu_model(cpuinfo).as_deref(), Some("AMD EPYC 7B13 64-Core Processor"));
+        assert_eq!(mem_total_kb("MemTotal:       24578048 kB\nMemFree: 1 kB\n"), Some(24_578_048));
+        assert_eq!(cpu_model("nothing"), None);
+    }
+}
