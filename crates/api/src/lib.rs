@@ -8,6 +8,7 @@
 
 mod blobs;
 mod chain;
+pub mod client;
 mod error;
 mod feed;
 mod market;

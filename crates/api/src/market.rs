@@ -43,6 +43,15 @@ fn with_id(id_key: &str, id: impl Serialize, record: impl Serialize) -> Result<V
     Ok(value)
 }
 
+/// Up to `limit` records, each with its id under `id_key`.
+fn list<K: Serialize, V: Serialize>(
+    records: impl Iterator<Item = (K, V)>,
+    id_key: &str,
+    limit: usize,
+) -> Result<Vec<Value>, ApiError> {
+    records.take(limit).map(|(id, record)| with_id(id_key, id, record)).collect()
+}
+
 fn history(events: Vec<(u64, Event)>) -> Vec<Value> {
     events.into_iter().map(|(height, event)| json!({ "height": height, "event": event })).collect()
 }
@@ -56,14 +65,12 @@ pub async fn tasks(
     let client = query.client.as_deref().map(|c| parse::<Address>("client", c)).transpose()?;
     let limit = limit(query.limit)?;
     let state = node.finalized.borrow().clone();
-    let tasks = state
+    let matching = state
         .tasks
         .iter()
         .filter(|(_, t)| client.is_none_or(|c| t.client == c))
-        .filter(|(_, t)| query.phase.as_deref().is_none_or(|p| t.phase.name() == p))
-        .take(limit)
-        .map(|(id, task)| with_id("id", id, task))
-        .collect::<Result<Vec<_>, _>>()?;
+        .filter(|(_, t)| query.phase.as_deref().is_none_or(|p| t.phase.name() == p));
+    let tasks = list(matching, "id", limit)?;
     Ok(Json(json!({ "tasks": tasks })))
 }
 
@@ -93,12 +100,7 @@ pub async fn providers(
 ) -> Result<Json<Value>, ApiError> {
     let limit = limit(query?.0.limit)?;
     let state = node.finalized.borrow().clone();
-    let providers = state
-        .providers
-        .iter()
-        .take(limit)
-        .map(|(address, p)| with_id("address", address, p))
-        .collect::<Result<Vec<_>, _>>()?;
+    let providers = list(state.providers.iter(), "address", limit)?;
     Ok(Json(json!({ "providers": providers })))
 }
 
@@ -135,8 +137,7 @@ pub async fn pools(
 ) -> Result<Json<Value>, ApiError> {
     let limit = limit(query?.0.limit)?;
     let state = node.finalized.borrow().clone();
-    let pools =
-        state.pools.iter().take(limit).map(|(id, pool)| with_id("id", id, pool)).collect::<Result<Vec<_>, _>>()?;
+    let pools = list(state.pools.iter(), "id", limit)?;
     Ok(Json(json!({ "pools": pools })))
 }
 

@@ -71,7 +71,8 @@ pub fn apply_block_with(
     let header = block.header();
     check_header(state, header)?;
     block.signed.verify().map_err(|_| BlockError::BadProposerSignature)?;
-    if block::tx_root(&block.txs) != header.tx_root {
+    let ids = tx_ids(&block.txs)?;
+    if block::tx_root_of_ids(&ids) != header.tx_root {
         return Err(BlockError::TxRootMismatch);
     }
     let context = BlockContext {
@@ -80,7 +81,7 @@ pub fn apply_block_with(
         proposer: header.proposer,
         randomness: header.randomness,
     };
-    let (mut next, outcome) = execute(state, context, &block.txs, verified)?;
+    let (mut next, outcome) = execute(state, context, &block.txs, &ids, verified)?;
     let computed = next.root();
     if computed != header.state_root {
         return Err(BlockError::StateRootMismatch { computed, got: header.state_root });
@@ -136,14 +137,15 @@ pub fn propose_block_with(
     let input = block::vrf_input(&state.chain_id, height, &state.randomness);
     let (randomness, randomness_proof) = vrf::prove(key, &input);
     let context = BlockContext { height, time_ms, proposer: key.public(), randomness };
-    let (next, outcome) = execute(state, context, &txs, verified)?;
+    let ids = tx_ids(&txs)?;
+    let (next, outcome) = execute(state, context, &txs, &ids, verified)?;
     let header = BlockHeader {
         chain_id: state.chain_id.clone(),
         height,
         parent: state.last_block,
         proposer: key.public(),
         time_ms,
-        tx_root: block::tx_root(&txs),
+        tx_root: block::tx_root_of_ids(&ids),
         state_root: next.root(),
         randomness,
         randomness_proof,
@@ -154,26 +156,31 @@ pub fn propose_block_with(
     Ok((block, next, outcome))
 }
 
-/// Runs `txs` and the end-of-block steps on a copy of `state`. The header's own checks
-/// are the caller's (see [`apply_block`]).
-pub fn execute(
-    state: &State,
-    context: BlockContext,
-    txs: &[Transaction],
-    verified: &impl VerifiedSignatures,
-) -> Result<(State, BlockOutcome), BlockError> {
+/// The ids of a block's transactions, after checking there are not too many to hash.
+fn tx_ids(txs: &[Transaction]) -> Result<Vec<Hash>, BlockError> {
     if txs.len() > MAX_TXS_PER_BLOCK {
         return Err(BlockError::TooManyTxs { count: txs.len(), max: MAX_TXS_PER_BLOCK });
     }
+    Ok(txs.iter().map(Transaction::hash).collect())
+}
+
+/// Runs `txs` (whose ids are `ids`) and the end-of-block steps on a copy of `state`. The
+/// header's own checks are the caller's (see [`apply_block`]).
+fn execute(
+    state: &State,
+    context: BlockContext,
+    txs: &[Transaction],
+    ids: &[Hash],
+    verified: &impl VerifiedSignatures,
+) -> Result<(State, BlockOutcome), BlockError> {
     let mut next = state.clone();
     next.height = context.height;
     next.time_ms = context.time_ms;
     next.randomness = context.randomness;
     let mut outcome = BlockOutcome::default();
-    let ids: Vec<Hash> = txs.iter().map(Transaction::hash).collect();
-    let signatures_ok = check_signatures(txs, &ids, verified);
+    let signatures_ok = check_signatures(txs, ids, verified);
     let mut fees = Amount::ZERO;
-    for ((tx, id), signature_ok) in txs.iter().zip(ids).zip(signatures_ok) {
+    for ((tx, id), signature_ok) in txs.iter().zip(ids.iter().copied()).zip(signatures_ok) {
         let receipt = apply_tx(&mut next, &mut outcome.events, tx, id, signature_ok);
         fees = fees.checked_add(receipt.fee_paid).ok_or_else(|| invariant("fee total overflows"))?;
         outcome.receipts.push(receipt);

@@ -167,32 +167,6 @@ impl Stats {
     }
 }
 
-fn kind_name(body: &TxBody) -> &'static str {
-    match body {
-        TxBody::Transfer { .. } => "Transfer",
-        TxBody::Stake { .. } => "Stake",
-        TxBody::Unstake { .. } => "Unstake",
-        TxBody::Withdraw => "Withdraw",
-        TxBody::RegisterProvider { .. } => "RegisterProvider",
-        TxBody::UpdateProvider { .. } => "UpdateProvider",
-        TxBody::SubmitTask { .. } => "SubmitTask",
-        TxBody::CancelTask { .. } => "CancelTask",
-        TxBody::CommitBid { .. } => "CommitBid",
-        TxBody::RevealBid { .. } => "RevealBid",
-        TxBody::StartTask { .. } => "StartTask",
-        TxBody::CreatePool { .. } => "CreatePool",
-        TxBody::JoinPool { .. } => "JoinPool",
-        TxBody::LeavePool { .. } => "LeavePool",
-        TxBody::CommitResult { .. } => "CommitResult",
-        TxBody::RevealResult { .. } => "RevealResult",
-        TxBody::Report { .. } => "Report",
-        TxBody::Challenge { .. } => "Challenge",
-        TxBody::Evidence { .. } => "Evidence",
-        TxBody::Propose { .. } => "Propose",
-        TxBody::Vote { .. } => "Vote",
-    }
-}
-
 /// The variant name of an error, with the reason for `Ineligible`.
 fn error_name(error: &TxError) -> String {
     match error {
@@ -233,22 +207,6 @@ fn task_of_tx(body: &TxBody) -> Option<TaskId> {
         | TxBody::RevealResult { task, .. }
         | TxBody::Report { task, .. }
         | TxBody::Challenge { task, .. } => Some(*task),
-        _ => None,
-    }
-}
-
-fn task_of_event(event: &Event) -> Option<TaskId> {
-    match event {
-        Event::TaskSubmitted { task, .. }
-        | Event::AuctionOpened { task, .. }
-        | Event::Awarded { task, .. }
-        | Event::RaceOpened { task, .. }
-        | Event::VerificationStarted { task, .. }
-        | Event::Verdict { task, .. }
-        | Event::VerificationSkipped { task, .. }
-        | Event::Paid { task, .. }
-        | Event::Refunded { task, .. }
-        | Event::TaskEnded { task, .. } => Some(*task),
         _ => None,
     }
 }
@@ -961,7 +919,7 @@ impl World {
         let height = self.height();
         let mut challengers: HashMap<TaskId, Address> = HashMap::new();
         for (plan, receipt) in planned.iter().zip(&outcome.receipts) {
-            let kind = kind_name(&plan.tx.body);
+            let kind = plan.tx.body.kind();
             if let Some(task) = task_of_tx(&plan.tx.body) {
                 let mut line =
                     format!("{height}: {:?} by {}: {:?}", plan.tx.body, plan.tx.sender_address(), receipt.result);
@@ -1020,7 +978,7 @@ impl World {
         let mut orphans = Vec::new();
         for event in &outcome.events {
             orphans.push(format!("{height}: {event:?}"));
-            if let Some(task) = task_of_event(event) {
+            if let Some(task) = event.task() {
                 self.stories.entry(task).or_default().append(&mut orphans);
             }
         }

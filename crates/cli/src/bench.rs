@@ -206,7 +206,7 @@ const DEVNET_SENDERS: usize = 400;
 const BATCH_EVERY_MS: u64 = 100;
 
 fn status(api: std::net::SocketAddr) -> Option<serde_json::Value> {
-    let (code, body) = crate::http::request(api, "GET", "/v1/status", "").ok()?;
+    let (code, body) = ogpu_api::client::request(api, "GET", "/v1/status", "").ok()?;
     (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
 }
 
@@ -258,7 +258,7 @@ fn submit_batches(
         }
         let sent_at = start.elapsed().as_secs_f64();
         let (_, body) =
-            crate::http::request(api, "POST", "/v1/txs/batch", &format!("{{\"txs\":[{}]}}", chunk.join(",")))?;
+            ogpu_api::client::request(api, "POST", "/v1/txs/batch", &format!("{{\"txs\":[{}]}}", chunk.join(",")))?;
         let body: serde_json::Value = serde_json::from_str(&body)?;
         accepted += body["accepted"].as_u64().unwrap_or(0);
         submitted_at.push((sent_at, accepted));

@@ -3,7 +3,6 @@
 
 mod bench;
 mod devnet;
-mod http;
 mod key;
 mod node;
 mod provider;

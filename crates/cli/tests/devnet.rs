@@ -2,8 +2,7 @@
 //! the API are finalized, and once the devnet is stopped every validator's store holds
 //! the same state root at the same height.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -15,18 +14,7 @@ use ogpu_core::{Address, Amount};
 use ogpu_node::store::Store;
 
 fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split("\r\n\r\n").nth(1)?.to_string();
-    Some((status, body))
+    ogpu_api::client::request(([127, 0, 0, 1], port).into(), method, path, body).ok()
 }
 
 fn json(text: &str) -> serde_json::Value {

@@ -86,5 +86,10 @@ impl Block {
 /// The Merkle root over the ids of `txs`, in block order.
 pub fn tx_root(txs: &[Transaction]) -> Hash {
     let ids: Vec<Hash> = txs.iter().map(Transaction::hash).collect();
-    merkle::root(&ids)
+    tx_root_of_ids(&ids)
+}
+
+/// [`tx_root`] from ids already computed, for callers that need the ids too.
+pub fn tx_root_of_ids(ids: &[Hash]) -> Hash {
+    merkle::root(ids)
 }

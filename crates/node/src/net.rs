@@ -29,13 +29,14 @@ pub struct Behaviour {
     pub gossipsub: gossipsub::Behaviour,
     pub direct: request_response::Behaviour<FrameCodec>,
     /// Blob chunks: a request names a blob and a chunk, the answer carries it.
-    pub blobs: request_response::Behaviour<ChunkCodec>,
+    pub blobs: request_response::Behaviour<FrameCodec>,
     pub identify: identify::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
-/// Length-prefixed frames, one per request; the response is an empty acknowledgement.
+/// Length-prefixed frames both ways: a request and its answer. Messages to a validator
+/// are answered with an empty frame, an acknowledgement; blob chunk requests with the chunk.
 #[derive(Debug, Clone, Default)]
 pub struct FrameCodec;
 
@@ -60,47 +61,6 @@ async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, frame: &[u8]) -> 
 
 #[async_trait]
 impl request_response::Codec for FrameCodec {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = ();
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<Vec<u8>> {
-        read_frame(io).await
-    }
-
-    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<()> {
-        Ok(())
-    }
-
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        frame: Vec<u8>,
-    ) -> io::Result<()> {
-        write_frame(io, &frame).await
-    }
-
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        _: (),
-    ) -> io::Result<()> {
-        io.close().await
-    }
-}
-
-/// Length-prefixed frames both ways: a request and its answer.
-#[derive(Debug, Clone, Default)]
-pub struct ChunkCodec;
-
-#[async_trait]
-impl request_response::Codec for ChunkCodec {
     type Protocol = StreamProtocol;
     type Request = Vec<u8>;
     type Response = Vec<u8>;
@@ -200,7 +160,7 @@ pub fn build_swarm(key: &SecretKey, chain_id: &str, use_mdns: bool) -> Result<Sw
                 request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
             );
             let blobs = request_response::Behaviour::with_codec(
-                ChunkCodec,
+                FrameCodec,
                 [(BLOB_PROTOCOL, ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
             );

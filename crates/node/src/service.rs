@@ -118,13 +118,15 @@ fn parse_addr(text: &str) -> Result<Multiaddr, NodeError> {
 /// Peers that sent this many undecodable messages are disconnected and ignored.
 const STRIKES: u32 = 3;
 
+/// Who waits for a blob fetch, and what it is told.
+type Waiter = oneshot::Sender<Result<(), String>>;
+
 /// A blob being fetched from peers, one chunk at a time from one peer at a time.
 struct Fetch {
     writer: BlobWriter,
-    peer: PeerId,
-    /// Peers to ask next if this one fails.
+    /// Peers to ask next if the current one fails.
     untried: Vec<PeerId>,
-    waiters: Vec<oneshot::Sender<Result<(), String>>>,
+    waiters: Vec<Waiter>,
 }
 
 /// A node ready to run: see [`start`].
@@ -271,27 +273,41 @@ impl Node {
         Ok(())
     }
 
-    fn receive(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), NodeError> {
-        if self.strikes.get(&peer).is_some_and(|s| *s >= STRIKES) {
-            return Ok(());
+    fn is_struck(&self, peer: &PeerId) -> bool {
+        self.strikes.get(peer).is_some_and(|s| *s >= STRIKES)
+    }
+
+    /// Holds `why` against a peer; at [`STRIKES`] it is disconnected and ignored.
+    fn strike(&mut self, peer: PeerId, why: &str) {
+        let strikes = self.strikes.entry(peer).or_default();
+        *strikes += 1;
+        warn!(%peer, strikes = *strikes, "{why}");
+        if *strikes >= STRIKES {
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
-        let Some(from) = net::address_of(&peer) else { return Ok(()) };
+    }
+
+    /// Whether `peer` may have `bytes` more of this node's attention now.
+    fn within_rate(&mut self, peer: PeerId, bytes: usize) -> bool {
         let now = now_ms();
         let per_s = self.peer_bytes_per_s;
         let bucket = self.limits.entry(peer).or_insert_with(|| TokenBucket::new(per_s, 2 * per_s, now));
-        if !bucket.take(now, bytes.len() as u64) {
-            debug!(%peer, bytes = bytes.len(), "over its rate limit; message dropped");
+        let allowed = bucket.take(now, bytes as u64);
+        if !allowed {
+            debug!(%peer, bytes, "over its rate limit; dropped");
+        }
+        allowed
+    }
+
+    fn receive(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), NodeError> {
+        if self.is_struck(&peer) || !self.within_rate(peer, bytes.len()) {
             return Ok(());
         }
-        match self.replica.receive(now, from, bytes) {
+        let Some(from) = net::address_of(&peer) else { return Ok(()) };
+        match self.replica.receive(now_ms(), from, bytes) {
             Ok(actions) => self.dispatch(actions),
             Err(error) => {
-                let strikes = self.strikes.entry(peer).or_default();
-                *strikes += 1;
-                warn!(%peer, %error, strikes = *strikes, "malformed message");
-                if *strikes >= STRIKES {
-                    let _ = self.swarm.disconnect_peer_id(peer);
-                }
+                self.strike(peer, &format!("malformed message: {error}"));
                 Ok(())
             }
         }
@@ -309,7 +325,7 @@ impl Node {
                 message: request_response::Message::Request { request, channel, .. },
                 ..
             })) => {
-                let _ = self.swarm.behaviour_mut().direct.send_response(channel, ());
+                let _ = self.swarm.behaviour_mut().direct.send_response(channel, Vec::new());
                 self.receive(peer, &request)?;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::Message {
@@ -359,6 +375,10 @@ impl Node {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, address);
                 }
             }
+            // A peer's rate allowance goes with its last connection; its strikes stay.
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.limits.remove(&peer_id);
+            }
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
                 self.listen.push(address.to_string());
@@ -400,12 +420,16 @@ impl Node {
 /// Blob transfer: serving chunks to peers, and fetching blobs from them.
 impl Node {
     fn answer_chunk(&mut self, peer: PeerId, request: &[u8]) -> ChunkAnswer {
+        if self.is_struck(&peer) {
+            return ChunkAnswer(None);
+        }
         let Ok(ChunkRequest { hash, chunk }) = ChunkRequest::decode(request) else {
-            *self.strikes.entry(peer).or_default() += 1;
+            self.strike(peer, "malformed blob chunk request");
             return ChunkAnswer(None);
         };
         match self.blobs.chunk(&hash, chunk) {
-            Ok(found) => ChunkAnswer(found.map(|(bytes, len)| (len, bytes))),
+            Ok(Some((bytes, len))) if self.within_rate(peer, bytes.len()) => ChunkAnswer(Some((len, bytes))),
+            Ok(_) => ChunkAnswer(None),
             Err(error) => {
                 warn!(%hash, %error, "cannot read a blob chunk");
                 ChunkAnswer(None)
@@ -426,20 +450,31 @@ impl Node {
             fetch.waiters.push(reply);
             return;
         }
-        let mut untried: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        let peers = self.swarm.connected_peers().copied().collect();
+        self.try_next_peer(hash, peers, vec![reply], "no peer is connected".into());
+    }
+
+    /// Starts the fetch over from the next untried peer with an empty writer, or, when none
+    /// is left, tells those waiting why it failed.
+    fn try_next_peer(&mut self, hash: BlobHash, mut untried: Vec<PeerId>, waiters: Vec<Waiter>, why: String) {
         let Some(peer) = untried.pop() else {
-            let _ = reply.send(Err("no peer is connected to fetch it from".into()));
-            return;
+            return answer(waiters, Err(format!("no peer could provide it; last: {why}")));
         };
-        let writer = match self.blobs.writer(self.max_blob_bytes()) {
-            Ok(writer) => writer,
-            Err(error) => {
-                let _ = reply.send(Err(error.to_string()));
-                return;
+        match self.blobs.writer(self.max_blob_bytes()) {
+            Ok(writer) => {
+                self.fetches.insert(hash, Fetch { writer, untried, waiters });
+                self.request_chunk(hash, peer, 0);
             }
-        };
-        self.fetches.insert(hash, Fetch { writer, peer, untried, waiters: vec![reply] });
-        self.request_chunk(hash, peer, 0);
+            Err(error) => answer(waiters, Err(error.to_string())),
+        }
+    }
+
+    /// The peer being asked failed (`why`): on to the next one.
+    fn next_peer(&mut self, hash: BlobHash, why: String) {
+        debug!(%hash, %why, "trying the next peer for a blob");
+        if let Some(fetch) = self.fetches.remove(&hash) {
+            self.try_next_peer(hash, fetch.untried, fetch.waiters, why);
+        }
     }
 
     fn request_chunk(&mut self, hash: BlobHash, peer: PeerId, chunk: u64) {
@@ -448,20 +483,22 @@ impl Node {
         self.chunk_requests.insert(id, hash);
     }
 
-    fn on_chunk(&mut self, peer: PeerId, request_id: OutboundRequestId, answer: &[u8]) {
+    fn on_chunk(&mut self, peer: PeerId, request_id: OutboundRequestId, answer_bytes: &[u8]) {
         let Some(hash) = self.chunk_requests.remove(&request_id) else { return };
         let limit = self.max_blob_bytes();
         let Some(fetch) = self.fetches.get_mut(&hash) else { return };
-        let (total, bytes) = match ChunkAnswer::decode(answer) {
+        let (total, bytes) = match ChunkAnswer::decode(answer_bytes) {
             Ok(ChunkAnswer(Some(found))) => found,
             Ok(ChunkAnswer(None)) => return self.next_peer(hash, format!("{peer} does not have it")),
             Err(error) => return self.next_peer(hash, format!("{peer} sent a malformed chunk: {error}")),
         };
         if total > limit {
-            return self.finish_fetch(hash, Err(format!("the blob is {total} bytes, over the limit of {limit}")));
+            if let Some(fetch) = self.fetches.remove(&hash) {
+                answer(fetch.waiters, Err(format!("the blob is {total} bytes, over the limit of {limit}")));
+            }
+            return;
         }
-        let before = fetch.writer.written();
-        if bytes.is_empty() && before < total {
+        if bytes.is_empty() && fetch.writer.written() < total {
             return self.next_peer(hash, format!("{peer} sent an empty chunk before the end"));
         }
         if let Err(error) = fetch.writer.write(&bytes) {
@@ -474,51 +511,19 @@ impl Node {
             let chunk = fetch.writer.written() / crate::blobs::CHUNK_BYTES as u64;
             return self.request_chunk(hash, peer, chunk);
         }
-        let Some(fetch) = self.fetches.remove(&hash) else { return };
-        match fetch.writer.finish(Some(hash)) {
-            Ok(_) => {
-                for waiter in fetch.waiters {
-                    let _ = waiter.send(Ok(()));
-                }
-            }
+        let Some(Fetch { writer, untried, waiters }) = self.fetches.remove(&hash) else { return };
+        match writer.finish(Some(hash)) {
+            Ok(_) => answer(waiters, Ok(())),
             Err(error) => {
-                warn!(%peer, %hash, %error, "a peer sent a corrupt blob");
-                *self.strikes.entry(peer).or_default() += 1;
-                // Start over with the next peer, keeping who waits.
-                match self.blobs.writer(limit) {
-                    Ok(writer) => {
-                        self.fetches.insert(hash, Fetch { writer, ..fetch });
-                        self.next_peer(hash, error.to_string());
-                    }
-                    Err(error) => fetch.waiters.into_iter().for_each(|w| drop(w.send(Err(error.to_string())))),
-                }
+                self.strike(peer, "sent a corrupt blob");
+                self.try_next_peer(hash, untried, waiters, error.to_string());
             }
         }
     }
+}
 
-    /// The current peer failed (`why`): start over from the next one, or give up.
-    fn next_peer(&mut self, hash: BlobHash, why: String) {
-        debug!(%hash, %why, "trying the next peer for a blob");
-        let limit = self.max_blob_bytes();
-        let Some(fetch) = self.fetches.get_mut(&hash) else { return };
-        let Some(peer) = fetch.untried.pop() else {
-            return self.finish_fetch(hash, Err(format!("no peer could provide it; last: {why}")));
-        };
-        match self.blobs.writer(limit) {
-            Ok(writer) => {
-                fetch.writer = writer;
-                fetch.peer = peer;
-                self.request_chunk(hash, peer, 0);
-            }
-            Err(error) => self.finish_fetch(hash, Err(error.to_string())),
-        }
-    }
-
-    fn finish_fetch(&mut self, hash: BlobHash, result: Result<(), String>) {
-        if let Some(fetch) = self.fetches.remove(&hash) {
-            for waiter in fetch.waiters {
-                let _ = waiter.send(result.clone());
-            }
-        }
+fn answer(waiters: Vec<Waiter>, result: Result<(), String>) {
+    for waiter in waiters {
+        let _ = waiter.send(result.clone());
     }
 }

@@ -89,13 +89,25 @@ pub(crate) fn kind_name(kind: WorkloadKind) -> &'static str {
     }
 }
 
-/// The output hash covers everything in the directory, so it must start empty.
-pub(crate) fn check_output_empty(job: &Job<'_>) -> Result<(), TaskError> {
+/// What every runtime checks before it starts: the job is of its kind, it was not
+/// cancelled already, and the output directory is empty (the output hash covers
+/// everything in it).
+pub(crate) fn check_job(runtime: WorkloadKind, job: &Job<'_>) -> Result<(), TaskError> {
+    if job.kind != runtime {
+        return Err(TaskError::Unsupported(format!(
+            "the {} runtime cannot run a {} task",
+            kind_name(runtime),
+            kind_name(job.kind)
+        )));
+    }
     let mut entries = std::fs::read_dir(job.output).map_err(|error| {
         TaskError::BadInput(format!("cannot read the output directory {}: {error}", job.output.display()))
     })?;
-    match entries.next() {
-        None => Ok(()),
-        Some(_) => Err(TaskError::BadInput(format!("the output directory {} is not empty", job.output.display()))),
+    if entries.next().is_some() {
+        return Err(TaskError::BadInput(format!("the output directory {} is not empty", job.output.display())));
     }
+    if job.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(TaskError::Cancelled);
+    }
+    Ok(())
 }

@@ -46,13 +46,12 @@ mod model;
 pub mod npy;
 mod tensors;
 
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use ogpu_core::spec::WorkloadKind;
 
 use crate::digest::digest_dir;
-use crate::{Job, Outcome, Runtime, TaskError, check_output_empty, kind_name};
+use crate::{Job, Outcome, Runtime, TaskError, check_job};
 use args::{Pipeline, Task};
 use embed::Embedding;
 use model::{Model, Outputs};
@@ -74,13 +73,7 @@ impl Runtime for OnnxRuntime {
     }
 
     fn run(&self, job: &Job<'_>) -> Result<Outcome, TaskError> {
-        if job.kind != WorkloadKind::Onnx {
-            return Err(TaskError::Unsupported(format!("the onnx runtime cannot run a {} task", kind_name(job.kind))));
-        }
-        check_output_empty(job)?;
-        if job.cancel.load(Ordering::Relaxed) {
-            return Err(TaskError::Cancelled);
-        }
+        check_job(WorkloadKind::Onnx, job)?;
         let started = Instant::now();
         let task = Task::parse(job.args)?;
         let wanted = match (&task.pipeline, task.outputs.as_slice()) {

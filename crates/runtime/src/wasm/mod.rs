@@ -32,7 +32,6 @@ mod watchdog;
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use ogpu_core::spec::{Limits, WorkloadKind};
@@ -42,7 +41,7 @@ use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use crate::digest::digest_dir;
-use crate::{Job, Outcome, Runtime, TaskError, check_output_empty, kind_name};
+use crate::{Job, Outcome, Runtime, TaskError, check_job};
 use budget::{MemoryBudget, MemoryLimitHit};
 use watchdog::{Stop, StopFlag};
 
@@ -115,13 +114,7 @@ impl Runtime for WasmRuntime {
     }
 
     fn run(&self, job: &Job<'_>) -> Result<Outcome, TaskError> {
-        if job.kind != WorkloadKind::Wasm {
-            return Err(TaskError::Unsupported(format!("the wasm runtime cannot run a {} task", kind_name(job.kind))));
-        }
-        check_output_empty(job)?;
-        if job.cancel.load(Ordering::Relaxed) {
-            return Err(TaskError::Cancelled);
-        }
+        check_job(WorkloadKind::Wasm, job)?;
         let started = Instant::now();
         let module =
             Module::new(&self.engine, job.program).map_err(|error| TaskError::InvalidProgram(describe(&error)))?;
