@@ -596,7 +596,9 @@ impl Engine {
         }
         let schedule = proposer_schedule(&self.state.validators, &root.randomness, height, self.params.proposer_slots);
         let slot = slot_of(&schedule, &self.me) as u64;
-        let mut at = self.state.now + slot * self.params.proposer_window_ms;
+        let parent_time = root.header.as_ref().map_or(0, |h| h.header.time_ms);
+        let earliest = self.state.now.max(parent_time.saturating_add(self.params.min_block_interval_ms));
+        let mut at = earliest + slot * self.params.proposer_window_ms;
         if slot as usize == schedule.len() {
             // Unscheduled validators may all propose once the windows pass; spreading them
             // over the next window by a draw from the randomness keeps them from all

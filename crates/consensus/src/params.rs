@@ -21,6 +21,11 @@ pub struct Params {
     pub proposer_window_ms: u64,
     /// Scheduled proposers per height; after their windows anyone may propose.
     pub proposer_slots: usize,
+    /// The first proposer waits until this long after its parent's timestamp. Without it an
+    /// idle network makes empty blocks as fast as it can decide them, which makes the
+    /// chain's block-count windows (bids, starts, reveals) too short in wall time for the
+    /// providers that must act inside them. Zero proposes right after acceptance.
+    pub min_block_interval_ms: u64,
 }
 
 impl Default for Params {
@@ -34,6 +39,7 @@ impl Default for Params {
             poll_timeout_ms: 500,
             proposer_window_ms: 1_000,
             proposer_slots: 3,
+            min_block_interval_ms: 0,
         }
     }
 }

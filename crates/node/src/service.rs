@@ -36,6 +36,8 @@ pub struct NodeConfig {
     /// Milliseconds a poll waits for its answers.
     pub poll_timeout_ms: u64,
     pub proposer_window_ms: u64,
+    /// A block's earliest time after its parent's; it paces the chain's block-count windows.
+    pub min_block_interval_ms: u64,
     pub snapshot_every: u64,
     /// Bytes a second one peer may send before its messages are dropped.
     pub peer_bytes_per_s: u64,
@@ -49,6 +51,7 @@ impl Default for NodeConfig {
             mdns: false,
             poll_timeout_ms: 500,
             proposer_window_ms: 1_000,
+            min_block_interval_ms: 500,
             snapshot_every: 100,
             peer_bytes_per_s: 64 << 20,
         }
@@ -168,6 +171,7 @@ pub fn start(
     let params = ConsensusParams {
         poll_timeout_ms: config.poll_timeout_ms,
         proposer_window_ms: config.proposer_window_ms,
+        min_block_interval_ms: config.min_block_interval_ms,
         ..ConsensusParams::default()
     };
     let mut swarm = net::build_swarm(&key, &chain_id, config.mdns)?;

@@ -50,6 +50,7 @@ fn consensus() -> ConsensusParams {
         poll_timeout_ms: 100,
         proposer_window_ms: 200,
         proposer_slots: 2,
+        min_block_interval_ms: 0,
     }
 }
 
@@ -60,6 +61,7 @@ struct Net {
     queue: BinaryHeap<Reverse<(u64, u64, usize, Event)>>,
     seq: u64,
     now: u64,
+    params: ConsensusParams,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -70,6 +72,10 @@ enum Event {
 
 impl Net {
     fn new() -> Net {
+        Net::with(consensus())
+    }
+
+    fn with(params: ConsensusParams) -> Net {
         let dir = tempfile::tempdir().unwrap();
         let mut net = Net {
             dir,
@@ -78,6 +84,7 @@ impl Net {
             queue: BinaryHeap::new(),
             seq: 0,
             now: 0,
+            params,
         };
         for i in 0..VALIDATORS {
             net.start(i);
@@ -89,7 +96,7 @@ impl Net {
         let store = Arc::new(Store::open(&self.dir.path().join(format!("{i}.redb")), &genesis(), 5).unwrap());
         let state = store.load(genesis()).unwrap();
         let (replica, actions) =
-            Replica::new(keys()[i].clone(), store, state, consensus(), MempoolConfig::default(), self.now).unwrap();
+            Replica::new(keys()[i].clone(), store, state, self.params, MempoolConfig::default(), self.now).unwrap();
         self.replicas[i] = Some(replica);
         self.apply(i, actions);
     }
@@ -184,6 +191,24 @@ fn transfers_submitted_to_one_replica_are_finalized_by_all_with_one_state_root()
     let at_common: Vec<_> =
         (0..VALIDATORS).map(|i| net.replica(i).store().block(common).unwrap().unwrap().header().state_root).collect();
     assert!(at_common.windows(2).all(|w| w[0] == w[1]), "one state root at height {common}");
+}
+
+/// The times of replica 0's finalized blocks after genesis.
+fn block_times(net: &Net) -> Vec<u64> {
+    let store = net.replica(0).store();
+    (1..=net.replica(0).finalized().height).map(|h| store.block(h).unwrap().unwrap().header().time_ms).collect()
+}
+
+#[test]
+fn a_minimum_block_interval_paces_an_idle_chain() {
+    let mut fast = Net::new();
+    fast.run_until(6_000);
+    let mut paced = Net::with(ConsensusParams { min_block_interval_ms: 500, ..consensus() });
+    paced.run_until(6_000);
+    let (fast, paced) = (block_times(&fast), block_times(&paced));
+    assert!(paced.windows(2).all(|w| w[1] - w[0] >= 500), "{paced:?}");
+    assert!(paced.len() >= 6, "the paced chain still moves: {paced:?}");
+    assert!(fast.len() > 2 * paced.len(), "without it blocks come faster: {} vs {}", fast.len(), paced.len());
 }
 
 #[test]
