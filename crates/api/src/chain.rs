@@ -22,6 +22,12 @@ pub async fn status(State(node): State<NodeHandle>) -> Result<Json<Value>, ApiEr
     serde_json::to_value(status).map(Json).map_err(ApiError::internal)
 }
 
+#[utoipa::path(get, path = "/v1/params", responses((status = 200, description = "The chain's current parameters")))]
+pub async fn params(State(node): State<NodeHandle>) -> Result<Json<Value>, ApiError> {
+    let params = node.finalized.borrow().params.clone();
+    serde_json::to_value(params).map(Json).map_err(ApiError::internal)
+}
+
 #[utoipa::path(get, path = "/v1/accounts/{address}", params(("address" = String, Path, description = "ogpu1... address")),
     responses((status = 200, description = "Balance and next nonce"), (status = 400, description = "Not an address")))]
 pub async fn account(State(node): State<NodeHandle>, Path(address): Path<String>) -> Result<Json<Value>, ApiError> {

@@ -1,26 +1,262 @@
-//! A minimal HTTP/1.1 client over a TCP stream, enough for the CLI's benchmarks and
-//! end-to-end tests to talk to a local node's API without an HTTP client stack.
+//! The blocking client of this API that the CLI, the provider agent and the end-to-end
+//! tests use: typed calls over HTTP/1.1, the API's `{error, detail}` answers turned into
+//! [`ClientError::Api`], blobs streamed both ways, and server-sent events read as an
+//! iterator.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::time::Duration;
 
-/// Sends one request with a JSON body and returns the status code and the body.
-pub fn request(address: SocketAddr, method: &str, path: &str, body: &str) -> io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status in the response"))?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((status, body))
+use ogpu_core::encoding::Canonical;
+use ogpu_core::hex;
+use ogpu_core::tx::Transaction;
+use ogpu_core::{Address, Amount, BlobHash, Hash};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use ureq::http::Response;
+use ureq::{Agent, Body, SendBody};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0:?} is not an API address; expected http://HOST:PORT")]
+    BadAddress(String),
+    #[error("cannot reach the API at {url}: {source}")]
+    Transport { url: String, source: Box<ureq::Error> },
+    #[error("the API refused {what}: {error}: {detail}")]
+    Api { what: String, status: u16, error: String, detail: String },
+    #[error("unexpected answer to {what}: {reason}")]
+    Decode { what: String, reason: String },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl ClientError {
+    /// The API's error name (`unknown_task`, `insufficient_funds`, ...), when it answered.
+    pub fn api_error(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// An account as `/v1/accounts/{address}` shows it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AccountView {
+    pub balance: Amount,
+    pub nonce: u64,
+}
+
+/// One server-sent event: its name (`block`, `chain`, `lagged`, ...) and its JSON data.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub name: String,
+    pub data: String,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    /// Requests that answer promptly.
+    agent: Agent,
+    /// Streams (events, blobs) that may stay open for as long as they have something to say.
+    streaming: Agent,
+}
+
+fn agent(timeout: Option<Duration>) -> Agent {
+    Agent::config_builder()
+        // The API's 4xx bodies say what was wrong; they are read, not turned into bare codes.
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .timeout_global(timeout)
+        .build()
+        .into()
+}
+
+impl Client {
+    /// A client of the API at `base`, for example `http://127.0.0.1:8080`.
+    pub fn new(base: &str) -> Result<Client, ClientError> {
+        let trimmed = base.trim_end_matches('/');
+        let host = trimmed.strip_prefix("http://").ok_or_else(|| ClientError::BadAddress(base.into()))?;
+        if host.is_empty() || host.contains('/') {
+            return Err(ClientError::BadAddress(base.into()));
+        }
+        Ok(Client { base: trimmed.to_string(), agent: agent(Some(Duration::from_secs(60))), streaming: agent(None) })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn transport(&self, path: &str) -> impl FnOnce(ureq::Error) -> ClientError {
+        let url = self.url(path);
+        move |source| ClientError::Transport { url, source: Box::new(source) }
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let response = self.agent.get(self.url(path)).call().map_err(self.transport(path))?;
+        json_answer(path, response)
+    }
+
+    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
+        let body = serde_json::to_vec(body).map_err(|e| decode_error(path, e))?;
+        let response = self
+            .agent
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .send(&body[..])
+            .map_err(self.transport(path))?;
+        json_answer(path, response)
+    }
+
+    /// Sends `body` as is and returns the status and the body, whatever they are: for tools
+    /// that pre-serialize their load, and for tests of how the API meets bad requests.
+    pub fn send_raw(&self, method: &str, path: &str, body: &str) -> Result<(u16, String), ClientError> {
+        let url = self.url(path);
+        let mut response = match method {
+            "GET" => self.agent.get(url).call(),
+            _ => self.agent.post(url).header("content-type", "application/json").send(body),
+        }
+        .map_err(self.transport(path))?;
+        let text = response.body_mut().read_to_string().map_err(|e| decode_error(path, e))?;
+        Ok((response.status().as_u16(), text))
+    }
+
+    pub fn account(&self, address: &Address) -> Result<AccountView, ClientError> {
+        self.get(&format!("/v1/accounts/{address}"))
+    }
+
+    /// Hands a signed transaction to the node's mempool; returns its hash.
+    pub fn submit(&self, tx: &Transaction) -> Result<Hash, ClientError> {
+        #[derive(Deserialize)]
+        struct Submitted {
+            tx: Hash,
+        }
+        let body = serde_json::json!({ "tx": hex::encode(&tx.encode()) });
+        Ok(self.post::<Submitted>("/v1/txs", &body)?.tx)
+    }
+
+    /// Streams `reader` into the blob store; returns the blob's hash and size.
+    pub fn upload_blob(&self, mut reader: impl Read) -> Result<(BlobHash, u64), ClientError> {
+        #[derive(Deserialize)]
+        struct Stored {
+            hash: BlobHash,
+            size: u64,
+        }
+        let path = "/v1/blobs";
+        let response = self
+            .streaming
+            .post(self.url(path))
+            .header("content-type", "application/octet-stream")
+            .send(SendBody::from_reader(&mut reader))
+            .map_err(self.transport(path))?;
+        let stored: Stored = json_answer(path, response)?;
+        Ok((stored.hash, stored.size))
+    }
+
+    /// Streams a blob into `out` and checks that what arrived has the hash asked for.
+    pub fn download_blob(&self, hash: &BlobHash, out: &mut impl Write) -> Result<u64, ClientError> {
+        let path = format!("/v1/blobs/{hash}");
+        let response = self.streaming.get(self.url(&path)).call().map_err(self.transport(&path))?;
+        let mut body = success(&path, response)?.into_body().into_reader();
+        let mut hasher = blake3::Hasher::new();
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut size = 0u64;
+        loop {
+            let read = body.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            out.write_all(&buffer[..read])?;
+            size += read as u64;
+        }
+        let got = Hash(*hasher.finalize().as_bytes());
+        if got != hash.0 {
+            return Err(ClientError::Decode { what: path, reason: format!("the bytes hash to {got}") });
+        }
+        Ok(size)
+    }
+
+    /// Opens a server-sent event stream, for example `/v1/events?task=ID`.
+    pub fn events(&self, path: &str) -> Result<EventStream, ClientError> {
+        let response = self
+            .streaming
+            .get(self.url(path))
+            .header("accept", "text/event-stream")
+            .call()
+            .map_err(self.transport(path))?;
+        let body = success(path, response)?.into_body().into_reader();
+        Ok(EventStream { lines: Box::new(BufReader::new(body)) })
+    }
+}
+
+fn decode_error(what: &str, error: impl std::fmt::Display) -> ClientError {
+    ClientError::Decode { what: what.to_string(), reason: error.to_string() }
+}
+
+/// The response when it is a success; the API's error otherwise.
+fn success(what: &str, mut response: Response<Body>) -> Result<Response<Body>, ClientError> {
+    let status = response.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(response);
+    }
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        error: String,
+        #[serde(default)]
+        detail: String,
+    }
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let (error, detail) = match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => (body.error, body.detail),
+        Err(_) => (format!("http_{status}"), text),
+    };
+    Err(ClientError::Api { what: what.to_string(), status, error, detail })
+}
+
+fn json_answer<T: DeserializeOwned>(what: &str, response: Response<Body>) -> Result<T, ClientError> {
+    let text = success(what, response)?.body_mut().read_to_string().map_err(|e| decode_error(what, e))?;
+    serde_json::from_str(&text).map_err(|e| decode_error(what, e))
+}
+
+/// Server-sent events, one per item, until the server closes the stream.
+pub struct EventStream {
+    lines: Box<dyn BufRead + Send>,
+}
+
+impl Iterator for EventStream {
+    type Item = io::Result<SseEvent>;
+
+    fn next(&mut self) -> Option<io::Result<SseEvent>> {
+        let mut name = String::new();
+        let mut data = String::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match self.lines.read_line(&mut line) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(error) => return Some(Err(error)),
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                // A blank line ends an event; keep-alive comments leave nothing to deliver.
+                if !data.is_empty() || !name.is_empty() {
+                    let name = if name.is_empty() { "message".to_string() } else { std::mem::take(&mut name) };
+                    return Some(Ok(SseEvent { name, data: std::mem::take(&mut data) }));
+                }
+            } else if let Some(value) = line.strip_prefix("event:") {
+                name = value.trim_start().to_string();
+            } else if let Some(value) = line.strip_prefix("data:") {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(value.strip_prefix(' ').unwrap_or(value));
+            }
+        }
+    }
 }

@@ -25,6 +25,10 @@ impl ApiError {
         ApiError { status: StatusCode::NOT_FOUND, error, detail: detail.to_string() }
     }
 
+    pub fn forbidden(error: &'static str, detail: impl ToString) -> ApiError {
+        ApiError { status: StatusCode::FORBIDDEN, error, detail: detail.to_string() }
+    }
+
     pub fn too_large(detail: impl ToString) -> ApiError {
         ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, error: "too_large", detail: detail.to_string() }
     }
@@ -53,7 +57,10 @@ impl IntoResponse for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> ApiError {
-        ApiError { status: rejection.status(), error: "invalid_json", detail: rejection.body_text() }
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(rejection.body_text()),
+            status => ApiError { status, error: "invalid_json", detail: rejection.body_text() },
+        }
     }
 }
 

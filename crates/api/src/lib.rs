@@ -3,21 +3,27 @@
 //! node's answers into JSON, and every bad request into a 4xx with a JSON body
 //! `{error, detail}` that says what was wrong.
 //!
-//! Besides `/v1`: `/v1/events` (server-sent events of finalized blocks and chain events),
-//! `/metrics` (Prometheus) and `/openapi.json` (the OpenAPI document of all of it).
+//! Besides the chain's records: `/v1/events` (server-sent events of finalized blocks and
+//! chain events), `/v1/tasks/{id}/logs` (providers' signed log lines, kept in memory and
+//! streamed live), `/metrics` (Prometheus) and `/openapi.json` (the OpenAPI document of
+//! all of it).
 
 mod blobs;
 mod chain;
 pub mod client;
 mod error;
 mod feed;
+mod logs;
 mod market;
 mod metrics;
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::{get, post};
+use logs::TaskLogs;
 use ogpu_node::service::NodeHandle;
 use utoipa::OpenApi;
 
@@ -29,6 +35,7 @@ pub use error::ApiError;
     info(title = "OpenGPU Network node API", description = "Chain, market and blob endpoints of an OpenGPU node"),
     paths(
         chain::status,
+        chain::params,
         chain::account,
         chain::account_txs,
         chain::submit,
@@ -38,6 +45,9 @@ pub use error::ApiError;
         chain::latest_block,
         market::tasks,
         market::task,
+        logs::post,
+        logs::read,
+        logs::stream,
         market::providers,
         market::provider,
         market::party_events,
@@ -55,9 +65,29 @@ pub struct ApiDoc;
 /// A batch of 10,000 hex-encoded transfers is about 4 MB of JSON.
 const BATCH_BODY_BYTES: usize = 16 << 20;
 
+/// What handlers share: the node, and the task logs this API keeps beside it.
+#[derive(Clone)]
+struct AppState {
+    node: NodeHandle,
+    logs: Arc<TaskLogs>,
+}
+
+impl FromRef<AppState> for NodeHandle {
+    fn from_ref(state: &AppState) -> NodeHandle {
+        state.node.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<TaskLogs> {
+    fn from_ref(state: &AppState) -> Arc<TaskLogs> {
+        state.logs.clone()
+    }
+}
+
 pub fn router(node: NodeHandle) -> Router {
     Router::new()
         .route("/v1/status", get(chain::status))
+        .route("/v1/params", get(chain::params))
         .route("/v1/accounts/{address}", get(chain::account))
         .route("/v1/accounts/{address}/txs", get(chain::account_txs))
         .route("/v1/accounts/{address}/events", get(market::party_events))
@@ -68,6 +98,8 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/blocks/{height}", get(chain::block))
         .route("/v1/tasks", get(market::tasks))
         .route("/v1/tasks/{id}", get(market::task))
+        .route("/v1/tasks/{id}/logs", get(logs::read).post(logs::post).layer(DefaultBodyLimit::max(logs::BODY_BYTES)))
+        .route("/v1/tasks/{id}/logs/stream", get(logs::stream))
         .route("/v1/providers", get(market::providers))
         .route("/v1/providers/{address}", get(market::provider))
         .route("/v1/pools", get(market::pools))
@@ -79,5 +111,5 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
         .fallback(|| async { ApiError::not_found("not_found", "no such route") })
-        .with_state(node)
+        .with_state(AppState { node, logs: Arc::default() })
 }

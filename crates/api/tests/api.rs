@@ -2,94 +2,20 @@
 //! follow a transaction to finality, read blocks, upload and download blobs, subscribe
 //! to the feed), and every kind of bad request getting a 4xx with a JSON body naming it.
 
+mod common;
+
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
-use ogpu_chain::Genesis;
-use ogpu_chain::genesis::{Allocation, GenesisValidator};
-use ogpu_core::encoding::Canonical;
+use common::{client, hex, start, tx};
 use ogpu_core::tx::{Transaction, TxBody};
-use ogpu_core::{Address, Amount, Hash, SecretKey};
-use ogpu_node::service::{self, NodeConfig};
+use ogpu_core::{Address, Amount, Hash};
 use serde_json::Value;
-use tokio::sync::oneshot;
 use tower::ServiceExt;
 
-fn client() -> SecretKey {
-    SecretKey::from_name("api-test-client")
-}
-
-fn genesis() -> Genesis {
-    let params = ogpu_chain::Params { max_blob_bytes: 1 << 20, ..Default::default() };
-    Genesis {
-        chain_id: "ogpu-test".parse().unwrap(),
-        genesis_time_ms: 0,
-        params,
-        allocations: vec![Allocation { address: Address::of(&client().public()), amount: Amount::ogpu(100) }],
-        validators: vec![GenesisValidator {
-            public_key: SecretKey::from_name("api-test-validator").public(),
-            stake: Amount::ogpu(10_000),
-        }],
-    }
-}
-
-struct Api {
-    router: Router,
-    _stop: oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
-}
-
-fn start() -> Api {
-    let dir = tempfile::tempdir().unwrap();
-    let key = SecretKey::from_name("api-test-validator");
-    let config = NodeConfig { proposer_window_ms: 100, ..NodeConfig::default() };
-    let (handle, node) = service::start(config, dir.path().to_path_buf(), key, genesis()).unwrap();
-    let (stop, shutdown) = oneshot::channel();
-    tokio::spawn(node.run(shutdown));
-    Api { router: ogpu_api::router(handle), _stop: stop, _dir: dir }
-}
-
-impl Api {
-    async fn call(&self, method: &str, uri: &str, body: impl Into<Body>) -> (StatusCode, Vec<u8>) {
-        let request = Request::builder().method(method).uri(uri).body(body.into()).unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        (status, to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec())
-    }
-
-    async fn json(&self, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
-        let (status, bytes) = self.call(method, uri, body.to_owned()).await;
-        let value = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{uri}: not JSON ({e}): {bytes:?}"));
-        (status, value)
-    }
-
-    async fn get(&self, uri: &str) -> (StatusCode, Value) {
-        self.json("GET", uri, "").await
-    }
-
-    async fn post(&self, uri: &str, body: &str) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method("POST")
-            .uri(uri)
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_owned()))
-            .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{uri}: not JSON ({e}): {bytes:?}")))
-    }
-}
-
 fn transfer(nonce: u64) -> Transaction {
-    let body = TxBody::Transfer { to: Address([7; 20]), amount: Amount::ogpu(1) };
-    Transaction::sign(&client(), "ogpu-test".parse().unwrap(), nonce, genesis().params.min_fee, body)
-}
-
-fn hex(tx: &Transaction) -> String {
-    ogpu_core::hex::encode(&tx.encode())
+    tx(&client(), nonce, TxBody::Transfer { to: Address([7; 20]), amount: Amount::ogpu(1) })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,20 +25,8 @@ async fn a_transfer_is_followed_from_submission_to_a_finalized_block() {
     assert_eq!(feed.status(), StatusCode::OK);
 
     let tx = transfer(0);
-    let (status, body) = api.post("/v1/txs", &format!(r#"{{"tx":"{}"}}"#, hex(&tx))).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    assert_eq!(body["tx"], tx.hash().to_string());
-
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let record = loop {
-        let (status, record) = api.get(&format!("/v1/txs/{}", tx.hash())).await;
-        assert_eq!(status, StatusCode::OK, "a submitted transaction is pending or finalized: {record}");
-        if record["status"] == "finalized" {
-            break record;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not finalized in time");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    api.submit(&tx).await;
+    let record = api.finalized(tx.hash()).await;
     assert_eq!(record["ok"], true, "{record}");
     let height = record["height"].as_u64().unwrap();
     let (status, block) = api.get(&format!("/v1/blocks/{height}")).await;

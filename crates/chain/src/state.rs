@@ -16,14 +16,16 @@ use ogpu_core::{Address, Amount, ChainId, Hash, PoolId, ProposalId, PublicKey, T
 use crate::error::TxError;
 use crate::params::Params;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize,
+)]
 pub struct Account {
     pub balance: Amount,
     /// The nonce the account's next transaction must carry.
     pub nonce: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct Validator {
     pub key: PublicKey,
     pub stake: Amount,
@@ -31,7 +33,7 @@ pub struct Validator {
     pub jailed_until: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct Provider {
     pub profile: DeviceProfile,
     /// The provider's trust lock.
@@ -40,14 +42,14 @@ pub struct Provider {
     pub jailed_until: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct Unbonding {
     pub role: StakeRole,
     pub amount: Amount,
     pub release_height: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct Pool {
     pub owner: Address,
     pub spec: PoolSpec,
@@ -55,7 +57,7 @@ pub struct Pool {
     pub subscribers: BTreeMap<Address, Amount>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct Proposal {
     pub proposer: Address,
     pub change: ParamChange,
@@ -64,7 +66,7 @@ pub struct Proposal {
 }
 
 /// A task (an auction task or a pool job) from submission to its end.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct Task {
     pub client: Address,
     pub spec: TaskSpec,
@@ -90,7 +92,7 @@ pub struct Task {
     pub due: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Sealed bids until `commit_end`, reveals until `reveal_end`; then the award.
@@ -136,20 +138,20 @@ impl Phase {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct Bid {
     pub commitment: Hash,
     pub revealed: Option<Amount>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct RaceEntry {
     pub provider: Address,
     pub commitment: Hash,
     pub claim: Option<ResultClaim>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct Executor {
     pub provider: Address,
     /// What this executor is paid on success.
@@ -166,7 +168,7 @@ impl Executor {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Awarded,
@@ -175,7 +177,7 @@ pub enum Stage {
     Revealed(ResultClaim),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VerifyReason {
     SpotCheck,
@@ -185,7 +187,7 @@ pub enum VerifyReason {
     Challenge,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct VerifierSlot {
     pub verifier: Address,
     /// The verifier's stake when it was chosen: what its reports weigh.
@@ -195,13 +197,13 @@ pub struct VerifierSlot {
     pub reports: BTreeMap<Address, VerificationReport>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct Challenge {
     pub challenger: Address,
     pub bond: Amount,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Completed {
@@ -215,7 +217,9 @@ pub enum Outcome {
 
 /// Why nobody took a task: how many providers failed which requirement (each counted
 /// once, at the first requirement it fails), and how many bid at all.
-#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize,
+)]
 pub struct ScreeningReport {
     pub providers: u32,
     pub stake_too_low: u32,
@@ -231,7 +235,9 @@ pub struct ScreeningReport {
 }
 
 /// Money minted and destroyed since genesis.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize,
+)]
 pub struct Supply {
     pub minted: Amount,
     pub burned: Amount,

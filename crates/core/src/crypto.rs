@@ -109,6 +109,28 @@ impl FromStr for PublicKey {
 
 serde_via_text!(PublicKey);
 
+/// Hex, for signed records served as JSON (task logs).
+impl fmt::Display for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::hex::encode(&self.0))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a signature is 128 hex digits; got {0:?}")]
+pub struct ParseSignatureError(String);
+
+impl FromStr for Signature {
+    type Err = ParseSignatureError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bytes = crate::hex::decode(text).and_then(|b| b.try_into().ok());
+        bytes.map(Signature).ok_or_else(|| ParseSignatureError(text.chars().take(140).collect()))
+    }
+}
+
+serde_via_text!(Signature);
+
 impl fmt::Debug for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Signature({:?})", Hash(self.0[..32].try_into().expect("64 > 32")))
@@ -139,6 +161,15 @@ mod tests {
         assert_eq!(verify_batch(&refs, &sigs, &publics), Ok(()));
         sigs[3].0[0] ^= 1;
         assert_eq!(verify_batch(&refs, &sigs, &publics), Err(SignatureError::Invalid));
+    }
+
+    #[test]
+    fn signatures_round_trip_through_hex_and_bad_text_is_refused() {
+        let sig = SecretKey::from_name("alice").sign(b"m");
+        assert_eq!(sig.to_string().parse(), Ok(sig));
+        for bad in ["", "zz", &"ab".repeat(63), &"ab".repeat(65)] {
+            assert!(bad.parse::<Signature>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Core types of the OpenGPU Network: what every other crate speaks.
 //!
 //! Ids, amounts, keys, signatures, hashes, the canonical binary encoding, transactions,
-//! blocks, consensus votes and task specs. Nothing here does IO, reads a clock or draws
-//! ambient randomness: whatever needs entropy (key generation, keystore salts) takes an
-//! RNG from the caller.
+//! blocks, consensus votes, task specs and providers' signed task logs. Nothing here does
+//! IO, reads a clock or draws ambient randomness: whatever needs entropy (key generation,
+//! keystore salts) takes an RNG from the caller.
 
 pub mod address;
 pub mod amount;
@@ -18,6 +18,7 @@ pub mod merkle;
 pub mod rng;
 mod serde_text;
 pub mod spec;
+pub mod tasklog;
 pub mod tx;
 pub mod vote;
 pub mod vrf;

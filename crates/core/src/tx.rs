@@ -30,7 +30,18 @@ impl Canonical for Transaction {
 
 /// Which stake an amount is bonded as: validating blocks, or the trust lock of a provider.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize, serde::Serialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum StakeRole {
@@ -153,7 +164,7 @@ impl TxBody {
 
 /// What a provider claims it computed: the output blob and, for training, the root of its
 /// checkpoint trace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct ResultClaim {
     pub output: Hash,
     pub trace: Option<Trace>,
@@ -161,7 +172,7 @@ pub struct ResultClaim {
 
 /// A proof-of-learning trace: a Merkle root over the blake3 hashes of `checkpoints`
 /// checkpoints (and the data order), taken every K steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct Trace {
     pub root: Hash,
     pub checkpoints: u32,
@@ -169,7 +180,7 @@ pub struct Trace {
 
 /// A verifier's finding about one executor's result. For proof of learning it carries the
 /// distance measured between the replayed and the committed checkpoint, in millionths.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct VerificationReport {
     pub subject: Address,
     pub pass: bool,
@@ -177,7 +188,19 @@ pub struct VerificationReport {
 }
 
 /// The chain parameters that governance may change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    BorshSerialize,
+    BorshDeserialize,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ParamKey {
     MinFee,
@@ -234,7 +257,7 @@ impl ParamKey {
     ];
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct ParamChange {
     pub key: ParamKey,
     pub value: u128,

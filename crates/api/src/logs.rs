@@ -1,0 +1,452 @@
+//! Providers' signed progress and log lines, kept for a while and streamed to clients.
+//!
+//! - `POST /v1/tasks/{id}/logs`: a JSON array of at most 256 [`SignedLogEntry`]s. Each
+//!   must be within its size limits, about task `id`, signed by its provider, and from a
+//!   party of the task in the finalized state: an executor, a racer, a chosen verifier,
+//!   or, for a pool job, a subscriber of the pool (a racer posts before its commit is
+//!   final). One bad entry refuses the whole request. An entry whose `(provider, seq)` is
+//!   already kept is ignored, so a retried post is harmless. Answers `{stored, duplicates}`.
+//! - `GET /v1/tasks/{id}/logs?from=N&limit=L`: `{entries, next}`, the kept entries from
+//!   cursor `N` on, oldest first; poll with `from=next` for newer ones.
+//! - `GET /v1/tasks/{id}/logs/stream?from=N`: the same as server-sent `log` events, each
+//!   with its cursor as the event id: the kept entries first, then new ones as they come.
+//!
+//! Entries are served exactly as signed, for clients to verify. They are not consensus
+//! state: a node keeps them in memory only, the latest 2,000 of each of the 1,000 tasks
+//! most recently written to, and forgets them when it restarts.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt};
+use ogpu_chain::state::{Phase, Pool, State as ChainState, Task};
+use ogpu_core::spec::Market;
+use ogpu_core::tasklog::{SignedLogEntry, limits, verify_all};
+use ogpu_core::{Address, PublicKey, TaskId};
+use ogpu_node::service::NodeHandle;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::error::{ApiError, parse};
+
+/// Entries one request may carry.
+const MAX_ENTRIES: usize = 256;
+/// Room for a full request: every entry a full line, with its ids, key and signature.
+pub const BODY_BYTES: usize = MAX_ENTRIES * (limits::LINE_BYTES + 512);
+/// Entries kept per task; the oldest go first.
+const ENTRIES_PER_TASK: usize = 2_000;
+/// Tasks kept; the one least recently written to goes first.
+const TASKS: usize = 1_000;
+/// Entries one read returns by default and at most.
+const DEFAULT_PAGE: usize = 500;
+const MAX_PAGE: usize = ENTRIES_PER_TASK;
+/// Wakeups a stream may fall behind by before it rereads the store.
+const WAKEUPS: usize = 1_024;
+
+/// The kept entries of every task, and a wakeup for streams whenever a task gets new ones.
+pub struct TaskLogs {
+    kept: Mutex<Kept>,
+    written: broadcast::Sender<TaskId>,
+}
+
+#[derive(Default)]
+struct Kept {
+    tasks: HashMap<TaskId, TaskLog>,
+    /// Tasks by the cursor of their latest entry: least recently written first.
+    recency: BTreeMap<u64, TaskId>,
+    /// The next entry's cursor. One count across tasks, so that a cursor never goes back,
+    /// not even when a dropped task's log starts again.
+    next: u64,
+}
+
+/// Never empty: a task without entries is not kept.
+#[derive(Default)]
+struct TaskLog {
+    entries: VecDeque<(u64, Arc<SignedLogEntry>)>,
+    /// `(provider, seq)` of each kept entry.
+    names: HashSet<(PublicKey, u64)>,
+}
+
+impl TaskLog {
+    fn latest(&self) -> Option<u64> {
+        self.entries.back().map(|(cursor, _)| *cursor)
+    }
+
+    fn push(&mut self, cursor: u64, entry: SignedLogEntry) {
+        self.entries.push_back((cursor, Arc::new(entry)));
+        if self.entries.len() > ENTRIES_PER_TASK
+            && let Some((_, oldest)) = self.entries.pop_front()
+        {
+            self.names.remove(&(oldest.entry.provider, oldest.entry.seq));
+        }
+    }
+}
+
+impl Kept {
+    /// Keeps the entries not kept already; returns how many those were.
+    fn append(&mut self, task: TaskId, entries: Vec<SignedLogEntry>) -> usize {
+        if entries.is_empty() {
+            return 0;
+        }
+        if !self.tasks.contains_key(&task) {
+            self.make_room();
+        }
+        let log = self.tasks.entry(task).or_default();
+        let previous = log.latest();
+        let mut stored = 0;
+        for entry in entries {
+            if log.names.insert((entry.entry.provider, entry.entry.seq)) {
+                log.push(self.next, entry);
+                self.next += 1;
+                stored += 1;
+            }
+        }
+        if let Some(previous) = previous {
+            self.recency.remove(&previous);
+        }
+        if let Some(latest) = log.latest() {
+            self.recency.insert(latest, task);
+        }
+        stored
+    }
+
+    fn make_room(&mut self) {
+        while self.tasks.len() >= TASKS {
+            let Some((_, oldest)) = self.recency.pop_first() else { break };
+            self.tasks.remove(&oldest);
+        }
+    }
+
+    fn read(&self, task: &TaskId, from: u64, limit: usize) -> Vec<(u64, Arc<SignedLogEntry>)> {
+        let Some(log) = self.tasks.get(task) else { return Vec::new() };
+        let start = log.entries.partition_point(|(cursor, _)| *cursor < from);
+        log.entries.range(start..).take(limit).cloned().collect()
+    }
+}
+
+impl Default for TaskLogs {
+    fn default() -> TaskLogs {
+        TaskLogs { kept: Mutex::default(), written: broadcast::channel(WAKEUPS).0 }
+    }
+}
+
+impl TaskLogs {
+    /// Nothing panics while the lock is held, and `Kept` stays whole between statements,
+    /// so a poisoned lock still guards a consistent store.
+    fn kept(&self) -> MutexGuard<'_, Kept> {
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn append(&self, task: TaskId, entries: Vec<SignedLogEntry>) -> usize {
+        let stored = self.kept().append(task, entries);
+        if stored > 0 {
+            // An error only means no stream is listening.
+            let _ = self.written.send(task);
+        }
+        stored
+    }
+
+    fn read(&self, task: &TaskId, from: u64, limit: usize) -> Vec<(u64, Arc<SignedLogEntry>)> {
+        self.kept().read(task, from, limit)
+    }
+}
+
+/// The pool a pool job was sent to.
+fn pool_of<'a>(state: &'a ChainState, task: &Task) -> Option<&'a Pool> {
+    match task.spec.market {
+        Market::Pool { pool } => state.pools.get(&pool),
+        Market::Auction { .. } => None,
+    }
+}
+
+/// Whether `who` takes part in the task, so that its lines are worth showing the client.
+fn is_party(task: &Task, pool: Option<&Pool>, who: &Address) -> bool {
+    let executor = task.executors.iter().any(|e| e.provider == *who);
+    let racer = matches!(&task.phase, Phase::Racing { entries, .. } if entries.iter().any(|e| e.provider == *who));
+    let verifier = task.verifiers.iter().any(|v| v.verifier == *who);
+    let subscriber = pool.is_some_and(|p| p.subscribers.contains_key(who));
+    executor || racer || verifier || subscriber
+}
+
+fn unknown_task(id: TaskId) -> ApiError {
+    ApiError::not_found("unknown_task", format!("no task {id}"))
+}
+
+/// Checks every entry, cheapest checks first, naming the first bad one.
+fn admit(state: &ChainState, id: TaskId, entries: &[SignedLogEntry]) -> Result<(), ApiError> {
+    let task = state.tasks.get(&id).ok_or_else(|| unknown_task(id))?;
+    let pool = pool_of(state, task);
+    for (index, signed) in entries.iter().enumerate() {
+        let entry = &signed.entry;
+        entry.validate().map_err(|e| ApiError::bad_request("invalid_entry", format!("entries[{index}]: {e}")))?;
+        if entry.task != id {
+            let detail = format!("entries[{index}] is about task {}, not {id}", entry.task);
+            return Err(ApiError::bad_request("wrong_task", detail));
+        }
+        let provider = Address::of(&entry.provider);
+        if !is_party(task, pool, &provider) {
+            let detail = format!("entries[{index}]: {provider} is not a party of task {id}");
+            return Err(ApiError::forbidden("not_a_party", detail));
+        }
+    }
+    verify_all(entries).map_err(|(index, e)| ApiError::bad_request("bad_signature", format!("entries[{index}]: {e}")))
+}
+
+#[utoipa::path(post, path = "/v1/tasks/{id}/logs", params(("id" = String, Path, description = "Task id, hex")),
+    request_body(content = Vec<Object>, description = "At most 256 signed log entries, `{entry: {task, provider, seq, time_ms, body}, signature}`"),
+    responses((status = 200, description = "`{stored, duplicates}`"),
+        (status = 400, description = "A malformed, oversize, forged or misdirected entry; nothing is stored"),
+        (status = 403, description = "An entry from a provider that is not a party of the task; nothing is stored"),
+        (status = 404, description = "No such task")))]
+pub async fn post(
+    State(node): State<NodeHandle>,
+    State(logs): State<Arc<TaskLogs>>,
+    Path(id): Path<String>,
+    body: Result<Json<Vec<SignedLogEntry>>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = TaskId(parse("id", &id)?);
+    let Json(entries) = body?;
+    if entries.len() > MAX_ENTRIES {
+        return Err(ApiError::bad_request("too_many_entries", format!("at most {MAX_ENTRIES} entries per request")));
+    }
+    let state = node.finalized.borrow().clone();
+    admit(&state, id, &entries)?;
+    let total = entries.len();
+    let stored = logs.append(id, entries);
+    Ok(Json(json!({ "stored": stored, "duplicates": total - stored })))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadQuery {
+    /// Entries from this cursor on (default 0: all that are kept).
+    from: u64,
+    /// At most this many (default 500, at most 2000).
+    limit: Option<usize>,
+}
+
+fn page(requested: Option<usize>) -> Result<usize, ApiError> {
+    match requested.unwrap_or(DEFAULT_PAGE) {
+        0 => Err(ApiError::bad_request("invalid_parameter", "limit: must be at least 1")),
+        n => Ok(n.min(MAX_PAGE)),
+    }
+}
+
+/// The task's id, when it is on chain.
+fn known_task(node: &NodeHandle, id: &str) -> Result<TaskId, ApiError> {
+    let id = TaskId(parse("id", id)?);
+    if node.finalized.borrow().tasks.contains_key(&id) { Ok(id) } else { Err(unknown_task(id)) }
+}
+
+#[utoipa::path(get, path = "/v1/tasks/{id}/logs", params(("id" = String, Path, description = "Task id, hex"), ReadQuery),
+    responses((status = 200, description = "`{entries, next}`: signed entries oldest first, and the cursor to read on from"),
+        (status = 404, description = "No such task")))]
+pub async fn read(
+    State(node): State<NodeHandle>,
+    State(logs): State<Arc<TaskLogs>>,
+    Path(id): Path<String>,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
+    let id = known_task(&node, &id)?;
+    let kept = logs.read(&id, query.from, page(query.limit)?);
+    let next = kept.last().map_or(query.from, |(cursor, _)| cursor + 1);
+    let entries: Vec<&SignedLogEntry> = kept.iter().map(|(_, entry)| entry.as_ref()).collect();
+    Ok(Json(json!({ "entries": entries, "next": next })))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamQuery {
+    /// Entries from this cursor on (default 0: all that are kept, then new ones).
+    from: u64,
+}
+
+#[utoipa::path(get, path = "/v1/tasks/{id}/logs/stream", params(("id" = String, Path, description = "Task id, hex"), StreamQuery),
+    responses((status = 200, description = "text/event-stream of `log` events: a signed entry each, its cursor as the event id", content_type = "text/event-stream"),
+        (status = 404, description = "No such task")))]
+pub async fn stream(
+    State(node): State<NodeHandle>,
+    State(logs): State<Arc<TaskLogs>>,
+    Path(id): Path<String>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, axum::Error>>>, ApiError> {
+    let Query(query) = query?;
+    let task = known_task(&node, &id)?;
+    // Subscribed before the first read, so no entry can slip in between unannounced.
+    let wakeups = logs.written.subscribe();
+    let follow = Follow { logs, task, next: query.from, wakeups };
+    let events = futures::stream::unfold(follow, Follow::next_batch).flat_map(futures::stream::iter);
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// A stream's place in one task's log.
+struct Follow {
+    logs: Arc<TaskLogs>,
+    task: TaskId,
+    next: u64,
+    wakeups: broadcast::Receiver<TaskId>,
+}
+
+impl Follow {
+    /// The kept entries from the stream's cursor on, waiting for new ones when there are none.
+    async fn next_batch(mut self) -> Option<(Vec<Result<Event, axum::Error>>, Follow)> {
+        loop {
+            let batch = self.logs.read(&self.task, self.next, MAX_PAGE);
+            if let Some((last, _)) = batch.last() {
+                self.next = last + 1;
+                let events = batch
+                    .iter()
+                    .map(|(cursor, entry)| Event::default().event("log").id(cursor.to_string()).json_data(&**entry))
+                    .collect();
+                return Some((events, self));
+            }
+            if !self.written_to().await {
+                return None;
+            }
+        }
+    }
+
+    /// Waits until the task may have new entries; false once no more can come.
+    async fn written_to(&mut self) -> bool {
+        loop {
+            match self.wakeups.recv().await {
+                Ok(task) if task == self.task => return true,
+                Ok(_) => {}
+                // The missed wakeups may have been this task's; the store says.
+                Err(RecvError::Lagged(_)) => return true,
+                Err(RecvError::Closed) => return false,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ogpu_chain::state::{Executor, RaceEntry, Stage, VerifierSlot};
+    use ogpu_core::spec::{PoolSpec, Ratio, TaskSpec, Workload, WorkloadKind};
+    use ogpu_core::tasklog::{LogBody, LogEntry};
+    use ogpu_core::{Amount, BlobHash, Hash, PoolId, SecretKey};
+
+    use super::*;
+
+    fn task(n: u32) -> TaskId {
+        TaskId(Hash::of_bytes(&n.to_le_bytes()))
+    }
+
+    fn entry(task: TaskId, seq: u64) -> SignedLogEntry {
+        LogEntry::sign(&SecretKey::from_name("p"), task, seq, 0, LogBody::Started)
+    }
+
+    fn seqs(kept: &Kept, task: TaskId) -> Vec<u64> {
+        kept.read(&task, 0, usize::MAX).iter().map(|(_, e)| e.entry.seq).collect()
+    }
+
+    #[test]
+    fn a_task_keeps_its_latest_entries_and_ignores_repeats() {
+        let mut kept = Kept::default();
+        let first: Vec<_> = (0..ENTRIES_PER_TASK as u64).map(|seq| entry(task(0), seq)).collect();
+        assert_eq!(kept.append(task(0), first), ENTRIES_PER_TASK);
+        assert_eq!(kept.append(task(0), vec![entry(task(0), 5), entry(task(0), 2_000), entry(task(0), 2_000)]), 1);
+        let seqs = seqs(&kept, task(0));
+        assert_eq!((seqs.len(), seqs[0], seqs[ENTRIES_PER_TASK - 1]), (ENTRIES_PER_TASK, 1, 2_000));
+        assert_eq!(kept.append(task(0), vec![entry(task(0), 0)]), 1, "a dropped entry is new again");
+        let after: Vec<_> = kept.read(&task(0), 2_000, 10).iter().map(|(cursor, _)| *cursor).collect();
+        assert_eq!(after, [2_000, 2_001], "cursors count on");
+    }
+
+    #[test]
+    fn the_task_least_recently_written_to_is_dropped_first() {
+        let mut kept = Kept::default();
+        for n in 0..TASKS as u32 {
+            kept.append(task(n), vec![entry(task(n), 0)]);
+        }
+        kept.append(task(0), vec![entry(task(0), 1)]);
+        assert_eq!(kept.append(task(0), vec![entry(task(0), 1)]), 0, "a repeat is no write");
+        kept.append(task(TASKS as u32), vec![entry(task(TASKS as u32), 0)]);
+        assert_eq!(kept.tasks.len(), TASKS);
+        assert!(seqs(&kept, task(1)).is_empty(), "task 1 was written to longest ago");
+        assert_eq!(seqs(&kept, task(0)), [0, 1]);
+        assert_eq!(kept.recency.len(), TASKS, "one recency mark per task");
+        assert!(kept.append(task(7), Vec::new()) == 0 && kept.tasks.len() == TASKS, "nothing to keep drops nothing");
+    }
+
+    fn who(name: &str) -> Address {
+        Address::of(&SecretKey::from_name(name).public())
+    }
+
+    fn pool_job() -> Task {
+        let workload = Workload {
+            kind: WorkloadKind::Wasm,
+            program: BlobHash(Hash::ZERO),
+            inputs: Default::default(),
+            args: vec![],
+            limits: Default::default(),
+        };
+        let spec = TaskSpec {
+            name: "job".into(),
+            workload,
+            market: Market::Pool { pool: PoolId(Hash::ZERO) },
+            requirements: Default::default(),
+            deadline_blocks: 10,
+            verification: Default::default(),
+        };
+        let racer = RaceEntry { provider: who("racer"), commitment: Hash::ZERO, claim: None };
+        Task {
+            client: who("client"),
+            spec,
+            submitted_at: 0,
+            price_cap: Amount::ZERO,
+            escrow: Amount::ZERO,
+            verification_budget: Amount::ZERO,
+            client_lock: Amount::ZERO,
+            phase: Phase::Racing { commit_end: 1, reveal_end: 2, entries: vec![racer] },
+            executors: vec![Executor {
+                provider: who("executor"),
+                price: Amount::ZERO,
+                stage: Stage::Started,
+                stage_due: 1,
+            }],
+            excluded: Default::default(),
+            rounds: 1,
+            verifiers: vec![VerifierSlot {
+                verifier: who("verifier"),
+                weight: Amount::ZERO,
+                segment: None,
+                reports: BTreeMap::new(),
+            }],
+            challenge: None,
+            due: None,
+        }
+    }
+
+    #[test]
+    fn executors_racers_verifiers_and_pool_subscribers_are_parties() {
+        let spec = PoolSpec {
+            name: "pool".into(),
+            kind: WorkloadKind::Wasm,
+            model: BlobHash(Hash::ZERO),
+            price_per_job: Amount::ogpu(1),
+            verification_rate: Ratio(0),
+            min_stake: Amount::ogpu(1),
+        };
+        let subscribers = [(who("subscriber"), Amount::ogpu(1))].into();
+        let pool = Pool { owner: who("owner"), spec, subscribers };
+        let task = pool_job();
+        for party in ["executor", "racer", "verifier", "subscriber"] {
+            assert!(is_party(&task, Some(&pool), &who(party)), "{party}");
+        }
+        for outsider in ["client", "owner", "stranger"] {
+            assert!(!is_party(&task, Some(&pool), &who(outsider)), "{outsider}");
+        }
+        assert!(!is_party(&task, None, &who("subscriber")), "a subscriber of no pool of this task");
+    }
+}
