@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Subcommand;
+use ogpu_api::client::Client;
 use ogpu_chain::genesis::{Allocation, GenesisValidator};
 use ogpu_chain::{Genesis, Params, apply_block, propose_block};
 use ogpu_core::tx::{Transaction, TxBody};
@@ -205,9 +206,8 @@ const DEVNET_SENDERS: usize = 400;
 /// Load is offered in batches this often.
 const BATCH_EVERY_MS: u64 = 100;
 
-fn status(api: std::net::SocketAddr) -> Option<serde_json::Value> {
-    let (code, body) = ogpu_api::client::request(api, "GET", "/v1/status", "").ok()?;
-    (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+fn status(api: &Client) -> Option<serde_json::Value> {
+    api.get("/v1/status").ok()
 }
 
 /// Starts a devnet, offers `rate` signed transfers per second from many senders for
@@ -225,12 +225,14 @@ fn devnet(validators: usize, seconds: u64, rate: u64) -> Result<()> {
             &api.to_string(),
             "--fund",
             &DEVNET_SENDERS.to_string(),
+            "--providers",
+            "0",
             "--data",
         ])
         .arg(&data)
         .stdout(std::process::Stdio::null())
         .spawn()?;
-    let outcome = load_devnet(api, &data, seconds, rate);
+    let outcome = load_devnet(&Client::new(&format!("http://{api}"))?, &data, seconds, rate);
     let _ = std::process::Command::new("kill").args(["-INT", &devnet.id().to_string()]).status();
     let _ = devnet.wait();
     let _ = std::fs::remove_dir_all(&data);
@@ -243,12 +245,7 @@ fn devnet(validators: usize, seconds: u64, rate: u64) -> Result<()> {
 
 /// Offers the pre-signed transactions in batches on schedule; returns, per batch, when it
 /// was sent and how many were accepted up to and including it.
-fn submit_batches(
-    api: std::net::SocketAddr,
-    signed: &[String],
-    per_batch: usize,
-    start: Instant,
-) -> Result<Vec<(f64, u64)>> {
+fn submit_batches(api: &Client, signed: &[String], per_batch: usize, start: Instant) -> Result<Vec<(f64, u64)>> {
     let mut submitted_at = Vec::new();
     let mut accepted = 0u64;
     for (b, chunk) in signed.chunks(per_batch).enumerate() {
@@ -257,8 +254,7 @@ fn submit_batches(
             std::thread::sleep(wait);
         }
         let sent_at = start.elapsed().as_secs_f64();
-        let (_, body) =
-            ogpu_api::client::request(api, "POST", "/v1/txs/batch", &format!("{{\"txs\":[{}]}}", chunk.join(",")))?;
+        let (_, body) = api.send_raw("POST", "/v1/txs/batch", &format!("{{\"txs\":[{}]}}", chunk.join(",")))?;
         let body: serde_json::Value = serde_json::from_str(&body)?;
         accepted += body["accepted"].as_u64().unwrap_or(0);
         submitted_at.push((sent_at, accepted));
@@ -266,12 +262,7 @@ fn submit_batches(
     Ok(submitted_at)
 }
 
-fn load_devnet(
-    api: std::net::SocketAddr,
-    data: &std::path::Path,
-    seconds: u64,
-    rate: u64,
-) -> Result<serde_json::Value> {
+fn load_devnet(api: &Client, data: &std::path::Path, seconds: u64, rate: u64) -> Result<serde_json::Value> {
     let started = Instant::now();
     while status(api).and_then(|s| s["finalized_height"].as_u64()).unwrap_or(0) < 1 {
         anyhow::ensure!(started.elapsed().as_secs() < 60, "the devnet did not start finalizing within a minute");

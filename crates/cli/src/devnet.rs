@@ -1,9 +1,11 @@
-//! `ogpu devnet`: a whole network on loopback, one process per validator.
+//! `ogpu devnet`: a whole network on loopback, one process per validator and per
+//! provider agent.
 //!
-//! On first run it writes a genesis, one key per validator and a funded demo client key
-//! into the data directory; later runs resume from it. It picks free ports, starts each
-//! validator with the others as bootstrap peers, serves the API from the first, prints
-//! what to do next, and on Ctrl-C stops every child.
+//! On first run it writes a genesis, one key per validator, one funded key and config per
+//! provider, and a funded demo client key into the data directory; later runs resume from
+//! it. It picks free ports, starts each validator with the others as bootstrap peers,
+//! serves the API from the first, starts the providers against that API once it answers,
+//! prints what to do next, and on Ctrl-C stops every child.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -16,11 +18,19 @@ use ogpu_chain::genesis::{Allocation, GenesisValidator};
 use ogpu_core::keystore::{Kdf, Keystore};
 use ogpu_core::{Address, Amount, SecretKey};
 use ogpu_node::service::NodeConfig;
+use ogpu_provider::ProviderConfig;
+use ogpu_provider::pricing::Pricing;
+
+/// The devnet's least time between blocks: long enough for a provider on a loaded
+/// machine to see a block and get its bid or reveal into the next one.
+pub const BLOCK_MS: u64 = 500;
 
 pub struct DevnetArgs {
     pub validators: usize,
     pub api: SocketAddr,
     pub data: PathBuf,
+    pub providers: usize,
+    pub block_ms: u64,
     /// Extra accounts funded at genesis, keys `bench_sender(i)`, for load tests.
     pub fund: usize,
 }
@@ -32,6 +42,42 @@ pub fn bench_sender(i: usize) -> SecretKey {
 
 fn node_dir(data: &Path, i: usize) -> PathBuf {
     data.join(format!("validator-{i}"))
+}
+
+/// The `i`-th provider's directory: `provider.key` and `provider.toml`.
+pub fn provider_dir(data: &Path, i: usize) -> PathBuf {
+    data.join(format!("provider-{i}"))
+}
+
+/// The chain parameters of a devnet: the defaults, with a pool's commit window long
+/// enough in blocks for a provider to fetch, run and commit a small job.
+fn devnet_params() -> ogpu_chain::Params {
+    ogpu_chain::Params { pool_commit_blocks: 6, ..Default::default() }
+}
+
+/// Writes the providers' keys and configs; they differ in margin so auctions have a
+/// visible order. Returns the keys, to be funded at genesis.
+fn prepare_providers(args: &DevnetArgs) -> Result<Vec<SecretKey>> {
+    (0..args.providers)
+        .map(|i| {
+            let dir = provider_dir(&args.data, i);
+            std::fs::create_dir_all(&dir)?;
+            let key = SecretKey::generate(&mut rand_core::OsRng);
+            write_key(&dir.join("provider.key"), &key)?;
+            let config = ProviderConfig {
+                api: format!("http://{}", args.api),
+                pools: vec!["*".into()],
+                pricing: Pricing {
+                    floor: Amount::from_base_units(10u128.pow(12)),
+                    margin_bps: 1_000 * (i as u16 + 1),
+                    ..Pricing::default()
+                },
+                ..ProviderConfig::default()
+            };
+            std::fs::write(dir.join("provider.toml"), toml::to_string(&config)?)?;
+            Ok(key)
+        })
+        .collect()
 }
 
 fn write_key(path: &Path, key: &SecretKey) -> Result<()> {
@@ -62,15 +108,17 @@ fn prepare(args: &DevnetArgs) -> Result<Vec<SecretKey>> {
     let keys: Vec<SecretKey> = (0..args.validators).map(|_| SecretKey::generate(&mut rand_core::OsRng)).collect();
     let client = SecretKey::generate(&mut rand_core::OsRng);
     write_key(&args.data.join("client.key"), &client)?;
+    let providers = prepare_providers(args)?;
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
     let genesis = Genesis {
         chain_id: "ogpu-devnet".parse()?,
         genesis_time_ms: now_ms,
-        params: Default::default(),
+        params: devnet_params(),
         allocations: std::iter::once(Allocation {
             address: Address::of(&client.public()),
             amount: Amount::ogpu(1_000_000),
         })
+        .chain(providers.iter().map(|k| Allocation { address: Address::of(&k.public()), amount: Amount::ogpu(10_000) }))
         .chain(
             (0..args.fund)
                 .map(|i| Allocation { address: Address::of(&bench_sender(i).public()), amount: Amount::ogpu(1_000) }),
@@ -93,6 +141,45 @@ fn prepare(args: &DevnetArgs) -> Result<Vec<SecretKey>> {
 
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn child_name(args: &DevnetArgs, validators: usize, i: usize) -> String {
+    match i.checked_sub(validators) {
+        None => format!("validator {i}; restart it with: ogpu node run --data {}", node_dir(&args.data, i).display()),
+        Some(p) => {
+            let config = provider_dir(&args.data, p).join("provider.toml");
+            format!("provider {p}; restart it with: ogpu provider run --config {}", config.display())
+        }
+    }
+}
+
+/// Starts the provider agents once the API answers; a devnet resumed with fewer
+/// provider directories than asked for starts those it has.
+fn start_providers(args: &DevnetArgs, exe: &Path) -> Result<Vec<Child>> {
+    let configs: Vec<PathBuf> = (0..args.providers)
+        .map(|i| provider_dir(&args.data, i).join("provider.toml"))
+        .take_while(|config| config.exists())
+        .collect();
+    if configs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let client = ogpu_api::client::Client::new(&format!("http://{}", args.api))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while client.get::<serde_json::Value>("/v1/status").is_err() {
+        if std::time::Instant::now() > deadline {
+            bail!("the API at {} did not answer within a minute", args.api);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    configs
+        .iter()
+        .enumerate()
+        .map(|(i, config)| {
+            let mut command = Command::new(exe);
+            command.args(["provider", "run", "--config"]).arg(config).env("OGPU_PASSWORD", "");
+            command.spawn().with_context(|| format!("starting provider {i}"))
+        })
+        .collect()
 }
 
 pub fn run(args: DevnetArgs) -> Result<()> {
@@ -118,6 +205,7 @@ pub fn run(args: DevnetArgs) -> Result<()> {
             listen: format!("/ip4/127.0.0.1/tcp/{port}"),
             bootstrap: bootstrap.iter().map(|a| a.to_string()).collect(),
             proposer_window_ms: 500,
+            min_block_interval_ms: args.block_ms,
             ..NodeConfig::default()
         };
         std::fs::write(dir.join("config.toml"), toml::to_string(&config)?)?;
@@ -126,7 +214,7 @@ pub fn run(args: DevnetArgs) -> Result<()> {
             .args(["node", "run", "--data"])
             .arg(&dir)
             .env("OGPU_PASSWORD", "")
-            .env_remove("OGPU_API")
+            .env_remove("OGPU_API_LISTEN")
             .env_remove("OGPU_LISTEN")
             .env_remove("OGPU_BOOTSTRAP");
         if i == 0 {
@@ -134,12 +222,18 @@ pub fn run(args: DevnetArgs) -> Result<()> {
         }
         children.push(command.spawn().with_context(|| format!("starting validator {i}"))?);
     }
-    println!("OpenGPU devnet: {} validators on 127.0.0.1", keys.len());
+    children.extend(start_providers(&args, &exe)?);
+    println!("OpenGPU devnet: {} validators and {} providers on 127.0.0.1", keys.len(), children.len() - keys.len());
     println!("  API         http://{}/v1/status", args.api);
     println!("  client key  {} (empty password)", args.data.join("client.key").display());
     println!("  data        {}", args.data.display());
     println!("Next: curl http://{}/v1/status", args.api);
-    println!("Ctrl-C stops every validator; running `ogpu devnet` again resumes.");
+    println!(
+        "Submit a task: OGPU_KEY={} OGPU_PASSWORD= ogpu task submit examples/wasm-sum.toml --api http://{}",
+        args.data.join("client.key").display(),
+        args.api
+    );
+    println!("Ctrl-C stops every process; running `ogpu devnet` again resumes.");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut reported = vec![false; children.len()];
     runtime.block_on(async {
@@ -152,8 +246,7 @@ pub fn run(args: DevnetArgs) -> Result<()> {
                     for (i, child) in children.iter_mut().enumerate() {
                         if let (Ok(Some(status)), false) = (child.try_wait(), reported[i]) {
                             reported[i] = true;
-                            let dir = node_dir(&args.data, i);
-                            eprintln!("validator {i} exited ({status}); restart it with: ogpu node run --data {}", dir.display());
+                            eprintln!("{} exited ({status})", child_name(&args, keys.len(), i));
                         }
                     }
                 }

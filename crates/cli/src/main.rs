@@ -2,6 +2,7 @@
 //! printing over the library crates.
 
 mod bench;
+mod client;
 mod devnet;
 mod key;
 mod node;
@@ -29,6 +30,13 @@ enum Command {
         api: std::net::SocketAddr,
         #[arg(long, default_value = "devnet-data")]
         data: std::path::PathBuf,
+        /// Also start this many provider agents, each with its own funded key.
+        #[arg(long, default_value_t = 3)]
+        providers: usize,
+        /// The least time between blocks, in milliseconds: it sets how long the chain's
+        /// block-count windows (bids, starts, reveals) last.
+        #[arg(long, default_value_t = devnet::BLOCK_MS)]
+        block_ms: u64,
         /// Fund this many load-test accounts at genesis (used by `ogpu bench devnet`).
         #[arg(long, default_value_t = 0, hide = true)]
         fund: usize,
@@ -46,11 +54,19 @@ enum Command {
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// What a GPU provider runs.
-    #[command(subcommand)]
-    Provider(provider::ProviderCommand),
-    /// Run tasks: locally now, on the network next.
-    #[command(subcommand)]
-    Task(task::TaskCommand),
+    Provider {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: provider::ProviderCommand,
+    },
+    /// Submit tasks and follow them, or run them locally first.
+    Task {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: task::TaskCommand,
+    },
 }
 
 fn main() -> Result<()> {
@@ -59,14 +75,14 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Devnet { validators, api, data, fund } => {
-            devnet::run(devnet::DevnetArgs { validators, api, data, fund })
+        Command::Devnet { validators, api, data, providers, block_ms, fund } => {
+            devnet::run(devnet::DevnetArgs { validators, api, data, providers, block_ms, fund })
         }
         Command::Node(command) => node::run(command),
         Command::Key(command) => key::run(command),
         Command::Spec(command) => spec::run(command),
         Command::Bench(command) => bench::run(command),
-        Command::Task(command) => task::run(command),
-        Command::Provider(command) => provider::run(command),
+        Command::Task { client, command } => task::run(client, command),
+        Command::Provider { client, command } => provider::run(client, command),
     }
 }

@@ -3,7 +3,7 @@
 //! A node's data directory holds `genesis.toml`, its key (`validator.key`, an encrypted
 //! key file), an optional `config.toml`, and the store. Environment variables override
 //! the config file: `OGPU_LISTEN`, `OGPU_BOOTSTRAP` (comma-separated multiaddrs), and
-//! `OGPU_API` for the address of the API to serve.
+//! `OGPU_API_LISTEN` for the address of the API to serve.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,8 +30,8 @@ pub enum NodeCommand {
     Run {
         #[arg(long)]
         data: PathBuf,
-        /// Serve the REST API here too (env OGPU_API).
-        #[arg(long, env = "OGPU_API")]
+        /// Serve the REST API on this address too (env OGPU_API_LISTEN).
+        #[arg(long, env = "OGPU_API_LISTEN")]
         api: Option<SocketAddr>,
     },
 }
@@ -94,7 +94,7 @@ async fn serve(data: &Path, api: Option<SocketAddr>) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() -> std::io::Result<()> {
+pub(crate) async fn shutdown_signal() -> std::io::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         result = tokio::signal::ctrl_c() => result,

@@ -9,12 +9,22 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use ogpu_core::spec::TaskSpec;
-use ogpu_core::{BlobHash, Hash};
+use ogpu_api::client::Client;
+use ogpu_chain::state::{Outcome, Phase, Task};
+use ogpu_chain::{Event, Params, reservation};
+use ogpu_core::spec::{Market, TaskSpec};
+use ogpu_core::tasklog::{LogBody, SignedLogEntry};
+use ogpu_core::tx::TxBody;
+use ogpu_core::{Address, Amount, BlobHash, Hash, TaskId};
+use ogpu_provider::wallet::{Verdict, Wallet};
 use ogpu_runtime::{Job, Progress, Runtimes};
+use serde::Deserialize;
+
+use crate::client::{ClientArgs, Format};
 
 #[derive(Subcommand)]
 pub enum TaskCommand {
@@ -28,22 +38,47 @@ pub enum TaskCommand {
         /// Copy the output files here (default: a temporary directory, removed).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Print one JSON object instead of text.
-        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
-        format: Format,
+    },
+    /// Upload the task's files, reserve its price and submit it; then follow it until it
+    /// settles (exit 0) or fails (non-zero, with the reason).
+    Submit {
+        file: PathBuf,
+        /// Where the program and input files are found (default: the spec's directory).
+        #[arg(long)]
+        blobs: Option<PathBuf>,
+        /// Print the task id once it is on chain, and do not wait.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Show a task: its phase, executors and history.
+    Get { id: String },
+    /// Show the signed progress and log lines providers posted for a task.
+    Logs {
+        id: String,
+        /// Keep printing new entries as they come.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Download a completed task's output files.
+    Result {
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
+pub fn run(client: ClientArgs, command: TaskCommand) -> Result<()> {
+    match command {
+        TaskCommand::RunLocal { file, blobs, out } => run_local(&file, blobs, out, client.format),
+        TaskCommand::Submit { file, blobs, no_wait } => submit(&client, &file, blobs, no_wait),
+        TaskCommand::Get { id } => get(&client, &parse_id(&id)?),
+        TaskCommand::Logs { id, follow } => logs(&client, &parse_id(&id)?, follow),
+        TaskCommand::Result { id, out } => result(&client, &parse_id(&id)?, &out),
+    }
 }
 
-pub fn run(command: TaskCommand) -> Result<()> {
-    match command {
-        TaskCommand::RunLocal { file, blobs, out, format } => run_local(&file, blobs, out, format),
-    }
+fn parse_id(text: &str) -> Result<TaskId> {
+    Ok(TaskId(text.parse().with_context(|| format!("{text:?} is not a task id (64 hex digits)"))?))
 }
 
 /// Files this big are not hashed while looking for blobs.
@@ -85,10 +120,14 @@ fn locate(spec: &TaskSpec, dir: &Path) -> Result<(PathBuf, BTreeMap<String, Path
     Ok((program, inputs))
 }
 
+/// The directory a spec's files are looked for in.
+fn blob_dir(file: &Path, blobs: Option<PathBuf>) -> PathBuf {
+    blobs.unwrap_or_else(|| file.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf))
+}
+
 fn run_local(file: &Path, blobs: Option<PathBuf>, out: Option<PathBuf>, format: Format) -> Result<()> {
     let spec = crate::spec::load(file)?;
-    let dir = blobs.unwrap_or_else(|| file.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf));
-    let (program, inputs) = locate(&spec, &dir)?;
+    let (program, inputs) = locate(&spec, &blob_dir(file, blobs))?;
     let work = tempfile::tempdir()?;
     let (input_dir, output_dir) = (work.path().join("input"), work.path().join("output"));
     std::fs::create_dir_all(&input_dir)?;
@@ -153,6 +192,236 @@ fn run_local(file: &Path, blobs: Option<PathBuf>, out: Option<PathBuf>, format: 
             for file in &outcome.files {
                 println!("  {} ({} bytes) {}", file.path, file.size, file.hash);
             }
+        }
+    }
+    Ok(())
+}
+
+/// How long a submission waits for its transaction to be finalized.
+const TX_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn submit(args: &ClientArgs, file: &Path, blobs: Option<PathBuf>, no_wait: bool) -> Result<()> {
+    let spec = crate::spec::load(file)?;
+    let (program, inputs) = locate(&spec, &blob_dir(file, blobs))?;
+    let client = args.client()?;
+    let wallet = Wallet::new(args.signing_key()?, client.clone())?;
+    let reserved = reserved(&client, &spec)?;
+    let balance = client.account(&wallet.address())?.balance;
+    let table = args.format == Format::Table;
+    if table {
+        println!("{}: reserves {reserved} oGPU now (unused escrow comes back); balance {balance} oGPU", spec.name);
+    }
+    if balance < reserved {
+        bail!("too little balance: the task reserves {reserved} oGPU and {} holds {balance} oGPU", wallet.address());
+    }
+    for path in std::iter::once(&program).chain(inputs.values()) {
+        let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        client.upload_blob(file).with_context(|| format!("uploading {}", path.display()))?;
+    }
+    let hash = wallet.send(TxBody::SubmitTask { spec: spec.clone() })?;
+    if let Verdict::Refused(reason) = wallet.wait(&hash, "the submission", TX_TIMEOUT)? {
+        bail!("the chain refused the task: {reason}");
+    }
+    let id = TaskId(hash);
+    match (no_wait, table) {
+        (true, true) => println!("task {id} submitted"),
+        (true, false) => println!("{}", serde_json::json!({ "task": id, "reserved": reserved })),
+        (false, _) => {
+            if table {
+                println!("task {id} submitted; following it (Ctrl-C stops following, not the task)");
+            }
+            follow_until_settled(&client, &id, table)?;
+        }
+    }
+    Ok(())
+}
+
+/// What submitting `spec` takes from the client's balance under the chain's parameters.
+fn reserved(client: &Client, spec: &TaskSpec) -> Result<Amount> {
+    let params: Params = client.get("/v1/params")?;
+    let (price_cap, pooled) = match &spec.market {
+        Market::Auction { max_price, .. } => (*max_price, false),
+        Market::Pool { pool } => {
+            #[derive(Deserialize)]
+            struct Pool {
+                spec: ogpu_core::spec::PoolSpec,
+            }
+            let pool: Pool = client.get(&format!("/v1/pools/{pool}"))?;
+            (pool.spec.price_per_job, true)
+        }
+    };
+    reservation(&params, spec, price_cap, pooled).and_then(|r| r.total()).context("the reservation overflows")
+}
+
+/// Prints the task's chain events as they are finalized until it ends; fails unless it
+/// completed.
+fn follow_until_settled(client: &Client, id: &TaskId, table: bool) -> Result<()> {
+    #[derive(Deserialize)]
+    struct Chain {
+        height: u64,
+        event: Event,
+    }
+    // Subscribe first, then read the task: an end finalized in between shows in one or the other.
+    let events = client.events(&format!("/v1/events?task={id}"))?;
+    if let Some(outcome) = ended(&client.get::<Task>(&format!("/v1/tasks/{id}"))?) {
+        return settled(id, &outcome, table);
+    }
+    for event in events {
+        let event = event?;
+        if event.name != "chain" {
+            continue;
+        }
+        let Chain { height, event } = serde_json::from_str(&event.data)?;
+        if table {
+            println!("  #{height} {}", describe(&event));
+        } else {
+            println!("{}", serde_json::json!({ "height": height, "event": event }));
+        }
+        if let Event::TaskEnded { outcome, .. } = event {
+            return settled(id, &outcome, table);
+        }
+    }
+    bail!("the API closed the event stream before task {id} ended")
+}
+
+fn ended(task: &Task) -> Option<Outcome> {
+    match &task.phase {
+        Phase::Done(outcome) => Some(outcome.clone()),
+        _ => None,
+    }
+}
+
+fn settled(id: &TaskId, outcome: &Outcome, table: bool) -> Result<()> {
+    match outcome {
+        Outcome::Completed { output } => {
+            if table {
+                println!("task {id} completed: output {output}; fetch it with `ogpu task result {id} --out DIR`");
+            }
+            Ok(())
+        }
+        Outcome::Cancelled => bail!("task {id} was cancelled"),
+        Outcome::Unfilled(report) => bail!("task {id} found no provider: {report:?}"),
+        Outcome::Failed(reason) => bail!("task {id} failed: {reason}"),
+    }
+}
+
+/// One line about a chain event, for people.
+fn describe(event: &Event) -> String {
+    match event {
+        Event::TaskSubmitted { reserved, .. } => format!("submitted, {reserved} oGPU reserved"),
+        Event::AuctionOpened { round, commit_end, reveal_end, .. } => {
+            format!("auction round {round}: bids until #{commit_end}, reveals until #{reveal_end}")
+        }
+        Event::Awarded { provider, price, .. } => format!("awarded to {provider} at {price} oGPU"),
+        Event::RaceOpened { round, commit_end, .. } => format!("race round {round}: commits until #{commit_end}"),
+        Event::VerificationStarted { reason, verifiers, .. } => {
+            format!("verification ({reason:?}) by {} verifier(s)", verifiers.len())
+        }
+        Event::Verdict { executor, pass, .. } => {
+            format!("{executor} {}", if *pass { "passed" } else { "failed verification" })
+        }
+        Event::Slashed { who, amount, reason } => format!("{who} slashed {amount} oGPU ({reason:?})"),
+        Event::Paid { to, amount, why, .. } => format!("paid {amount} oGPU to {to} ({why:?})"),
+        Event::Refunded { amount, .. } => format!("refunded {amount} oGPU to the client"),
+        Event::TaskEnded { outcome, .. } => format!("ended: {outcome:?}"),
+        other => format!("{other:?}"),
+    }
+}
+
+fn get(args: &ClientArgs, id: &TaskId) -> Result<()> {
+    let client = args.client()?;
+    if args.format == Format::Json {
+        println!("{}", client.get::<serde_json::Value>(&format!("/v1/tasks/{id}"))?);
+        return Ok(());
+    }
+    #[derive(Deserialize)]
+    struct History {
+        height: u64,
+        event: Event,
+    }
+    #[derive(Deserialize)]
+    struct View {
+        #[serde(flatten)]
+        task: Task,
+        phase_name: String,
+        events: Vec<History>,
+    }
+    let view: View = client.get(&format!("/v1/tasks/{id}"))?;
+    let task = &view.task;
+    println!("task     {id} ({})", task.spec.name);
+    println!("client   {}", task.client);
+    println!("phase    {}", view.phase_name);
+    println!("escrow   {} oGPU (cap {} per executor)", task.escrow, task.price_cap);
+    for executor in &task.executors {
+        println!("executor {} at {} oGPU: {:?}", executor.provider, executor.price, executor.stage);
+    }
+    for History { height, event } in &view.events {
+        println!("  #{height} {}", describe(event));
+    }
+    Ok(())
+}
+
+fn print_entry(entry: &SignedLogEntry, format: Format) -> Result<()> {
+    let signed = if entry.verify().is_ok() { "" } else { " [BAD SIGNATURE]" };
+    if format == Format::Json {
+        println!("{}", serde_json::to_string(entry)?);
+        return Ok(());
+    }
+    let e = &entry.entry;
+    let what = match &e.body {
+        LogBody::Log { stream, line } => format!("{stream}: {line}"),
+        LogBody::Step { step, total, metrics } => {
+            let total = total.map(|t| format!("/{t}")).unwrap_or_default();
+            let metrics: Vec<String> = metrics.iter().map(|(k, v)| format!("{k}={v:.4}")).collect();
+            format!("step {step}{total} {}", metrics.join(" "))
+        }
+        LogBody::Started => "started".into(),
+        LogBody::Finished { output } => format!("finished: output {output}"),
+        LogBody::Failed { reason } => format!("failed: {reason}"),
+    };
+    println!("{} {} #{}{signed} {what}", e.time_ms, Address::of(&e.provider), e.seq);
+    Ok(())
+}
+
+fn logs(args: &ClientArgs, id: &TaskId, follow: bool) -> Result<()> {
+    let client = args.client()?;
+    if follow {
+        for event in client.events(&format!("/v1/tasks/{id}/logs/stream"))? {
+            let event = event?;
+            if let Ok(entry) = serde_json::from_str::<SignedLogEntry>(&event.data) {
+                print_entry(&entry, args.format)?;
+            }
+        }
+        return Ok(());
+    }
+    #[derive(Deserialize)]
+    struct Entries {
+        entries: Vec<SignedLogEntry>,
+    }
+    let entries: Entries = client.get(&format!("/v1/tasks/{id}/logs"))?;
+    for entry in &entries.entries {
+        print_entry(entry, args.format)?;
+    }
+    Ok(())
+}
+
+fn result(args: &ClientArgs, id: &TaskId, out: &Path) -> Result<()> {
+    let client = args.client()?;
+    let task: Task = client.get(&format!("/v1/tasks/{id}"))?;
+    let output: Hash = match ended(&task) {
+        Some(Outcome::Completed { output }) => output,
+        Some(other) => bail!("task {id} ended without a result: {other:?}"),
+        None => bail!("task {id} has no accepted result yet (phase {})", task.phase.name()),
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let files = ogpu_provider::transfer::fetch(&client, &output, out)?;
+    if args.format == Format::Json {
+        let files: Vec<_> =
+            files.iter().map(|f| serde_json::json!({ "path": f.path, "size": f.size, "hash": f.hash })).collect();
+        println!("{}", serde_json::json!({ "task": id, "output": output, "files": files }));
+    } else {
+        for file in &files {
+            println!("{} ({} bytes)", out.join(&file.path).display(), file.size);
         }
     }
     Ok(())

@@ -14,7 +14,7 @@ use ogpu_core::{Address, Amount};
 use ogpu_node::store::Store;
 
 fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    ogpu_api::client::request(([127, 0, 0, 1], port).into(), method, path, body).ok()
+    ogpu_api::client::Client::new(&format!("http://127.0.0.1:{port}")).ok()?.send_raw(method, path, body).ok()
 }
 
 fn json(text: &str) -> serde_json::Value {
@@ -55,7 +55,7 @@ fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 fn start_devnet(data: &std::path::Path) -> (Devnet, u16) {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(env!("CARGO_BIN_EXE_ogpu"))
-        .args(["devnet", "--validators", "4", "--api", &format!("127.0.0.1:{port}"), "--data"])
+        .args(["devnet", "--validators", "4", "--providers", "0", "--api", &format!("127.0.0.1:{port}"), "--data"])
         .arg(data)
         .spawn()
         .unwrap();

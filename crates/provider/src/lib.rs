@@ -1,5 +1,20 @@
 //! The provider agent: what a GPU provider runs. It finds and measures the machine's
-//! devices into the profile registered on chain (`devices`); bidding, pool racing and
-//! running tasks through `ogpu-runtime` come next.
+//! devices into the profile registered on chain (`devices`), stakes and joins pools,
+//! then follows the chain (`feed`) and acts on what concerns it (`agent`): sealed bids
+//! priced by its policy (`pricing`), runs of awarded tasks and pool jobs on
+//! `ogpu-runtime` (`run`) with their files moved through the blob store (`transfer`) and
+//! their progress streamed as signed log entries (`logs`), commits and reveals of results,
+//! and re-runs when it is chosen to verify. Every transaction goes through one `wallet`.
 
+pub mod agent;
+pub mod config;
 pub mod devices;
+pub mod feed;
+mod logs;
+pub mod pricing;
+mod run;
+pub mod transfer;
+pub mod wallet;
+
+pub use agent::{Agent, AgentError};
+pub use config::ProviderConfig;

@@ -3,10 +3,11 @@
 //! entries in, on timestamps or on anything but file names and contents.
 //!
 //! Each file is hashed as a blob (plain blake3, so its hash is also its address in the blob
-//! store); the directory hash commits to the sorted relative paths and those blob hashes
-//! under a domain tag. Only regular files count: empty directories vanish, and symbolic
-//! links or special files are refused, since they could point outside the directory or
-//! block the reader.
+//! store). The directory is described by a manifest, one line per file sorted by path,
+//! and the directory's hash is the manifest's own blob hash: whoever holds a result hash
+//! can fetch the manifest by it, then every file it lists, and check each on arrival.
+//! Only regular files count: empty directories vanish, and symbolic links or special
+//! files are refused, since they could point outside the directory or block the reader.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -15,7 +16,8 @@ use ogpu_core::{BlobHash, Hash};
 
 use crate::error::TaskError;
 
-const DOMAIN: &str = "ogpu/runtime/output-dir/v1";
+/// The manifest's first line; a new layout gets a new one.
+const MANIFEST_HEADER: &str = "ogpu-output v1";
 
 /// One delivered file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,11 +29,60 @@ pub struct OutputFile {
     pub hash: BlobHash,
 }
 
-/// The hash of a directory and the files it covers, sorted by path.
+/// The hash of a directory, the files it covers sorted by path, and the manifest that
+/// hashes to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirDigest {
     pub hash: Hash,
     pub files: Vec<OutputFile>,
+    pub manifest: Vec<u8>,
+}
+
+/// The manifest of `files` (sorted by path): a header line, then `HASH SIZE PATH` per file.
+fn manifest(files: &[OutputFile]) -> Vec<u8> {
+    let mut text = format!("{MANIFEST_HEADER}\n");
+    for file in files {
+        text.push_str(&format!("{} {} {}\n", file.hash, file.size, file.path));
+    }
+    text.into_bytes()
+}
+
+/// Reads a manifest back, refusing anything [`digest_dir`] would not have written.
+pub fn parse_manifest(bytes: &[u8]) -> Result<Vec<OutputFile>, TaskError> {
+    let bad = |why: &str| TaskError::BadOutput(format!("not an output manifest: {why}"));
+    let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8"))?;
+    let mut lines = text.strip_suffix('\n').ok_or_else(|| bad("no final newline"))?.split('\n');
+    if lines.next() != Some(MANIFEST_HEADER) {
+        return Err(bad("wrong header"));
+    }
+    let files = lines
+        .map(|line| {
+            let mut parts = line.splitn(3, ' ');
+            let (Some(hash), Some(size), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(bad("a line lacks a hash, size or path"));
+            };
+            let hash = hash.parse().map_err(|_| bad("a hash is not hex"))?;
+            let size = size.parse().map_err(|_| bad("a size is not a number"))?;
+            check_path(path).map_err(|why| bad(&why))?;
+            Ok(OutputFile { path: path.to_string(), size, hash: BlobHash(hash) })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if manifest(&files) != bytes {
+        return Err(bad("not in canonical form"));
+    }
+    Ok(files)
+}
+
+/// A delivered path must stay inside the output directory wherever it is written out,
+/// and fit on one manifest line.
+fn check_path(path: &str) -> Result<(), String> {
+    let inside = !path.is_empty()
+        && !path.starts_with('/')
+        && path.split('/').all(|part| !part.is_empty() && part != "." && part != "..");
+    if !inside || path.chars().any(char::is_control) {
+        return Err(format!("{path:?} is not a plain relative path"));
+    }
+    Ok(())
 }
 
 /// The deterministic hash of the files under `root`.
@@ -52,6 +103,7 @@ pub fn digest_dir(root: &Path) -> Result<DirDigest, TaskError> {
                 .into_string()
                 .map_err(|name| TaskError::BadOutput(format!("{:?} in {prefix:?} is not a UTF-8 file name", name)))?;
             let relative = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+            check_path(&relative).map_err(TaskError::BadOutput)?;
             // `DirEntry::file_type` does not follow symbolic links, so a link shows as one.
             let kind = entry.file_type().map_err(TaskError::io("inspecting", &entry.path()))?;
             if kind.is_dir() {
@@ -66,8 +118,8 @@ pub fn digest_dir(root: &Path) -> Result<DirDigest, TaskError> {
         }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    let parts: Vec<&[u8]> = files.iter().flat_map(|f| [f.path.as_bytes(), f.hash.0.as_bytes().as_slice()]).collect();
-    Ok(DirDigest { hash: Hash::tagged(DOMAIN, &parts), files })
+    let manifest = manifest(&files);
+    Ok(DirDigest { hash: Hash::of_bytes(&manifest), files, manifest })
 }
 
 fn hash_file(path: &Path, relative: String) -> Result<OutputFile, TaskError> {
@@ -136,6 +188,24 @@ mod tests {
         std::os::unix::fs::symlink("/etc/hostname", dir.path().join("b/link")).unwrap();
         let error = hash_dir(dir.path()).unwrap_err();
         assert!(matches!(&error, TaskError::BadOutput(m) if m.contains("b/link")), "{error}");
+    }
+
+    #[test]
+    fn the_manifest_hashes_to_the_directory_hash_and_reads_back() {
+        let digest = digest_dir(dir_with(&FILES).path()).unwrap();
+        assert_eq!(Hash::of_bytes(&digest.manifest), digest.hash);
+        assert_eq!(parse_manifest(&digest.manifest).unwrap(), digest.files);
+        let text = String::from_utf8(digest.manifest).unwrap();
+        for forged in [
+            text.replace("b/c.bin", "../c.bin"),
+            text.replace("b/c.bin", "/etc/c.bin"),
+            text.replace(" 3 ", " three "),
+            text.replace("ogpu-output v1", "ogpu-output v0"),
+            text.trim_end().to_string(),
+            text.replace("\n", "\r\n"),
+        ] {
+            assert!(parse_manifest(forged.as_bytes()).is_err(), "{forged:?}");
+        }
     }
 
     #[test]

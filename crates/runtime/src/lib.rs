@@ -22,7 +22,7 @@ use std::sync::atomic::AtomicBool;
 use ogpu_core::Hash;
 use ogpu_core::spec::{Limits, WorkloadKind};
 
-pub use digest::{DirDigest, OutputFile, digest_dir, hash_dir};
+pub use digest::{DirDigest, OutputFile, digest_dir, hash_dir, parse_manifest};
 pub use error::TaskError;
 pub use onnx::OnnxRuntime;
 pub use registry::Runtimes;
@@ -67,6 +67,8 @@ pub struct Outcome {
     pub trace: Option<Hash>,
     /// The delivered files, sorted by path.
     pub files: Vec<OutputFile>,
+    /// The manifest listing them, whose blob hash is `output`.
+    pub manifest: Vec<u8>,
     /// Wall-clock time of the run, for pricing and reputation; not part of the result.
     pub compute_ms: u64,
 }

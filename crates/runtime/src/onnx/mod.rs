@@ -90,6 +90,6 @@ impl Runtime for OnnxRuntime {
         }
         let compute_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let digest = digest_dir(job.output)?;
-        Ok(Outcome { output: digest.hash, trace: None, files: digest.files, compute_ms })
+        Ok(Outcome { output: digest.hash, trace: None, files: digest.files, manifest: digest.manifest, compute_ms })
     }
 }

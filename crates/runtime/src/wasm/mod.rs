@@ -137,7 +137,7 @@ impl Runtime for WasmRuntime {
 
         deliver_stdout(job, &stdout)?;
         let digest = digest_dir(job.output)?;
-        Ok(Outcome { output: digest.hash, trace: None, files: digest.files, compute_ms })
+        Ok(Outcome { output: digest.hash, trace: None, files: digest.files, manifest: digest.manifest, compute_ms })
     }
 }
 

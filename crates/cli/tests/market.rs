@@ -1,0 +1,562 @@
+//! End to end on a devnet of real processes (validators and provider agents): tasks
+//! submitted with `ogpu task submit` are auctioned, raced, run, verified and settled, and
+//! cheaters and dead providers are dealt with, down to the base unit of every balance.
+//!
+//! Each test starts its own devnet; they run one at a time, since each devnet wants the
+//! machine's cores.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use ogpu_api::client::Client;
+use ogpu_chain::Event;
+use ogpu_chain::receipt::{PayReason, SlashReason};
+use ogpu_chain::state::{Outcome, Phase, Task};
+use ogpu_core::keystore::Keystore;
+use ogpu_core::spec::{PoolSpec, Ratio, TaskSpec, WorkloadKind};
+use ogpu_core::tx::TxBody;
+use ogpu_core::{Address, Amount, BlobHash, Hash, PoolId, SecretKey, TaskId};
+use ogpu_provider::wallet::{Verdict, Wallet};
+use ogpu_provider::{Agent, ProviderConfig};
+use ogpu_runtime::{Job, Outcome as RunOutcome, Runtime, Runtimes, TaskError, WasmRuntime};
+use serde::Deserialize;
+
+static ONE_DEVNET_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+
+/// A devnet of 3 validators and 3 providers, stopped (with every child) when dropped.
+struct Devnet {
+    child: Child,
+    data: tempfile::TempDir,
+    api: String,
+    client: Client,
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[derive(Deserialize)]
+struct Listed {
+    stake: Amount,
+}
+
+#[derive(Deserialize)]
+struct Providers {
+    providers: Vec<Listed>,
+}
+
+impl Devnet {
+    fn start() -> Devnet {
+        let data = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let api = format!("http://127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_ogpu"))
+            .args(["devnet", "--validators", "3", "--providers", "3", "--api", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(data.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let client = Client::new(&api).unwrap();
+        let devnet = Devnet { child, data, api, client };
+        wait_for("three staked providers", Duration::from_secs(120), || {
+            let listed: Providers = devnet.client.get("/v1/providers").ok()?;
+            let staked = listed.providers.iter().filter(|p| p.stake >= Amount::ogpu(500)).count();
+            (staked == 3).then_some(())
+        });
+        devnet
+    }
+
+    fn path(&self) -> &Path {
+        self.data.path()
+    }
+
+    fn client_key(&self) -> SecretKey {
+        let text = std::fs::read_to_string(self.path().join("client.key")).unwrap();
+        Keystore::from_json(&text).unwrap().open("").unwrap()
+    }
+
+    fn provider_config(&self, i: usize) -> ProviderConfig {
+        ProviderConfig::load(&self.path().join(format!("provider-{i}/provider.toml"))).unwrap()
+    }
+
+    fn provider_address(&self, i: usize) -> Address {
+        let key = Keystore::from_json(&std::fs::read_to_string(self.provider_config(i).key).unwrap()).unwrap();
+        Address::of(&key.open("").unwrap().public())
+    }
+
+    /// `ogpu` with the demo client's key and this devnet's API.
+    fn ogpu(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_ogpu"))
+            .args(args)
+            .env("OGPU_API", &self.api)
+            .env("OGPU_KEY", self.path().join("client.key"))
+            .env("OGPU_PASSWORD", "")
+            .output()
+            .unwrap()
+    }
+
+    fn task(&self, id: &TaskId) -> Task {
+        self.client.get(&format!("/v1/tasks/{id}")).unwrap()
+    }
+
+    fn events(&self, id: &TaskId) -> Vec<Event> {
+        #[derive(Deserialize)]
+        struct History {
+            event: Event,
+        }
+        #[derive(Deserialize)]
+        struct View {
+            events: Vec<History>,
+        }
+        let view: View = self.client.get(&format!("/v1/tasks/{id}")).unwrap();
+        view.events.into_iter().map(|h| h.event).collect()
+    }
+
+    fn wait_until_ended(&self, id: &TaskId, timeout: Duration) -> Outcome {
+        wait_for("the task to end", timeout, || match self.task(id).phase {
+            Phase::Done(outcome) => Some(outcome),
+            _ => None,
+        })
+    }
+
+    fn balance(&self, who: &Address) -> Amount {
+        self.client.account(who).unwrap().balance
+    }
+
+    /// Fees `who` paid for transactions finalized above `height`.
+    fn fees_since(&self, who: &Address, height: u64) -> Amount {
+        #[derive(Deserialize)]
+        struct Tx {
+            fee: Amount,
+            height: Option<u64>,
+        }
+        #[derive(Deserialize)]
+        struct Txs {
+            txs: Vec<Tx>,
+        }
+        let txs: Txs = self.client.get(&format!("/v1/accounts/{who}/txs")).unwrap();
+        txs.txs
+            .iter()
+            .filter(|t| t.height.is_some_and(|h| h > height))
+            .fold(Amount::ZERO, |sum, t| sum.checked_add(t.fee).unwrap())
+    }
+
+    /// Why `who` was slashed, oldest first (slashes name a party, not a task).
+    fn slashes(&self, who: &Address) -> Vec<SlashReason> {
+        #[derive(Deserialize)]
+        struct History {
+            event: Event,
+        }
+        #[derive(Deserialize)]
+        struct Events {
+            events: Vec<History>,
+        }
+        let events: Events = self.client.get(&format!("/v1/accounts/{who}/events")).unwrap();
+        events
+            .events
+            .into_iter()
+            .filter_map(|h| match h.event {
+                Event::Slashed { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn height(&self) -> u64 {
+        #[derive(Deserialize)]
+        struct Status {
+            finalized_height: u64,
+        }
+        self.client.get::<Status>("/v1/status").unwrap().finalized_height
+    }
+}
+
+fn blake3_of(path: &Path) -> BlobHash {
+    BlobHash(Hash::of_bytes(&std::fs::read(path).unwrap()))
+}
+
+/// Writes `spec` (TOML) into a fresh directory beside copies of the example files it names.
+fn spec_dir(files: &[&str], spec: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    for file in files {
+        std::fs::copy(Path::new(EXAMPLES).join(file), dir.path().join(file)).unwrap();
+    }
+    let path = dir.path().join("task.toml");
+    std::fs::write(&path, spec).unwrap();
+    (dir, path)
+}
+
+/// The wasm-sum example (sum of 1..=100) under `market` and `verification`.
+fn sum_spec(market: &str, verification: &str) -> (tempfile::TempDir, PathBuf) {
+    let program = blake3_of(&Path::new(EXAMPLES).join("wasm-sum.wat"));
+    let numbers = blake3_of(&Path::new(EXAMPLES).join("numbers.txt"));
+    let spec = format!(
+        r#"
+name = "sum"
+deadline_blocks = 30
+[workload]
+kind = "wasm"
+program = "{program}"
+inputs = {{ "numbers.txt" = "{numbers}" }}
+limits = {{ fuel = 100000000, memory_mb = 16, timeout_s = 60 }}
+[market]
+{market}
+[verification]
+{verification}
+"#
+    );
+    spec_dir(&["wasm-sum.wat", "numbers.txt"], &spec)
+}
+
+const AUCTION: &str = "kind = \"auction\"\nmax_price = \"0.01\"\nbid_window = 1";
+
+fn submitted_id(output: &Output) -> TaskId {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let id = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("task ").and_then(|rest| rest.split(' ').next()))
+        .unwrap_or_else(|| panic!("no task id in {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr)));
+    TaskId(id.parse().unwrap())
+}
+
+fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn paid(events: &[Event], to: &Address, why: PayReason) -> Amount {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Paid { to: t, amount, why: w, .. } if t == to && *w == why => Some(*amount),
+            _ => None,
+        })
+        .fold(Amount::ZERO, |sum, a| sum.checked_add(a).unwrap())
+}
+
+#[test]
+fn an_auction_replicated_twice_settles_every_balance_exactly() {
+    let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let devnet = Devnet::start();
+    let (_dir, spec_path) = sum_spec(AUCTION, "policy = \"replicate\"\nn = 2\nquorum = 2");
+    let spec = TaskSpec::from_toml(&std::fs::read_to_string(&spec_path).unwrap()).unwrap();
+    let client = Address::of(&devnet.client_key().public());
+    let providers: Vec<Address> = (0..3).map(|i| devnet.provider_address(i)).collect();
+    let parties: Vec<Address> = std::iter::once(client).chain(providers.iter().copied()).collect();
+    let before: Vec<Amount> = parties.iter().map(|a| devnet.balance(a)).collect();
+    let start_height = devnet.height();
+
+    let output = devnet.ogpu(&["task", "submit", spec_path.to_str().unwrap()]);
+    assert_success(&output);
+    let id = submitted_id(&output);
+    let Outcome::Completed { output: result } = devnet.wait_until_ended(&id, Duration::from_secs(60)) else {
+        panic!("the task did not complete: {:?}", devnet.events(&id));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+
+    // The award: the two cheapest bids win, each paid the critical price, which with
+    // equal reputations is the best losing bid.
+    let quotes: Vec<Amount> = (0..3).map(|i| devnet.provider_config(i).pricing.quote(&spec).unwrap()).collect();
+    let mut by_price: Vec<usize> = (0..3).collect();
+    by_price.sort_by_key(|i| quotes[*i]);
+    let events = devnet.events(&id);
+    let awarded: BTreeMap<Address, Amount> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Awarded { provider, price, .. } => Some((*provider, *price)),
+            _ => None,
+        })
+        .collect();
+    let expected: BTreeMap<Address, Amount> =
+        by_price[..2].iter().map(|i| (providers[*i], quotes[by_price[2]])).collect();
+    assert_eq!(awarded, expected, "quotes {quotes:?}");
+
+    // Settlement, to the base unit: what each party's balance moved by is what it was paid
+    // or refunded, less what it reserved and the fees of its transactions.
+    let reserved = events
+        .iter()
+        .find_map(|e| match e {
+            Event::TaskSubmitted { reserved, .. } => Some(*reserved),
+            _ => None,
+        })
+        .unwrap();
+    let refunded = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Refunded { amount, .. } => Some(*amount),
+            _ => None,
+        })
+        .unwrap();
+    let executions: Vec<Amount> = providers.iter().map(|p| paid(&events, p, PayReason::Execution)).collect();
+    let total_paid = executions.iter().fold(Amount::ZERO, |s, a| s.checked_add(*a).unwrap());
+    assert_eq!(total_paid, quotes[by_price[2]].checked_mul(2).unwrap());
+    let protocol_fee = total_paid.bps(200);
+    assert_eq!(refunded, reserved.checked_sub(total_paid).unwrap().checked_sub(protocol_fee).unwrap());
+    for (i, party) in parties.iter().enumerate() {
+        let fees = devnet.fees_since(party, start_height);
+        let after = devnet.balance(party);
+        let (gained, spent) = match i {
+            0 => (refunded, reserved.checked_add(fees).unwrap()),
+            p => (executions[p - 1], fees),
+        };
+        assert_eq!(after, before[i].checked_add(gained).unwrap().checked_sub(spent).unwrap(), "party {i} ({party})");
+    }
+
+    // The client fetches the result, and sees the winners' signed logs.
+    let out = tempfile::tempdir().unwrap();
+    let fetched = devnet.ogpu(&["task", "result", &id.to_string(), "--out", out.path().to_str().unwrap()]);
+    assert_success(&fetched);
+    let stdout = std::fs::read_to_string(out.path().join("sum.txt"));
+    assert_eq!(stdout.ok().as_deref(), Some("5050\n"), "{fetched:?}");
+    assert_eq!(result, ogpu_runtime::hash_dir(out.path()).unwrap());
+    let logs = devnet.ogpu(&["task", "logs", &id.to_string()]);
+    assert_success(&logs);
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(logs.contains("started") && logs.contains(&format!("finished: output {result}")), "{logs}");
+    assert!(!logs.contains("BAD SIGNATURE"), "{logs}");
+}
+
+#[test]
+fn a_pool_job_goes_to_the_first_valid_commit_and_matching_later_ones_are_replicas() {
+    let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let devnet = Devnet::start();
+    let wallet = Wallet::new(devnet.client_key(), devnet.client.clone()).unwrap();
+    let pool = PoolSpec {
+        name: "wasm".into(),
+        kind: WorkloadKind::Wasm,
+        model: blake3_of(&Path::new(EXAMPLES).join("wasm-sum.wat")),
+        price_per_job: Amount::from_base_units(10u128.pow(15)),
+        verification_rate: Ratio(0),
+        min_stake: Amount::ogpu(10),
+    };
+    let hash = wallet.send(TxBody::CreatePool { spec: pool }).unwrap();
+    assert_eq!(wallet.wait(&hash, "pool", Duration::from_secs(30)).unwrap(), Verdict::Applied);
+    let id = PoolId(hash);
+    // The agents join every pool they can serve as it appears.
+    wait_for("three subscribers", Duration::from_secs(60), || {
+        #[derive(Deserialize)]
+        struct Pool {
+            subscribers: BTreeMap<Address, Amount>,
+        }
+        let pool: Pool = devnet.client.get(&format!("/v1/pools/{id}")).ok()?;
+        (pool.subscribers.len() == 3).then_some(())
+    });
+
+    let (_dir, spec_path) = sum_spec(&format!("kind = \"pool\"\npool = \"{id}\""), "policy = \"none\"");
+    let output = devnet.ogpu(&["task", "submit", spec_path.to_str().unwrap()]);
+    assert_success(&output);
+    let task = submitted_id(&output);
+    assert!(matches!(devnet.wait_until_ended(&task, Duration::from_secs(60)), Outcome::Completed { .. }));
+    let executors = devnet.task(&task).executors;
+    let events = devnet.events(&task);
+    assert!(executors.len() >= 2, "at least one replica: {executors:?}");
+    let winner = executors[0].provider;
+    assert_eq!(paid(&events, &winner, PayReason::Execution), Amount::from_base_units(10u128.pow(15)));
+    for replica in &executors[1..] {
+        // Every honest agent computes the same output, so later commits match and earn the
+        // replica fee (5% of the job's price).
+        assert_eq!(paid(&events, &replica.provider, PayReason::Replica), Amount::from_base_units(5 * 10u128.pow(13)));
+    }
+}
+
+/// The wasm runtime with its answer tampered: what a cheating provider would deliver.
+struct Lying(WasmRuntime);
+
+impl Runtime for Lying {
+    fn kind(&self) -> WorkloadKind {
+        WorkloadKind::Wasm
+    }
+
+    fn run(&self, job: &Job<'_>) -> Result<RunOutcome, TaskError> {
+        let honest = self.0.run(job)?;
+        std::fs::write(job.output.join("sum.txt"), "4242\n").unwrap();
+        let digest = ogpu_runtime::digest_dir(job.output)?;
+        Ok(RunOutcome { output: digest.hash, files: digest.files, manifest: digest.manifest, ..honest })
+    }
+}
+
+#[test]
+fn a_provider_that_returns_a_wrong_result_is_slashed_and_the_task_completes_elsewhere() {
+    let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let devnet = Devnet::start();
+    // The cheater: a real agent, funded by the client, whose runtime lies, and which bids
+    // the least so that it wins.
+    let cheater_key = SecretKey::from_name("market-test-cheater");
+    let cheater = Address::of(&cheater_key.public());
+    let wallet = Wallet::new(devnet.client_key(), devnet.client.clone()).unwrap();
+    let funded =
+        wallet.send_and_wait(TxBody::Transfer { to: cheater, amount: Amount::ogpu(1_000) }, Duration::from_secs(30));
+    assert_eq!(funded.unwrap(), Verdict::Applied);
+    let mut runtimes = Runtimes::new();
+    runtimes.insert(Box::new(Lying(WasmRuntime::new().unwrap())));
+    let work = tempfile::tempdir().unwrap();
+    let config = ProviderConfig {
+        api: devnet.api.clone(),
+        work_dir: work.path().to_path_buf(),
+        pricing: ogpu_provider::pricing::Pricing {
+            per_device_second: Amount::ZERO,
+            floor: Amount::from_base_units(1),
+            margin_bps: 0,
+        },
+        ..ProviderConfig::default()
+    };
+    let profile = ogpu_provider::devices::detect("local");
+    let agent = Agent::start(config, cheater_key, runtimes, profile).unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stop_agent = stop.clone();
+    let running = std::thread::spawn(move || agent.run(&stop_agent));
+
+    let (_dir, spec_path) = sum_spec(AUCTION, "policy = \"spot_check\"\np = 1.0");
+    let output = devnet.ogpu(&["task", "submit", spec_path.to_str().unwrap()]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = running.join();
+    assert_success(&output);
+    let id = submitted_id(&output);
+    let events = devnet.events(&id);
+    let first_award = events.iter().find_map(|e| match e {
+        Event::Awarded { provider, .. } => Some(*provider),
+        _ => None,
+    });
+    assert_eq!(first_award, Some(cheater), "the cheapest bid wins the first round: {events:?}");
+    assert_eq!(devnet.slashes(&cheater), [SlashReason::WrongResult]);
+    let client = Address::of(&devnet.client_key().public());
+    assert!(!paid(&events, &client, PayReason::Compensation).is_zero(), "the client is compensated: {events:?}");
+    let Phase::Done(Outcome::Completed { output }) = devnet.task(&id).phase else { panic!("not completed") };
+    let honest_paid: Vec<Address> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Paid { to, why: PayReason::Execution, .. } => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(honest_paid.len(), 1);
+    assert_ne!(honest_paid[0], cheater);
+    let out = tempfile::tempdir().unwrap();
+    let fetched = devnet.ogpu(&["task", "result", &id.to_string(), "--out", out.path().to_str().unwrap()]);
+    assert_success(&fetched);
+    assert_eq!(std::fs::read_to_string(out.path().join("sum.txt")).unwrap(), "5050\n");
+    assert_eq!(output, ogpu_runtime::hash_dir(out.path()).unwrap());
+}
+
+/// Pids of the processes whose command line contains `needle`.
+fn pids_running(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn a_provider_killed_mid_task_is_slashed_and_the_task_is_auctioned_again() {
+    let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let devnet = Devnet::start();
+    let program = blake3_of(&Path::new(EXAMPLES).join("wasm-spin.wat"));
+    // About three seconds of work, with a deadline of 8 blocks (4 s) after the start.
+    let spec = format!(
+        r#"
+name = "spin"
+deadline_blocks = 8
+[workload]
+kind = "wasm"
+program = "{program}"
+args = ["600000000"]
+limits = {{ fuel = 100000000000, memory_mb = 16, timeout_s = 60 }}
+[market]
+{AUCTION}
+[verification]
+policy = "none"
+"#
+    );
+    let (_dir, spec_path) = spec_dir(&["wasm-spin.wat"], &spec);
+    let output = devnet.ogpu(&["task", "submit", spec_path.to_str().unwrap(), "--no-wait"]);
+    assert_success(&output);
+    let id = submitted_id(&output);
+    let first = wait_for("the award", Duration::from_secs(30), || {
+        devnet.events(&id).iter().find_map(|e| match e {
+            Event::Awarded { provider, .. } => Some(*provider),
+            _ => None,
+        })
+    });
+    let index = (0..3).find(|i| devnet.provider_address(*i) == first).unwrap();
+    let needle = format!("provider-{index}/provider.toml");
+    for pid in pids_running(&needle) {
+        Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    }
+    assert!(matches!(devnet.wait_until_ended(&id, Duration::from_secs(90)), Outcome::Completed { .. }));
+    let events = devnet.events(&id);
+    // Killed right after the award: it never started, or started and never committed.
+    let slashed = devnet.slashes(&first);
+    assert!(matches!(slashed[..], [SlashReason::StartTimeout | SlashReason::MissedDeadline]), "{slashed:?}");
+    let executed_by: Vec<Address> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Paid { to, why: PayReason::Execution, .. } => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(executed_by.len(), 1);
+    assert_ne!(executed_by[0], first, "another provider completed it");
+}
+
+#[test]
+fn too_little_balance_and_a_malformed_spec_are_refused_before_anything_is_reserved() {
+    let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let devnet = Devnet::start();
+    let (dir, spec_path) = sum_spec(AUCTION, "policy = \"none\"");
+    let poor = dir.path().join("poor.key");
+    let key = SecretKey::from_name("market-test-poor");
+    let sealed = Keystore::seal(&key, "", ogpu_core::keystore::Kdf::DEVNET, &mut rand_core::OsRng).unwrap();
+    std::fs::write(&poor, sealed.to_json()).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_ogpu"))
+        .args(["task", "submit", spec_path.to_str().unwrap(), "--api", &devnet.api, "--key", poor.to_str().unwrap()])
+        .env("OGPU_PASSWORD", "")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("too little balance"), "{output:?}");
+
+    let malformed = dir.path().join("malformed.toml");
+    std::fs::write(&malformed, "name = \"x\"\n[workload]\nkind = \"quantum\"\n").unwrap();
+    let output = devnet.ogpu(&["task", "submit", malformed.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a valid task spec"), "{output:?}");
+
+    #[derive(Deserialize)]
+    struct Tasks {
+        tasks: Vec<serde_json::Value>,
+    }
+    let tasks: Tasks = devnet.client.get("/v1/tasks").unwrap();
+    assert!(tasks.tasks.is_empty(), "nothing was submitted: {:?}", tasks.tasks);
+    let client = Address::of(&devnet.client_key().public());
+    assert_eq!(devnet.balance(&client), Amount::ogpu(1_000_000), "nothing was reserved or spent");
+}

@@ -1,0 +1,417 @@
+//! The agent's loop. It follows the chain through the node's event feed and answers each
+//! event that concerns it: a new auction gets a sealed bid (revealed once the commit
+//! window closes), an award gets a start and a run, a pool job gets raced, a finished run
+//! gets its outputs uploaded and its result committed then revealed, and a call to verify
+//! gets a re-run and a report.
+//!
+//! One thread decides; runs happen on worker threads, one per slot, and come back as
+//! inputs. Every transaction goes through the one [`Wallet`], so nonces stay in order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::Duration;
+
+use ogpu_api::client::Client;
+use ogpu_chain::Event;
+use ogpu_chain::state::{Pool, Provider, Stage, Task};
+use ogpu_core::spec::{DeviceProfile, TaskSpec};
+use ogpu_core::tx::{ResultClaim, StakeRole, TxBody, VerificationReport, bid_commitment, result_commitment};
+use ogpu_core::{Address, Amount, Hash, PoolId, TaskId};
+use ogpu_runtime::{Outcome, Runtimes};
+use rand_core::{OsRng, RngCore};
+use serde::Deserialize;
+
+use crate::config::{PoolChoice, ProviderConfig};
+use crate::feed::{self, FeedItem};
+use crate::run::{self, RunRequest};
+use crate::wallet::{Verdict, Wallet, WalletError};
+
+/// How long setting up (registering, staking, joining pools) waits for each transaction.
+const SETUP_TX_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Wallet(#[from] WalletError),
+    #[error("{what} was refused on chain: {reason}")]
+    Refused { what: &'static str, reason: String },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("no runtime could start: {0}")]
+    Runtime(#[from] ogpu_runtime::TaskError),
+}
+
+/// What the decision loop reacts to.
+pub(crate) enum Input {
+    Feed(FeedItem),
+    /// A worker finished: the outcome of the run, or why it failed.
+    Finished {
+        task: TaskId,
+        result: Result<Outcome, String>,
+    },
+}
+
+/// Why the agent runs a task.
+#[derive(Debug, Clone)]
+enum Role {
+    /// Awarded in an auction.
+    Executor,
+    /// Racing for a pool job; a commit counts only up to `commit_end`.
+    Racer { commit_end: u64 },
+    /// Chosen to verify these executors' claimed outputs.
+    Verifier { subjects: Vec<(Address, Hash)> },
+}
+
+enum WorkStage {
+    Running { cancel: Arc<AtomicBool> },
+    Committed { claim: ResultClaim, salt: Hash },
+}
+
+struct Work {
+    role: Role,
+    stage: WorkStage,
+}
+
+struct SealedBid {
+    price: Amount,
+    salt: Hash,
+    commit_end: u64,
+}
+
+pub struct Agent {
+    config: ProviderConfig,
+    wallet: Arc<Wallet>,
+    runtimes: Arc<Runtimes>,
+    profile: DeviceProfile,
+    pools: PoolChoice,
+    subscribed: BTreeSet<PoolId>,
+    height: u64,
+    bids: BTreeMap<TaskId, SealedBid>,
+    work: BTreeMap<TaskId, Work>,
+    inputs: Receiver<Input>,
+    sender: Sender<Input>,
+}
+
+fn random_salt() -> Hash {
+    let mut salt = [0u8; 32];
+    OsRng.fill_bytes(&mut salt);
+    Hash(salt)
+}
+
+impl Agent {
+    /// Registers (or updates) the provider on chain, tops its stake up and joins its
+    /// pools; returns the agent ready to [`run`](Agent::run).
+    pub fn start(
+        config: ProviderConfig,
+        key: ogpu_core::SecretKey,
+        runtimes: Runtimes,
+        profile: DeviceProfile,
+    ) -> Result<Agent, AgentError> {
+        let pools = config.pool_choice()?;
+        let client = Client::new(&config.api).map_err(WalletError::from)?;
+        let wallet = Arc::new(Wallet::new(key, client)?);
+        let (sender, inputs) = channel();
+        let mut agent = Agent {
+            config,
+            wallet,
+            runtimes: Arc::new(runtimes),
+            profile,
+            pools,
+            subscribed: BTreeSet::new(),
+            height: 0,
+            bids: BTreeMap::new(),
+            work: BTreeMap::new(),
+            inputs,
+            sender,
+        };
+        agent.register()?;
+        agent.join_pools()?;
+        Ok(agent)
+    }
+
+    pub fn address(&self) -> Address {
+        self.wallet.address()
+    }
+
+    fn client(&self) -> &Client {
+        self.wallet.client()
+    }
+
+    fn setup_tx(&self, what: &'static str, body: TxBody) -> Result<(), AgentError> {
+        match self.wallet.send_and_wait(body, SETUP_TX_TIMEOUT)? {
+            Verdict::Applied => Ok(()),
+            Verdict::Refused(reason) => Err(AgentError::Refused { what, reason }),
+        }
+    }
+
+    fn register(&mut self) -> Result<(), AgentError> {
+        let me = self.address();
+        let provider = match self.client().get::<Provider>(&format!("/v1/providers/{me}")) {
+            Ok(provider) => Some(provider),
+            Err(error) if error.api_error() == Some("unknown_provider") => None,
+            Err(error) => return Err(WalletError::from(error).into()),
+        };
+        let profile = self.profile.clone();
+        let stake = match provider {
+            None => {
+                self.setup_tx("registering", TxBody::RegisterProvider { profile })?;
+                Amount::ZERO
+            }
+            Some(provider) => {
+                if provider.profile != profile {
+                    self.setup_tx("updating the device profile", TxBody::UpdateProvider { profile })?;
+                }
+                provider.stake
+            }
+        };
+        if let Some(top_up) = self.config.stake.checked_sub(stake).filter(|a| !a.is_zero()) {
+            self.setup_tx("staking", TxBody::Stake { role: StakeRole::Provider, amount: top_up })?;
+        }
+        tracing::info!(provider = %me, stake = %self.config.stake, "registered");
+        Ok(())
+    }
+
+    fn join_pools(&mut self) -> Result<(), AgentError> {
+        #[derive(Deserialize)]
+        struct Listed {
+            id: PoolId,
+            #[serde(flatten)]
+            pool: Pool,
+        }
+        #[derive(Deserialize)]
+        struct Pools {
+            pools: Vec<Listed>,
+        }
+        let listed: Pools = self.client().get("/v1/pools?limit=1000").map_err(WalletError::from)?;
+        for Listed { id, pool } in listed.pools {
+            if pool.subscribers.contains_key(&self.address()) {
+                self.subscribed.insert(id);
+            } else if self.wants_pool(&id, &pool) {
+                self.join_pool(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn wants_pool(&self, id: &PoolId, pool: &Pool) -> bool {
+        let runs_it = self.runtimes.get(pool.spec.kind).is_some();
+        runs_it
+            && match &self.pools {
+                PoolChoice::Every => true,
+                PoolChoice::These(ids) => ids.contains(id),
+            }
+    }
+
+    fn join_pool(&mut self, id: PoolId) -> Result<(), AgentError> {
+        self.setup_tx("joining a pool", TxBody::JoinPool { pool: id, stake: self.config.pool_stake })?;
+        tracing::info!(pool = %id, "joined");
+        self.subscribed.insert(id);
+        Ok(())
+    }
+
+    /// Runs until `stop` is set.
+    pub fn run(mut self, stop: &AtomicBool) {
+        let client = self.client().clone();
+        let sender = self.sender.clone();
+        std::thread::spawn(move || feed::follow(&client, &sender));
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(input) = self.inputs.recv_timeout(Duration::from_millis(200)) else { continue };
+            self.on_input(input);
+        }
+        for work in self.work.values() {
+            if let WorkStage::Running { cancel } = &work.stage {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Feed(FeedItem::Block { height }) => self.on_block(height),
+            Input::Feed(FeedItem::Chain(event)) => self.on_event(event),
+            Input::Finished { task, result } => self.on_finished(task, result),
+        }
+    }
+
+    /// Sends a transaction the loop does not wait for; a failure is logged, since the
+    /// chain's timers deal with whatever was then not done.
+    fn send(&self, body: TxBody) {
+        let what = body.kind();
+        if let Err(error) = self.wallet.send(body) {
+            tracing::warn!(%error, what, "cannot send");
+        }
+    }
+
+    fn task(&self, id: &TaskId) -> Option<Task> {
+        self.client()
+            .get(&format!("/v1/tasks/{id}"))
+            .map_err(|error| tracing::warn!(%error, task = %id, "cannot read"))
+            .ok()
+    }
+
+    fn busy_slots(&self) -> usize {
+        let running = self.work.values().filter(|w| matches!(w.stage, WorkStage::Running { .. })).count();
+        running + self.bids.len()
+    }
+
+    /// A finalized block at `height`: whatever is sent now lands at `height + 1` at the
+    /// earliest, so reveals go out as soon as `height` reaches the end of their commit window.
+    fn on_block(&mut self, height: u64) {
+        self.height = height;
+        let due: Vec<TaskId> = self.bids.iter().filter(|(_, b)| b.commit_end <= height).map(|(id, _)| *id).collect();
+        for task in due {
+            if let Some(bid) = self.bids.remove(&task) {
+                self.send(TxBody::RevealBid { task, price: bid.price, salt: bid.salt });
+            }
+        }
+        let committed: Vec<(TaskId, ResultClaim, Hash, Role)> = self
+            .work
+            .iter()
+            .filter_map(|(id, w)| match &w.stage {
+                WorkStage::Committed { claim, salt } => Some((*id, *claim, *salt, w.role.clone())),
+                WorkStage::Running { .. } => None,
+            })
+            .collect();
+        for (task, claim, salt, role) in committed {
+            let may_reveal = match role {
+                Role::Racer { commit_end } => commit_end <= height,
+                // Executors reveal once every executor has committed.
+                _ => self.task(&task).is_some_and(|t| t.phase.name() == "revealing"),
+            };
+            if may_reveal {
+                self.work.remove(&task);
+                self.send(TxBody::RevealResult { task, claim, salt });
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let me = self.address();
+        match event {
+            Event::AuctionOpened { task, commit_end, .. } => self.consider_bid(task, commit_end),
+            Event::Awarded { task, provider, .. } if provider == me => {
+                self.send(TxBody::StartTask { task });
+                self.start_run(task, Role::Executor);
+            }
+            Event::RaceOpened { task, commit_end, .. } => self.consider_race(task, commit_end),
+            Event::VerificationStarted { task, verifiers, .. } if verifiers.contains(&me) => self.verify(task),
+            Event::PoolCreated { pool } => {
+                let listed = self.client().get::<Pool>(&format!("/v1/pools/{pool}"));
+                if let Ok(spec) = listed.map_err(|error| tracing::warn!(%error, %pool, "cannot read the pool"))
+                    && self.wants_pool(&pool, &spec)
+                    && let Err(error) = self.join_pool(pool)
+                {
+                    tracing::warn!(%error, %pool, "cannot join");
+                }
+            }
+            Event::TaskEnded { task, .. } => {
+                self.bids.remove(&task);
+                if let Some(Work { stage: WorkStage::Running { cancel }, .. }) = self.work.remove(&task) {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether this machine can run the spec at all.
+    fn can_run(&self, spec: &TaskSpec) -> bool {
+        let requirements = &spec.requirements;
+        let gpus = self.profile.gpus().filter(|g| g.memory_mb >= requirements.min_vram_mb).count();
+        self.runtimes.get(spec.workload.kind).is_some() && gpus >= requirements.gpus as usize
+    }
+
+    fn consider_bid(&mut self, id: TaskId, commit_end: u64) {
+        if self.busy_slots() >= self.config.slots || self.work.contains_key(&id) {
+            return;
+        }
+        let Some(task) = self.task(&id) else { return };
+        if task.excluded.contains(&self.address()) || !self.can_run(&task.spec) {
+            return;
+        }
+        let Some(price) = self.config.pricing.quote(&task.spec) else { return };
+        let salt = random_salt();
+        let commitment = bid_commitment(&id, &self.address(), price, &salt);
+        self.send(TxBody::CommitBid { task: id, commitment });
+        tracing::info!(task = %id, %price, "bid");
+        self.bids.insert(id, SealedBid { price, salt, commit_end });
+    }
+
+    fn consider_race(&mut self, id: TaskId, commit_end: u64) {
+        if self.busy_slots() >= self.config.slots || self.work.contains_key(&id) {
+            return;
+        }
+        let Some(task) = self.task(&id) else { return };
+        let in_pool =
+            matches!(&task.spec.market, ogpu_core::spec::Market::Pool { pool } if self.subscribed.contains(pool));
+        if in_pool && !task.excluded.contains(&self.address()) && self.can_run(&task.spec) {
+            self.start_run_of(id, task.spec, Role::Racer { commit_end });
+        }
+    }
+
+    fn verify(&mut self, id: TaskId) {
+        let Some(task) = self.task(&id) else { return };
+        let subjects: Vec<(Address, Hash)> = task
+            .executors
+            .iter()
+            .filter_map(|e| match e.stage {
+                Stage::Revealed(claim) => Some((e.provider, claim.output)),
+                _ => None,
+            })
+            .collect();
+        self.start_run_of(id, task.spec, Role::Verifier { subjects });
+    }
+
+    fn start_run(&mut self, id: TaskId, role: Role) {
+        if let Some(task) = self.task(&id) {
+            self.start_run_of(id, task.spec, role);
+        }
+    }
+
+    fn start_run_of(&mut self, id: TaskId, spec: TaskSpec, role: Role) {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let request = RunRequest {
+            task: id,
+            spec,
+            dir: self.config.work_dir.join(id.to_string()),
+            deliver: !matches!(role, Role::Verifier { .. }),
+            cancel: cancel.clone(),
+        };
+        self.work.insert(id, Work { role, stage: WorkStage::Running { cancel } });
+        run::spawn(request, self.wallet.clone(), self.runtimes.clone(), self.sender.clone());
+    }
+
+    fn on_finished(&mut self, id: TaskId, result: Result<Outcome, String>) {
+        let Some(work) = self.work.remove(&id) else { return };
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(reason) => {
+                tracing::warn!(task = %id, %reason, "the run failed");
+                return;
+            }
+        };
+        match work.role {
+            Role::Verifier { subjects } => {
+                for (subject, output) in subjects {
+                    let pass = output == outcome.output;
+                    let report = VerificationReport { subject, pass, distance_ppm: 0 };
+                    tracing::info!(task = %id, %subject, pass, "verified");
+                    self.send(TxBody::Report { task: id, report });
+                }
+            }
+            Role::Racer { commit_end } if commit_end <= self.height => {
+                tracing::info!(task = %id, "finished after the race closed");
+            }
+            role => {
+                let claim = ResultClaim { output: outcome.output, trace: None };
+                let salt = random_salt();
+                let commitment = result_commitment(&id, &self.address(), &claim, &salt);
+                self.send(TxBody::CommitResult { task: id, commitment });
+                tracing::info!(task = %id, output = %claim.output, ms = outcome.compute_ms, "committed");
+                self.work.insert(id, Work { role, stage: WorkStage::Committed { claim, salt } });
+            }
+        }
+    }
+}

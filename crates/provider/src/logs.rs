@@ -1,0 +1,94 @@
+//! A run's progress and log lines, signed by the provider's key and posted to the API in
+//! small batches, so a client watching the task sees them live and can check who wrote
+//! them. Posting is best effort: a log the API cannot take never fails the task.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ogpu_core::tasklog::{LogBody, LogEntry, SignedLogEntry, limits};
+use ogpu_core::{Hash, TaskId};
+
+use crate::wallet::Wallet;
+
+/// Entries wait at most this long, or until this many, before they are posted.
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+const FLUSH_AT: usize = 64;
+
+pub(crate) struct TaskLog {
+    task: TaskId,
+    wallet: Arc<Wallet>,
+    state: Mutex<Pending>,
+}
+
+struct Pending {
+    next_seq: u64,
+    entries: Vec<SignedLogEntry>,
+    since: Instant,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn clip(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+impl TaskLog {
+    pub fn new(task: TaskId, wallet: Arc<Wallet>) -> TaskLog {
+        TaskLog { task, wallet, state: Mutex::new(Pending { next_seq: 0, entries: Vec::new(), since: Instant::now() }) }
+    }
+
+    fn push(&self, body: LogBody, flush_now: bool) {
+        let mut pending = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = LogEntry::sign(self.wallet.key(), self.task, pending.next_seq, now_ms(), body);
+        pending.next_seq += 1;
+        pending.entries.push(entry);
+        if flush_now || pending.entries.len() >= FLUSH_AT || pending.since.elapsed() >= FLUSH_EVERY {
+            self.post(&mut pending);
+        }
+    }
+
+    fn post(&self, pending: &mut Pending) {
+        let entries = std::mem::take(&mut pending.entries);
+        pending.since = Instant::now();
+        if entries.is_empty() {
+            return;
+        }
+        let path = format!("/v1/tasks/{}/logs", self.task);
+        if let Err(error) = self.wallet.client().post::<serde_json::Value>(&path, &entries) {
+            tracing::debug!(%error, task = %self.task, "the API did not take the log");
+        }
+    }
+
+    pub fn line(&self, stream: &str, line: &str) {
+        self.push(LogBody::Log { stream: stream.into(), line: clip(line, limits::LINE_BYTES) }, false);
+    }
+
+    pub fn step(&self, step: u64, total: u64, loss: Option<f64>) {
+        let metrics = loss.filter(|l| l.is_finite()).map(|l| vec![("loss".to_string(), l)]).unwrap_or_default();
+        self.push(LogBody::Step { step, total: Some(total), metrics }, false);
+    }
+
+    pub fn started(&self) {
+        self.push(LogBody::Started, true);
+    }
+
+    pub fn finished(&self, output: Hash) {
+        self.push(LogBody::Finished { output }, true);
+    }
+
+    pub fn failed(&self, reason: &str) {
+        self.push(LogBody::Failed { reason: clip(reason, limits::LINE_BYTES) }, true);
+    }
+
+    pub fn flush(&self) {
+        let mut pending = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.post(&mut pending);
+    }
+}

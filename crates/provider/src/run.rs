@@ -1,0 +1,71 @@
+//! One run of a task on a worker thread: stage the program and inputs from the blob
+//! store, run them on the runtime for their kind with progress streamed as signed log
+//! entries, and (for executors, not verifiers) upload the outputs before reporting back.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::Sender;
+
+use ogpu_core::TaskId;
+use ogpu_core::spec::TaskSpec;
+use ogpu_runtime::{Job, Outcome, Progress, Runtimes};
+
+use crate::agent::Input;
+use crate::logs::TaskLog;
+use crate::transfer;
+use crate::wallet::Wallet;
+
+pub(crate) struct RunRequest {
+    pub task: TaskId,
+    pub spec: TaskSpec,
+    /// A directory of the run's own; removed when the run ends.
+    pub dir: PathBuf,
+    /// Whether to upload the outputs (executors do; verifiers only compare).
+    pub deliver: bool,
+    pub cancel: Arc<AtomicBool>,
+}
+
+pub(crate) fn spawn(request: RunRequest, wallet: Arc<Wallet>, runtimes: Arc<Runtimes>, done: Sender<Input>) {
+    std::thread::spawn(move || {
+        let log = TaskLog::new(request.task, wallet.clone());
+        let result = execute(&request, &wallet, &runtimes, &log);
+        match &result {
+            Ok(outcome) => log.finished(outcome.output),
+            Err(reason) => log.failed(reason),
+        }
+        log.flush();
+        let _ = std::fs::remove_dir_all(&request.dir);
+        let _ = done.send(Input::Finished { task: request.task, result });
+    });
+}
+
+fn execute(request: &RunRequest, wallet: &Wallet, runtimes: &Runtimes, log: &TaskLog) -> Result<Outcome, String> {
+    let (input_dir, output_dir) = (request.dir.join("input"), request.dir.join("output"));
+    // A run left behind by an agent that was killed is started over.
+    let _ = std::fs::remove_dir_all(&request.dir);
+    std::fs::create_dir_all(&output_dir).map_err(|e| format!("creating {}: {e}", output_dir.display()))?;
+    let program = transfer::stage(wallet.client(), &request.spec, &input_dir).map_err(|e| e.to_string())?;
+    log.started();
+    let progress = |progress: Progress| match progress {
+        Progress::Log(line) => log.line("stderr", &line),
+        Progress::Step { done, total, loss } => log.step(done, total, loss),
+    };
+    let workload = &request.spec.workload;
+    let job = Job {
+        kind: workload.kind,
+        program: &program,
+        inputs: &input_dir,
+        output: &output_dir,
+        args: &workload.args,
+        limits: workload.limits,
+        progress: &progress,
+        cancel: &request.cancel,
+    };
+    let outcome = runtimes.run(&job).map_err(|e| e.to_string())?;
+    if request.deliver {
+        transfer::deliver(wallet.client(), &output_dir, &outcome.files, &outcome.manifest)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,129 @@
+//! Signing and sending the agent's transactions: one nonce sequence shared by everything
+//! the agent does at once, kept locally so transactions can follow each other within a
+//! block, and re-read from the chain when the node says it went wrong.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ogpu_api::client::{Client, ClientError};
+use ogpu_core::tx::{Transaction, TxBody};
+use ogpu_core::{Address, Amount, ChainId, Hash, SecretKey};
+use serde::Deserialize;
+
+pub struct Wallet {
+    key: SecretKey,
+    address: Address,
+    chain_id: ChainId,
+    fee: Amount,
+    client: Client,
+    /// The next nonce to use, once known.
+    next_nonce: Mutex<Option<u64>>,
+}
+
+/// What became of a transaction on chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Applied,
+    /// Included, but the chain refused it, with its reason (fee and nonce are spent).
+    Refused(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalletError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{what} was not finalized within {seconds} s")]
+    Timeout { what: String, seconds: u64 },
+    #[error("the API names chain {0:?}, which is not a chain id")]
+    ChainId(String),
+}
+
+impl Wallet {
+    pub fn new(key: SecretKey, client: Client) -> Result<Wallet, WalletError> {
+        #[derive(Deserialize)]
+        struct Status {
+            chain_id: String,
+        }
+        let status: Status = client.get("/v1/status")?;
+        let chain_id = status.chain_id.parse().map_err(|_| WalletError::ChainId(status.chain_id.clone()))?;
+        let address = Address::of(&key.public());
+        Ok(Wallet {
+            key,
+            address,
+            chain_id,
+            fee: Amount::from_base_units(10u128.pow(14)),
+            client,
+            next_nonce: Mutex::new(None),
+        })
+    }
+
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    pub fn key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Signs `body` with the next nonce and hands it to the node. A refusal (most often a
+    /// nonce that another client of this key used, or one lost with a dropped
+    /// transaction) re-reads the nonce from the chain and tries once more.
+    pub fn send(&self, body: TxBody) -> Result<Hash, WalletError> {
+        let mut next = self.next_nonce.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut retried = false;
+        loop {
+            let nonce = match *next {
+                Some(nonce) => nonce,
+                None => self.client.account(&self.address)?.nonce,
+            };
+            let tx = Transaction::sign(&self.key, self.chain_id.clone(), nonce, self.fee, body.clone());
+            match self.client.submit(&tx) {
+                Ok(hash) => {
+                    *next = Some(nonce + 1);
+                    return Ok(hash);
+                }
+                Err(error) if !retried && error.api_error() == Some("rejected") => {
+                    tracing::debug!(%error, "resynchronizing the nonce");
+                    retried = true;
+                    *next = None;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Sends `body` and waits until it is finalized.
+    pub fn send_and_wait(&self, body: TxBody, timeout: Duration) -> Result<Verdict, WalletError> {
+        let what = body.kind();
+        let hash = self.send(body)?;
+        self.wait(&hash, what, timeout)
+    }
+
+    /// Waits for a transaction sent earlier to be finalized.
+    pub fn wait(&self, hash: &Hash, what: &str, timeout: Duration) -> Result<Verdict, WalletError> {
+        #[derive(Deserialize)]
+        struct TxStatus {
+            status: String,
+            #[serde(default)]
+            error: Option<String>,
+        }
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            match self.client.get::<TxStatus>(&format!("/v1/txs/{hash}")) {
+                Ok(status) if status.status == "finalized" => {
+                    return Ok(status.error.map_or(Verdict::Applied, Verdict::Refused));
+                }
+                Ok(_) => {}
+                // Not seen yet: a node that restarted may have lost it from its mempool.
+                Err(error) if error.api_error() == Some("unknown_transaction") => {}
+                Err(error) => return Err(error.into()),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(WalletError::Timeout { what: what.to_string(), seconds: timeout.as_secs() })
+    }
+}
