@@ -46,6 +46,43 @@ pub struct AccountView {
     pub nonce: u64,
 }
 
+/// A finalized block or one of its chain events, as `/v1/events` delivers them.
+#[derive(Debug, Clone)]
+pub enum FeedItem {
+    Block { height: u64 },
+    Chain(ogpu_chain::Event),
+    /// The node dropped blocks this reader was too slow for.
+    Lagged,
+}
+
+impl FeedItem {
+    /// Reads one event of the `/v1/events` stream; `None` for kinds this client does not know.
+    pub fn parse(event: &SseEvent) -> Option<FeedItem> {
+        #[derive(Deserialize)]
+        struct Block {
+            height: u64,
+        }
+        #[derive(Deserialize)]
+        struct Chain {
+            event: ogpu_chain::Event,
+        }
+        match event.name.as_str() {
+            "block" => serde_json::from_str::<Block>(&event.data).ok().map(|b| FeedItem::Block { height: b.height }),
+            "chain" => serde_json::from_str::<Chain>(&event.data).ok().map(|c| FeedItem::Chain(c.event)),
+            "lagged" => Some(FeedItem::Lagged),
+            _ => None,
+        }
+    }
+}
+
+/// A chain event with the height of its block, as the API lists a task's, a provider's
+/// or an account's history.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventRecord {
+    pub height: u64,
+    pub event: ogpu_chain::Event,
+}
+
 /// One server-sent event: its name (`block`, `chain`, `lagged`, ...) and its JSON data.
 #[derive(Debug, Clone)]
 pub struct SseEvent {
@@ -179,6 +216,11 @@ impl Client {
             return Err(ClientError::Decode { what: path, reason: format!("the bytes hash to {got}") });
         }
         Ok(size)
+    }
+
+    /// Posts a provider's signed log entries for a task.
+    pub fn post_logs(&self, task: &ogpu_core::TaskId, entries: &[ogpu_core::tasklog::SignedLogEntry]) -> Result<(), ClientError> {
+        self.post::<serde_json::Value>(&format!("/v1/tasks/{task}/logs"), &entries).map(|_| ())
     }
 
     /// Opens a server-sent event stream, for example `/v1/events?task=ID`.

@@ -32,6 +32,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 4_000)]
         rate: u64,
     },
+    /// Market latency on a devnet: submission to execution start in auctions and pools,
+    /// and the market's overhead around a long task.
+    Market {
+        /// Print one JSON object (the only output format for now).
+        #[arg(long)]
+        json: bool,
+        /// Tasks measured per figure.
+        #[arg(long, default_value_t = 20)]
+        tasks: usize,
+        /// Compute time of each task the overhead is measured on.
+        #[arg(long, default_value_t = 10)]
+        task_seconds: u64,
+    },
     /// Simulated finality of Snowman over the ten-region latency matrix.
     Consensus {
         /// Print one JSON object (the only output format for now).
@@ -70,6 +83,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Chain { json: _, senders, rounds } => chain(senders, rounds),
         BenchCommand::Devnet { json: _, validators, seconds, rate } => devnet(validators, seconds, rate),
+        BenchCommand::Market { json: _, tasks, task_seconds } => crate::bench_market::run(tasks, task_seconds),
         BenchCommand::Consensus { json: _, validators, seeds, beta, polls, seconds } => {
             consensus(validators, seeds, beta, polls, seconds)
         }

@@ -2,6 +2,7 @@
 //! printing over the library crates.
 
 mod bench;
+mod bench_market;
 mod client;
 mod devnet;
 mod key;

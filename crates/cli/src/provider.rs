@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use ogpu_chain::Event;
+use ogpu_api::client::EventRecord;
 use ogpu_chain::state::Provider;
 use ogpu_core::keystore::{Kdf, Keystore};
 use ogpu_core::spec::{DeviceKind, DeviceProfile};
@@ -123,22 +123,17 @@ fn status(client: &ClientArgs, address: &Address) -> Result<()> {
         return Ok(());
     }
     #[derive(Deserialize)]
-    struct History {
-        height: u64,
-        event: Event,
-    }
-    #[derive(Deserialize)]
     struct View {
         #[serde(flatten)]
         provider: Provider,
-        events: Vec<History>,
+        events: Vec<EventRecord>,
     }
     let view: View = api.get(&path)?;
     println!("provider   {address}");
     println!("stake      {} oGPU", view.provider.stake);
     println!("reputation {}/1000", view.provider.reputation);
     print_profile(&view.provider.profile);
-    for History { height, event } in view.events.iter().rev().take(20) {
+    for EventRecord { height, event } in view.events.iter().rev().take(20) {
         println!("  #{height} {event:?}");
     }
     Ok(())

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use ogpu_api::client::Client;
+use ogpu_api::client::{Client, EventRecord};
 use ogpu_chain::state::{Outcome, Phase, Task};
 use ogpu_chain::{Event, Params, reservation};
 use ogpu_core::spec::{Market, TaskSpec};
@@ -335,16 +335,11 @@ fn get(args: &ClientArgs, id: &TaskId) -> Result<()> {
         return Ok(());
     }
     #[derive(Deserialize)]
-    struct History {
-        height: u64,
-        event: Event,
-    }
-    #[derive(Deserialize)]
     struct View {
         #[serde(flatten)]
         task: Task,
         phase_name: String,
-        events: Vec<History>,
+        events: Vec<EventRecord>,
     }
     let view: View = client.get(&format!("/v1/tasks/{id}"))?;
     let task = &view.task;
@@ -355,7 +350,7 @@ fn get(args: &ClientArgs, id: &TaskId) -> Result<()> {
     for executor in &task.executors {
         println!("executor {} at {} oGPU: {:?}", executor.provider, executor.price, executor.stage);
     }
-    for History { height, event } in &view.events {
+    for EventRecord { height, event } in &view.events {
         println!("  #{height} {}", describe(event));
     }
     Ok(())

@@ -2,6 +2,8 @@
 //! the API are finalized, and once the devnet is stopped every validator's store holds
 //! the same state root at the same height.
 
+mod common;
+
 use std::net::TcpListener;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -29,19 +31,6 @@ impl Drop for Devnet {
         let _ = Command::new("kill").args(["-INT", &self.0.id().to_string()]).status();
         let _ = self.0.wait();
     }
-}
-
-/// Pids of the processes whose command line contains `needle`.
-fn pids_running(needle: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle) {
-            pids.push(pid);
-        }
-    }
-    pids
 }
 
 fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
@@ -138,12 +127,12 @@ fn kill_and_restart_validator_3(wipe: bool) {
     let victim = data.path().join("validator-3");
     let recipient = Address([8; 20]);
     send_transfers(data.path(), port, 0, 5, recipient);
-    let pids = pids_running(&victim.display().to_string());
+    let pids = common::pids_running(&victim.display().to_string());
     assert_eq!(pids.len(), 1, "one process runs validator-3");
     Command::new("kill").args(["-KILL", &pids[0].to_string()]).status().unwrap();
     if wipe {
         wait_for("validator-3 to exit", Duration::from_secs(10), || {
-            pids_running(&victim.display().to_string()).is_empty()
+            common::pids_running(&victim.display().to_string()).is_empty()
         });
         std::fs::remove_file(victim.join("chain.redb")).unwrap();
     }

@@ -5,6 +5,8 @@
 //! Each test starts its own devnet; they run one at a time, since each devnet wants the
 //! machine's cores.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,7 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use ogpu_api::client::Client;
+use ogpu_api::client::{Client, EventRecord};
 use ogpu_chain::Event;
 use ogpu_chain::receipt::{PayReason, SlashReason};
 use ogpu_chain::state::{Outcome, Phase, Task};
@@ -122,12 +124,8 @@ impl Devnet {
 
     fn events(&self, id: &TaskId) -> Vec<Event> {
         #[derive(Deserialize)]
-        struct History {
-            event: Event,
-        }
-        #[derive(Deserialize)]
         struct View {
-            events: Vec<History>,
+            events: Vec<EventRecord>,
         }
         let view: View = self.client.get(&format!("/v1/tasks/{id}")).unwrap();
         view.events.into_iter().map(|h| h.event).collect()
@@ -165,12 +163,8 @@ impl Devnet {
     /// Why `who` was slashed, oldest first (slashes name a party, not a task).
     fn slashes(&self, who: &Address) -> Vec<SlashReason> {
         #[derive(Deserialize)]
-        struct History {
-            event: Event,
-        }
-        #[derive(Deserialize)]
         struct Events {
-            events: Vec<History>,
+            events: Vec<EventRecord>,
         }
         let events: Events = self.client.get(&format!("/v1/accounts/{who}/events")).unwrap();
         events
@@ -463,19 +457,6 @@ fn a_provider_that_returns_a_wrong_result_is_slashed_and_the_task_completes_else
     assert_eq!(output, ogpu_runtime::hash_dir(out.path()).unwrap());
 }
 
-/// Pids of the processes whose command line contains `needle`.
-fn pids_running(needle: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 #[test]
 fn a_provider_killed_mid_task_is_slashed_and_the_task_is_auctioned_again() {
     let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
@@ -509,7 +490,7 @@ policy = "none"
     });
     let index = (0..3).find(|i| devnet.provider_address(*i) == first).unwrap();
     let needle = format!("provider-{index}/provider.toml");
-    for pid in pids_running(&needle) {
+    for pid in common::pids_running(&needle) {
         Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
     }
     assert!(matches!(devnet.wait_until_ended(&id, Duration::from_secs(90)), Outcome::Completed { .. }));

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
-use ogpu_api::client::Client;
+use ogpu_api::client::{Client, FeedItem};
 use ogpu_chain::Event;
 use ogpu_chain::state::{Pool, Provider, Stage, Task};
 use ogpu_core::spec::{DeviceProfile, TaskSpec};
@@ -24,7 +24,7 @@ use rand_core::{OsRng, RngCore};
 use serde::Deserialize;
 
 use crate::config::{PoolChoice, ProviderConfig};
-use crate::feed::{self, FeedItem};
+use crate::feed;
 use crate::run::{self, RunRequest};
 use crate::wallet::{Verdict, Wallet, WalletError};
 
@@ -231,6 +231,7 @@ impl Agent {
         match input {
             Input::Feed(FeedItem::Block { height }) => self.on_block(height),
             Input::Feed(FeedItem::Chain(event)) => self.on_event(event),
+            Input::Feed(FeedItem::Lagged) => {}
             Input::Finished { task, result } => self.on_finished(task, result),
         }
     }
@@ -301,9 +302,11 @@ impl Agent {
                 let listed = self.client().get::<Pool>(&format!("/v1/pools/{pool}"));
                 if let Ok(spec) = listed.map_err(|error| tracing::warn!(%error, %pool, "cannot read the pool"))
                     && self.wants_pool(&pool, &spec)
-                    && let Err(error) = self.join_pool(pool)
                 {
-                    tracing::warn!(%error, %pool, "cannot join");
+                    // Not waited for: the loop must stay free for bids and reveals. A join
+                    // the chain refuses shows later as refused commits to the pool's races.
+                    self.send(TxBody::JoinPool { pool, stake: self.config.pool_stake });
+                    self.subscribed.insert(pool);
                 }
             }
             Event::TaskEnded { task, .. } => {

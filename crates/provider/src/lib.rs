@@ -9,7 +9,7 @@
 pub mod agent;
 pub mod config;
 pub mod devices;
-pub mod feed;
+mod feed;
 mod logs;
 pub mod pricing;
 mod run;

@@ -60,8 +60,7 @@ impl TaskLog {
         if entries.is_empty() {
             return;
         }
-        let path = format!("/v1/tasks/{}/logs", self.task);
-        if let Err(error) = self.wallet.client().post::<serde_json::Value>(&path, &entries) {
+        if let Err(error) = self.wallet.client().post_logs(&self.task, &entries) {
             tracing::debug!(%error, task = %self.task, "the API did not take the log");
         }
     }
