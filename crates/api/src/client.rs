@@ -49,7 +49,9 @@ pub struct AccountView {
 /// A finalized block or one of its chain events, as `/v1/events` delivers them.
 #[derive(Debug, Clone)]
 pub enum FeedItem {
-    Block { height: u64 },
+    Block {
+        height: u64,
+    },
     Chain(ogpu_chain::Event),
     /// The node dropped blocks this reader was too slow for.
     Lagged,
@@ -219,7 +221,11 @@ impl Client {
     }
 
     /// Posts a provider's signed log entries for a task.
-    pub fn post_logs(&self, task: &ogpu_core::TaskId, entries: &[ogpu_core::tasklog::SignedLogEntry]) -> Result<(), ClientError> {
+    pub fn post_logs(
+        &self,
+        task: &ogpu_core::TaskId,
+        entries: &[ogpu_core::tasklog::SignedLogEntry],
+    ) -> Result<(), ClientError> {
         self.post::<serde_json::Value>(&format!("/v1/tasks/{task}/logs"), &entries).map(|_| ())
     }
 

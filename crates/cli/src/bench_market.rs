@@ -66,8 +66,9 @@ impl Bench {
         Ok(self.client.get::<Entries>(&format!("/v1/tasks/{id}/logs"))?.entries)
     }
 
-    /// The earliest time a provider said it started on `id`, waiting up to `timeout`.
-    fn started_at(&self, id: &TaskId, timeout: Duration) -> Result<u64> {
+    /// The earliest time a provider said it started on `id`, waiting up to `timeout`;
+    /// `None` when the task ended without anyone starting (no bid made its window).
+    fn started_at(&self, id: &TaskId, timeout: Duration) -> Result<Option<u64>> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             let logs = match self.logs(id) {
@@ -77,8 +78,13 @@ impl Bench {
                 Err(error) => return Err(error.into()),
             };
             let started = logs.iter().filter(|e| e.entry.body == LogBody::Started).map(|e| e.entry.time_ms).min();
-            if let Some(at) = started {
-                return Ok(at);
+            if started.is_some() {
+                return Ok(started);
+            }
+            if let Ok(task) = self.client.get::<Task>(&format!("/v1/tasks/{id}"))
+                && matches!(task.phase, Phase::Done(_))
+            {
+                return Ok(None);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -106,7 +112,8 @@ impl Bench {
     /// Compute time of the run that finished first: its `started` to its `finished`.
     fn compute_ms(&self, id: &TaskId) -> Result<u64> {
         let logs = self.logs(id)?;
-        let finished = logs.iter().find(|e| matches!(e.entry.body, LogBody::Finished { .. })).context("no finished entry")?;
+        let finished =
+            logs.iter().find(|e| matches!(e.entry.body, LogBody::Finished { .. })).context("no finished entry")?;
         let started = logs
             .iter()
             .find(|e| e.entry.body == LogBody::Started && e.entry.provider == finished.entry.provider)
@@ -191,22 +198,39 @@ fn measure(api: &str, data: &Path, tasks: usize, task_seconds: u64) -> Result<se
 
     let mut auction_start = Vec::new();
     let mut pool_start = Vec::new();
-    for (spec, starts) in [(&sum_auction, &mut auction_start), (&sum_pool, &mut pool_start)] {
-        for _ in 0..tasks {
+    let mut unfilled = [0usize; 2];
+    for (k, (spec, starts)) in
+        [(&sum_auction, &mut auction_start), (&sum_pool, &mut pool_start)].into_iter().enumerate()
+    {
+        while starts.len() < tasks {
             let (id, sent) = bench.submit(spec)?;
-            starts.push(bench.started_at(&id, Duration::from_secs(60))?.saturating_sub(sent));
-            bench.ended_at(&id, Duration::from_secs(120))?;
+            match bench.started_at(&id, Duration::from_secs(60))? {
+                Some(at) => starts.push(at.saturating_sub(sent)),
+                None => unfilled[k] += 1,
+            }
+            // The next task waits for this one to end, so every provider is free for it.
+            let _ = bench.ended_at(&id, Duration::from_secs(120));
         }
     }
 
-    // One long task per provider at a time.
+    // Waves of one long task per provider: each task is submitted once the one before it
+    // has started, so that its auction finds free providers (an agent with one slot and
+    // a pending bid does not bid again).
     let steps = format!("\"{}\"", task_seconds * SPIN_STEPS_PER_S);
     let long = spec("spin", spin, "", &steps, auction)?;
     let mut overheads = Vec::new();
     let mut compute = Vec::new();
-    for _ in 0..tasks.div_ceil(3) {
-        let submitted: Vec<(TaskId, u64)> = (0..3).map(|_| bench.submit(&long)).collect::<Result<_>>()?;
-        for (id, sent) in submitted {
+    let mut long_unfilled = 0;
+    while overheads.len() < tasks {
+        let mut wave = Vec::new();
+        for _ in 0..3 {
+            let (id, sent) = bench.submit(&long)?;
+            match bench.started_at(&id, Duration::from_secs(60))? {
+                Some(_) => wave.push((id, sent)),
+                None => long_unfilled += 1,
+            }
+        }
+        for (id, sent) in wave {
             let ended = bench.ended_at(&id, Duration::from_secs(task_seconds * 10 + 120))?;
             let compute_ms = bench.compute_ms(&id)?.max(1);
             compute.push(compute_ms);
@@ -219,6 +243,10 @@ fn measure(api: &str, data: &Path, tasks: usize, task_seconds: u64) -> Result<se
         "auction_start_p90_ms": percentile(auction_start, 0.9),
         "pool_start_p50_ms": percentile(pool_start.clone(), 0.5),
         "pool_start_p90_ms": percentile(pool_start, 0.9),
+        // Tasks that ended with no start because no bid or commit made its window.
+        "auction_unfilled": unfilled[0],
+        "pool_unfilled": unfilled[1],
+        "long_unfilled": long_unfilled,
         "long_tasks": overheads.len(),
         "compute_p50_ms": percentile(compute, 0.5),
         "overhead_pct": percentile(overheads.clone(), 0.5) as f64 / 100.0,

@@ -21,14 +21,11 @@ pub(crate) fn follow(client: &Client, inputs: &Sender<Input>) {
                             break;
                         }
                     };
-                    match FeedItem::parse(&event) {
-                        Some(FeedItem::Lagged) => tracing::warn!("the feed dropped blocks this agent was too slow for"),
-                        Some(item) => {
-                            if inputs.send(Input::Feed(item)).is_err() {
-                                return;
-                            }
-                        }
-                        None => {}
+                    let Some(item) = FeedItem::parse(&event) else { continue };
+                    if let FeedItem::Lagged = item {
+                        tracing::warn!("the feed dropped blocks this agent was too slow for");
+                    } else if inputs.send(Input::Feed(item)).is_err() {
+                        return;
                     }
                 }
             }
