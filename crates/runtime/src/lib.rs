@@ -1,6 +1,6 @@
 //! Runtimes: what runs a task's program on a provider.
 //!
-//! Every workload kind (`wasm` and `onnx` now; `train` later) implements [`Runtime`]: it
+//! Every workload kind (`wasm`, `onnx` and `train`) implements [`Runtime`]: it
 //! takes a [`Job`] (the program bytes, a directory of named inputs, an empty directory for
 //! outputs, arguments and limits) and fills the output directory, returning an
 //! [`Outcome`] whose hash executors commit to and replicas compare. The interface is
@@ -14,6 +14,7 @@ mod digest;
 mod error;
 pub mod onnx;
 mod registry;
+pub mod train;
 pub mod wasm;
 
 use std::path::Path;
@@ -26,6 +27,7 @@ pub use digest::{DirDigest, OutputFile, digest_dir, hash_dir, parse_manifest};
 pub use error::TaskError;
 pub use onnx::OnnxRuntime;
 pub use registry::Runtimes;
+pub use train::TrainRuntime;
 pub use wasm::WasmRuntime;
 
 /// One run of a program.

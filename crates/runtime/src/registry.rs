@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ogpu_core::spec::WorkloadKind;
 
-use crate::{Job, OnnxRuntime, Outcome, Runtime, TaskError, WasmRuntime, kind_name};
+use crate::{Job, OnnxRuntime, Outcome, Runtime, TaskError, TrainRuntime, WasmRuntime, kind_name};
 
 #[derive(Default)]
 pub struct Runtimes {
@@ -23,6 +23,7 @@ impl Runtimes {
         let mut runtimes = Runtimes::new();
         runtimes.insert(Box::new(WasmRuntime::new()?));
         runtimes.insert(Box::new(OnnxRuntime::new()));
+        runtimes.insert(Box::new(TrainRuntime::new()));
         Ok(runtimes)
     }
 

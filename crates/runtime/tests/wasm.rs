@@ -415,9 +415,11 @@ fn a_job_must_fit_the_runtime() {
     };
     assert!(matches!(RUNTIME.run(&job), Err(TaskError::Unsupported(_))));
     let runtimes = Runtimes::with_defaults().unwrap();
-    assert_eq!(runtimes.kinds().collect::<Vec<_>>(), [WorkloadKind::Wasm, WorkloadKind::Onnx]);
-    assert!(runtimes.get(WorkloadKind::Train).is_none());
-    let result = runtimes.run(&job);
+    assert_eq!(runtimes.kinds().collect::<Vec<_>>(), [WorkloadKind::Wasm, WorkloadKind::Onnx, WorkloadKind::Train]);
+    let mut wasm_only = Runtimes::new();
+    wasm_only.insert(Box::new(WasmRuntime::new().unwrap()));
+    assert!(wasm_only.get(WorkloadKind::Train).is_none());
+    let result = wasm_only.run(&job);
     assert!(matches!(&result, Err(TaskError::Unsupported(m)) if m.contains("no train runtime")), "{result:?}");
 
     fs::remove_file(sandbox.path("output/stale.txt")).unwrap();

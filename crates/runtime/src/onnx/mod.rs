@@ -41,7 +41,7 @@
 mod args;
 mod embed;
 mod exec;
-mod files;
+pub(crate) mod files;
 mod model;
 pub mod npy;
 mod tensors;
