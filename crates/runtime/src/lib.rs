@@ -12,6 +12,7 @@
 
 mod digest;
 mod error;
+pub mod gpu;
 pub mod onnx;
 mod registry;
 pub mod train;

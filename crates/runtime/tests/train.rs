@@ -231,39 +231,41 @@ fn a_tampered_checkpoint_is_far_from_its_replay() {
     refused(sandbox.replay(SHORT, 1), bad_input, "its first checkpoint is of step 30");
 }
 
+/// A small CNN on the digits, with SGD and momentum.
+const CNN: &str = r#"
+    seed = 3
+    steps = 40
+    batch_size = 16
+    checkpoint_every = 20
+    [architecture.cnn]
+    channels = [4, 8]
+    kernel = 3
+    image = [8, 8]
+    [optimizer.sgd]
+    lr = 0.05
+    momentum = 0.9
+    [data]
+    format = "csv"
+    file = "digits.csv.gz"
+    classes = 10
+    scale = 16.0
+    train_rows = [0, 400]
+    eval_rows = [400, 500]
+"#;
+
 #[test]
 fn a_small_cnn_lowers_its_loss() {
-    let config = r#"
-        seed = 3
-        steps = 40
-        batch_size = 16
-        checkpoint_every = 20
-        [architecture.cnn]
-        channels = [4, 8]
-        kernel = 3
-        image = [8, 8]
-        [optimizer.sgd]
-        lr = 0.05
-        momentum = 0.9
-        [data]
-        format = "csv"
-        file = "digits.csv.gz"
-        classes = 10
-        scale = 16.0
-        train_rows = [0, 400]
-        eval_rows = [400, 500]
-    "#;
     let sandbox = Sandbox::digits();
-    let run = sandbox.run_with(config, &[], LIMITS, &AtomicBool::new(false), |_| {});
+    let run = sandbox.run_with(CNN, &[], LIMITS, &AtomicBool::new(false), |_| {});
     let outcome = run.result.unwrap();
     assert!(outcome.trace.is_some());
     let (first, last) = first_and_last(&run.losses, 5);
     assert!(last < first * 0.8, "the CNN's loss went from {first} to {last}");
-    assert_eq!(sandbox.replay(config, 1).unwrap().l2, 0.0, "SGD momentum is in the checkpoint");
+    assert_eq!(sandbox.replay(CNN, 1).unwrap().l2, 0.0, "SGD momentum is in the checkpoint");
 }
 
-#[test]
-fn a_tiny_char_transformer_lowers_its_loss() {
+/// A one-block character transformer and the text it learns.
+fn char_transformer() -> (String, Sandbox) {
     let text = "the quick brown fox jumps over the lazy dog. ".repeat(40);
     let config = format!(
         r#"
@@ -286,7 +288,12 @@ fn a_tiny_char_transformer_lowers_its_loss() {
     "#,
         text.len()
     );
-    let sandbox = Sandbox::new(&[("text.txt", text.as_bytes())]);
+    (config, Sandbox::new(&[("text.txt", text.as_bytes())]))
+}
+
+#[test]
+fn a_tiny_char_transformer_lowers_its_loss() {
+    let (config, sandbox) = char_transformer();
     let run = sandbox.run_with(&config, &[], LIMITS, &AtomicBool::new(false), |_| {});
     run.result.unwrap();
     let (first, last) = first_and_last(&run.losses, 5);
@@ -442,4 +449,76 @@ fn the_registry_runs_train_jobs_and_the_runtime_refuses_other_kinds() {
     let outcome = runtimes.run(&Job { kind: WorkloadKind::Train, ..job }).unwrap();
     assert!(outcome.trace.is_some());
     assert!(Path::new(&output).join("model.safetensors").is_file());
+}
+
+/// Whether a test of `device` can run here. Without the device it says so and skips, unless
+/// `OGPU_TEST_REQUIRE` names the device (CI names the ones it installs), where a missing
+/// device is a failure rather than a silent skip.
+fn device_present(device: &str, present: bool) -> bool {
+    let required = std::env::var("OGPU_TEST_REQUIRE").unwrap_or_default();
+    let required = required.split(',').any(|name| name.trim() == device);
+    assert!(present || !required, "OGPU_TEST_REQUIRE names {device}, but this machine has none");
+    if !present {
+        println!("skipped: no {device} device on this machine");
+    }
+    present
+}
+
+/// A finished run's checkpoints, in order.
+fn checkpoint_hashes(outcome: &Outcome) -> Vec<Hash> {
+    outcome.files.iter().filter(|f| f.path.starts_with("checkpoints/")).map(|f| f.hash.0).collect()
+}
+
+#[test]
+fn on_wgpu_the_same_seed_gives_the_same_checkpoints_and_cpu_segments_replay_within_tolerance() {
+    let adapters = ogpu_runtime::gpu::wgpu_adapters();
+    println!("wgpu adapters: {adapters:?}");
+    if device_present("wgpu", !adapters.is_empty()) {
+        check_gpu_backend("wgpu");
+    }
+}
+
+#[test]
+fn on_cuda_the_same_seed_gives_the_same_checkpoints_and_cpu_segments_replay_within_tolerance() {
+    if device_present("cuda", ogpu_runtime::gpu::cuda_driver()) {
+        check_gpu_backend("cuda");
+    }
+}
+
+/// Each architecture on the GPU backend `device`: two runs give the same bytes, the initial
+/// model is the CPU's, and a verifier on the GPU replays a segment the CPU committed close
+/// to where the CPU landed.
+fn check_gpu_backend(device: &str) {
+    let (transformer, text) = char_transformer();
+    let digits = || Sandbox::digits();
+    let text = || Sandbox::new(&[("text.txt", &fs::read(text.path("input/text.txt")).unwrap())]);
+    let cases: [(&str, &str, &dyn Fn() -> Sandbox); 3] =
+        [("mlp", SHORT, &digits), ("cnn", CNN, &digits), ("char transformer", &transformer, &text)];
+    let on_gpu = format!("device={device}");
+    for (name, config, sandbox) in cases {
+        let run = |sandbox: &Sandbox, args: &[&str]| {
+            sandbox.run_with(config, args, LIMITS, &AtomicBool::new(false), |_| {}).result.unwrap()
+        };
+        let (a, b, cpu) = (sandbox(), sandbox(), sandbox());
+        let first = run(&a, &[&on_gpu]);
+        let again = run(&b, &[&on_gpu]);
+        assert_eq!(first.files, again.files, "{name}: every checkpoint is bit-identical run to run");
+        assert_eq!(first.trace, again.trace);
+        let on_cpu = run(&cpu, &[]);
+        let (gpu_hashes, cpu_hashes) = (checkpoint_hashes(&first), checkpoint_hashes(&on_cpu));
+        assert_eq!(gpu_hashes[0], cpu_hashes[0], "{name}: the initial model is the same bytes on every backend");
+        println!(
+            "{name}: eval accuracy {device} {}, cpu {}",
+            a.metrics()["eval_accuracy"],
+            cpu.metrics()["eval_accuracy"]
+        );
+        // Floats land close, not on the same bits. Measured on Mesa's lavapipe: relative L2
+        // 4e-8 (MLP), 5e-7 (CNN), 8e-5 (the transformer, whose Adam steps magnify the last
+        // bits); a task's tolerance is ~1e-2.
+        let args = [on_gpu.clone()];
+        let replayed = train::replay_segment(config.as_bytes(), &args, &cpu.path("input"), &cpu.checkpoints(), 1);
+        let replayed = replayed.unwrap();
+        println!("{name}: segment 1 committed on the cpu, replayed on {device}: {replayed:?}");
+        assert!(replayed.relative_l2 < 1e-3, "{name}: {replayed:?}");
+    }
 }

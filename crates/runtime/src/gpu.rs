@@ -1,0 +1,76 @@
+//! Which GPUs this machine offers the runtimes' GPU backends, asked without touching them.
+//!
+//! Burn's wgpu and CUDA backends panic deep inside, on a thread of their own, when there
+//! is no device; the train runtime turns that into a task error, but the agent's device
+//! detection and the tests need to know beforehand. So this module asks the same places
+//! the backends will: the Vulkan (or Metal) adapters wgpu enumerates, and whether the
+//! CUDA driver library loads.
+
+/// A graphics adapter the wgpu backend can train on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adapter {
+    pub name: String,
+    pub kind: AdapterKind,
+    /// The graphics API it is reached through (`vulkan`, `metal`).
+    pub api: String,
+    /// The PCI vendor id (0x10de NVIDIA, 0x1002 AMD, 0x8086 Intel; 0x10005 Mesa).
+    pub vendor: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterKind {
+    Discrete,
+    Integrated,
+    Virtual,
+    /// A software rasterizer on the CPU, such as Mesa's lavapipe: a real device for tests,
+    /// not a GPU to sell.
+    Software,
+    Other,
+}
+
+impl AdapterKind {
+    pub fn is_gpu(self) -> bool {
+        matches!(self, AdapterKind::Discrete | AdapterKind::Integrated | AdapterKind::Virtual)
+    }
+}
+
+/// The adapters the wgpu backend sees, real GPUs first; empty when this build has no wgpu
+/// backend or the machine no Vulkan driver.
+#[cfg(feature = "wgpu")]
+pub fn wgpu_adapters() -> Vec<Adapter> {
+    use wgpu::{Backends, DeviceType, Instance, InstanceDescriptor};
+
+    // The backend trains through Vulkan, or Metal on macOS (cubecl's automatic choice).
+    let backends = Backends::VULKAN | Backends::METAL;
+    let instance = Instance::new(InstanceDescriptor { backends, ..InstanceDescriptor::new_without_display_handle() });
+    // Enumeration is synchronous on native targets; the future is ready when polled.
+    let adapters = futures_lite::future::block_on(instance.enumerate_adapters(backends));
+    let mut found: Vec<Adapter> = adapters
+        .iter()
+        .map(|adapter| {
+            let info = adapter.get_info();
+            let kind = match info.device_type {
+                DeviceType::DiscreteGpu => AdapterKind::Discrete,
+                DeviceType::IntegratedGpu => AdapterKind::Integrated,
+                DeviceType::VirtualGpu => AdapterKind::Virtual,
+                DeviceType::Cpu => AdapterKind::Software,
+                DeviceType::Other => AdapterKind::Other,
+            };
+            Adapter { name: info.name, kind, api: info.backend.to_str().to_string(), vendor: info.vendor }
+        })
+        .collect();
+    found.sort_by_key(|adapter| adapter.kind as u8);
+    found
+}
+
+#[cfg(not(feature = "wgpu"))]
+pub fn wgpu_adapters() -> Vec<Adapter> {
+    Vec::new()
+}
+
+/// Whether the CUDA backend can start: this build has it and the driver library loads.
+pub fn cuda_driver() -> bool {
+    // SAFETY: loading the NVIDIA driver library runs its initializers, which is what the
+    // backend itself does on first use; nothing is called through it here.
+    cfg!(feature = "cuda") && unsafe { libloading::Library::new("libcuda.so.1") }.is_ok()
+}
