@@ -1,18 +1,22 @@
 //! The onnx runtime against reference outputs from onnxruntime: a small digits classifier
 //! (its model and cases copied into the repository) and the all-MiniLM-L6-v2 sentence
 //! encoder from `../shared/data/minilm` (skipped where that is absent), then every way a
-//! task can be wrong.
+//! task can be wrong. Each runs on tract and, where this build has the `ort` feature and
+//! `ORT_DYLIB_PATH` names a `libonnxruntime.so`, on onnxruntime too.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, Mutex};
 
 use ogpu_core::spec::{Limits, TaskSpec, WorkloadKind};
 use ogpu_core::{BlobHash, Hash};
 use ogpu_runtime::onnx::npy::{self, Array, DType};
 use ogpu_runtime::{Job, OnnxRuntime, Outcome, Progress, Runtime, Runtimes, TaskError};
 use serde_json::Value;
+
+mod common;
+use common::device_present;
 
 const DIGITS_MODEL: &[u8] = include_bytes!("../../../examples/digits-infer/digits_mlp.onnx");
 const DIGITS_CASES: &str = include_str!("data/digits_mlp.cases.json");
@@ -21,6 +25,37 @@ const EXAMPLE_PIXELS: &[u8] = include_bytes!("../../../examples/digits-infer/pix
 const EXAMPLE_LABELS: &[u8] = include_bytes!("../../../examples/digits-infer/labels.npy");
 
 const LIMITS: Limits = Limits { fuel: 1, memory_mb: 1024, timeout_s: 60 };
+
+/// The runtime every test runs on, and whether it has onnxruntime.
+static RUNTIME: LazyLock<(OnnxRuntime, bool)> = LazyLock::new(runtime);
+
+#[cfg(feature = "ort")]
+fn runtime() -> (OnnxRuntime, bool) {
+    use ogpu_runtime::onnx::OrtLibrary;
+    match std::env::var_os("ORT_DYLIB_PATH") {
+        Some(path) => (OnnxRuntime::with_onnxruntime(OrtLibrary::load(Path::new(&path)).unwrap()), true),
+        None => (OnnxRuntime::new(), false),
+    }
+}
+
+#[cfg(not(feature = "ort"))]
+fn runtime() -> (OnnxRuntime, bool) {
+    (OnnxRuntime::new(), false)
+}
+
+/// The engines to test on: tract, and onnxruntime where it is here.
+fn engines() -> Vec<&'static str> {
+    let mut engines = vec!["engine=tract"];
+    if device_present("onnxruntime", RUNTIME.1) {
+        engines.push("engine=ort");
+    }
+    engines
+}
+
+/// `args` and `engine`, as the owned strings a job takes.
+fn with_engine(args: &[&str], engine: &str) -> Vec<String> {
+    args.iter().chain([&engine]).map(ToString::to_string).collect()
+}
 
 /// A job's directories as the agent stages them: `input/` with the inputs, `output/` empty.
 struct Sandbox {
@@ -34,13 +69,7 @@ struct Run {
 
 impl Sandbox {
     fn new(inputs: &[(&str, &[u8])]) -> Sandbox {
-        let root = tempfile::tempdir().unwrap();
-        fs::create_dir(root.path().join("input")).unwrap();
-        fs::create_dir(root.path().join("output")).unwrap();
-        for (name, contents) in inputs {
-            fs::write(root.path().join("input").join(name), contents).unwrap();
-        }
-        Sandbox { root }
+        Sandbox { root: common::staged(inputs) }
     }
 
     fn path(&self, relative: &str) -> PathBuf {
@@ -80,7 +109,7 @@ impl Sandbox {
             progress: &progress,
             cancel,
         };
-        let result = OnnxRuntime::new().run(&job);
+        let result = RUNTIME.0.run(&job);
         Run { result, steps: steps.into_inner().unwrap() }
     }
 
@@ -157,11 +186,17 @@ fn digits() -> Digits {
 
 #[test]
 fn digits_match_onnxruntime_in_one_batch_or_many() {
+    for engine in engines() {
+        digits_match_the_reference(engine);
+    }
+}
+
+fn digits_match_the_reference(engine: &str) {
     let digits = digits();
     let mut hashes = Vec::new();
     for batch in ["32", "5"] {
         let sandbox = Sandbox::new(&[("pixels.npy", &digits.pixels)]);
-        let args = ["input=pixels.npy".to_string(), format!("batch={batch}")];
+        let args = with_engine(&["input=pixels.npy", &format!("batch={batch}")], engine);
         let run = sandbox.run_with(DIGITS_MODEL, &args, LIMITS, &AtomicBool::new(false), |_| {});
         let outcome = run.result.unwrap();
         let paths: Vec<&str> = outcome.files.iter().map(|f| f.path.as_str()).collect();
@@ -170,14 +205,14 @@ fn digits_match_onnxruntime_in_one_batch_or_many() {
         assert_eq!((labels.shape.as_slice(), probabilities.shape.as_slice()), ([32].as_slice(), [32, 10].as_slice()));
         assert_eq!(i64s(&labels), digits.labels, "batch={batch}");
         let difference = max_difference(&f32s(&probabilities), &digits.probabilities);
-        println!("digits, batch={batch}: probabilities within {difference:e} of onnxruntime's");
+        println!("digits, {engine}, batch={batch}: probabilities within {difference:e} of onnxruntime's");
         assert!(difference <= digits.tolerance, "batch={batch}: probabilities differ by {difference}");
         let batches = 32u64.div_ceil(batch.parse().unwrap());
         assert_eq!(run.steps, (1..=batches).map(|done| (done, batches)).collect::<Vec<_>>());
         hashes.push(outcome.output);
     }
     let again = Sandbox::new(&[("pixels.npy", &digits.pixels)]);
-    assert_eq!(again.run(DIGITS_MODEL, &["input=pixels.npy", "batch=32"]).unwrap().output, hashes[0]);
+    assert_eq!(again.run(DIGITS_MODEL, &["input=pixels.npy", "batch=32", engine]).unwrap().output, hashes[0]);
 }
 
 #[test]
@@ -227,19 +262,18 @@ fn minilm_sentence_embeddings_match_the_reference_with_any_batching() {
     let sentences: Vec<&str> = cases["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
     let text = sentences.join("\n") + "\n";
     let expected = floats(&cases["expected_embeddings"]);
-    for batch in ["8", "3"] {
+    for (engine, batch) in engines().into_iter().flat_map(|engine| [(engine, "8"), (engine, "3")]) {
         let sandbox = Sandbox::new(&[("tokenizer.json", &tokenizer), ("sentences.txt", text.as_bytes())]);
-        let args = ["pipeline=sentence-embedding", "tokenizer=tokenizer.json", "text=sentences.txt", "batch="];
-        let mut args: Vec<String> = args.iter().map(ToString::to_string).collect();
-        args[3].push_str(batch);
+        let args = ["pipeline=sentence-embedding", "tokenizer=tokenizer.json", "text=sentences.txt"];
+        let args = with_engine(&[&args[..], &[&format!("batch={batch}")]].concat(), engine);
         let run = sandbox.run_with(&model, &args, LIMITS, &AtomicBool::new(false), |_| {});
         let outcome = run.result.unwrap();
         assert_eq!(outcome.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["embeddings.npy"]);
         let embeddings = sandbox.output("embeddings.npy");
         assert_eq!(embeddings.shape, [8, 384]);
         let difference = max_difference(&f32s(&embeddings), &expected);
-        println!("MiniLM, batch={batch}: embeddings within {difference:e} of the reference");
-        assert!(difference <= tolerance(&cases), "batch={batch}: embeddings differ by {difference}");
+        println!("MiniLM, {engine}, batch={batch}: embeddings within {difference:e} of the reference");
+        assert!(difference <= tolerance(&cases), "{engine}, batch={batch}: embeddings differ by {difference}");
     }
 }
 
@@ -252,19 +286,22 @@ fn minilm_runs_as_plain_tensors_too() {
         inputs.push((format!("{name}.npy"), i64_array(&shape, &numbers(&cases["inputs"][name], Value::as_i64))));
     }
     let staged: Vec<(&str, &[u8])> = inputs.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())).collect();
-    let sandbox = Sandbox::new(&staged);
-    let args = [
-        "input=input_ids:input_ids.npy",
-        "input=attention_mask:attention_mask.npy",
-        "input=token_type_ids:token_type_ids.npy",
-        "batch=8",
-    ];
-    sandbox.run(&model, &args).unwrap();
-    let states = sandbox.output("last_hidden_state.npy");
-    assert_eq!(states.shape, [8, 50, 384]);
-    let first = &f32s(&states)[..8];
-    let difference = max_difference(first, &floats(&cases["last_hidden_state_0_0_first8"]));
-    assert!(difference <= tolerance(&cases), "last_hidden_state[0][0][..8] differs by {difference}");
+    for engine in engines() {
+        let sandbox = Sandbox::new(&staged);
+        let args = [
+            "input=input_ids:input_ids.npy",
+            "input=attention_mask:attention_mask.npy",
+            "input=token_type_ids:token_type_ids.npy",
+            "batch=8",
+            engine,
+        ];
+        sandbox.run(&model, &args).unwrap();
+        let states = sandbox.output("last_hidden_state.npy");
+        assert_eq!(states.shape, [8, 50, 384]);
+        let first = &f32s(&states)[..8];
+        let difference = max_difference(first, &floats(&cases["last_hidden_state_0_0_first8"]));
+        assert!(difference <= tolerance(&cases), "{engine}: last_hidden_state[0][0][..8] differs by {difference}");
+    }
 }
 
 fn refused(result: Result<Outcome, TaskError>, wanted: fn(&TaskError) -> bool, words: &str) {
@@ -296,15 +333,21 @@ fn a_corrupt_or_truncated_model_is_an_invalid_program() {
             state as u8
         })
         .collect();
-    for program in [&noise[..], &DIGITS_MODEL[..DIGITS_MODEL.len() / 2], b""] {
-        let result = sandbox.run(program, &["input=pixels.npy"]);
-        assert!(matches!(&result, Err(TaskError::InvalidProgram(_))), "{} bytes: {result:?}", program.len());
+    for engine in engines() {
+        for program in [&noise[..], &DIGITS_MODEL[..DIGITS_MODEL.len() / 2], b""] {
+            let result = sandbox.run(program, &["input=pixels.npy", engine]);
+            assert!(
+                matches!(&result, Err(TaskError::InvalidProgram(_))),
+                "{engine}, {} bytes: {result:?}",
+                program.len()
+            );
+        }
+        refused(sandbox.run(b"", &["input=pixels.npy", engine]), invalid_program, "not an ONNX model");
     }
-    refused(sandbox.run(b"", &["input=pixels.npy"]), invalid_program, "not an ONNX model");
 }
 
 #[test]
-fn an_operator_tract_lacks_is_unsupported() {
+fn an_operator_the_engine_lacks_is_unsupported() {
     // Renaming the op type (and node names that contain it) keeps the protobuf's lengths,
     // so the model still parses.
     let mut program = DIGITS_MODEL.to_vec();
@@ -315,7 +358,10 @@ fn an_operator_tract_lacks_is_unsupported() {
     }
     assert!(renamed > 0, "the model has a Relu");
     let sandbox = Sandbox::new(&[("pixels.npy", &digits().pixels)]);
-    refused(sandbox.run(&program, &["input=pixels.npy"]), |e| matches!(e, TaskError::Unsupported(_)), "operator Relx");
+    for engine in engines() {
+        let result = sandbox.run(&program, &["input=pixels.npy", engine]);
+        refused(result, |e| matches!(e, TaskError::Unsupported(_)), "Relx");
+    }
 }
 
 #[test]
@@ -332,12 +378,15 @@ fn inputs_of_the_wrong_shape_or_type_are_refused_with_what_the_model_wants() {
         ("scalar.npy", &scalar),
         ("empty.npy", &empty),
     ]);
-    let run = |file: &str| sandbox.run(DIGITS_MODEL, &[&format!("input={file}")]);
-    refused(run("narrow.npy"), bad_input, "float32 [4, 63] in a batch of 4 rows, but the model wants float32 [?, 64]");
-    refused(run("wide.npy"), bad_input, "is float64 [4, 64]");
-    refused(run("flat.npy"), bad_input, "float32 [32] in a batch of 32 rows");
-    refused(run("scalar.npy"), bad_input, "scalar.npy holds a scalar");
-    refused(run("empty.npy"), bad_input, "empty.npy has no rows");
+    for engine in engines() {
+        let run = |file: &str| sandbox.run(DIGITS_MODEL, &[&format!("input={file}"), engine]);
+        let narrow = "float32 [4, 63] in a batch of 4 rows, but the model wants float32 [?, 64]";
+        refused(run("narrow.npy"), bad_input, narrow);
+        refused(run("wide.npy"), bad_input, "is float64 [4, 64]");
+        refused(run("flat.npy"), bad_input, "float32 [32] in a batch of 32 rows");
+        refused(run("scalar.npy"), bad_input, "scalar.npy holds a scalar");
+        refused(run("empty.npy"), bad_input, "empty.npy has no rows");
+    }
 }
 
 #[test]
@@ -386,8 +435,14 @@ fn the_sentence_pipeline_refuses_a_model_without_token_inputs() {
 
 #[test]
 fn cancellation_and_the_time_limit_stop_between_batches() {
+    for engine in engines() {
+        stops_between_batches(engine);
+    }
+}
+
+fn stops_between_batches(engine: &str) {
     let digits = digits();
-    let args: Vec<String> = ["input=pixels.npy", "batch=1"].iter().map(ToString::to_string).collect();
+    let args = with_engine(&["input=pixels.npy", "batch=1"], engine);
     let sandbox = Sandbox::new(&[("pixels.npy", &digits.pixels)]);
     let cancel = AtomicBool::new(true);
     assert_eq!(sandbox.run_with(DIGITS_MODEL, &args, LIMITS, &cancel, |_| {}).result, Err(TaskError::Cancelled));
@@ -399,12 +454,59 @@ fn cancellation_and_the_time_limit_stop_between_batches() {
         }
     });
     assert_eq!(run.result, Err(TaskError::Cancelled));
-    assert!(run.steps.len() < 32, "stopped early, after {} batches", run.steps.len());
+    assert!(run.steps.len() < 32, "{engine}: stopped early, after {} batches", run.steps.len());
     assert_eq!(fs::read_dir(sandbox.path("output")).unwrap().count(), 0, "nothing is delivered");
 
     let no_time = Limits { timeout_s: 0, ..LIMITS };
     let run = sandbox.run_with(DIGITS_MODEL, &args, no_time, &AtomicBool::new(false), |_| {});
     assert_eq!(run.result, Err(TaskError::Timeout { seconds: 0 }));
+}
+
+#[test]
+fn an_engine_or_device_this_provider_lacks_is_named() {
+    let digits = digits();
+    let sandbox = Sandbox::new(&[("pixels.npy", &digits.pixels)]);
+    let (inputs, output) = (sandbox.path("input"), sandbox.path("output"));
+    let args = with_engine(&["input=pixels.npy"], "engine=ort");
+    let cancel = AtomicBool::new(false);
+    let job = Job {
+        kind: WorkloadKind::Onnx,
+        program: DIGITS_MODEL,
+        inputs: &inputs,
+        output: &output,
+        args: &args,
+        limits: LIMITS,
+        progress: &|_| {},
+        cancel: &cancel,
+    };
+    let missing =
+        if cfg!(feature = "ort") { "no onnxruntime library configured" } else { "ogpu-runtime's ort feature" };
+    refused(OnnxRuntime::new().run(&job), |e| matches!(e, TaskError::Unsupported(_)), missing);
+    if !engines().contains(&"engine=ort") {
+        return;
+    }
+    // onnxruntime's CUDA provider runs where there is a CUDA driver (and onnxruntime-gpu),
+    // and is refused, never replaced by the CPU in silence, where there is not.
+    let on_cuda = sandbox.run(DIGITS_MODEL, &["input=pixels.npy", "engine=ort", "device=cuda"]);
+    if device_present("cuda", ogpu_runtime::gpu::cuda_driver()) {
+        on_cuda.unwrap();
+        let difference = max_difference(&f32s(&sandbox.output("probabilities.npy")), &digits.probabilities);
+        assert!(difference <= digits.tolerance, "on cuda, probabilities differ by {difference}");
+    } else {
+        refused(on_cuda, |e| matches!(e, TaskError::Unsupported(_)), "device=cuda");
+    }
+}
+
+#[cfg(feature = "ort")]
+#[test]
+fn a_library_that_does_not_load_is_named_and_changes_nothing() {
+    use ogpu_runtime::onnx::OrtLibrary;
+    let error = OrtLibrary::load(Path::new("/nonexistent/libonnxruntime.so")).unwrap_err();
+    assert!(matches!(&error, TaskError::Unsupported(m) if m.contains("cannot load onnxruntime from /nonexistent")));
+    // The library the other tests loaded is still the one in use.
+    if engines().contains(&"engine=ort") {
+        digits_match_the_reference("engine=ort");
+    }
 }
 
 #[test]

@@ -15,6 +15,9 @@ use ogpu_runtime::train::{self, Distances};
 use ogpu_runtime::{Job, Outcome, Progress, Runtime, Runtimes, TaskError, TrainRuntime};
 use serde_json::Value;
 
+mod common;
+use common::device_present;
+
 const EXAMPLE_SPEC: &str = include_str!("../../../examples/digits-train.toml");
 const DIGITS_CONFIG: &str = include_str!("../../../examples/digits-train/mlp.toml");
 const DIGITS_CSV_GZ: &[u8] = include_bytes!("../../../examples/digits-train/digits.csv.gz");
@@ -56,13 +59,7 @@ struct Run {
 
 impl Sandbox {
     fn new(inputs: &[(&str, &[u8])]) -> Sandbox {
-        let root = tempfile::tempdir().unwrap();
-        fs::create_dir(root.path().join("input")).unwrap();
-        fs::create_dir(root.path().join("output")).unwrap();
-        for (name, contents) in inputs {
-            fs::write(root.path().join("input").join(name), contents).unwrap();
-        }
-        Sandbox { root }
+        Sandbox { root: common::staged(inputs) }
     }
 
     fn digits() -> Sandbox {
@@ -449,19 +446,6 @@ fn the_registry_runs_train_jobs_and_the_runtime_refuses_other_kinds() {
     let outcome = runtimes.run(&Job { kind: WorkloadKind::Train, ..job }).unwrap();
     assert!(outcome.trace.is_some());
     assert!(Path::new(&output).join("model.safetensors").is_file());
-}
-
-/// Whether a test of `device` can run here. Without the device it says so and skips, unless
-/// `OGPU_TEST_REQUIRE` names the device (CI names the ones it installs), where a missing
-/// device is a failure rather than a silent skip.
-fn device_present(device: &str, present: bool) -> bool {
-    let required = std::env::var("OGPU_TEST_REQUIRE").unwrap_or_default();
-    let required = required.split(',').any(|name| name.trim() == device);
-    assert!(present || !required, "OGPU_TEST_REQUIRE names {device}, but this machine has none");
-    if !present {
-        println!("skipped: no {device} device on this machine");
-    }
-    present
 }
 
 /// A finished run's checkpoints, in order.

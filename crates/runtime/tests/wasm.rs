@@ -12,6 +12,8 @@ use ogpu_core::spec::{Limits, TaskSpec, WorkloadKind};
 use ogpu_core::{BlobHash, Hash};
 use ogpu_runtime::{Job, Outcome, Progress, Runtime, Runtimes, TaskError, WasmRuntime, hash_dir};
 
+mod common;
+
 const SUM_WAT: &str = include_str!("../../../examples/wasm-sum.wat");
 const SUM_SPEC: &str = include_str!("../../../examples/wasm-sum.toml");
 const SUM_NUMBERS: &str = include_str!("../../../examples/numbers.txt");
@@ -39,13 +41,8 @@ struct Run {
 
 impl Sandbox {
     fn new(inputs: &[(&str, &[u8])]) -> Sandbox {
-        let root = tempfile::tempdir().unwrap();
-        fs::create_dir(root.path().join("input")).unwrap();
-        fs::create_dir(root.path().join("output")).unwrap();
+        let root = common::staged(inputs);
         fs::write(root.path().join("secret"), SECRET).unwrap();
-        for (name, contents) in inputs {
-            fs::write(root.path().join("input").join(name), contents).unwrap();
-        }
         Sandbox { root }
     }
 

@@ -12,11 +12,22 @@ const DEFAULT_BATCH: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
     pub pipeline: Pipeline,
+    /// What runs the model. Part of the result: engines agree only within float tolerance.
+    pub engine: EngineChoice,
     /// Rows (or sentences) per model run. Part of the result, not a tuning knob: batch
     /// shapes decide padding and which kernels run, so it is fixed by the task.
     pub batch: usize,
     /// Model outputs to deliver, in the order given; empty means the pipeline's default.
     pub outputs: Vec<String>,
+}
+
+/// `engine=` and `device=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineChoice {
+    /// tract on the CPU (the default): the reference every verifier can run.
+    Tract,
+    /// onnxruntime, on the CPU or with its CUDA execution provider.
+    Ort { cuda: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +55,7 @@ impl Task {
         let mut pipeline = None;
         let (mut batch, mut inputs, mut outputs) = (None, Vec::new(), Vec::new());
         let (mut tokenizer, mut text, mut pooling, mut normalize) = (None, None, None, None);
+        let (mut engine, mut device) = (None, None);
         for arg in args {
             let Some((key, value)) = arg.split_once('=') else {
                 return Err(bad(format!("argument {arg:?} is not of the form key=value")));
@@ -62,6 +74,8 @@ impl Task {
                 "text" => once(&mut text)?,
                 "pooling" => once(&mut pooling)?,
                 "normalize" => once(&mut normalize)?,
+                "engine" => once(&mut engine)?,
+                "device" => once(&mut device)?,
                 "output" => outputs.push(value.to_string()),
                 // Input file names cannot hold ':', so the last one separates the two.
                 "input" => inputs.push(match value.rsplit_once(':') {
@@ -77,6 +91,14 @@ impl Task {
                 Ok(n) if (1..=MAX_BATCH).contains(&n) => n,
                 _ => return Err(bad(format!("batch={text} must be a whole number from 1 to {MAX_BATCH}"))),
             },
+        };
+        let engine = match (engine.as_deref().unwrap_or("tract"), device.as_deref().unwrap_or("cpu")) {
+            ("tract", "cpu") => EngineChoice::Tract,
+            ("tract", "cuda") => return Err(bad("device=cuda needs engine=ort: tract runs on the CPU".into())),
+            ("ort", "cpu") => EngineChoice::Ort { cuda: false },
+            ("ort", "cuda") => EngineChoice::Ort { cuda: true },
+            ("tract" | "ort", other) => return Err(bad(format!("device={other} is not a device (cpu or cuda)"))),
+            (other, _) => return Err(bad(format!("engine={other} is not an engine (tract or ort)"))),
         };
         let unused = |what: &str, present: bool, pipeline: &str| match present {
             true => Err(bad(format!("argument {what} has no meaning for pipeline={pipeline}"))),
@@ -119,7 +141,7 @@ impl Task {
                 return Err(bad(format!("pipeline={other} is unknown (tensors or sentence-embedding)")));
             }
         };
-        Ok(Task { pipeline, batch, outputs })
+        Ok(Task { pipeline, engine, batch, outputs })
     }
 }
 
@@ -148,6 +170,15 @@ mod tests {
         let task = parse(&["input=input:0:x.npy", "batch=7"]).unwrap();
         assert_eq!(task.pipeline, Pipeline::Tensors { inputs: vec![(Some("input:0".into()), "x.npy".into())] });
         assert_eq!(task.batch, 7);
+        assert_eq!(task.engine, EngineChoice::Tract);
+    }
+
+    #[test]
+    fn onnxruntime_runs_on_the_cpu_or_with_cuda() {
+        let on = |extra: &[&str]| parse(&[&["input=x.npy"], extra].concat()).unwrap().engine;
+        assert_eq!(on(&["engine=ort"]), EngineChoice::Ort { cuda: false });
+        assert_eq!(on(&["engine=ort", "device=cuda"]), EngineChoice::Ort { cuda: true });
+        assert_eq!(on(&["engine=tract", "device=cpu"]), EngineChoice::Tract);
     }
 
     #[test]
@@ -172,6 +203,9 @@ mod tests {
         refused(&["input=a.npy", "batch=x"], "whole number");
         refused(&["input=a.npy", "batch=2", "batch=3"], "given twice");
         refused(&["input=a.npy", "threads=2"], "unknown argument \"threads\"");
+        refused(&["input=a.npy", "engine=onnx"], "engine=onnx is not an engine");
+        refused(&["input=a.npy", "device=tpu"], "device=tpu is not a device");
+        refused(&["input=a.npy", "device=cuda"], "device=cuda needs engine=ort");
         refused(&["input=a.npy", "text=s.txt"], "no meaning for pipeline=tensors");
         refused(&["pipeline=generate"], "pipeline=generate is unknown");
         let embed = ["pipeline=sentence-embedding", "tokenizer=t.json", "text=s.txt"];

@@ -8,11 +8,10 @@
 use std::time::Instant;
 
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer};
-use tract_onnx::prelude::*;
 
-use super::model::{Model, quoted_list};
+use super::engine::{Engine, PortType, quoted_list};
+use super::files;
 use super::npy::{self, Array, DType};
-use super::{exec, files};
 use crate::{Job, TaskError};
 
 pub const OUTPUT_FILE: &str = "embeddings.npy";
@@ -25,7 +24,7 @@ const TOKEN_TYPE_IDS: &str = "token_type_ids";
 /// One tokenized batch: its tokens' attention mask (for pooling) and the model inputs.
 struct Batch {
     mask: Vec<Vec<u32>>,
-    inputs: TVec<TValue>,
+    inputs: Vec<Array>,
 }
 
 pub struct Embedding<'a> {
@@ -36,7 +35,7 @@ pub struct Embedding<'a> {
 }
 
 impl Embedding<'_> {
-    pub fn run(&self, model: &Model, job: &Job<'_>, started: Instant) -> Result<(), TaskError> {
+    pub fn run(&self, model: &dyn Engine, job: &Job<'_>, started: Instant) -> Result<(), TaskError> {
         let tokenizer = self.tokenizer(job)?;
         let text = files::read_input(job.inputs, self.text)?;
         let sentences = sentences(self.text, &text)?;
@@ -45,19 +44,17 @@ impl Embedding<'_> {
             .map(|chunk| tokenize(&tokenizer, model, chunk))
             .collect::<Result<Vec<Batch>, TaskError>>()?;
         let (masks, inputs): (Vec<_>, Vec<_>) = batches.into_iter().map(|b| (b.mask, b.inputs)).unzip();
-        let results = exec::run(model, inputs, job, started)?;
-        let Some(name) = model.outputs.first() else {
+        let results = model.run(inputs, job, started)?;
+        let Some(name) = model.outputs().first() else {
             return Err(TaskError::BadInput("pipeline=sentence-embedding needs a model output to pool".into()));
         };
         let mut hidden = None;
         let mut data = Vec::new();
         for (outputs, mask) in results.iter().zip(&masks) {
-            let states = &outputs[0];
+            let states = outputs.first().ok_or_else(|| TaskError::BadOutput(format!("no output {name:?}")))?;
             let width = check_states(name, states, mask, hidden)?;
             hidden = Some(width);
-            let view =
-                states.as_plain_ram().ok_or_else(|| TaskError::BadOutput(format!("{name:?} is not in memory")))?;
-            let states = view.as_slice::<f32>().map_err(|error| TaskError::BadOutput(format!("{error:#}")))?;
+            let states = states.values::<f32>().unwrap_or_default();
             for (row, mask) in mask.iter().enumerate() {
                 let start = row * mask.len() * width;
                 for value in pool(&states[start..start + mask.len() * width], mask, width, self.normalize) {
@@ -98,14 +95,14 @@ fn sentences<'a>(file: &str, text: &'a [u8]) -> Result<Vec<&'a str>, TaskError> 
     Ok(lines)
 }
 
-fn tokenize(tokenizer: &Tokenizer, model: &Model, sentences: &[&str]) -> Result<Batch, TaskError> {
+fn tokenize(tokenizer: &Tokenizer, model: &dyn Engine, sentences: &[&str]) -> Result<Batch, TaskError> {
     let encodings = tokenizer
         .encode_batch(sentences.to_vec(), true)
         .map_err(|error| TaskError::BadInput(format!("tokenizing: {error}")))?;
     let rows = encodings.len();
     let length = encodings.first().map_or(0, |e| e.len());
-    let mut inputs = TVec::new();
-    for port in &model.inputs {
+    let mut inputs = Vec::new();
+    for port in model.inputs() {
         let values: Vec<u32> = match port.name.as_str() {
             INPUT_IDS => encodings.iter().flat_map(|e| e.get_ids().iter().copied()).collect(),
             ATTENTION_MASK => encodings.iter().flat_map(|e| e.get_attention_mask().iter().copied()).collect(),
@@ -118,21 +115,20 @@ fn tokenize(tokenizer: &Tokenizer, model: &Model, sentences: &[&str]) -> Result<
             }
         };
         let shape = [rows, length];
-        let tensor = match port.dtype {
-            Some(DatumType::I32) => Tensor::from_shape(&shape, &values.iter().map(|&v| v as i32).collect::<Vec<_>>()),
-            _ => Tensor::from_shape(&shape, &values.iter().map(|&v| i64::from(v)).collect::<Vec<_>>()),
-        }
-        .map_err(|error| TaskError::BadInput(format!("tokenized batch: {error:#}")))?;
-        port.check(tensor.datum_type(), &shape).map_err(|wanted| {
+        let array = match port.dtype {
+            PortType::Is(DType::I32) => Array::of(&shape, &values.iter().map(|&v| v as i32).collect::<Vec<_>>()),
+            _ => Array::of(&shape, &values.iter().map(|&v| i64::from(v)).collect::<Vec<_>>()),
+        };
+        port.check(array.dtype, &shape).map_err(|wanted| {
             TaskError::BadInput(format!(
                 "the tokens make model input {:?} int [{rows}, {length}], but {wanted}",
                 port.name
             ))
         })?;
-        inputs.push(tensor.into_tvalue());
+        inputs.push(array);
     }
-    if !model.inputs.iter().any(|port| port.name == INPUT_IDS) {
-        let names: Vec<String> = model.inputs.iter().map(|port| port.name.clone()).collect();
+    if !model.inputs().iter().any(|port| port.name == INPUT_IDS) {
+        let names: Vec<String> = model.inputs().iter().map(|port| port.name.clone()).collect();
         return Err(TaskError::Unsupported(format!(
             "pipeline=sentence-embedding needs a model input named {INPUT_IDS}; this model's are {}",
             quoted_list(&names)
@@ -144,21 +140,18 @@ fn tokenize(tokenizer: &Tokenizer, model: &Model, sentences: &[&str]) -> Result<
 
 /// Checks that `states` is float32 `[rows, tokens, hidden]` for this batch and the same
 /// hidden width as the batches before; returns the width.
-fn check_states(name: &str, states: &Tensor, mask: &[Vec<u32>], before: Option<usize>) -> Result<usize, TaskError> {
+fn check_states(name: &str, states: &Array, mask: &[Vec<u32>], before: Option<usize>) -> Result<usize, TaskError> {
     let (rows, tokens) = (mask.len(), mask.first().map_or(0, Vec::len));
-    match states.shape() {
-        &[r, t, hidden]
-            if r == rows
-                && t == tokens
-                && states.datum_type() == DatumType::F32
-                && before.is_none_or(|b| b == hidden) =>
+    match states.shape[..] {
+        [r, t, hidden]
+            if r == rows && t == tokens && states.dtype == DType::F32 && before.is_none_or(|b| b == hidden) =>
         {
             Ok(hidden)
         }
-        shape => Err(TaskError::BadInput(format!(
-            "model output {name:?} is {:?} {shape:?} for {rows} lines of {tokens} tokens; pooling needs float32 \
+        ref shape => Err(TaskError::BadInput(format!(
+            "model output {name:?} is {} {shape:?} for {rows} lines of {tokens} tokens; pooling needs float32 \
              [lines, tokens, hidden]: pick the token states with output=NAME",
-            states.datum_type()
+            states.dtype
         ))),
     }
 }

@@ -1,54 +1,34 @@
-//! Runs a job's batches on the model, using every core. tract computes one batch on one
-//! thread, so batches run side by side, one worker per core; when there are fewer batches
-//! than cores, each matrix product is also split across a shared thread pool. A batch
-//! whose shapes recur in the job runs on a plan made for them (see `model`). None of this
-//! depends on the machine: each batch is computed alone and kept in its slot, tract splits
-//! products by output tiles, each summed whole by one thread, and which plan a batch gets
-//! depends only on the batches, so the result is the same whatever the thread count or
-//! the order batches finish in.
+//! Runs a job's batches with any number of workers, each taking the next batch when it is
+//! free, and keeps each result in its batch's slot, so the results come back in batch order
+//! whatever the order batches finish in. Finished batches are reported as steps, in order.
 //!
 //! Between batches each worker looks at the cancel flag and the time limit: a running
 //! batch is not interrupted, so one batch is the slack on both.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tract_linalg::multithread::Executor;
-use tract_onnx::prelude::{TValue, TVec};
-
-use super::model::{Model, Shapes, shapes};
 use crate::{Job, Progress, TaskError};
 
-type Outputs = TVec<TValue>;
-
-/// Runs every batch, returning each batch's outputs in batch order.
+/// Runs `run_one(index, batch)` on every batch with up to `workers` threads (the calling
+/// thread among them), returning each batch's result in batch order.
 ///
 /// When batches fail, the error of the first failing one (by position) is returned, as
 /// every provider would see it; cancellation and the time limit win over both.
-pub fn run(
-    model: &Model,
-    batches: Vec<TVec<TValue>>,
+pub fn run<B: Send, O: Send>(
+    batches: Vec<B>,
+    workers: usize,
     job: &Job<'_>,
     started: Instant,
-) -> Result<Vec<Outputs>, TaskError> {
+    run_one: impl Fn(usize, B) -> Result<O, TaskError> + Sync,
+) -> Result<Vec<O>, TaskError> {
     let total = batches.len();
+    let workers = workers.clamp(1, total.max(1));
     let deadline = started.checked_add(Duration::from_secs(job.limits.timeout_s.into()));
-    let cores = thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = cores.min(total).max(1);
-    let executor = match workers < cores {
-        true => products_pool(cores)?,
-        false => Executor::SingleThread,
-    };
-    let mut seen: HashMap<Shapes, usize> = HashMap::new();
-    for batch in &batches {
-        *seen.entry(shapes(batch)).or_default() += 1;
-    }
-    let specialize: Vec<bool> = batches.iter().map(|batch| seen.get(&shapes(batch)).is_some_and(|&n| n > 1)).collect();
-    let pending: Vec<Mutex<Option<TVec<TValue>>>> = batches.into_iter().map(|b| Mutex::new(Some(b))).collect();
-    let results: Vec<Mutex<Option<Result<Outputs, TaskError>>>> = (0..total).map(|_| Mutex::default()).collect();
+    let pending: Vec<Mutex<Option<B>>> = batches.into_iter().map(|b| Mutex::new(Some(b))).collect();
+    let results: Vec<Mutex<Option<Result<O, TaskError>>>> = (0..total).map(|_| Mutex::default()).collect();
     let next = AtomicUsize::new(0);
     let first_failure = AtomicUsize::new(usize::MAX);
     let stopped: Mutex<Option<TaskError>> = Mutex::default();
@@ -74,8 +54,8 @@ pub fn run(
                 lock(&stopped).get_or_insert(why);
                 return;
             }
-            let Some(inputs) = lock(&pending[index]).take() else { continue };
-            let result = model.run(inputs, &executor, specialize[index]);
+            let Some(batch) = lock(&pending[index]).take() else { continue };
+            let result = run_one(index, batch);
             if result.is_err() {
                 first_failure.fetch_min(index, Ordering::Relaxed);
             } else {
@@ -108,16 +88,6 @@ pub fn run(
             slot.unwrap_or_else(|| Err(TaskError::Trap("a batch did not run".into())))
         })
         .collect()
-}
-
-/// A pool of `threads` for tract's matrix products.
-fn products_pool(threads: usize) -> Result<Executor, TaskError> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|n| format!("ogpu-onnx-{n}"))
-        .build()
-        .map_err(|error| TaskError::Io(format!("starting the inference threads: {error}")))?;
-    Ok(Executor::MultiThread(Arc::new(pool)))
 }
 
 /// Locks `mutex`; a panic elsewhere cannot leave these plain values half-written.

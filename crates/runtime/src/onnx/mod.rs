@@ -1,7 +1,13 @@
-//! The `onnx` runtime: inference of an ONNX model with tract on the CPU, the reference
-//! every verifier can run. The task's program is the `.onnx` file; its arguments declare
-//! how the inputs feed the model and what to deliver, as `key=value` strings:
+//! The `onnx` runtime: inference of an ONNX model. The task's program is the `.onnx` file;
+//! its arguments declare how the inputs feed the model, what runs it and what to deliver,
+//! as `key=value` strings:
 //!
+//! - `engine=tract` (the default): tract on the CPU, in pure Rust, the reference every
+//!   verifier can run. `engine=ort`: onnxruntime, several times faster on transformers,
+//!   where the provider has its library (ogpu-runtime's `ort` feature, and a
+//!   `libonnxruntime.so` the provider names). `device=cuda` (with `engine=ort`) runs on
+//!   onnxruntime's CUDA execution provider (the `cuda` feature). The engine is part of the
+//!   result: engines agree within float tolerance, not bit for bit.
 //! - `pipeline=tensors` (the default): tensors in, tensors out.
 //!   - `input=NAME:FILE` binds model input `NAME` to the task input `FILE`, a NumPy
 //!     `.npy` file (little-endian float32, float64, int32 or int64, C order; see `npy`).
@@ -25,26 +31,31 @@
 //!   - `batch=N` lines run at a time.
 //!
 //! `batch` (default 32, at most 4096) is part of the result, not a tuning knob: the batch
-//! shapes decide the padding and which kernels tract runs, so the same task gives the same
-//! bytes on the same CPU whatever the machine's thread count. Batches run in parallel,
-//! one per core (see `exec`). Across CPU families (AVX-512 against AVX2 or NEON) float
-//! results may differ in the last bits; the reference cases hold within 1e-4.
+//! shapes decide the padding and which kernels run, so the same task gives the same bytes
+//! on the same CPU whatever the machine's thread count. tract runs batches in parallel, one
+//! per core; onnxruntime runs them in turn, each on every core. Across CPU families
+//! (AVX-512 against AVX2 or NEON) float results may differ in the last bits; the reference
+//! cases hold within 1e-4.
 //!
 //! Limits: `timeout_s` and the cancel flag are checked between batches, so one batch is
 //! the slack on both; `memory_mb` and `fuel` are not enforced here.
 //!
-//! Errors: a file that is not an ONNX model tract can read is `InvalidProgram`, an
-//! operator tract lacks is `Unsupported`, and arguments or inputs that do not fit the
-//! model (a missing file, a bad `.npy` header, a wrong shape or element type) are
-//! `BadInput`, each naming what was found and what the model wants.
+//! Errors: a file that is not an ONNX model the engine can read is `InvalidProgram`, an
+//! operator the engine lacks is `Unsupported`, as is an engine or device this provider
+//! does not have, and arguments or inputs that do not fit the model (a missing file, a bad
+//! `.npy` header, a wrong shape or element type) are `BadInput`, each naming what was found
+//! and what the model wants.
 
 mod args;
 mod embed;
+mod engine;
 mod exec;
 pub(crate) mod files;
-mod model;
 pub mod npy;
+#[cfg(feature = "ort")]
+mod ort;
 mod tensors;
+mod tract;
 
 use std::time::Instant;
 
@@ -52,18 +63,52 @@ use ogpu_core::spec::WorkloadKind;
 
 use crate::digest::digest_dir;
 use crate::{Job, Outcome, Runtime, TaskError, check_job};
-use args::{Pipeline, Task};
+use args::{EngineChoice, Pipeline, Task};
 use embed::Embedding;
-use model::{Model, Outputs};
+use engine::{Engine, Outputs};
+#[cfg(feature = "ort")]
+pub use ort::OrtLibrary;
 
-/// Runs ONNX models with tract. Holds nothing between jobs: each job parses its model and
-/// optimizes it for its batch shapes.
+/// Runs ONNX models. Holds nothing between jobs but the onnxruntime library, when it has
+/// one: each job loads its model and prepares it for its batch shapes.
 #[derive(Debug, Default)]
-pub struct OnnxRuntime;
+pub struct OnnxRuntime {
+    #[cfg(feature = "ort")]
+    onnxruntime: Option<OrtLibrary>,
+}
 
 impl OnnxRuntime {
+    /// With tract only.
     pub fn new() -> OnnxRuntime {
-        OnnxRuntime
+        OnnxRuntime::default()
+    }
+
+    /// With onnxruntime as well, for `engine=ort`.
+    #[cfg(feature = "ort")]
+    pub fn with_onnxruntime(library: OrtLibrary) -> OnnxRuntime {
+        OnnxRuntime { onnxruntime: Some(library) }
+    }
+
+    fn load(&self, program: &[u8], choice: EngineChoice, wanted: Outputs<'_>) -> Result<Box<dyn Engine>, TaskError> {
+        match choice {
+            EngineChoice::Tract => Ok(Box::new(tract::TractModel::load(program, wanted)?)),
+            EngineChoice::Ort { cuda } => self.load_ort(program, cuda, wanted),
+        }
+    }
+
+    #[cfg(feature = "ort")]
+    fn load_ort(&self, program: &[u8], cuda: bool, wanted: Outputs<'_>) -> Result<Box<dyn Engine>, TaskError> {
+        let library = self.onnxruntime.as_ref().ok_or_else(|| {
+            TaskError::Unsupported("engine=ort: this provider has no onnxruntime library configured".into())
+        })?;
+        Ok(Box::new(ort::OrtModel::load(library, program, wanted, cuda)?))
+    }
+
+    #[cfg(not(feature = "ort"))]
+    fn load_ort(&self, _program: &[u8], _cuda: bool, _wanted: Outputs<'_>) -> Result<Box<dyn Engine>, TaskError> {
+        Err(TaskError::Unsupported(
+            "engine=ort: this provider's build has no onnxruntime (ogpu-runtime's ort feature)".into(),
+        ))
     }
 }
 
@@ -81,11 +126,12 @@ impl Runtime for OnnxRuntime {
             (Pipeline::SentenceEmbedding { .. }, []) => Outputs::First,
             (_, named) => Outputs::Named(named),
         };
-        let model = Model::load(job.program, wanted)?;
+        let model = self.load(job.program, task.engine, wanted)?;
         match &task.pipeline {
-            Pipeline::Tensors { inputs } => tensors::run(&model, inputs, task.batch, job, started)?,
+            Pipeline::Tensors { inputs } => tensors::run(model.as_ref(), inputs, task.batch, job, started)?,
             Pipeline::SentenceEmbedding { tokenizer, text, normalize } => {
-                Embedding { tokenizer, text, normalize: *normalize, batch: task.batch }.run(&model, job, started)?
+                let embedding = Embedding { tokenizer, text, normalize: *normalize, batch: task.batch };
+                embedding.run(model.as_ref(), job, started)?
             }
         }
         let compute_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

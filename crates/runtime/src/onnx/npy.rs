@@ -65,6 +65,73 @@ pub struct Array {
     pub data: Vec<u8>,
 }
 
+impl Array {
+    /// An array of `shape` holding `values`, which must number the shape's product.
+    pub fn of<T: Element>(shape: &[usize], values: &[T]) -> Array {
+        debug_assert_eq!(shape.iter().product::<usize>(), values.len());
+        let mut data = Vec::with_capacity(values.len() * T::DTYPE.size());
+        for value in values {
+            value.put(&mut data);
+        }
+        Array { dtype: T::DTYPE, shape: shape.to_vec(), data }
+    }
+
+    /// The elements, when they are of type `T`.
+    pub fn values<T: Element>(&self) -> Option<Vec<T>> {
+        (self.dtype == T::DTYPE).then(|| self.data.chunks_exact(T::DTYPE.size()).map(T::from_le).collect())
+    }
+
+    /// The bytes of one row: one index along the first axis.
+    fn row_bytes(&self) -> usize {
+        self.shape.iter().skip(1).product::<usize>() * self.dtype.size()
+    }
+
+    /// Rows `start..end` along the first axis (which the caller knows is that long).
+    pub fn rows(&self, start: usize, end: usize) -> Array {
+        let row = self.row_bytes();
+        let mut shape = self.shape.clone();
+        shape[0] = end - start;
+        Array { dtype: self.dtype, shape, data: self.data[start * row..end * row].to_vec() }
+    }
+
+    /// `parts` joined along the first axis, when they agree in type and every other axis.
+    pub fn join_rows(parts: &[Array]) -> Option<Array> {
+        let first = parts.first()?;
+        let rest = first.shape.get(1..)?;
+        if parts.iter().any(|p| p.dtype != first.dtype || p.shape.get(1..) != Some(rest)) {
+            return None;
+        }
+        let mut shape = first.shape.clone();
+        shape[0] = parts.iter().map(|p| p.shape[0]).sum();
+        Some(Array { dtype: first.dtype, shape, data: parts.iter().flat_map(|p| p.data.iter().copied()).collect() })
+    }
+}
+
+/// The Rust types of the element types.
+pub trait Element: Copy {
+    const DTYPE: DType;
+    /// Appends the little-endian bytes.
+    fn put(self, out: &mut Vec<u8>);
+    fn from_le(bytes: &[u8]) -> Self;
+}
+
+macro_rules! element {
+    ($($ty:ty => $dtype:ident),*) => {$(
+        impl Element for $ty {
+            const DTYPE: DType = DType::$dtype;
+            fn put(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn from_le(bytes: &[u8]) -> $ty {
+                // `values` hands over chunks of exactly the element's size.
+                <$ty>::from_le_bytes(bytes.try_into().unwrap_or_default())
+            }
+        }
+    )*};
+}
+
+element!(f32 => F32, f64 => F64, i32 => I32, i64 => I64);
+
 /// Why bytes are not a `.npy` file this reader accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

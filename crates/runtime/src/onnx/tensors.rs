@@ -2,66 +2,63 @@
 //! batches along its first axis (the rows), and each chosen output written back as
 //! `<output name>.npy` with its batches joined again in order.
 
-use std::borrow::Cow;
 use std::time::Instant;
 
-use tract_onnx::prelude::*;
-
-use super::model::{Model, dtype_name, quoted_list};
-use super::npy::{self, Array, DType};
-use super::{exec, files};
+use super::engine::{Engine, quoted_list};
+use super::files;
+use super::npy::{self, Array};
 use crate::{Job, TaskError};
 
-// Tensors are handed to and from tract as raw bytes, which `.npy` stores little-endian.
-const _: () = assert!(cfg!(target_endian = "little"), "the onnx runtime reads .npy data as native bytes");
-
 pub fn run(
-    model: &Model,
+    model: &dyn Engine,
     bindings: &[(Option<String>, String)],
     batch: usize,
     job: &Job<'_>,
     started: Instant,
 ) -> Result<(), TaskError> {
     let files = bind(model, bindings)?;
-    let mut tensors = Vec::with_capacity(files.len());
+    let mut arrays = Vec::with_capacity(files.len());
     for file in &files {
         let array = npy::read(&files::read_input(job.inputs, file)?)
             .map_err(|error| TaskError::BadInput(format!("{file}: {error}")))?;
-        tensors.push(to_tensor(&array).map_err(|error| TaskError::BadInput(format!("{file}: {error:#}")))?);
+        arrays.push(array);
     }
-    let rows = batch_rows(&files, &tensors)?;
+    let rows = batch_rows(&files, &arrays)?;
     let mut batches = Vec::new();
     for start in (0..rows).step_by(batch) {
         let end = rows.min(start + batch);
-        let mut inputs = TVec::new();
-        for ((tensor, port), file) in tensors.iter().zip(&model.inputs).zip(&files) {
-            let part =
-                tensor.slice(0, start, end).map_err(|error| TaskError::BadInput(format!("{file}: {error:#}")))?;
-            port.check(part.datum_type(), part.shape()).map_err(|wanted| {
+        let mut inputs = Vec::with_capacity(arrays.len());
+        for ((array, port), file) in arrays.iter().zip(model.inputs()).zip(&files) {
+            let part = array.rows(start, end);
+            port.check(part.dtype, &part.shape).map_err(|wanted| {
                 TaskError::BadInput(format!(
                     "input {:?} from {file} is {} {:?} in a batch of {} rows, but {wanted}",
                     port.name,
-                    dtype_name(part.datum_type()),
-                    part.shape(),
+                    part.dtype,
+                    part.shape,
                     end - start
                 ))
             })?;
-            inputs.push(part.into_tvalue());
+            inputs.push(part);
         }
         batches.push(inputs);
     }
-    let results = exec::run(model, batches, job, started)?;
-    for (index, name) in model.outputs.iter().enumerate() {
-        let parts: Vec<&Tensor> = results.iter().map(|outputs| &*outputs[index]).collect();
-        let joined = join(name, &parts, rows, batch)?;
-        files::write_output(job.output, &format!("{name}.npy"), &npy::write(&to_array(name, &joined)?))?;
+    let mut by_output: Vec<Vec<Array>> = model.outputs().iter().map(|_| Vec::new()).collect();
+    for outputs in model.run(batches, job, started)? {
+        for (parts, array) in by_output.iter_mut().zip(outputs) {
+            parts.push(array);
+        }
+    }
+    for (name, parts) in model.outputs().iter().zip(by_output) {
+        let joined = join(name, parts, rows, batch)?;
+        files::write_output(job.output, &format!("{name}.npy"), &npy::write(&joined))?;
     }
     Ok(())
 }
 
 /// The input file for each model input, in the model's order.
-fn bind(model: &Model, bindings: &[(Option<String>, String)]) -> Result<Vec<String>, TaskError> {
-    let names: Vec<String> = model.inputs.iter().map(|port| port.name.clone()).collect();
+fn bind(model: &dyn Engine, bindings: &[(Option<String>, String)]) -> Result<Vec<String>, TaskError> {
+    let names: Vec<String> = model.inputs().iter().map(|port| port.name.clone()).collect();
     if let [(None, file)] = bindings {
         return match names.len() {
             1 => Ok(vec![file.clone()]),
@@ -99,10 +96,10 @@ fn bind(model: &Model, bindings: &[(Option<String>, String)]) -> Result<Vec<Stri
 }
 
 /// The number of rows every input has along its first axis.
-fn batch_rows(files: &[String], tensors: &[Tensor]) -> Result<usize, TaskError> {
+fn batch_rows(files: &[String], arrays: &[Array]) -> Result<usize, TaskError> {
     let mut rows = None;
-    for (file, tensor) in files.iter().zip(tensors) {
-        let Some(&first) = tensor.shape().first() else {
+    for (file, array) in files.iter().zip(arrays) {
+        let Some(&first) = array.shape.first() else {
             return Err(TaskError::BadInput(format!(
                 "{file} holds a scalar; inputs need a first axis of rows to batch"
             )));
@@ -121,55 +118,20 @@ fn batch_rows(files: &[String], tensors: &[Tensor]) -> Result<usize, TaskError> 
 }
 
 /// One output's batches joined along the first axis.
-fn join(name: &str, parts: &[&Tensor], rows: usize, batch: usize) -> Result<Tensor, TaskError> {
-    if let [only] = parts {
-        return Ok((*only).clone());
+fn join(name: &str, mut parts: Vec<Array>, rows: usize, batch: usize) -> Result<Array, TaskError> {
+    if parts.len() == 1 {
+        return Ok(parts.remove(0));
     }
     for (index, part) in parts.iter().enumerate() {
         let expected = batch.min(rows - index * batch);
-        if part.shape().first() != Some(&expected) {
+        if part.shape.first() != Some(&expected) {
             return Err(TaskError::BadInput(format!(
                 "output {name:?} is {:?} for a batch of {expected} rows: it has no batch axis, so batches cannot be \
                  joined; run all {rows} rows in one batch (batch={rows})",
-                part.shape()
+                part.shape
             )));
         }
     }
-    Tensor::stack_tensors(0, parts).map_err(|error| TaskError::BadOutput(format!("joining output {name:?}: {error:#}")))
-}
-
-fn to_tensor(array: &Array) -> TractResult<Tensor> {
-    fn decode<T: Datum + Copy, const N: usize>(array: &Array, from: fn([u8; N]) -> T) -> TractResult<Tensor> {
-        let values: Vec<T> = array.data.as_chunks::<N>().0.iter().map(|&bytes| from(bytes)).collect();
-        Tensor::from_shape(&array.shape, &values)
-    }
-    match array.dtype {
-        DType::F32 => decode(array, f32::from_le_bytes),
-        DType::F64 => decode(array, f64::from_le_bytes),
-        DType::I32 => decode(array, i32::from_le_bytes),
-        DType::I64 => decode(array, i64::from_le_bytes),
-    }
-}
-
-fn to_array(name: &str, tensor: &Tensor) -> Result<Array, TaskError> {
-    let unsupported = || {
-        TaskError::Unsupported(format!(
-            "output {name:?} is {}, which is not written as .npy here",
-            dtype_name(tensor.datum_type())
-        ))
-    };
-    // tract computes some integer outputs (an ArgMax's, say) as symbolic dimensions.
-    let tensor = match tensor.datum_type() {
-        DatumType::TDim => tensor.cast_to::<i64>().map_err(|_| unsupported())?,
-        _ => Cow::Borrowed(tensor),
-    };
-    let dtype = match tensor.datum_type() {
-        DatumType::F32 => DType::F32,
-        DatumType::F64 => DType::F64,
-        DatumType::I32 => DType::I32,
-        DatumType::I64 => DType::I64,
-        _ => return Err(unsupported()),
-    };
-    let view = tensor.as_plain_ram().ok_or_else(unsupported)?;
-    Ok(Array { dtype, shape: tensor.shape().to_vec(), data: view.as_bytes().to_vec() })
+    Array::join_rows(&parts)
+        .ok_or_else(|| TaskError::BadOutput(format!("output {name:?} changes type or shape from batch to batch")))
 }

@@ -1,62 +1,41 @@
-//! The model: an ONNX graph parsed once per job, checked for operators tract lacks, and
-//! turned into optimized plans. A shape that several batches share gets a plan made for
-//! exactly that shape: tract then folds the shape arithmetic and picks its kernels once,
-//! which makes each run faster. A shape seen once runs on the general plan, optimized once
-//! for the model's own free dimensions, since optimizing costs about half a batch: with
-//! text padded per batch, most batches of a job have a length of their own.
+//! The tract engine: the reference every verifier can run, on the CPU, in pure Rust.
+//!
+//! An ONNX graph is parsed once per job, checked for operators tract lacks, and turned
+//! into optimized plans. A shape that several batches share gets a plan made for exactly
+//! that shape: tract then folds the shape arithmetic and picks its kernels once, which
+//! makes each run faster. A shape seen once runs on the general plan, optimized once for
+//! the model's own free dimensions, since optimizing costs about half a batch: with text
+//! padded per batch, most batches of a job have a length of their own.
+//!
+//! tract computes one batch on one thread, so batches run side by side, one worker per
+//! core; when there are fewer batches than cores, each matrix product is also split across
+//! a shared thread pool. None of this depends on the machine: each batch is computed alone,
+//! tract splits products by output tiles, each summed whole by one thread, and which plan a
+//! batch gets depends only on the batches, so the result is the same whatever the thread
+//! count or the order batches finish in.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::Instant;
 
 use tract_linalg::multithread::{Executor, multithread_tract_scope};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::ops::unimpl::UnimplementedOp;
 
-use crate::TaskError;
+use super::engine::{Engine, Outputs, Port, PortType};
+use super::exec;
+use super::npy::{Array, DType};
+use crate::{Job, TaskError};
 
-/// A model input as the graph declares it.
-#[derive(Debug, Clone)]
-pub struct Port {
-    pub name: String,
-    /// `None` when the graph leaves it open.
-    pub dtype: Option<DatumType>,
-    /// Each dimension fixed or free (`None`); the whole shape `None` when even the rank is
-    /// open.
-    pub shape: Option<Vec<Option<usize>>>,
-}
-
-impl Port {
-    /// Whether a tensor of `dtype` and `shape` fits, and if not, what the model wants.
-    pub fn check(&self, dtype: DatumType, shape: &[usize]) -> Result<(), String> {
-        let dtype_fits = self.dtype.is_none_or(|wanted| wanted == dtype);
-        let shape_fits = self.shape.as_ref().is_none_or(|dims| {
-            dims.len() == shape.len() && dims.iter().zip(shape).all(|(want, &got)| want.is_none_or(|w| w == got))
-        });
-        match dtype_fits && shape_fits {
-            true => Ok(()),
-            false => Err(format!("the model wants {}", self.describe())),
-        }
-    }
-
-    /// `float32 [?, 64]`: the declared type and shape, `?` where free.
-    pub fn describe(&self) -> String {
-        let mut text = self.dtype.map_or("any type".to_string(), dtype_name);
-        match &self.shape {
-            None => text.push_str(" of any shape"),
-            Some(dims) => {
-                let dims: Vec<String> = dims.iter().map(|d| d.map_or("?".into(), |d| d.to_string())).collect();
-                let _ = write!(text, " [{}]", dims.join(", "));
-            }
-        }
-        text
-    }
-}
+// Arrays are handed to and from tract as raw bytes, which `.npy` stores little-endian.
+const _: () = assert!(cfg!(target_endian = "little"), "the onnx runtime reads .npy data as native bytes");
 
 /// The name NumPy and ONNX users know a tract element type by.
-pub fn dtype_name(dtype: DatumType) -> String {
+fn dtype_name(dtype: DatumType) -> String {
     match dtype {
         DatumType::F32 => "float32".into(),
         DatumType::F64 => "float64".into(),
@@ -66,35 +45,26 @@ pub fn dtype_name(dtype: DatumType) -> String {
     }
 }
 
-/// Which of the model's declared outputs to compute.
-#[derive(Debug, Clone, Copy)]
-pub enum Outputs<'a> {
-    All,
-    First,
-    /// By name, in this order.
-    Named(&'a [String]),
-}
-
 type Plan = Arc<TypedRunnableModel>;
-pub type Shapes = Vec<(DatumType, Vec<usize>)>;
+type Shapes = Vec<(DatumType, Vec<usize>)>;
 /// One slot per set of input shapes, filled by the first batch that needs it while the
 /// others of that shape wait.
 type PlanSlot = Arc<OnceLock<Result<Plan, TaskError>>>;
 
-pub struct Model {
+pub struct TractModel {
     graph: InferenceModel,
-    pub inputs: Vec<Port>,
+    inputs: Vec<Port>,
     /// The names of the outputs the plans compute, in order.
-    pub outputs: Vec<String>,
+    outputs: Vec<String>,
     plans: Mutex<HashMap<Shapes, PlanSlot>>,
     /// The plan for the model's own (free) input shapes, made on first use.
     general: OnceLock<Result<Plan, TaskError>>,
 }
 
-impl Model {
+impl TractModel {
     /// Parses `program` and keeps the `wanted` outputs, so the branches computing no
     /// wanted output are never run.
-    pub fn load(program: &[u8], wanted: Outputs<'_>) -> Result<Model, TaskError> {
+    pub fn load(program: &[u8], wanted: Outputs<'_>) -> Result<TractModel, TaskError> {
         let mut graph = guarded(|| tract_onnx::onnx().model_for_read(&mut &program[..]))
             .map_err(|error| TaskError::InvalidProgram(format!("not an ONNX model tract can read: {error}")))?;
         if let Some(node) = graph.nodes().iter().find(|node| node.op_is::<UnimplementedOp>()) {
@@ -107,22 +77,9 @@ impl Model {
         }
         let declared = graph.output_outlets().map_err(invalid)?.to_vec();
         let names: Vec<String> = declared.iter().map(|&outlet| outlet_name(&graph, outlet)).collect();
-        let outputs = match wanted {
-            _ if names.is_empty() => return Err(TaskError::InvalidProgram("the model declares no outputs".into())),
-            Outputs::All => names.clone(),
-            Outputs::First => names[..1].to_vec(),
-            Outputs::Named(wanted) => wanted.to_vec(),
-        };
-        let mut selected = Vec::with_capacity(outputs.len());
-        for name in &outputs {
-            let Some(index) = names.iter().position(|n| n == name) else {
-                return Err(TaskError::BadInput(format!(
-                    "the model has no output {name:?}; its outputs are {}",
-                    quoted_list(&names)
-                )));
-            };
-            selected.push(declared[index]);
-        }
+        let outputs = wanted.pick(&names)?;
+        let selected: Vec<OutletId> =
+            outputs.iter().filter_map(|name| names.iter().position(|n| n == name)).map(|i| declared[i]).collect();
         graph.select_output_outlets(&selected).map_err(invalid)?;
         let inputs = graph
             .input_outlets()
@@ -130,13 +87,18 @@ impl Model {
             .iter()
             .map(|&outlet| port(&graph, outlet))
             .collect::<Result<_, _>>()?;
-        Ok(Model { graph, inputs, outputs, plans: Mutex::default(), general: OnceLock::new() })
+        Ok(TractModel { graph, inputs, outputs, plans: Mutex::default(), general: OnceLock::new() })
     }
 
     /// Runs the model on one batch (one tensor per model input, in the model's order), with
     /// its matrix products on `executor`; `specialize` asks for a plan made for this
     /// batch's shapes.
-    pub fn run(&self, inputs: TVec<TValue>, executor: &Executor, specialize: bool) -> Result<TVec<TValue>, TaskError> {
+    fn run_batch(
+        &self,
+        inputs: TVec<TValue>,
+        executor: &Executor,
+        specialize: bool,
+    ) -> Result<TVec<TValue>, TaskError> {
         let plan = self.plan(&inputs, specialize)?;
         let outputs = guarded(|| multithread_tract_scope(executor.clone(), || plan.run(inputs)))
             .map_err(|error| TaskError::Trap(format!("the model failed: {error}")))?;
@@ -187,8 +149,91 @@ impl Model {
     }
 }
 
+impl Engine for TractModel {
+    fn inputs(&self) -> &[Port] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[String] {
+        &self.outputs
+    }
+
+    fn run(&self, batches: Vec<Vec<Array>>, job: &Job<'_>, started: Instant) -> Result<Vec<Vec<Array>>, TaskError> {
+        let batches: Vec<TVec<TValue>> = batches
+            .iter()
+            .map(|batch| batch.iter().map(|array| to_tensor(array).map(IntoTValue::into_tvalue)).collect())
+            .collect::<Result<_, _>>()?;
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        let executor = match batches.len() < cores {
+            true => products_pool(cores)?,
+            false => Executor::SingleThread,
+        };
+        let mut seen: HashMap<Shapes, usize> = HashMap::new();
+        for batch in &batches {
+            *seen.entry(shapes(batch)).or_default() += 1;
+        }
+        let specialize: Vec<bool> =
+            batches.iter().map(|batch| seen.get(&shapes(batch)).is_some_and(|&n| n > 1)).collect();
+        exec::run(batches, cores, job, started, |index, batch| {
+            let outputs = self.run_batch(batch, &executor, specialize[index])?;
+            outputs.iter().zip(&self.outputs).map(|(tensor, name)| to_array(name, tensor)).collect()
+        })
+    }
+}
+
+/// A pool of `threads` for tract's matrix products.
+fn products_pool(threads: usize) -> Result<Executor, TaskError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|n| format!("ogpu-onnx-{n}"))
+        .build()
+        .map_err(|error| TaskError::Io(format!("starting the inference threads: {error}")))?;
+    Ok(Executor::MultiThread(Arc::new(pool)))
+}
+
+fn to_tensor(array: &Array) -> Result<Tensor, TaskError> {
+    fn decode<T: Datum + Copy, const N: usize>(array: &Array, from: fn([u8; N]) -> T) -> TractResult<Tensor> {
+        let values: Vec<T> = array.data.as_chunks::<N>().0.iter().map(|&bytes| from(bytes)).collect();
+        Tensor::from_shape(&array.shape, &values)
+    }
+    match array.dtype {
+        DType::F32 => decode(array, f32::from_le_bytes),
+        DType::F64 => decode(array, f64::from_le_bytes),
+        DType::I32 => decode(array, i32::from_le_bytes),
+        DType::I64 => decode(array, i64::from_le_bytes),
+    }
+    .map_err(|error| TaskError::BadInput(format!("{error:#}")))
+}
+
+fn to_array(name: &str, tensor: &Tensor) -> Result<Array, TaskError> {
+    let unsupported = || {
+        TaskError::Unsupported(format!(
+            "output {name:?} is {}, which is not written as .npy here",
+            dtype_name(tensor.datum_type())
+        ))
+    };
+    // tract computes some integer outputs (an ArgMax's, say) as symbolic dimensions.
+    let tensor = match tensor.datum_type() {
+        DatumType::TDim => tensor.cast_to::<i64>().map_err(|_| unsupported())?,
+        _ => Cow::Borrowed(tensor),
+    };
+    let dtype = npy_dtype(tensor.datum_type()).ok_or_else(unsupported)?;
+    let view = tensor.as_plain_ram().ok_or_else(unsupported)?;
+    Ok(Array { dtype, shape: tensor.shape().to_vec(), data: view.as_bytes().to_vec() })
+}
+
+fn npy_dtype(dtype: DatumType) -> Option<DType> {
+    match dtype {
+        DatumType::F32 => Some(DType::F32),
+        DatumType::F64 => Some(DType::F64),
+        DatumType::I32 => Some(DType::I32),
+        DatumType::I64 => Some(DType::I64),
+        _ => None,
+    }
+}
+
 /// The element type and shape of each input: what a plan is made for.
-pub fn shapes(inputs: &[TValue]) -> Shapes {
+fn shapes(inputs: &[TValue]) -> Shapes {
     inputs.iter().map(|t| (t.datum_type(), t.shape().to_vec())).collect()
 }
 
@@ -215,11 +260,11 @@ fn port(graph: &InferenceModel, outlet: OutletId) -> Result<Port, TaskError> {
                 .collect(),
         ),
     };
-    Ok(Port { name: graph.node(outlet.node).name.clone(), dtype: fact.datum_type.concretize(), shape })
-}
-
-pub fn quoted_list(names: &[String]) -> String {
-    names.iter().map(|name| format!("{name:?}")).collect::<Vec<_>>().join(", ")
+    let dtype = match fact.datum_type.concretize() {
+        None => PortType::Any,
+        Some(dtype) => npy_dtype(dtype).map_or_else(|| PortType::Other(dtype_name(dtype)), PortType::Is),
+    };
+    Ok(Port { name: graph.node(outlet.node).name.clone(), dtype, shape })
 }
 
 /// Runs a tract call, turning its errors and any panic inside it into text: malformed
