@@ -15,7 +15,7 @@ use ogpu_core::keystore::{Kdf, Keystore};
 use ogpu_core::spec::{DeviceKind, DeviceProfile};
 use ogpu_core::{Address, SecretKey};
 use ogpu_provider::{Agent, ProviderConfig};
-use ogpu_runtime::Runtimes;
+use ogpu_runtime::{Libraries, Runtimes};
 use serde::Deserialize;
 
 use crate::client::{ClientArgs, Format, open_key};
@@ -99,7 +99,7 @@ fn run_agent(config_path: &std::path::Path) -> Result<()> {
     let config = ProviderConfig::load(config_path)?;
     let key = open_key(&config.key)?;
     let profile = ogpu_provider::devices::detect(&config.region);
-    let runtimes = Runtimes::with_defaults()?;
+    let runtimes = Runtimes::with_defaults(&Libraries { onnxruntime: config.onnxruntime.clone() })?;
     let agent = Agent::start(config, key, runtimes, profile)?;
     println!("provider {} running; Ctrl-C stops it", agent.address());
     let stop = Arc::new(AtomicBool::new(false));

@@ -21,7 +21,7 @@ use ogpu_core::tasklog::{LogBody, SignedLogEntry};
 use ogpu_core::tx::TxBody;
 use ogpu_core::{Address, Amount, BlobHash, Hash, TaskId};
 use ogpu_provider::wallet::{Verdict, Wallet};
-use ogpu_runtime::{Job, Progress, Runtimes};
+use ogpu_runtime::{Job, Libraries, Progress, Runtimes};
 use serde::Deserialize;
 
 use crate::client::{ClientArgs, Format};
@@ -38,6 +38,9 @@ pub enum TaskCommand {
         /// Copy the output files here (default: a temporary directory, removed).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// A `libonnxruntime.so`, for onnx tasks that ask for `engine=ort`.
+        #[arg(long, env = "ORT_DYLIB_PATH")]
+        onnxruntime: Option<PathBuf>,
     },
     /// Upload the task's files, reserve its price and submit it; then follow it until it
     /// settles (exit 0) or fails (non-zero, with the reason).
@@ -69,7 +72,10 @@ pub enum TaskCommand {
 
 pub fn run(client: ClientArgs, command: TaskCommand) -> Result<()> {
     match command {
-        TaskCommand::RunLocal { file, blobs, out } => run_local(&file, blobs, out, client.format),
+        TaskCommand::RunLocal { file, blobs, out, onnxruntime } => {
+            let libraries = Libraries { onnxruntime };
+            run_local(&file, blobs, out, &libraries, client.format)
+        }
         TaskCommand::Submit { file, blobs, no_wait } => submit(&client, &file, blobs, no_wait),
         TaskCommand::Get { id } => get(&client, &parse_id(&id)?),
         TaskCommand::Logs { id, follow } => logs(&client, &parse_id(&id)?, follow),
@@ -125,7 +131,13 @@ fn blob_dir(file: &Path, blobs: Option<PathBuf>) -> PathBuf {
     blobs.unwrap_or_else(|| file.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf))
 }
 
-fn run_local(file: &Path, blobs: Option<PathBuf>, out: Option<PathBuf>, format: Format) -> Result<()> {
+fn run_local(
+    file: &Path,
+    blobs: Option<PathBuf>,
+    out: Option<PathBuf>,
+    libraries: &Libraries,
+    format: Format,
+) -> Result<()> {
     let spec = crate::spec::load(file)?;
     let (program, inputs) = locate(&spec, &blob_dir(file, blobs))?;
     let work = tempfile::tempdir()?;
@@ -136,7 +148,7 @@ fn run_local(file: &Path, blobs: Option<PathBuf>, out: Option<PathBuf>, format: 
         std::fs::copy(path, input_dir.join(name)).with_context(|| format!("staging input {name:?}"))?;
     }
     let program = std::fs::read(&program)?;
-    let runtimes = Runtimes::with_defaults()?;
+    let runtimes = Runtimes::with_defaults(libraries)?;
     let cancel = AtomicBool::new(false);
     let progress = |progress: Progress| match progress {
         Progress::Log(line) => eprintln!("| {line}"),
@@ -187,7 +199,7 @@ fn run_local(file: &Path, blobs: Option<PathBuf>, out: Option<PathBuf>, format: 
             println!("{}: done in {} ms", spec.name, outcome.compute_ms);
             println!("output hash {}", outcome.output);
             if let Some(trace) = outcome.trace {
-                println!("trace root  {trace}");
+                println!("trace root  {} over {} checkpoints", trace.root, trace.checkpoints);
             }
             for file in &outcome.files {
                 println!("  {} ({} bytes) {}", file.path, file.size, file.hash);
@@ -390,14 +402,22 @@ fn logs(args: &ClientArgs, id: &TaskId, follow: bool) -> Result<()> {
         return Ok(());
     }
     #[derive(Deserialize)]
-    struct Entries {
+    struct Page {
         entries: Vec<SignedLogEntry>,
+        next: u64,
     }
-    let entries: Entries = client.get(&format!("/v1/tasks/{id}/logs"))?;
-    for entry in &entries.entries {
-        print_entry(entry, args.format)?;
+    // Every kept entry, a page at a time.
+    let mut from = 0;
+    loop {
+        let page: Page = client.get(&format!("/v1/tasks/{id}/logs?from={from}"))?;
+        if page.entries.is_empty() {
+            return Ok(());
+        }
+        for entry in &page.entries {
+            print_entry(entry, args.format)?;
+        }
+        from = page.next;
     }
-    Ok(())
 }
 
 fn result(args: &ClientArgs, id: &TaskId, out: &Path) -> Result<()> {

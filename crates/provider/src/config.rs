@@ -28,6 +28,10 @@ pub struct ProviderConfig {
     pub pools: Vec<String>,
     /// The stake put into each pool joined.
     pub pool_stake: Amount,
+    /// A `libonnxruntime.so` for onnx tasks that ask for `engine=ort` (the build needs the
+    /// `ort` feature), relative to the config file's directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onnxruntime: Option<PathBuf>,
 }
 
 impl Default for ProviderConfig {
@@ -42,6 +46,7 @@ impl Default for ProviderConfig {
             pricing: Pricing::default(),
             pools: Vec::new(),
             pool_stake: Amount::ogpu(10),
+            onnxruntime: None,
         }
     }
 }
@@ -77,6 +82,7 @@ impl ProviderConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         config.key = base.join(&config.key);
         config.work_dir = base.join(&config.work_dir);
+        config.onnxruntime = config.onnxruntime.map(|library| base.join(library));
         config.validate()?;
         Ok(config)
     }
@@ -88,7 +94,7 @@ impl ProviderConfig {
         {
             text.parse().map_err(|e: T::Err| ConfigError::Env { name: name.into(), reason: e.to_string() })
         }
-        for name in ["API", "KEY", "WORK_DIR", "REGION", "STAKE", "SLOTS", "POOLS"] {
+        for name in ["API", "KEY", "WORK_DIR", "REGION", "STAKE", "SLOTS", "POOLS", "ONNXRUNTIME"] {
             let full = format!("OGPU_PROVIDER_{name}");
             let Some(value) = var(&full) else { continue };
             match name {
@@ -98,6 +104,7 @@ impl ProviderConfig {
                 "REGION" => self.region = value,
                 "STAKE" => self.stake = parsed(&full, &value)?,
                 "SLOTS" => self.slots = parsed(&full, &value)?,
+                "ONNXRUNTIME" => self.onnxruntime = Some(value.into()),
                 _ => self.pools = value.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect(),
             }
         }
@@ -141,10 +148,12 @@ mod tests {
             "OGPU_PROVIDER_API" => Some("http://10.0.0.1:9000".to_string()),
             "OGPU_PROVIDER_SLOTS" => Some("4".to_string()),
             "OGPU_PROVIDER_POOLS" => Some("*".to_string()),
+            "OGPU_PROVIDER_ONNXRUNTIME" => Some("/opt/ort/libonnxruntime.so".to_string()),
             _ => None,
         };
         config.apply_env(env).unwrap();
         assert_eq!((config.api.as_str(), config.slots), ("http://10.0.0.1:9000", 4));
+        assert_eq!(config.onnxruntime, Some(PathBuf::from("/opt/ort/libonnxruntime.so")));
         assert_eq!(config.pool_choice().unwrap(), PoolChoice::Every);
         let bad = |name: &str| (name == "OGPU_PROVIDER_STAKE").then(|| "lots".to_string());
         assert!(matches!(config.apply_env(bad), Err(ConfigError::Env { .. })));

@@ -23,11 +23,12 @@ use std::sync::atomic::AtomicBool;
 
 use ogpu_core::Hash;
 use ogpu_core::spec::{Limits, WorkloadKind};
+use ogpu_core::tx::Trace;
 
 pub use digest::{DirDigest, OutputFile, digest_dir, hash_dir, parse_manifest};
 pub use error::TaskError;
 pub use onnx::OnnxRuntime;
-pub use registry::Runtimes;
+pub use registry::{Libraries, Runtimes};
 pub use train::TrainRuntime;
 pub use wasm::WasmRuntime;
 
@@ -65,9 +66,9 @@ pub enum Progress {
 pub struct Outcome {
     /// [`hash_dir`] of the output directory: what the executor commits to.
     pub output: Hash,
-    /// The Merkle root of the checkpoint trace that proof of learning replays; `None` for
-    /// runtimes that do not train.
-    pub trace: Option<Hash>,
+    /// The checkpoint trace that proof of learning replays (its Merkle root and the number
+    /// of checkpoints); `None` for runtimes that do not train.
+    pub trace: Option<Trace>,
     /// The delivered files, sorted by path.
     pub files: Vec<OutputFile>,
     /// The manifest listing them, whose blob hash is `output`.

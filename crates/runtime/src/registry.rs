@@ -2,10 +2,19 @@
 //! bid for and dispatch a job without knowing the runtimes themselves.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use ogpu_core::spec::WorkloadKind;
 
 use crate::{Job, OnnxRuntime, Outcome, Runtime, TaskError, TrainRuntime, WasmRuntime, kind_name};
+
+/// What a provider's machine adds to the runtimes: libraries loaded at run time.
+#[derive(Debug, Clone, Default)]
+pub struct Libraries {
+    /// A `libonnxruntime.so` (1.22 or later) for the onnx runtime's `engine=ort`; needs the
+    /// `ort` feature.
+    pub onnxruntime: Option<PathBuf>,
+}
 
 #[derive(Default)]
 pub struct Runtimes {
@@ -18,11 +27,11 @@ impl Runtimes {
         Runtimes::default()
     }
 
-    /// Every runtime this build can offer on any machine.
-    pub fn with_defaults() -> Result<Runtimes, TaskError> {
+    /// Every runtime this build offers, with the machine's `libraries`.
+    pub fn with_defaults(libraries: &Libraries) -> Result<Runtimes, TaskError> {
         let mut runtimes = Runtimes::new();
         runtimes.insert(Box::new(WasmRuntime::new()?));
-        runtimes.insert(Box::new(OnnxRuntime::new()));
+        runtimes.insert(Box::new(OnnxRuntime::with_libraries(libraries)?));
         runtimes.insert(Box::new(TrainRuntime::new()));
         Ok(runtimes)
     }

@@ -12,7 +12,7 @@ use std::sync::{LazyLock, Mutex};
 use ogpu_core::spec::{Limits, TaskSpec, WorkloadKind};
 use ogpu_core::{BlobHash, Hash};
 use ogpu_runtime::onnx::npy::{self, Array, DType};
-use ogpu_runtime::{Job, OnnxRuntime, Outcome, Progress, Runtime, Runtimes, TaskError};
+use ogpu_runtime::{Job, Libraries, OnnxRuntime, Outcome, Progress, Runtime, Runtimes, TaskError};
 use serde_json::Value;
 
 mod common;
@@ -531,7 +531,7 @@ fn a_job_must_fit_the_runtime_and_the_registry_dispatches_by_kind() {
         cancel: &cancel,
     };
     assert!(matches!(OnnxRuntime::new().run(&job), Err(TaskError::Unsupported(_))));
-    let runtimes = Runtimes::with_defaults().unwrap();
+    let runtimes = Runtimes::with_defaults(&Libraries::default()).unwrap();
     let outcome = runtimes.run(&Job { kind: WorkloadKind::Onnx, ..job }).unwrap();
     assert_eq!(outcome.trace, None);
     assert_eq!(i64s(&sandbox.output("label.npy")), digits.labels);

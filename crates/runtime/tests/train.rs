@@ -12,7 +12,7 @@ use ogpu_core::spec::{Limits, TaskSpec, VerificationPolicy, WorkloadKind};
 use ogpu_core::{BlobHash, Hash};
 use ogpu_runtime::onnx::npy::{self, Array, DType};
 use ogpu_runtime::train::{self, Distances};
-use ogpu_runtime::{Job, Outcome, Progress, Runtime, Runtimes, TaskError, TrainRuntime};
+use ogpu_runtime::{Job, Libraries, Outcome, Progress, Runtime, Runtimes, TaskError, TrainRuntime};
 use serde_json::Value;
 
 mod common;
@@ -164,12 +164,27 @@ fn the_digits_example_names_its_files_and_reaches_91_percent_on_unseen_rows() {
     expected.extend(["metrics.json", "model.safetensors", "trace.json"].map(String::from));
     assert_eq!(paths(&outcome), expected);
     let trace: Value = serde_json::from_slice(&fs::read(sandbox.path("output/trace.json")).unwrap()).unwrap();
-    assert_eq!(trace["root"].as_str().unwrap(), outcome.trace.unwrap().to_hex());
+    let claimed = outcome.trace.unwrap();
+    assert_eq!(trace["root"].as_str().unwrap(), claimed.root.to_hex());
+    assert_eq!(claimed.checkpoints as usize, checkpoints);
     assert_eq!(trace["checkpoints"], checkpoints);
     // The trace's leaves are the delivered checkpoints' blob hashes, then the data order.
     let mut leaves: Vec<Hash> = outcome.files[..checkpoints].iter().map(|f| f.hash.0).collect();
     leaves.push(trace["data_order"].as_str().unwrap().parse().unwrap());
-    assert_eq!(ogpu_core::merkle::root(&leaves), outcome.trace.unwrap());
+    assert_eq!(ogpu_core::merkle::root(&leaves), claimed.root);
+    // What a verifier checks before replaying: the delivered checkpoints make the trace.
+    let hashes: Vec<Hash> = leaves[..checkpoints].to_vec();
+    train::check_trace(DIGITS_CONFIG.as_bytes(), &claimed, &hashes).unwrap();
+    let mut swapped = hashes.clone();
+    swapped.swap(1, 2);
+    refused(
+        train::check_trace(DIGITS_CONFIG.as_bytes(), &claimed, &swapped),
+        bad_output,
+        "do not make the committed trace",
+    );
+    refused(train::check_trace(DIGITS_CONFIG.as_bytes(), &claimed, &hashes[1..]), bad_output, "the 8 delivered");
+    let other_order = DIGITS_CONFIG.replace("seed = 1", "seed = 2");
+    refused(train::check_trace(other_order.as_bytes(), &claimed, &hashes), bad_output, "committed trace");
 }
 
 #[test]
@@ -366,6 +381,10 @@ fn bad_input(error: &TaskError) -> bool {
     matches!(error, TaskError::BadInput(_))
 }
 
+fn bad_output(error: &TaskError) -> bool {
+    matches!(error, TaskError::BadOutput(_))
+}
+
 fn unsupported(error: &TaskError) -> bool {
     matches!(error, TaskError::Unsupported(_))
 }
@@ -427,7 +446,7 @@ fn cancellation_and_the_time_limit_stop_between_steps() {
 
 #[test]
 fn the_registry_runs_train_jobs_and_the_runtime_refuses_other_kinds() {
-    let runtimes = Runtimes::with_defaults().unwrap();
+    let runtimes = Runtimes::with_defaults(&Libraries::default()).unwrap();
     assert!(runtimes.kinds().any(|kind| kind == WorkloadKind::Train));
     let sandbox = Sandbox::digits();
     let (inputs, output): (PathBuf, PathBuf) = (sandbox.path("input"), sandbox.path("output"));

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ogpu_core::spec::{Limits, TaskSpec, WorkloadKind};
 use ogpu_core::{BlobHash, Hash};
-use ogpu_runtime::{Job, Outcome, Progress, Runtime, Runtimes, TaskError, WasmRuntime, hash_dir};
+use ogpu_runtime::{Job, Libraries, Outcome, Progress, Runtime, Runtimes, TaskError, WasmRuntime, hash_dir};
 
 mod common;
 
@@ -411,7 +411,7 @@ fn a_job_must_fit_the_runtime() {
         cancel: &cancel,
     };
     assert!(matches!(RUNTIME.run(&job), Err(TaskError::Unsupported(_))));
-    let runtimes = Runtimes::with_defaults().unwrap();
+    let runtimes = Runtimes::with_defaults(&Libraries::default()).unwrap();
     assert_eq!(runtimes.kinds().collect::<Vec<_>>(), [WorkloadKind::Wasm, WorkloadKind::Onnx, WorkloadKind::Train]);
     let mut wasm_only = Runtimes::new();
     wasm_only.insert(Box::new(WasmRuntime::new().unwrap()));

@@ -62,7 +62,7 @@ use std::time::Instant;
 use ogpu_core::spec::WorkloadKind;
 
 use crate::digest::digest_dir;
-use crate::{Job, Outcome, Runtime, TaskError, check_job};
+use crate::{Job, Libraries, Outcome, Runtime, TaskError, check_job};
 use args::{EngineChoice, Pipeline, Task};
 use embed::Embedding;
 use engine::{Engine, Outputs};
@@ -87,6 +87,20 @@ impl OnnxRuntime {
     #[cfg(feature = "ort")]
     pub fn with_onnxruntime(library: OrtLibrary) -> OnnxRuntime {
         OnnxRuntime { onnxruntime: Some(library) }
+    }
+
+    /// With the onnxruntime library `libraries` names, if any.
+    pub fn with_libraries(libraries: &Libraries) -> Result<OnnxRuntime, TaskError> {
+        match &libraries.onnxruntime {
+            None => Ok(OnnxRuntime::new()),
+            #[cfg(feature = "ort")]
+            Some(path) => Ok(OnnxRuntime::with_onnxruntime(OrtLibrary::load(path)?)),
+            #[cfg(not(feature = "ort"))]
+            Some(path) => Err(TaskError::Unsupported(format!(
+                "onnxruntime ({}) is configured, but this build has no onnxruntime (ogpu-runtime's ort feature)",
+                path.display()
+            ))),
+        }
     }
 
     fn load(&self, program: &[u8], choice: EngineChoice, wanted: Outputs<'_>) -> Result<Box<dyn Engine>, TaskError> {

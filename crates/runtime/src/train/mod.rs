@@ -59,8 +59,9 @@
 //! - `trace.json`: the trace root, the checkpoint hashes and the data order hash.
 //!
 //! `Outcome.trace` is the Merkle root (`ogpu_core::merkle`) over the checkpoints' blake3
-//! hashes in order followed by the hash of the data order. [`replay_segment`] is what a
-//! verifier runs on one segment.
+//! hashes in order followed by the hash of the data order, and the number of checkpoints.
+//! A verifier checks the delivered checkpoints against it with [`check_trace`], then runs
+//! [`replay`] on its segment.
 //!
 //! # Limits
 //!
@@ -87,6 +88,7 @@ use std::time::Instant;
 use burn::tensor::backend::AutodiffBackend;
 use ogpu_core::Hash;
 use ogpu_core::spec::WorkloadKind;
+use ogpu_core::tx::Trace;
 
 use crate::digest::digest_dir;
 use crate::{Job, Outcome, Progress, Runtime, TaskError, check_job};
@@ -96,7 +98,8 @@ use config::{Config, parse_args};
 use data::{Dataset, Order};
 use trainer::Trainer;
 
-pub use replay::{Distances, replay, replay_segment};
+pub use checkpoint::file_name as checkpoint_file;
+pub use replay::{Distances, check_trace, replay, replay_segment};
 
 /// Trains models with burn. Holds nothing between jobs.
 #[derive(Debug, Default)]
@@ -162,7 +165,7 @@ pub(crate) fn steps_of_segment(config: &Config, segment: u32) -> Result<Range<u6
     Ok(start..(start + config.checkpoint_every).min(total))
 }
 
-fn train(job: &Job<'_>, started: Instant) -> Result<Hash, TaskError> {
+fn train(job: &Job<'_>, started: Instant) -> Result<Trace, TaskError> {
     let device = parse_args(job.args)?;
     let config = Config::parse(job.program)?;
     let memory = u64::from(job.limits.memory_mb) << 20;
@@ -200,9 +203,9 @@ impl Run<'_> {
 }
 
 impl OnBackend for Run<'_> {
-    type Output = Hash;
+    type Output = Trace;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Hash, TaskError> {
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Trace, TaskError> {
         let config = self.config;
         let seed = seed_hash(config.seed);
         let total = config.total_steps();
@@ -257,6 +260,7 @@ impl OnBackend for Run<'_> {
             "data_order": order_hash.to_hex(),
         });
         self.write("trace.json", format!("{trace:#}\n").as_bytes())?;
-        Ok(root)
+        let count = u32::try_from(checkpoints.len()).map_err(|_| TaskError::BadInput("too many checkpoints".into()))?;
+        Ok(Trace { root, checkpoints: count })
     }
 }

@@ -5,10 +5,12 @@
 use std::path::Path;
 
 use burn::tensor::backend::AutodiffBackend;
+use ogpu_core::Hash;
+use ogpu_core::tx::Trace;
 
 use crate::TaskError;
 use crate::train::backend::{OnBackend, with_backend};
-use crate::train::checkpoint::{Checkpoint, Tensors, file_name};
+use crate::train::checkpoint::{Checkpoint, Tensors, file_name, trace_root};
 use crate::train::config::{Config, parse_args};
 use crate::train::data::{Dataset, Order};
 use crate::train::trainer::Trainer;
@@ -57,6 +59,25 @@ pub fn replay_segment(
     };
     let index = u64::from(segment);
     replay(program, args, inputs, &read(index)?, &read(index + 1)?, segment)
+}
+
+/// Checks that `checkpoints` (every checkpoint's blake3 hash, in order) with the data
+/// order of the run `program` describes make the `claimed` trace: what lets a verifier
+/// trust the two checkpoints it replays between.
+pub fn check_trace(program: &[u8], claimed: &Trace, checkpoints: &[Hash]) -> Result<(), TaskError> {
+    let config = Config::parse(program)?;
+    let mut order = Order::new(&seed_hash(config.seed), config.train_samples(), config.batch_size);
+    let root = trace_root(checkpoints, &order.hash(config.total_steps()));
+    let expected = config.checkpoints();
+    match (root == claimed.root, u64::from(claimed.checkpoints) == expected, checkpoints.len() as u64 == expected) {
+        (true, true, true) => Ok(()),
+        _ => Err(TaskError::BadOutput(format!(
+            "the {} delivered checkpoints and the data order do not make the committed trace of {} checkpoints (the \
+             run has {expected})",
+            checkpoints.len(),
+            claimed.checkpoints
+        ))),
+    }
 }
 
 /// [`replay_segment`] with the two checkpoints' bytes at hand.
