@@ -8,198 +8,21 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use ogpu_api::client::{Client, EventRecord};
+use common::market::*;
 use ogpu_chain::Event;
 use ogpu_chain::receipt::{PayReason, SlashReason};
-use ogpu_chain::state::{Outcome, Phase, Task};
+use ogpu_chain::state::{Outcome, Phase};
 use ogpu_core::keystore::Keystore;
 use ogpu_core::spec::{PoolSpec, Ratio, TaskSpec, WorkloadKind};
 use ogpu_core::tx::TxBody;
-use ogpu_core::{Address, Amount, BlobHash, Hash, PoolId, SecretKey, TaskId};
+use ogpu_core::{Address, Amount, PoolId, SecretKey};
 use ogpu_provider::wallet::{Verdict, Wallet};
-use ogpu_provider::{Agent, ProviderConfig};
 use ogpu_runtime::{Job, Outcome as RunOutcome, Runtime, Runtimes, TaskError, WasmRuntime};
 use serde::Deserialize;
-
-static ONE_DEVNET_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
-
-/// A devnet of 3 validators and 3 providers, stopped (with every child) when dropped.
-struct Devnet {
-    child: Child,
-    data: tempfile::TempDir,
-    api: String,
-    client: Client,
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-#[derive(Deserialize)]
-struct Listed {
-    stake: Amount,
-}
-
-#[derive(Deserialize)]
-struct Providers {
-    providers: Vec<Listed>,
-}
-
-impl Devnet {
-    fn start() -> Devnet {
-        let data = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let api = format!("http://127.0.0.1:{port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_ogpu"))
-            .args(["devnet", "--validators", "3", "--providers", "3", "--api", &format!("127.0.0.1:{port}"), "--data"])
-            .arg(data.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let client = Client::new(&api).unwrap();
-        let devnet = Devnet { child, data, api, client };
-        wait_for("three staked providers", Duration::from_secs(120), || {
-            let listed: Providers = devnet.client.get("/v1/providers").ok()?;
-            let staked = listed.providers.iter().filter(|p| p.stake >= Amount::ogpu(500)).count();
-            (staked == 3).then_some(())
-        });
-        devnet
-    }
-
-    fn path(&self) -> &Path {
-        self.data.path()
-    }
-
-    fn client_key(&self) -> SecretKey {
-        let text = std::fs::read_to_string(self.path().join("client.key")).unwrap();
-        Keystore::from_json(&text).unwrap().open("").unwrap()
-    }
-
-    fn provider_config(&self, i: usize) -> ProviderConfig {
-        ProviderConfig::load(&self.path().join(format!("provider-{i}/provider.toml"))).unwrap()
-    }
-
-    fn provider_address(&self, i: usize) -> Address {
-        let key = Keystore::from_json(&std::fs::read_to_string(self.provider_config(i).key).unwrap()).unwrap();
-        Address::of(&key.open("").unwrap().public())
-    }
-
-    /// `ogpu` with the demo client's key and this devnet's API.
-    fn ogpu(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_ogpu"))
-            .args(args)
-            .env("OGPU_API", &self.api)
-            .env("OGPU_KEY", self.path().join("client.key"))
-            .env("OGPU_PASSWORD", "")
-            .output()
-            .unwrap()
-    }
-
-    fn task(&self, id: &TaskId) -> Task {
-        self.client.get(&format!("/v1/tasks/{id}")).unwrap()
-    }
-
-    fn events(&self, id: &TaskId) -> Vec<Event> {
-        #[derive(Deserialize)]
-        struct View {
-            events: Vec<EventRecord>,
-        }
-        let view: View = self.client.get(&format!("/v1/tasks/{id}")).unwrap();
-        view.events.into_iter().map(|h| h.event).collect()
-    }
-
-    fn wait_until_ended(&self, id: &TaskId, timeout: Duration) -> Outcome {
-        wait_for("the task to end", timeout, || match self.task(id).phase {
-            Phase::Done(outcome) => Some(outcome),
-            _ => None,
-        })
-    }
-
-    fn balance(&self, who: &Address) -> Amount {
-        self.client.account(who).unwrap().balance
-    }
-
-    /// Fees `who` paid for transactions finalized above `height`.
-    fn fees_since(&self, who: &Address, height: u64) -> Amount {
-        #[derive(Deserialize)]
-        struct Tx {
-            fee: Amount,
-            height: Option<u64>,
-        }
-        #[derive(Deserialize)]
-        struct Txs {
-            txs: Vec<Tx>,
-        }
-        let txs: Txs = self.client.get(&format!("/v1/accounts/{who}/txs")).unwrap();
-        txs.txs
-            .iter()
-            .filter(|t| t.height.is_some_and(|h| h > height))
-            .fold(Amount::ZERO, |sum, t| sum.checked_add(t.fee).unwrap())
-    }
-
-    /// Why `who` was slashed, oldest first (slashes name a party, not a task).
-    fn slashes(&self, who: &Address) -> Vec<SlashReason> {
-        #[derive(Deserialize)]
-        struct Events {
-            events: Vec<EventRecord>,
-        }
-        let events: Events = self.client.get(&format!("/v1/accounts/{who}/events")).unwrap();
-        events
-            .events
-            .into_iter()
-            .filter_map(|h| match h.event {
-                Event::Slashed { reason, .. } => Some(reason),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn height(&self) -> u64 {
-        #[derive(Deserialize)]
-        struct Status {
-            finalized_height: u64,
-        }
-        self.client.get::<Status>("/v1/status").unwrap().finalized_height
-    }
-}
-
-fn blake3_of(path: &Path) -> BlobHash {
-    BlobHash(Hash::of_bytes(&std::fs::read(path).unwrap()))
-}
-
-/// Writes `spec` (TOML) into a fresh directory beside copies of the example files it names.
-fn spec_dir(files: &[&str], spec: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    for file in files {
-        std::fs::copy(Path::new(EXAMPLES).join(file), dir.path().join(file)).unwrap();
-    }
-    let path = dir.path().join("task.toml");
-    std::fs::write(&path, spec).unwrap();
-    (dir, path)
-}
 
 /// The wasm-sum example (sum of 1..=100) under `market` and `verification`.
 fn sum_spec(market: &str, verification: &str) -> (tempfile::TempDir, PathBuf) {
@@ -224,34 +47,6 @@ limits = {{ fuel = 100000000, memory_mb = 16, timeout_s = 60 }}
 }
 
 const AUCTION: &str = "kind = \"auction\"\nmax_price = \"0.01\"\nbid_window = 1";
-
-fn submitted_id(output: &Output) -> TaskId {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let id = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("task ").and_then(|rest| rest.split(' ').next()))
-        .unwrap_or_else(|| panic!("no task id in {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr)));
-    TaskId(id.parse().unwrap())
-}
-
-fn assert_success(output: &Output) {
-    assert!(
-        output.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn paid(events: &[Event], to: &Address, why: PayReason) -> Amount {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Paid { to: t, amount, why: w, .. } if t == to && *w == why => Some(*amount),
-            _ => None,
-        })
-        .fold(Amount::ZERO, |sum, a| sum.checked_add(a).unwrap())
-}
 
 #[test]
 fn an_auction_replicated_twice_settles_every_balance_exactly() {
@@ -398,37 +193,16 @@ impl Runtime for Lying {
 fn a_provider_that_returns_a_wrong_result_is_slashed_and_the_task_completes_elsewhere() {
     let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let devnet = Devnet::start();
-    // The cheater: a real agent, funded by the client, whose runtime lies, and which bids
-    // the least so that it wins.
-    let cheater_key = SecretKey::from_name("market-test-cheater");
-    let cheater = Address::of(&cheater_key.public());
-    let wallet = Wallet::new(devnet.client_key(), devnet.client.clone()).unwrap();
-    let funded =
-        wallet.send_and_wait(TxBody::Transfer { to: cheater, amount: Amount::ogpu(1_000) }, Duration::from_secs(30));
-    assert_eq!(funded.unwrap(), Verdict::Applied);
     let mut runtimes = Runtimes::new();
     runtimes.insert(Box::new(Lying(WasmRuntime::new().unwrap())));
-    let work = tempfile::tempdir().unwrap();
-    let config = ProviderConfig {
-        api: devnet.api.clone(),
-        work_dir: work.path().to_path_buf(),
-        pricing: ogpu_provider::pricing::Pricing {
-            per_device_second: Amount::ZERO,
-            floor: Amount::from_base_units(1),
-            margin_bps: 0,
-        },
-        ..ProviderConfig::default()
-    };
-    let profile = ogpu_provider::devices::detect("local");
-    let agent = Agent::start(config, cheater_key, runtimes, profile).unwrap();
-    let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let stop_agent = stop.clone();
-    let running = std::thread::spawn(move || agent.run(&stop_agent));
-
+    let cheater = InProcessAgent::start(&devnet, "market-test-cheater", runtimes);
     let (_dir, spec_path) = sum_spec(AUCTION, "policy = \"spot_check\"\np = 1.0");
     let output = devnet.ogpu(&["task", "submit", spec_path.to_str().unwrap()]);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = running.join();
+    let cheater = {
+        let address = cheater.address;
+        drop(cheater);
+        address
+    };
     assert_success(&output);
     let id = submitted_id(&output);
     let events = devnet.events(&id);

@@ -16,7 +16,7 @@ use std::time::Duration;
 use ogpu_api::client::{Client, FeedItem};
 use ogpu_chain::Event;
 use ogpu_chain::state::{Pool, Provider, Stage, Task};
-use ogpu_core::spec::{DeviceProfile, TaskSpec};
+use ogpu_core::spec::{DeviceProfile, Market, TaskSpec, VerificationPolicy};
 use ogpu_core::tx::{ResultClaim, StakeRole, TxBody, VerificationReport, bid_commitment, result_commitment};
 use ogpu_core::{Address, Amount, Hash, PoolId, TaskId};
 use ogpu_runtime::{Outcome, Runtimes};
@@ -25,7 +25,8 @@ use serde::Deserialize;
 
 use crate::config::{PoolChoice, ProviderConfig};
 use crate::feed;
-use crate::run::{self, RunRequest};
+use crate::run::{self, Done, RunRequest};
+use crate::verify::{self, CheckRequest};
 use crate::wallet::{Verdict, Wallet, WalletError};
 
 /// How long setting up (registering, staking, joining pools) waits for each transaction.
@@ -46,10 +47,10 @@ pub enum AgentError {
 /// What the decision loop reacts to.
 pub(crate) enum Input {
     Feed(FeedItem),
-    /// A worker finished: the outcome of the run, or why it failed.
+    /// A worker finished.
     Finished {
         task: TaskId,
-        result: Result<Outcome, String>,
+        done: Done,
     },
 }
 
@@ -60,8 +61,10 @@ enum Role {
     Executor,
     /// Racing for a pool job; a commit counts only up to `commit_end`.
     Racer { commit_end: u64 },
-    /// Chosen to verify these executors' claimed outputs.
-    Verifier { subjects: Vec<(Address, Hash)> },
+    /// Chosen to verify these executors' claims by running the task again.
+    Verifier { subjects: Vec<(Address, ResultClaim)> },
+    /// Chosen to verify these executors' training by replaying a segment of it.
+    Checker,
 }
 
 enum WorkStage {
@@ -72,6 +75,8 @@ enum WorkStage {
 struct Work {
     role: Role,
     stage: WorkStage,
+    /// Whether the claim carries the run's checkpoint trace (proof-of-learning auctions).
+    with_trace: bool,
 }
 
 struct SealedBid {
@@ -232,7 +237,8 @@ impl Agent {
             Input::Feed(FeedItem::Block { height }) => self.on_block(height),
             Input::Feed(FeedItem::Chain(event)) => self.on_event(event),
             Input::Feed(FeedItem::Lagged) => {}
-            Input::Finished { task, result } => self.on_finished(task, result),
+            Input::Finished { task, done: Done::Ran(result) } => self.on_finished(task, result),
+            Input::Finished { task, done: Done::Checked(reports) } => self.on_checked(task, reports),
         }
     }
 
@@ -356,15 +362,25 @@ impl Agent {
 
     fn verify(&mut self, id: TaskId) {
         let Some(task) = self.task(&id) else { return };
-        let subjects: Vec<(Address, Hash)> = task
+        let subjects: Vec<(Address, ResultClaim)> = task
             .executors
             .iter()
             .filter_map(|e| match e.stage {
-                Stage::Revealed(claim) => Some((e.provider, claim.output)),
+                Stage::Revealed(claim) => Some((e.provider, claim)),
                 _ => None,
             })
             .collect();
-        self.start_run_of(id, task.spec, Role::Verifier { subjects });
+        let me = self.address();
+        let segment = task.verifiers.iter().find(|slot| slot.verifier == me).and_then(|slot| slot.segment);
+        let (segment, tolerance) = match (segment, task.spec.verification) {
+            (Some(segment), VerificationPolicy::ProofOfLearning { tolerance, .. }) => (segment, tolerance),
+            _ => return self.start_run_of(id, task.spec, Role::Verifier { subjects }),
+        };
+        let cancel = Arc::new(AtomicBool::new(false));
+        let dir = self.config.work_dir.join(id.to_string());
+        let request = CheckRequest { task: id, spec: task.spec, dir, segment, tolerance, subjects };
+        self.work.insert(id, Work { role: Role::Checker, stage: WorkStage::Running { cancel }, with_trace: false });
+        verify::spawn(request, self.wallet.clone(), self.sender.clone());
     }
 
     fn start_run(&mut self, id: TaskId, role: Role) {
@@ -374,6 +390,7 @@ impl Agent {
     }
 
     fn start_run_of(&mut self, id: TaskId, spec: TaskSpec, role: Role) {
+        let (spec_verification, auction) = (spec.verification, matches!(spec.market, Market::Auction { .. }));
         let cancel = Arc::new(AtomicBool::new(false));
         let request = RunRequest {
             task: id,
@@ -382,8 +399,18 @@ impl Agent {
             deliver: !matches!(role, Role::Verifier { .. }),
             cancel: cancel.clone(),
         };
-        self.work.insert(id, Work { role, stage: WorkStage::Running { cancel } });
+        // The chain takes a trace exactly with proof-of-learning auctions (see `check_claim`).
+        let with_trace = matches!(spec_verification, VerificationPolicy::ProofOfLearning { .. }) && auction;
+        self.work.insert(id, Work { role, stage: WorkStage::Running { cancel }, with_trace });
         run::spawn(request, self.wallet.clone(), self.runtimes.clone(), self.sender.clone());
+    }
+
+    fn on_checked(&mut self, id: TaskId, reports: Vec<VerificationReport>) {
+        self.work.remove(&id);
+        for report in reports {
+            tracing::info!(task = %id, subject = %report.subject, pass = report.pass, ppm = report.distance_ppm, "checked");
+            self.send(TxBody::Report { task: id, report });
+        }
     }
 
     fn on_finished(&mut self, id: TaskId, result: Result<Outcome, String>) {
@@ -397,8 +424,8 @@ impl Agent {
         };
         match work.role {
             Role::Verifier { subjects } => {
-                for (subject, output) in subjects {
-                    let pass = output == outcome.output;
+                for (subject, claim) in subjects {
+                    let pass = claim.output == outcome.output;
                     let report = VerificationReport { subject, pass, distance_ppm: 0 };
                     tracing::info!(task = %id, %subject, pass, "verified");
                     self.send(TxBody::Report { task: id, report });
@@ -407,13 +434,17 @@ impl Agent {
             Role::Racer { commit_end } if commit_end <= self.height => {
                 tracing::info!(task = %id, "finished after the race closed");
             }
+            Role::Checker => {}
             role => {
-                let claim = ResultClaim { output: outcome.output, trace: None };
+                let claim = ResultClaim { output: outcome.output, trace: outcome.trace.filter(|_| work.with_trace) };
                 let salt = random_salt();
                 let commitment = result_commitment(&id, &self.address(), &claim, &salt);
                 self.send(TxBody::CommitResult { task: id, commitment });
                 tracing::info!(task = %id, output = %claim.output, ms = outcome.compute_ms, "committed");
-                self.work.insert(id, Work { role, stage: WorkStage::Committed { claim, salt } });
+                self.work.insert(
+                    id,
+                    Work { role, stage: WorkStage::Committed { claim, salt }, with_trace: work.with_trace },
+                );
             }
         }
     }

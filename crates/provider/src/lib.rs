@@ -4,7 +4,8 @@
 //! priced by its policy (`pricing`), runs of awarded tasks and pool jobs on
 //! `ogpu-runtime` (`run`) with their files moved through the blob store (`transfer`) and
 //! their progress streamed as signed log entries (`logs`), commits and reveals of results,
-//! and re-runs when it is chosen to verify. Every transaction goes through one `wallet`.
+//! and, when it is chosen to verify, a re-run or, for proof of learning, a replay of one
+//! training segment (`verify`). Every transaction goes through one `wallet`.
 
 pub mod agent;
 pub mod config;
@@ -14,6 +15,7 @@ mod logs;
 pub mod pricing;
 mod run;
 pub mod transfer;
+mod verify;
 pub mod wallet;
 
 pub use agent::{Agent, AgentError};

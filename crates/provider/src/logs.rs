@@ -13,6 +13,10 @@ use crate::wallet::Wallet;
 /// Entries wait at most this long, or until this many, before they are posted.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 const FLUSH_AT: usize = 64;
+/// At most one progress step this often (and always the last): a training run takes
+/// thousands of steps a second on small models, more than anyone watching can read and
+/// more than the API keeps of a task.
+const STEP_EVERY: Duration = Duration::from_millis(250);
 
 pub(crate) struct TaskLog {
     task: TaskId,
@@ -24,6 +28,8 @@ struct Pending {
     next_seq: u64,
     entries: Vec<SignedLogEntry>,
     since: Instant,
+    /// When the last step was kept.
+    last_step: Option<Instant>,
 }
 
 fn now_ms() -> u64 {
@@ -41,11 +47,19 @@ fn clip(text: &str, max: usize) -> String {
 
 impl TaskLog {
     pub fn new(task: TaskId, wallet: Arc<Wallet>) -> TaskLog {
-        TaskLog { task, wallet, state: Mutex::new(Pending { next_seq: 0, entries: Vec::new(), since: Instant::now() }) }
+        TaskLog {
+            task,
+            wallet,
+            state: Mutex::new(Pending { next_seq: 0, entries: Vec::new(), since: Instant::now(), last_step: None }),
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn push(&self, body: LogBody, flush_now: bool) {
-        let mut pending = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut pending = self.pending();
         let entry = LogEntry::sign(self.wallet.key(), self.task, pending.next_seq, now_ms(), body);
         pending.next_seq += 1;
         pending.entries.push(entry);
@@ -70,6 +84,13 @@ impl TaskLog {
     }
 
     pub fn step(&self, step: u64, total: u64, loss: Option<f64>) {
+        {
+            let mut pending = self.pending();
+            if step < total && pending.last_step.is_some_and(|last| last.elapsed() < STEP_EVERY) {
+                return;
+            }
+            pending.last_step = Some(Instant::now());
+        }
         let metrics = loss.filter(|l| l.is_finite()).map(|l| vec![("loss".to_string(), l)]).unwrap_or_default();
         self.push(LogBody::Step { step, total: Some(total), metrics }, false);
     }
@@ -87,7 +108,7 @@ impl TaskLog {
     }
 
     pub fn flush(&self) {
-        let mut pending = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut pending = self.pending();
         self.post(&mut pending);
     }
 }

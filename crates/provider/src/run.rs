@@ -9,12 +9,39 @@ use std::sync::mpsc::Sender;
 
 use ogpu_core::TaskId;
 use ogpu_core::spec::TaskSpec;
+use ogpu_core::tx::VerificationReport;
 use ogpu_runtime::{Job, Outcome, Progress, Runtimes};
 
 use crate::agent::Input;
 use crate::logs::TaskLog;
 use crate::transfer;
 use crate::wallet::Wallet;
+
+/// What a worker hands back to the decision loop.
+pub(crate) enum Done {
+    /// A run of the task: its outcome, or why it failed.
+    Ran(Result<Outcome, String>),
+    /// A proof-of-learning check: a report on each executor it could judge.
+    Checked(Vec<VerificationReport>),
+}
+
+/// Runs `work` on a thread of its own with the task's signed log, then removes `dir` and
+/// hands what it did back through `done`.
+pub(crate) fn on_worker(
+    task: TaskId,
+    dir: PathBuf,
+    wallet: Arc<Wallet>,
+    done: Sender<Input>,
+    work: impl FnOnce(&TaskLog) -> Done + Send + 'static,
+) {
+    std::thread::spawn(move || {
+        let log = TaskLog::new(task, wallet);
+        let result = work(&log);
+        log.flush();
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = done.send(Input::Finished { task, done: result });
+    });
+}
 
 pub(crate) struct RunRequest {
     pub task: TaskId,
@@ -27,16 +54,14 @@ pub(crate) struct RunRequest {
 }
 
 pub(crate) fn spawn(request: RunRequest, wallet: Arc<Wallet>, runtimes: Arc<Runtimes>, done: Sender<Input>) {
-    std::thread::spawn(move || {
-        let log = TaskLog::new(request.task, wallet.clone());
-        let result = execute(&request, &wallet, &runtimes, &log);
+    let (task, dir) = (request.task, request.dir.clone());
+    on_worker(task, dir, wallet.clone(), done, move |log| {
+        let result = execute(&request, &wallet, &runtimes, log);
         match &result {
             Ok(outcome) => log.finished(outcome.output),
             Err(reason) => log.failed(reason),
         }
-        log.flush();
-        let _ = std::fs::remove_dir_all(&request.dir);
-        let _ = done.send(Input::Finished { task: request.task, result });
+        Done::Ran(result)
     });
 }
 

@@ -1,5 +1,9 @@
 //! What the end-to-end tests of real processes share.
 
+#![allow(dead_code, reason = "each test binary uses the part it needs")]
+
+pub mod market;
+
 /// Pids of the processes whose command line contains `needle`.
 pub fn pids_running(needle: &str) -> Vec<u32> {
     let mut pids = Vec::new();

@@ -1,0 +1,184 @@
+//! The AI examples end to end on a devnet of real processes: a training task verified by
+//! proof of learning (and a provider that skips the training caught by it), and batch
+//! inference with the digits classifier, each submitted with `ogpu task submit` and its
+//! result fetched with `ogpu task result`.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::market::{Devnet, EXAMPLES, InProcessAgent, ONE_DEVNET_AT_A_TIME, assert_success, paid, submitted_id};
+use ogpu_chain::Event;
+use ogpu_chain::receipt::{PayReason, SlashReason};
+use ogpu_chain::state::{Outcome, Stage, VerifyReason};
+use ogpu_core::spec::WorkloadKind;
+use ogpu_core::tx::Trace;
+use ogpu_core::{Address, Hash, TaskId, merkle};
+use ogpu_runtime::onnx::npy;
+use ogpu_runtime::{Job, Outcome as RunOutcome, Runtime, Runtimes, TaskError, TrainRuntime, digest_dir, hash_dir};
+
+fn example(name: &str) -> String {
+    Path::new(EXAMPLES).join(name).display().to_string()
+}
+
+/// Submits an example spec with `ogpu task submit` and waits for it to complete.
+fn run_example(devnet: &Devnet, spec: &str) -> (TaskId, Hash) {
+    let output = devnet.ogpu(&["task", "submit", &example(spec)]);
+    assert_success(&output);
+    let id = submitted_id(&output);
+    match devnet.wait_until_ended(&id, Duration::from_secs(240)) {
+        Outcome::Completed { output } => (id, output),
+        other => panic!("{spec} ended {other:?}: {:?}", devnet.events(&id)),
+    }
+}
+
+/// Fetches the result with `ogpu task result` and checks it against its hash.
+fn fetch(devnet: &Devnet, id: &TaskId, result: &Hash) -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    let fetched = devnet.ogpu(&["task", "result", &id.to_string(), "--out", out.path().to_str().unwrap()]);
+    assert_success(&fetched);
+    assert_eq!(*result, hash_dir(out.path()).unwrap());
+    out
+}
+
+/// The digits model's accuracy on the 297 unseen rows, from the fetched `metrics.json`.
+fn eval_accuracy(result: &Path) -> f64 {
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(result.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["eval_samples"], 297);
+    metrics["eval_accuracy"].as_f64().unwrap()
+}
+
+fn verdicts(events: &[Event]) -> Vec<(Address, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Verdict { executor, pass, .. } => Some((*executor, *pass)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn first_award(events: &[Event]) -> Option<Address> {
+    events.iter().find_map(|e| match e {
+        Event::Awarded { provider, .. } => Some(*provider),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_training_task_passes_proof_of_learning_and_its_model_reaches_91_percent() {
+    let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let devnet = Devnet::start();
+    let (id, result) = run_example(&devnet, "digits-train.toml");
+    let events = devnet.events(&id);
+
+    // The executor committed its checkpoint trace; two other providers each replayed a
+    // segment of it and passed it.
+    let task = devnet.task(&id);
+    let [executor] = &task.executors[..] else { panic!("one executor: {:?}", task.executors) };
+    let Stage::Revealed(claim) = executor.stage else { panic!("{:?}", executor.stage) };
+    assert_eq!(claim.trace.map(|t| t.checkpoints), Some(9), "checkpoints at 0, 150, ..., 1200 steps");
+    let verifiers = events
+        .iter()
+        .find_map(|e| match e {
+            Event::VerificationStarted { reason: VerifyReason::ProofOfLearning, verifiers, .. } => Some(verifiers),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no proof-of-learning round: {events:?}"));
+    assert_eq!(verifiers.len(), 2);
+    assert!(!verifiers.contains(&executor.provider));
+    assert_eq!(verdicts(&events), [(executor.provider, true)]);
+    for verifier in verifiers {
+        assert!(!paid(&events, verifier, PayReason::Verification).is_zero(), "{verifier} reported and was paid");
+    }
+
+    let out = fetch(&devnet, &id, &result);
+    let accuracy = eval_accuracy(out.path());
+    assert!(accuracy >= 0.91, "eval accuracy {accuracy} on rows 1500..1796");
+    assert!(out.path().join("model.safetensors").is_file());
+    let logs = devnet.ogpu(&["task", "logs", &id.to_string()]);
+    assert_success(&logs);
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(logs.contains("lands at"), "the verifiers' findings are in the task's log: {logs}");
+}
+
+/// The train runtime of a provider that skips the work: it delivers its initial model as
+/// every checkpoint, under a trace rebuilt over them, as if it had trained.
+struct Lazy(TrainRuntime);
+
+impl Runtime for Lazy {
+    fn kind(&self) -> WorkloadKind {
+        WorkloadKind::Train
+    }
+
+    fn run(&self, job: &Job<'_>) -> Result<RunOutcome, TaskError> {
+        let honest = self.0.run(job)?;
+        let count = honest.trace.expect("a training run has a trace").checkpoints;
+        let initial = std::fs::read(job.output.join("checkpoints/0000.safetensors")).unwrap();
+        let trace: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(job.output.join("trace.json")).unwrap()).unwrap();
+        let mut leaves = Vec::new();
+        for index in 0..count {
+            std::fs::write(job.output.join(format!("checkpoints/{index:04}.safetensors")), &initial).unwrap();
+            leaves.push(Hash::of_bytes(&initial));
+        }
+        leaves.push(trace["data_order"].as_str().unwrap().parse().unwrap());
+        let digest = digest_dir(job.output)?;
+        let trace = Trace { root: merkle::root(&leaves), checkpoints: count };
+        Ok(RunOutcome {
+            output: digest.hash,
+            files: digest.files,
+            manifest: digest.manifest,
+            trace: Some(trace),
+            ..honest
+        })
+    }
+}
+
+#[test]
+fn a_trainer_that_skips_the_work_fails_proof_of_learning_and_the_task_is_trained_elsewhere() {
+    let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let devnet = Devnet::start();
+    let mut runtimes = Runtimes::new();
+    runtimes.insert(Box::new(Lazy(TrainRuntime::new())));
+    let lazy = InProcessAgent::start(&devnet, "ai-test-lazy-trainer", runtimes);
+    let (id, result) = run_example(&devnet, "digits-train.toml");
+    let lazy = {
+        let address = lazy.address;
+        drop(lazy);
+        address
+    };
+    let events = devnet.events(&id);
+    assert_eq!(first_award(&events), Some(lazy), "the cheapest bid wins the first round: {events:?}");
+    let verdicts = verdicts(&events);
+    assert_eq!(verdicts[0], (lazy, false), "{verdicts:?}");
+    assert_eq!(devnet.slashes(&lazy), [SlashReason::WrongResult]);
+    let trained_by: Vec<Address> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Paid { to, why: PayReason::Execution, .. } => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(trained_by.len(), 1);
+    assert_ne!(trained_by[0], lazy);
+    assert_eq!(verdicts.last(), Some(&(trained_by[0], true)));
+    let out = fetch(&devnet, &id, &result);
+    assert!(eval_accuracy(out.path()) >= 0.91);
+}
+
+#[test]
+fn the_digits_inference_example_labels_272_of_297_on_the_devnet() {
+    let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let devnet = Devnet::start();
+    let (id, result) = run_example(&devnet, "digits-infer.toml");
+    let out = fetch(&devnet, &id, &result);
+    let labels = npy::read(&std::fs::read(out.path().join("label.npy")).unwrap()).unwrap();
+    let truth = npy::read(&std::fs::read(Path::new(EXAMPLES).join("digits-infer/labels.npy")).unwrap()).unwrap();
+    let (labels, truth) = (labels.values::<i64>().unwrap(), truth.values::<i64>().unwrap());
+    let correct = labels.iter().zip(&truth).filter(|(a, b)| a == b).count();
+    assert_eq!((correct, truth.len()), (272, 297), "as onnxruntime labels them");
+    assert!(out.path().join("probabilities.npy").is_file());
+}
