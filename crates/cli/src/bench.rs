@@ -5,6 +5,7 @@
 //! the same run, so the ratio shows whether signatures or the state machine bound
 //! throughput.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -14,6 +15,7 @@ use ogpu_chain::genesis::{Allocation, GenesisValidator};
 use ogpu_chain::{Genesis, Params, apply_block, propose_block};
 use ogpu_core::tx::{Transaction, TxBody};
 use ogpu_core::{Address, Amount, SecretKey, crypto};
+use ogpu_runtime::Libraries;
 use serde_json::json;
 
 #[derive(Subcommand)]
@@ -65,6 +67,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Training and inference throughput of the AI runtimes on this machine (compare with
+    /// PyTorch and onnxruntime: bench/compare-runtime.sh).
+    Runtime {
+        /// Print one JSON object (the only output format for now).
+        #[arg(long)]
+        json: bool,
+        /// The shared data directory; MiniLM is read from DATA/minilm.
+        #[arg(long, default_value = "../shared/data")]
+        data: PathBuf,
+        /// Where training runs: cpu, wgpu or cuda.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// A libonnxruntime.so, to measure `engine=ort` as well as tract.
+        #[arg(long, env = "ORT_DYLIB_PATH")]
+        onnxruntime: Option<PathBuf>,
+    },
     /// Transfers per second through apply_block, against ed25519 verifications per second.
     Chain {
         /// Print one JSON object (the only output format for now).
@@ -84,6 +102,9 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Chain { json: _, senders, rounds } => chain(senders, rounds),
         BenchCommand::Devnet { json: _, validators, seconds, rate } => devnet(validators, seconds, rate),
         BenchCommand::Market { json: _, tasks, task_seconds } => crate::bench_market::run(tasks, task_seconds),
+        BenchCommand::Runtime { json: _, data, device, onnxruntime } => {
+            crate::bench_runtime::run(&data, &device, &Libraries { onnxruntime })
+        }
         BenchCommand::Consensus { json: _, validators, seeds, beta, polls, seconds } => {
             consensus(validators, seeds, beta, polls, seconds)
         }

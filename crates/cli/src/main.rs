@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_market;
+mod bench_runtime;
 mod client;
 mod devnet;
 mod key;
