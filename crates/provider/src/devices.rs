@@ -1,20 +1,25 @@
 //! Device detection and calibration: the profile a provider registers on chain.
 //!
 //! NVIDIA GPUs are found through NVML, loaded at run time, so a machine without the
-//! driver has no GPUs rather than an error and the binary needs no CUDA to build. The CPU
-//! is always a device; its throughput is measured with a short matrix product.
+//! driver has no GPUs rather than an error and the binary needs no CUDA to build. Other
+//! GPUs (AMD, Intel, Apple) are the adapters the wgpu backend can train on, where the
+//! build has it. The CPU is always a device; its throughput is measured with a short
+//! matrix product.
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::time::{Duration, Instant};
 
 use ogpu_core::spec::{Device, DeviceKind, DeviceProfile};
+use ogpu_runtime::gpu::Adapter;
 
-/// Every device this machine offers: the NVIDIA GPUs NVML reports, then the CPU.
+/// Every device this machine offers: the NVIDIA GPUs NVML reports, the other GPUs wgpu
+/// reports, then the CPU.
 pub fn detect(region: &str) -> DeviceProfile {
     let mut devices = nvidia_gpus().unwrap_or_else(|why| {
         tracing::info!(%why, "no NVIDIA GPUs");
         Vec::new()
     });
+    devices.extend(other_gpus(&ogpu_runtime::gpu::wgpu_adapters()));
     devices.push(cpu());
     DeviceProfile { devices, region: region.to_owned() }
 }
@@ -70,6 +75,25 @@ pub fn calibrate_cpu_gflops(budget: Duration) -> u32 {
     let flops = products as f64 * 2.0 * (N * N * N) as f64;
     (flops / start.elapsed().as_secs_f64() / 1e9).round().clamp(1.0, f64::from(u32::MAX)) as u32
 }
+
+/// The GPUs among wgpu's adapters that NVML does not report already. wgpu does not say how
+/// much memory an adapter has, so it reads 0 (such a GPU meets no VRAM requirement), and
+/// software rasterizers (Mesa's lavapipe) are not GPUs to sell.
+fn other_gpus(adapters: &[Adapter]) -> Vec<Device> {
+    adapters
+        .iter()
+        .filter(|adapter| adapter.kind.is_gpu() && adapter.vendor != NVIDIA)
+        .map(|adapter| Device {
+            kind: DeviceKind::Gpu,
+            model: adapter.name.chars().take(64).collect(),
+            memory_mb: 0,
+            gflops: 0,
+        })
+        .collect()
+}
+
+/// NVIDIA's PCI vendor id.
+const NVIDIA: u32 = 0x10de;
 
 /// NVML's `nvmlMemory_t`.
 #[repr(C)]
@@ -140,6 +164,20 @@ mod tests {
         assert_eq!(cpu.kind, DeviceKind::Cpu);
         assert!(cpu.gflops >= 1 && cpu.memory_mb > 0, "{cpu:?}");
         profile.validate().unwrap();
+    }
+
+    #[test]
+    fn gpus_other_than_nvidia_come_from_wgpu_and_software_adapters_are_not_gpus() {
+        use ogpu_runtime::gpu::AdapterKind;
+        let adapter = |name: &str, kind, vendor| Adapter { name: name.into(), kind, api: "vulkan".into(), vendor };
+        let adapters = [
+            adapter("AMD Radeon RX 7900 XTX", AdapterKind::Discrete, 0x1002),
+            adapter("NVIDIA H100", AdapterKind::Discrete, NVIDIA),
+            adapter("llvmpipe (LLVM 15.0.6, 256 bits)", AdapterKind::Software, 0x10005),
+        ];
+        let gpus = other_gpus(&adapters);
+        assert_eq!(gpus.len(), 1, "NVIDIA's come from NVML, lavapipe is the CPU: {gpus:?}");
+        assert_eq!((gpus[0].kind, gpus[0].model.as_str()), (DeviceKind::Gpu, "AMD Radeon RX 7900 XTX"));
     }
 
     #[test]
