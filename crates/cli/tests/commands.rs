@@ -32,6 +32,22 @@ fn the_wasm_example_runs_locally_and_delivers_its_sum() {
 }
 
 #[test]
+fn the_digits_training_example_reaches_91_percent_on_unseen_rows_locally() {
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = out.path().display().to_string();
+    let (ok, stdout, stderr) =
+        ogpu(&["task", "run-local", &example("digits-train.toml"), "--out", &out_dir, "-o", "json"]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["trace"]["checkpoints"], 9);
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("metrics.json")).unwrap()).unwrap();
+    let accuracy = metrics["eval_accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.91, "{accuracy} on rows 1500..1796 ({metrics})");
+    assert!(stderr.contains("step 1200/1200"), "progress is shown as it trains");
+}
+
+#[test]
 fn a_spec_whose_files_are_missing_or_malformed_fails_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let spec = std::fs::read_to_string(example("wasm-sum.toml")).unwrap();
