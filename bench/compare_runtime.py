@@ -19,16 +19,17 @@ import torch
 from tokenizers import Tokenizer
 
 THREADS = os.cpu_count()
+RUNS = 3
 BATCH = 32
 WARM_UP = 20
-MLP_STEPS = 1000
-CNN_STEPS = 200
-DIGITS_TILES = 10
+MLP_STEPS = 3000
+CNN_STEPS = 600
+DIGITS_BATCHES = 1000
 DIGITS_BATCH = 256
 MINILM_BATCHES = 20
 MINILM_BATCH = 32
 # Words that are each one WordPiece token: 30 of them and [CLS] and [SEP] make 32 tokens.
-WORDS = ["the", "network", "runs", "small", "models", "on", "idle", "cards", "and", "every", "verifier",
+WORDS = ["the", "network", "runs", "small", "models", "on", "idle", "cards", "and", "every", "worker",
          "checks", "a", "share", "of", "results", "before", "payment", "is", "made", "to", "each", "honest",
          "provider"]
 
@@ -75,16 +76,24 @@ def train_rate(model, optimizer, x, y, steps, image):
     return (steps - WARM_UP) * BATCH / (time.perf_counter() - start)
 
 
-def training(x, y):
+def best(measure):
+    """The highest of RUNS measurements, as the Rust side reports."""
+    return max(measure() for _ in range(RUNS))
+
+
+def mlp_rate(x, y):
     torch.manual_seed(1)
     mlp = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
-    mlp_rate = train_rate(mlp, torch.optim.Adam(mlp.parameters(), lr=0.002), x, y, MLP_STEPS, False)
+    return train_rate(mlp, torch.optim.Adam(mlp.parameters(), lr=0.002), x, y, MLP_STEPS, False)
+
+
+def cnn_rate(x, y):
+    torch.manual_seed(1)
     cnn = torch.nn.Sequential(
         torch.nn.Conv2d(1, 8, 3, padding="same"), torch.nn.ReLU(),
         torch.nn.Conv2d(8, 16, 3, padding="same"), torch.nn.ReLU(),
         torch.nn.Flatten(), torch.nn.Linear(16 * 64, 10))
-    cnn_rate = train_rate(cnn, torch.optim.SGD(cnn.parameters(), lr=0.05, momentum=0.9), x, y, CNN_STEPS, True)
-    return mlp_rate, cnn_rate
+    return train_rate(cnn, torch.optim.SGD(cnn.parameters(), lr=0.05, momentum=0.9), x, y, CNN_STEPS, True)
 
 
 def session(path):
@@ -106,8 +115,8 @@ def steady_rate(batches, run, per_batch):
 
 def digits_inference(shared, x):
     sess = session(os.path.join(shared, "onnx", "digits_mlp.onnx"))
-    rows = np.tile(x, (DIGITS_TILES, 1))
-    batches = [rows[i:i + DIGITS_BATCH] for i in range(0, len(rows) - DIGITS_BATCH + 1, DIGITS_BATCH)]
+    rows = np.tile(x, (-(-DIGITS_BATCHES * DIGITS_BATCH // len(x)), 1))
+    batches = [rows[i * DIGITS_BATCH:(i + 1) * DIGITS_BATCH] for i in range(DIGITS_BATCHES)]
     return steady_rate(batches, lambda b: sess.run(None, {"input": b}), DIGITS_BATCH)
 
 
@@ -138,15 +147,14 @@ def main():
     shared = sys.argv[1]
     torch.set_num_threads(THREADS)
     x, y = digits(shared)
-    mlp_rate, cnn_rate = training(x, y)
     report = {
         "threads": THREADS,
         "torch": torch.__version__,
         "onnxruntime": ort.__version__,
-        "train_mlp_samples_per_s": round(mlp_rate),
-        "train_cnn_samples_per_s": round(cnn_rate),
-        "infer_digits_rows_per_s": round(digits_inference(shared, x)),
-        "infer_minilm_sentences_per_s": round(minilm(shared), 1),
+        "train_mlp_samples_per_s": round(best(lambda: mlp_rate(x, y))),
+        "train_cnn_samples_per_s": round(best(lambda: cnn_rate(x, y))),
+        "infer_digits_rows_per_s": round(best(lambda: digits_inference(shared, x))),
+        "infer_minilm_sentences_per_s": round(best(lambda: minilm(shared)), 1),
     }
     print(json.dumps(report))
 

@@ -6,13 +6,14 @@
 //! - Training: the digits MLP (64, 64, 10; Adam) and a small CNN (8x8 images, 8 and 16
 //!   channels of 3x3; SGD with momentum), batches of 32 from rows 0..1499, samples per
 //!   second after a warm-up.
-//! - Inference: the digits ONNX classifier on 17,920 rows in batches of 256, rows per
+//! - Inference: the digits ONNX classifier on 256,000 rows in batches of 256, rows per
 //!   second; MiniLM (from the shared data) on 20 batches of 32 sentences of 32 tokens,
 //!   sentences per second; each on tract and, given its library, onnxruntime.
 //!
 //! Every figure is timed between progress reports: from the end of the first step or batch
 //! to the end of the last, so loading the model and data, preparing plans, writing the
-//! outputs and checkpoints are left out, as they are on the Python side.
+//! outputs and checkpoints are left out, as they are on the Python side. Each is the best
+//! of three runs, since the machines we measure on are shared.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -32,15 +33,16 @@ const LIMITS: Limits = Limits { fuel: 1, memory_mb: 8192, timeout_s: 3600 };
 
 const TRAIN_BATCH: u64 = 32;
 const WARM_UP: u64 = 20;
-const MLP_STEPS: u64 = 1_000;
-const CNN_STEPS: u64 = 200;
-const DIGITS_ROWS: usize = 70 * DIGITS_BATCH;
+const MLP_STEPS: u64 = 3_000;
+const CNN_STEPS: u64 = 600;
+const DIGITS_ROWS: usize = 1_000 * DIGITS_BATCH;
+const RUNS: usize = 3;
 const DIGITS_BATCH: usize = 256;
 const MINILM_BATCHES: usize = 20;
 const MINILM_BATCH: usize = 32;
 /// Words that are each one WordPiece token: 30 of them with `[CLS]` and `[SEP]` make 32.
 const WORDS: [&str; 24] = [
-    "the", "network", "runs", "small", "models", "on", "idle", "cards", "and", "every", "verifier", "checks", "a",
+    "the", "network", "runs", "small", "models", "on", "idle", "cards", "and", "every", "worker", "checks", "a",
     "share", "of", "results", "before", "payment", "is", "made", "to", "each", "honest", "provider",
 ];
 
@@ -54,18 +56,18 @@ pub fn run(data: &Path, device: &str, libraries: &Libraries) -> Result<()> {
         "device": device,
         "threads": std::thread::available_parallelism()?.get(),
         "train_batch_size": TRAIN_BATCH,
-        "train_mlp_samples_per_s": train(&mlp_config(), MLP_STEPS, device)?.round(),
-        "train_cnn_samples_per_s": train(&cnn_config(), CNN_STEPS, device)?.round(),
+        "train_mlp_samples_per_s": best(|| train(&mlp_config(), MLP_STEPS, device))?.round(),
+        "train_cnn_samples_per_s": best(|| train(&cnn_config(), CNN_STEPS, device))?.round(),
     });
     for engine in engines {
-        report[format!("infer_digits_{engine}_rows_per_s")] = digits(&onnx, engine)?.round().into();
+        report[format!("infer_digits_{engine}_rows_per_s")] = best(|| digits(&onnx, engine))?.round().into();
     }
     let minilm = data.join("minilm");
     match std::fs::read(minilm.join("model.onnx")) {
         Ok(model) => {
             let tokenizer = std::fs::read(minilm.join("tokenizer.json"))?;
             for engine in engines {
-                let rate = sentences(&onnx, &model, &tokenizer, engine)?;
+                let rate = best(|| sentences(&onnx, &model, &tokenizer, engine))?;
                 report[format!("infer_minilm_{engine}_sentences_per_s")] = ((rate * 10.0).round() / 10.0).into();
             }
         }
@@ -73,6 +75,11 @@ pub fn run(data: &Path, device: &str, libraries: &Libraries) -> Result<()> {
     }
     println!("{report}");
     Ok(())
+}
+
+/// The highest of `RUNS` measurements.
+fn best(measure: impl Fn() -> Result<f64>) -> Result<f64> {
+    (0..RUNS).try_fold(0f64, |best, _| Ok(best.max(measure()?)))
 }
 
 fn training_config(steps: u64, architecture: &str, optimizer: &str) -> String {

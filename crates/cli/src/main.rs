@@ -15,6 +15,12 @@ mod task;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// Training allocates and frees tensors of hundreds of KB every step; glibc's malloc maps
+/// and unmaps each of them (a CNN trained 1.7 times faster once they were kept), mimalloc
+/// reuses them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "ogpu", version, about = "The OpenGPU Network: a decentralized market for GPU compute")]
 struct Cli {
