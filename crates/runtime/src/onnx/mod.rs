@@ -3,8 +3,8 @@
 //! as `key=value` strings:
 //!
 //! - `engine=tract` (the default): tract on the CPU, in pure Rust, the reference every
-//!   verifier can run. `engine=ort`: onnxruntime, several times faster on transformers,
-//!   where the provider has its library (ogpu-runtime's `ort` feature, and a
+//!   verifier can run. `engine=ort`: onnxruntime, 1.4 times faster on MiniLM on our 2-core
+//!   machine (docs/benchmarks.md), where the provider has its library (ogpu-runtime's `ort` feature, and a
 //!   `libonnxruntime.so` the provider names). `device=cuda` (with `engine=ort`) runs on
 //!   onnxruntime's CUDA execution provider (the `cuda` feature). The engine is part of the
 //!   result: engines agree within float tolerance, not bit for bit.
