@@ -16,7 +16,7 @@ use ogpu_runtime::{Job, Libraries, OnnxRuntime, Outcome, Progress, Runtime, Runt
 use serde_json::Value;
 
 mod common;
-use common::device_present;
+use common::{bad_input, device_present, invalid_program, refused, unsupported};
 
 const DIGITS_MODEL: &[u8] = include_bytes!("../../../examples/digits-infer/digits_mlp.onnx");
 const DIGITS_CASES: &str = include_str!("data/digits_mlp.cases.json");
@@ -304,21 +304,6 @@ fn minilm_runs_as_plain_tensors_too() {
     }
 }
 
-fn refused(result: Result<Outcome, TaskError>, wanted: fn(&TaskError) -> bool, words: &str) {
-    match result {
-        Err(error) if wanted(&error) && error.to_string().contains(words) => {}
-        other => panic!("expected an error saying {words:?}, got {other:?}"),
-    }
-}
-
-fn invalid_program(error: &TaskError) -> bool {
-    matches!(error, TaskError::InvalidProgram(_))
-}
-
-fn bad_input(error: &TaskError) -> bool {
-    matches!(error, TaskError::BadInput(_))
-}
-
 #[test]
 fn a_corrupt_or_truncated_model_is_an_invalid_program() {
     let digits = digits();
@@ -360,7 +345,7 @@ fn an_operator_the_engine_lacks_is_unsupported() {
     let sandbox = Sandbox::new(&[("pixels.npy", &digits().pixels)]);
     for engine in engines() {
         let result = sandbox.run(&program, &["input=pixels.npy", engine]);
-        refused(result, |e| matches!(e, TaskError::Unsupported(_)), "Relx");
+        refused(result, unsupported, "Relx");
     }
 }
 
@@ -428,7 +413,7 @@ fn the_sentence_pipeline_refuses_a_model_without_token_inputs() {
         "model":{"type":"WordLevel","vocab":{"[UNK]":0,"hello":1},"unk_token":"[UNK]"}}"#;
     let sandbox = Sandbox::new(&[("tokenizer.json", tokenizer), ("s.txt", b"hello\n"), ("bad.json", b"{")]);
     let args = ["pipeline=sentence-embedding", "tokenizer=tokenizer.json", "text=s.txt"];
-    refused(sandbox.run(DIGITS_MODEL, &args), |e| matches!(e, TaskError::Unsupported(_)), "also wants \"input\"");
+    refused(sandbox.run(DIGITS_MODEL, &args), unsupported, "also wants \"input\"");
     let args = ["pipeline=sentence-embedding", "tokenizer=bad.json", "text=s.txt"];
     refused(sandbox.run(DIGITS_MODEL, &args), bad_input, "bad.json is not a tokenizer.json");
 }
@@ -481,7 +466,7 @@ fn an_engine_or_device_this_provider_lacks_is_named() {
     };
     let missing =
         if cfg!(feature = "ort") { "no onnxruntime library configured" } else { "ogpu-runtime's ort feature" };
-    refused(OnnxRuntime::new().run(&job), |e| matches!(e, TaskError::Unsupported(_)), missing);
+    refused(OnnxRuntime::new().run(&job), unsupported, missing);
     if !engines().contains(&"engine=ort") {
         return;
     }
@@ -493,7 +478,7 @@ fn an_engine_or_device_this_provider_lacks_is_named() {
         let difference = max_difference(&f32s(&sandbox.output("probabilities.npy")), &digits.probabilities);
         assert!(difference <= digits.tolerance, "on cuda, probabilities differ by {difference}");
     } else {
-        refused(on_cuda, |e| matches!(e, TaskError::Unsupported(_)), "device=cuda");
+        refused(on_cuda, unsupported, "device=cuda");
     }
 }
 

@@ -16,7 +16,7 @@ use ogpu_runtime::{Job, Libraries, Outcome, Progress, Runtime, Runtimes, TaskErr
 use serde_json::Value;
 
 mod common;
-use common::device_present;
+use common::{bad_input, bad_output, device_present, invalid_program, refused, unsupported};
 
 const EXAMPLE_SPEC: &str = include_str!("../../../examples/digits-train.toml");
 const DIGITS_CONFIG: &str = include_str!("../../../examples/digits-train/mlp.toml");
@@ -364,29 +364,6 @@ fn npy_and_safetensors_datasets_train_like_csv() {
     assert_eq!(sandbox.metrics(), expected);
     let missing = st_config.replace("labels = \"y\"", "labels = \"labels\"");
     refused(Sandbox::new(&[("d.safetensors", &tensors)]).run(&missing), bad_input, "has no tensor \"labels\"");
-}
-
-fn refused(result: Result<impl std::fmt::Debug, TaskError>, wanted: fn(&TaskError) -> bool, words: &str) {
-    match result {
-        Err(error) if wanted(&error) && error.to_string().contains(words) => {}
-        other => panic!("expected an error saying {words:?}, got {other:?}"),
-    }
-}
-
-fn invalid_program(error: &TaskError) -> bool {
-    matches!(error, TaskError::InvalidProgram(_))
-}
-
-fn bad_input(error: &TaskError) -> bool {
-    matches!(error, TaskError::BadInput(_))
-}
-
-fn bad_output(error: &TaskError) -> bool {
-    matches!(error, TaskError::BadOutput(_))
-}
-
-fn unsupported(error: &TaskError) -> bool {
-    matches!(error, TaskError::Unsupported(_))
 }
 
 #[test]

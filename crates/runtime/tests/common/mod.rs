@@ -1,7 +1,12 @@
-//! What the runtime tests share: a job's directories as the agent stages them, and the rule
-//! for tests that need a device or library this machine may lack.
+//! What the runtime tests share: a job's directories as the agent stages them, the rule
+//! for tests that need a device or library this machine may lack, and how a refusal is
+//! checked.
+
+#![allow(dead_code, reason = "each test binary uses the part it needs")]
 
 use std::fs;
+
+use ogpu_runtime::TaskError;
 
 /// A temporary directory with `input/` holding `inputs` and an empty `output/`.
 pub fn staged(inputs: &[(&str, &[u8])]) -> tempfile::TempDir {
@@ -17,7 +22,6 @@ pub fn staged(inputs: &[(&str, &[u8])]) -> tempfile::TempDir {
 /// Whether a test of `device` (a GPU backend, or a library such as onnxruntime) can run
 /// here. Without it the test says so and skips, unless `OGPU_TEST_REQUIRE` names it (CI
 /// names what it installs), where a missing device fails rather than skips in silence.
-#[allow(dead_code, reason = "not every test binary has a device to ask for")]
 pub fn device_present(device: &str, present: bool) -> bool {
     let required = std::env::var("OGPU_TEST_REQUIRE").unwrap_or_default();
     let required = required.split(',').any(|name| name.trim() == device);
@@ -26,4 +30,28 @@ pub fn device_present(device: &str, present: bool) -> bool {
         println!("skipped: no {device} on this machine");
     }
     present
+}
+
+/// Asserts that `result` is an error of the kind `wanted` whose message says `words`.
+pub fn refused(result: Result<impl std::fmt::Debug, TaskError>, wanted: fn(&TaskError) -> bool, words: &str) {
+    match result {
+        Err(error) if wanted(&error) && error.to_string().contains(words) => {}
+        other => panic!("expected an error saying {words:?}, got {other:?}"),
+    }
+}
+
+pub fn invalid_program(error: &TaskError) -> bool {
+    matches!(error, TaskError::InvalidProgram(_))
+}
+
+pub fn bad_input(error: &TaskError) -> bool {
+    matches!(error, TaskError::BadInput(_))
+}
+
+pub fn bad_output(error: &TaskError) -> bool {
+    matches!(error, TaskError::BadOutput(_))
+}
+
+pub fn unsupported(error: &TaskError) -> bool {
+    matches!(error, TaskError::Unsupported(_))
 }
