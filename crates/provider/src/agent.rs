@@ -325,11 +325,15 @@ impl Agent {
         }
     }
 
-    /// Whether this machine can run the spec at all.
+    /// Whether this machine can run the spec at all: the devices it asks for, and a
+    /// runtime that takes its arguments (a backend, engine or device this build and
+    /// machine have). Bidding on what it cannot run would cost the provider its stake.
     fn can_run(&self, spec: &TaskSpec) -> bool {
         let requirements = &spec.requirements;
         let gpus = self.profile.gpus().filter(|g| g.memory_mb >= requirements.min_vram_mb).count();
-        self.runtimes.get(spec.workload.kind).is_some() && gpus >= requirements.gpus as usize
+        let workload = &spec.workload;
+        let runs = self.runtimes.get(workload.kind).map(|runtime| runtime.accepts(&workload.args));
+        gpus >= requirements.gpus as usize && matches!(runs, Some(Ok(())))
     }
 
     fn consider_bid(&mut self, id: TaskId, commit_end: u64) {

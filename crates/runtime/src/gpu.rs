@@ -68,6 +68,13 @@ pub fn wgpu_adapters() -> Vec<Adapter> {
     Vec::new()
 }
 
+/// Whether wgpu has any adapter, asked once per process (enumerating takes tens of
+/// milliseconds, and a provider asks before every bid).
+pub fn has_wgpu_adapter() -> bool {
+    static ANY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ANY.get_or_init(|| !wgpu_adapters().is_empty())
+}
+
 /// Whether the CUDA backend can start: this build has it and the driver library loads.
 pub fn cuda_driver() -> bool {
     // SAFETY: loading the NVIDIA driver library runs its initializers, which is what the

@@ -84,6 +84,14 @@ pub trait Runtime: Send + Sync {
     /// Runs `job` to completion, failure, timeout or cancellation. Never panics on any
     /// program or input.
     fn run(&self, job: &Job<'_>) -> Result<Outcome, TaskError>;
+
+    /// Whether this runtime, in this build on this machine, can run jobs with `args` (a
+    /// backend, engine or device they ask for), without running anything: what a provider
+    /// asks before it bids, since a task it then cannot run would cost it its stake.
+    fn accepts(&self, args: &[String]) -> Result<(), TaskError> {
+        let _ = args;
+        Ok(())
+    }
 }
 
 /// The name a task spec uses for `kind`, for messages.

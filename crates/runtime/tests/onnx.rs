@@ -467,6 +467,8 @@ fn an_engine_or_device_this_provider_lacks_is_named() {
     let missing =
         if cfg!(feature = "ort") { "no onnxruntime library configured" } else { "ogpu-runtime's ort feature" };
     refused(OnnxRuntime::new().run(&job), unsupported, missing);
+    refused(OnnxRuntime::new().accepts(&args), unsupported, missing);
+    assert_eq!(OnnxRuntime::new().accepts(&["input=pixels.npy".into()]), Ok(()));
     if !engines().contains(&"engine=ort") {
         return;
     }

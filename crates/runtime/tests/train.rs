@@ -394,6 +394,13 @@ fn malformed_configs_and_data_are_refused_with_clear_errors() {
         refused(on("device=wgpu"), unsupported, "wgpu feature");
     }
     refused(on("device=tpu"), bad_input, "device=tpu is not a device");
+    // What a provider asks before bidding, without running anything.
+    let runtime = TrainRuntime::new();
+    assert_eq!(runtime.accepts(&["device=cpu".into()]), Ok(()));
+    refused(runtime.accepts(&["device=tpu".into()]), bad_input, "device=tpu is not a device");
+    if !cfg!(feature = "cuda") || !ogpu_runtime::gpu::cuda_driver() {
+        refused(runtime.accepts(&["device=cuda".into()]), unsupported, "device=cuda");
+    }
     let tiny = Limits { memory_mb: 1, ..LIMITS };
     let big = SHORT.replace("hidden = [16]", "hidden = [4096, 4096]");
     let run = sandbox.run_with(&big, &[], tiny, &AtomicBool::new(false), |_| {});

@@ -69,6 +69,9 @@ use engine::{Engine, Outputs};
 #[cfg(feature = "ort")]
 pub use ort::OrtLibrary;
 
+#[cfg(not(feature = "ort"))]
+const NO_ORT: &str = "engine=ort: this provider's build has no onnxruntime (ogpu-runtime's ort feature)";
+
 /// Runs ONNX models. Holds nothing between jobs but the onnxruntime library, when it has
 /// one: each job loads its model and prepares it for its batch shapes.
 #[derive(Debug, Default)]
@@ -112,23 +115,48 @@ impl OnnxRuntime {
 
     #[cfg(feature = "ort")]
     fn load_ort(&self, program: &[u8], cuda: bool, wanted: Outputs<'_>) -> Result<Box<dyn Engine>, TaskError> {
-        let library = self.onnxruntime.as_ref().ok_or_else(|| {
-            TaskError::Unsupported("engine=ort: this provider has no onnxruntime library configured".into())
-        })?;
-        Ok(Box::new(ort::OrtModel::load(library, program, wanted, cuda)?))
+        Ok(Box::new(ort::OrtModel::load(self.ort_library()?, program, wanted, cuda)?))
     }
 
     #[cfg(not(feature = "ort"))]
     fn load_ort(&self, _program: &[u8], _cuda: bool, _wanted: Outputs<'_>) -> Result<Box<dyn Engine>, TaskError> {
-        Err(TaskError::Unsupported(
-            "engine=ort: this provider's build has no onnxruntime (ogpu-runtime's ort feature)".into(),
-        ))
+        Err(TaskError::Unsupported(NO_ORT.into()))
+    }
+
+    #[cfg(feature = "ort")]
+    fn ort_library(&self) -> Result<&OrtLibrary, TaskError> {
+        self.onnxruntime.as_ref().ok_or_else(|| {
+            TaskError::Unsupported("engine=ort: this provider has no onnxruntime library configured".into())
+        })
+    }
+
+    /// Whether `choice` can run here at all: the engine is built and configured and, for
+    /// CUDA, there is a driver (whether onnxruntime's CUDA provider then starts is known
+    /// only once a model is loaded).
+    fn available(&self, choice: EngineChoice) -> Result<(), TaskError> {
+        match choice {
+            EngineChoice::Tract => Ok(()),
+            #[cfg(feature = "ort")]
+            EngineChoice::Ort { cuda } => {
+                self.ort_library()?;
+                match !cuda || crate::gpu::cuda_driver() {
+                    true => Ok(()),
+                    false => Err(TaskError::Unsupported("device=cuda: this provider has no CUDA driver".into())),
+                }
+            }
+            #[cfg(not(feature = "ort"))]
+            EngineChoice::Ort { .. } => Err(TaskError::Unsupported(NO_ORT.into())),
+        }
     }
 }
 
 impl Runtime for OnnxRuntime {
     fn kind(&self) -> WorkloadKind {
         WorkloadKind::Onnx
+    }
+
+    fn accepts(&self, args: &[String]) -> Result<(), TaskError> {
+        self.available(Task::parse(args)?.engine)
     }
 
     fn run(&self, job: &Job<'_>) -> Result<Outcome, TaskError> {

@@ -3,8 +3,9 @@
 //! `wgpu` and `cuda` features.
 //!
 //! Burn reports some failures by panicking (a GPU backend without a usable device, a
-//! shape it cannot handle). A job must end in an error, never take the agent down, so
-//! work on a backend runs under `catch_unwind` and a panic becomes a [`TaskError`].
+//! shape it cannot handle). A job must end in an error, never take the agent down, so a
+//! backend is first asked for ([`available`]: this build has it and the machine a device
+//! for it), and work on it runs under `catch_unwind`, a panic becoming a [`TaskError`].
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -13,8 +14,8 @@ use burn::backend::NdArray;
 use burn::backend::ndarray::NdArrayDevice;
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::TaskError;
 use crate::train::config::DeviceKind;
+use crate::{TaskError, gpu};
 
 /// Work generic over the backend, run by [`with_backend`].
 pub trait OnBackend {
@@ -22,8 +23,39 @@ pub trait OnBackend {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Self::Output, TaskError>;
 }
 
-/// Runs `work` on the backend `kind` names, or says which feature the build lacks.
+/// Whether this build and machine can train on `kind`, and if not, why.
+pub fn available(kind: DeviceKind) -> Result<(), TaskError> {
+    let built = match kind {
+        DeviceKind::Cpu => true,
+        DeviceKind::Wgpu => cfg!(feature = "wgpu"),
+        DeviceKind::Cuda => cfg!(feature = "cuda"),
+    };
+    let present = match kind {
+        DeviceKind::Cpu => true,
+        DeviceKind::Wgpu => gpu::has_wgpu_adapter(),
+        DeviceKind::Cuda => gpu::cuda_driver(),
+    };
+    match (built, present) {
+        (false, _) => Err(not_built(kind)),
+        (true, false) => Err(TaskError::Unsupported(format!(
+            "device={}: this provider has no device for it (no {})",
+            kind.name(),
+            if kind == DeviceKind::Wgpu { "Vulkan or Metal adapter" } else { "CUDA driver" }
+        ))),
+        (true, true) => Ok(()),
+    }
+}
+
+fn not_built(kind: DeviceKind) -> TaskError {
+    TaskError::Unsupported(format!(
+        "device={0}: this provider's build has no {0} backend (ogpu-runtime's {0} feature)",
+        kind.name()
+    ))
+}
+
+/// Runs `work` on the backend `kind` names, or says why it cannot.
 pub fn with_backend<W: OnBackend>(kind: DeviceKind, work: W) -> Result<W::Output, TaskError> {
+    available(kind)?;
     let result = catch_unwind(AssertUnwindSafe(|| match kind {
         DeviceKind::Cpu => work.run::<Autodiff<NdArray<f32>>>(NdArrayDevice::Cpu),
         DeviceKind::Wgpu => wgpu(work),
@@ -47,9 +79,7 @@ fn wgpu<W: OnBackend>(work: W) -> Result<W::Output, TaskError> {
 
 #[cfg(not(feature = "wgpu"))]
 fn wgpu<W: OnBackend>(_work: W) -> Result<W::Output, TaskError> {
-    Err(TaskError::Unsupported(
-        "device=wgpu: this provider's build has no wgpu backend (ogpu-runtime's wgpu feature)".into(),
-    ))
+    Err(not_built(DeviceKind::Wgpu))
 }
 
 #[cfg(feature = "cuda")]
@@ -60,7 +90,5 @@ fn cuda<W: OnBackend>(work: W) -> Result<W::Output, TaskError> {
 
 #[cfg(not(feature = "cuda"))]
 fn cuda<W: OnBackend>(_work: W) -> Result<W::Output, TaskError> {
-    Err(TaskError::Unsupported(
-        "device=cuda: this provider's build has no CUDA backend (ogpu-runtime's cuda feature)".into(),
-    ))
+    Err(not_built(DeviceKind::Cuda))
 }

@@ -116,6 +116,10 @@ impl Runtime for TrainRuntime {
         WorkloadKind::Train
     }
 
+    fn accepts(&self, args: &[String]) -> Result<(), TaskError> {
+        backend::available(parse_args(args)?)
+    }
+
     fn run(&self, job: &Job<'_>) -> Result<Outcome, TaskError> {
         check_job(WorkloadKind::Train, job)?;
         let started = Instant::now();
