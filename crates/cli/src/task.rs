@@ -152,8 +152,9 @@ fn run_local(
     let cancel = AtomicBool::new(false);
     let progress = |progress: Progress| match progress {
         Progress::Log(line) => eprintln!("| {line}"),
-        Progress::Step { done, total, loss } => {
-            eprintln!("step {done}/{total}{}", loss.map(|l| format!(" loss {l:.4}")).unwrap_or_default())
+        Progress::Step { done, total, metrics } => {
+            let metrics: String = metrics.iter().map(|(name, value)| format!(" {name} {value:.4}")).collect();
+            eprintln!("step {done}/{total}{metrics}");
         }
     };
     let job = Job {

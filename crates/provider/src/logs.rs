@@ -13,9 +13,9 @@ use crate::wallet::Wallet;
 /// Entries wait at most this long, or until this many, before they are posted.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 const FLUSH_AT: usize = 64;
-/// At most one progress step this often (and always the last): a training run takes
-/// thousands of steps a second on small models, more than anyone watching can read and
-/// more than the API keeps of a task.
+/// At most one routine progress step (a loss alone) this often; the last step and steps
+/// with evaluations are always kept. A training run takes thousands of steps a second on
+/// small models, more than anyone watching can read and more than the API keeps of a task.
 const STEP_EVERY: Duration = Duration::from_millis(250);
 
 pub(crate) struct TaskLog {
@@ -83,15 +83,16 @@ impl TaskLog {
         self.push(LogBody::Log { stream: stream.into(), line: clip(line, limits::LINE_BYTES) }, false);
     }
 
-    pub fn step(&self, step: u64, total: u64, loss: Option<f64>) {
+    pub fn step(&self, step: u64, total: u64, metrics: &[(&str, f64)]) {
+        let routine = step < total && metrics.iter().all(|(name, _)| *name == "loss");
         {
             let mut pending = self.pending();
-            if step < total && pending.last_step.is_some_and(|last| last.elapsed() < STEP_EVERY) {
+            if routine && pending.last_step.is_some_and(|last| last.elapsed() < STEP_EVERY) {
                 return;
             }
             pending.last_step = Some(Instant::now());
         }
-        let metrics = loss.filter(|l| l.is_finite()).map(|l| vec![("loss".to_string(), l)]).unwrap_or_default();
+        let metrics = metrics.iter().filter(|(_, v)| v.is_finite()).map(|(n, v)| (n.to_string(), *v)).collect();
         self.push(LogBody::Step { step, total: Some(total), metrics }, false);
     }
 

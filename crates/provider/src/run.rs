@@ -74,7 +74,7 @@ fn execute(request: &RunRequest, wallet: &Wallet, runtimes: &Runtimes, log: &Tas
     log.started();
     let progress = |progress: Progress| match progress {
         Progress::Log(line) => log.line("stderr", &line),
-        Progress::Step { done, total, loss } => log.step(done, total, loss),
+        Progress::Step { done, total, metrics } => log.step(done, total, &metrics),
     };
     let workload = &request.spec.workload;
     let job = Job {

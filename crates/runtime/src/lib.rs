@@ -56,9 +56,10 @@ pub struct Job<'a> {
 pub enum Progress {
     /// A line the program wrote for people (for a WASI module, its standard error).
     Log(String),
-    /// `done` of `total` steps (training steps, inference batches), with the latest loss
-    /// where there is one.
-    Step { done: u64, total: u64, loss: Option<f64> },
+    /// `done` of `total` steps (training steps, inference batches), with what was measured
+    /// at this one: a training step's `loss`, and at each checkpoint `eval_loss` and
+    /// `eval_accuracy` on the held-out rows.
+    Step { done: u64, total: u64, metrics: Vec<(&'static str, f64)> },
 }
 
 /// What a successful run produced.

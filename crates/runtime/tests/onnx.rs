@@ -92,7 +92,7 @@ impl Sandbox {
     ) -> Run {
         let steps = Mutex::new(Vec::new());
         let progress = |p: Progress| match p {
-            Progress::Step { done, total, loss: None } => {
+            Progress::Step { done, total, metrics } if metrics.is_empty() => {
                 steps.lock().unwrap().push((done, total));
                 on_step(done);
             }

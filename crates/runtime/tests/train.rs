@@ -55,6 +55,8 @@ struct Run {
     result: Result<Outcome, TaskError>,
     losses: Vec<f64>,
     total: u64,
+    /// The held-out accuracy reported at each checkpoint, by step.
+    evals: Vec<(u64, f64)>,
 }
 
 impl Sandbox {
@@ -83,17 +85,20 @@ impl Sandbox {
         cancel: &AtomicBool,
         on_step: impl Fn(u64) + Sync,
     ) -> Run {
-        let steps = Mutex::new((Vec::new(), 0));
+        let steps = Mutex::new((Vec::new(), 0, Vec::new()));
         let progress = |p: Progress| match p {
-            Progress::Step { done, total, loss: Some(loss) } => {
+            Progress::Step { done, total, metrics } => {
                 let mut steps = steps.lock().unwrap();
                 assert_eq!(done, steps.0.len() as u64 + 1, "steps are reported in order");
-                steps.0.push(loss);
+                assert_eq!(metrics[0].0, "loss");
+                steps.0.push(metrics[0].1);
                 steps.1 = total;
+                if let Some((_, accuracy)) = metrics.iter().find(|(name, _)| *name == "eval_accuracy") {
+                    steps.2.push((done, *accuracy));
+                }
                 on_step(done);
             }
             Progress::Log(line) => println!("{line}"),
-            other => panic!("unexpected progress {other:?}"),
         };
         let args: Vec<String> = args.iter().map(ToString::to_string).collect();
         let (inputs, output) = (self.path("input"), self.path("output"));
@@ -108,8 +113,8 @@ impl Sandbox {
             cancel,
         };
         let result = TrainRuntime::new().run(&job);
-        let (losses, total) = steps.into_inner().unwrap();
-        Run { result, losses, total }
+        let (losses, total, evals) = steps.into_inner().unwrap();
+        Run { result, losses, total, evals }
     }
 
     fn metrics(&self) -> Value {
@@ -155,6 +160,9 @@ fn the_digits_example_names_its_files_and_reaches_91_percent_on_unseen_rows() {
     assert!(accuracy >= 0.91, "eval accuracy {accuracy} on rows 1500..1796");
     assert_eq!(metrics["eval_samples"], 297);
     assert_eq!(run.losses.len() as u64, run.total);
+    let evaluated: Vec<u64> = run.evals.iter().map(|(step, _)| *step).collect();
+    assert_eq!(evaluated, (1..=8).map(|i| i * 150).collect::<Vec<_>>(), "accuracy is streamed at each checkpoint");
+    assert_eq!(run.evals.last().map(|(_, a)| *a), Some(accuracy), "the last is the delivered model's");
     let (first, last) = first_and_last(&run.losses, 50);
     assert!(last < first / 5.0, "the loss fell from {first} to {last}");
 

@@ -62,7 +62,7 @@ pub fn run<B: Send, O: Send>(
                 // Counted under the lock so the steps arrive in order.
                 let mut done = lock(&done);
                 *done += 1;
-                (job.progress)(Progress::Step { done: *done, total: total as u64, loss: None });
+                (job.progress)(Progress::Step { done: *done, total: total as u64, metrics: Vec::new() });
             }
             *lock(&results[index]) = Some(result);
         }

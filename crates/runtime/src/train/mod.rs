@@ -218,7 +218,7 @@ impl OnBackend for Run<'_> {
         let order_hash = order.clone().hash(total);
         let mut trainer = Trainer::<B>::new(config, self.dataset, &seed, &device)?;
         let mut checkpoints = vec![self.write(&file_name(0), &trainer.checkpoint(0)?.encode()?)?];
-        let mut loss = f32::NAN;
+        let (mut loss, mut evaluation) = (f32::NAN, None);
         for step in 0..total {
             self.check_time()?;
             let indices = order.batch(step).to_vec();
@@ -230,17 +230,24 @@ impl OnBackend for Run<'_> {
                 )));
             }
             let done = step + 1;
-            (self.job.progress)(Progress::Step { done, total, loss: Some(f64::from(loss)) });
+            let mut metrics = vec![("loss", f64::from(loss))];
             if done % every == 0 || done == total {
                 let bytes = trainer.checkpoint(done)?.encode()?;
                 checkpoints.push(self.write(&file_name(done.div_ceil(every)), &bytes)?);
+                // How the model does on rows it does not train on, as it learns.
+                evaluation = trainer.evaluate(self.dataset)?;
+                if let Some(evaluation) = &evaluation {
+                    metrics.extend([("eval_loss", evaluation.loss), ("eval_accuracy", evaluation.accuracy())]);
+                }
             }
+            (self.job.progress)(Progress::Step { done, total, metrics });
         }
         self.check_time()?;
         let params = trainer.params()?;
         self.write("model.safetensors", &encode_model(total, &params)?)?;
         let mut metrics = serde_json::json!({ "steps": total, "train_loss": loss });
-        if let Some(evaluation) = trainer.evaluate(self.dataset)? {
+        // The last step is a checkpoint, so `evaluation` is of the final model.
+        if let Some(evaluation) = evaluation {
             metrics["eval_loss"] = evaluation.loss.into();
             metrics["eval_accuracy"] = evaluation.accuracy().into();
             metrics["eval_correct"] = evaluation.correct.into();
