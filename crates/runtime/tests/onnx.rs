@@ -13,6 +13,8 @@ use ogpu_core::spec::{Limits, TaskSpec, WorkloadKind};
 use ogpu_core::{BlobHash, Hash};
 use ogpu_runtime::onnx::npy::{self, Array, DType};
 use ogpu_runtime::{Job, Libraries, OnnxRuntime, Outcome, Progress, Runtime, Runtimes, TaskError};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
 mod common;
@@ -213,6 +215,30 @@ fn digits_match_the_reference(engine: &str) {
     }
     let again = Sandbox::new(&[("pixels.npy", &digits.pixels)]);
     assert_eq!(again.run(DIGITS_MODEL, &["input=pixels.npy", "batch=32", engine]).unwrap().output, hashes[0]);
+}
+
+#[test]
+fn tensors_can_come_and_go_as_safetensors() {
+    let digits = digits();
+    let pixels = npy::read(&digits.pixels).unwrap();
+    let other = Array::of(&[1], &[7i64]);
+    let views = [("input", &pixels), ("unused", &other)].map(|(name, array)| {
+        let dtype = if array.dtype == DType::F32 { Dtype::F32 } else { Dtype::I64 };
+        (name, TensorView::new(dtype, array.shape.clone(), &array.data).unwrap())
+    });
+    let file = safetensors::serialize(views, None::<std::collections::HashMap<String, String>>).unwrap();
+    for engine in engines() {
+        let sandbox = Sandbox::new(&[("digits.safetensors", &file)]);
+        sandbox.run(DIGITS_MODEL, &["input=input:digits.safetensors", "format=safetensors", engine]).unwrap();
+        let bytes = fs::read(sandbox.path("output/label.safetensors")).unwrap();
+        let labels = SafeTensors::deserialize(&bytes).unwrap();
+        let labels = labels.tensor("label").unwrap();
+        assert_eq!((labels.dtype(), labels.shape()), (Dtype::I64, [32].as_slice()));
+        let labels: Vec<i64> =
+            labels.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect();
+        assert_eq!(labels, digits.labels, "{engine}");
+        assert!(sandbox.path("output/probabilities.safetensors").is_file());
+    }
 }
 
 #[test]

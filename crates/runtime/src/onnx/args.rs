@@ -1,6 +1,7 @@
 //! The task's arguments, read as the declaration of how to feed the model and what to
 //! deliver (the convention is described in the module documentation of `onnx`).
 
+use super::tensor_file::Format;
 use crate::TaskError;
 
 /// At most this many rows or sentences per model run: a bound on the memory one batch
@@ -19,6 +20,8 @@ pub struct Task {
     pub batch: usize,
     /// Model outputs to deliver, in the order given; empty means the pipeline's default.
     pub outputs: Vec<String>,
+    /// How output tensors are written.
+    pub format: Format,
 }
 
 /// `engine=` and `device=`.
@@ -55,7 +58,7 @@ impl Task {
         let mut pipeline = None;
         let (mut batch, mut inputs, mut outputs) = (None, Vec::new(), Vec::new());
         let (mut tokenizer, mut text, mut pooling, mut normalize) = (None, None, None, None);
-        let (mut engine, mut device) = (None, None);
+        let (mut engine, mut device, mut format) = (None, None, None);
         for arg in args {
             let Some((key, value)) = arg.split_once('=') else {
                 return Err(bad(format!("argument {arg:?} is not of the form key=value")));
@@ -76,6 +79,7 @@ impl Task {
                 "normalize" => once(&mut normalize)?,
                 "engine" => once(&mut engine)?,
                 "device" => once(&mut device)?,
+                "format" => once(&mut format)?,
                 "output" => outputs.push(value.to_string()),
                 // Input file names cannot hold ':', so the last one separates the two.
                 "input" => inputs.push(match value.rsplit_once(':') {
@@ -141,7 +145,12 @@ impl Task {
                 return Err(bad(format!("pipeline={other} is unknown (tensors or sentence-embedding)")));
             }
         };
-        Ok(Task { pipeline, engine, batch, outputs })
+        let format = match format.as_deref().map(|text| (text, Format::parse(text))) {
+            None => Format::default(),
+            Some((_, Some(format))) => format,
+            Some((other, None)) => return Err(bad(format!("format={other} is not a format (npy or safetensors)"))),
+        };
+        Ok(Task { pipeline, engine, batch, outputs, format })
     }
 }
 
@@ -206,6 +215,7 @@ mod tests {
         refused(&["input=a.npy", "engine=onnx"], "engine=onnx is not an engine");
         refused(&["input=a.npy", "device=tpu"], "device=tpu is not a device");
         refused(&["input=a.npy", "device=cuda"], "device=cuda needs engine=ort");
+        refused(&["input=a.npy", "format=csv"], "format=csv is not a format");
         refused(&["input=a.npy", "text=s.txt"], "no meaning for pipeline=tensors");
         refused(&["pipeline=generate"], "pipeline=generate is unknown");
         let embed = ["pipeline=sentence-embedding", "tokenizer=t.json", "text=s.txt"];

@@ -11,10 +11,9 @@ use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer};
 
 use super::engine::{Engine, PortType, quoted_list};
 use super::files;
-use super::npy::{self, Array, DType};
+use super::npy::{Array, DType};
+use super::tensor_file::{self, Format};
 use crate::{Job, TaskError};
-
-pub const OUTPUT_FILE: &str = "embeddings.npy";
 
 /// The model inputs this pipeline can feed, by name.
 const INPUT_IDS: &str = "input_ids";
@@ -32,6 +31,7 @@ pub struct Embedding<'a> {
     pub text: &'a str,
     pub normalize: bool,
     pub batch: usize,
+    pub format: Format,
 }
 
 impl Embedding<'_> {
@@ -63,7 +63,8 @@ impl Embedding<'_> {
             }
         }
         let array = Array { dtype: DType::F32, shape: vec![sentences.len(), hidden.unwrap_or(0)], data };
-        files::write_output(job.output, OUTPUT_FILE, &npy::write(&array))
+        let (file, bytes) = tensor_file::write(self.format, "embeddings", &array)?;
+        files::write_output(job.output, &file, &bytes)
     }
 
     /// The task's tokenizer, padding each batch to its longest line (whatever fixed

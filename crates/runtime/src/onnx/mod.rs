@@ -9,12 +9,14 @@
 //!   onnxruntime's CUDA execution provider (the `cuda` feature). The engine is part of the
 //!   result: engines agree within float tolerance, not bit for bit.
 //! - `pipeline=tensors` (the default): tensors in, tensors out.
-//!   - `input=NAME:FILE` binds model input `NAME` to the task input `FILE`, a NumPy
-//!     `.npy` file (little-endian float32, float64, int32 or int64, C order; see `npy`).
+//!   - `input=NAME:FILE` binds model input `NAME` to the task input `FILE`: a NumPy
+//!     `.npy` file (little-endian float32, float64, int32 or int64, C order; see `npy`),
+//!     or a `.safetensors` file, whose tensor named `NAME` (or only tensor) is taken.
 //!     `input=FILE` binds the model's only input. Every model input is bound once.
 //!   - `output=NAME` (repeatable) picks the model outputs to deliver, in that order; by
-//!     default all of them. Each is written as `NAME.npy` (so its name must be a plain
-//!     file name). Integer outputs that tract computes as dimensions are written as int64.
+//!     default all of them. Each is written as `NAME.npy`, or with `format=safetensors` as
+//!     `NAME.safetensors` holding one tensor `NAME` (so its name must be a plain file
+//!     name). Integer outputs that tract computes as dimensions are written as int64.
 //!   - Every input's first axis is the rows; `batch=N` rows run at a time, and the
 //!     outputs' batches are joined along their first axis.
 //! - `pipeline=sentence-embedding`: text in, sentence embeddings out.
@@ -27,7 +29,8 @@
 //!     (default: the model's first output); `pooling=mean` (the only pooling) averages it
 //!     over the real tokens, and `normalize=l2` (default) or `none` says whether each
 //!     vector is then scaled to unit length.
-//!   - The result is `embeddings.npy`: float32 `[lines, hidden]`.
+//!   - The result is `embeddings.npy` (or `embeddings.safetensors` with
+//!     `format=safetensors`): float32 `[lines, hidden]`.
 //!   - `batch=N` lines run at a time.
 //!
 //! `batch` (default 32, at most 4096) is part of the result, not a tuning knob: the batch
@@ -54,6 +57,7 @@ pub(crate) mod files;
 pub mod npy;
 #[cfg(feature = "ort")]
 mod ort;
+mod tensor_file;
 mod tensors;
 mod tract;
 
@@ -170,9 +174,12 @@ impl Runtime for OnnxRuntime {
         };
         let model = self.load(job.program, task.engine, wanted)?;
         match &task.pipeline {
-            Pipeline::Tensors { inputs } => tensors::run(model.as_ref(), inputs, task.batch, job, started)?,
+            Pipeline::Tensors { inputs } => {
+                tensors::run(model.as_ref(), inputs, task.batch, task.format, job, started)?
+            }
             Pipeline::SentenceEmbedding { tokenizer, text, normalize } => {
-                let embedding = Embedding { tokenizer, text, normalize: *normalize, batch: task.batch };
+                let (normalize, batch, format) = (*normalize, task.batch, task.format);
+                let embedding = Embedding { tokenizer, text, normalize, batch, format };
                 embedding.run(model.as_ref(), job, started)?
             }
         }

@@ -6,22 +6,22 @@ use std::time::Instant;
 
 use super::engine::{Engine, quoted_list};
 use super::files;
-use super::npy::{self, Array};
+use super::npy::Array;
+use super::tensor_file::{self, Format};
 use crate::{Job, TaskError};
 
 pub fn run(
     model: &dyn Engine,
     bindings: &[(Option<String>, String)],
     batch: usize,
+    format: Format,
     job: &Job<'_>,
     started: Instant,
 ) -> Result<(), TaskError> {
     let files = bind(model, bindings)?;
     let mut arrays = Vec::with_capacity(files.len());
-    for file in &files {
-        let array = npy::read(&files::read_input(job.inputs, file)?)
-            .map_err(|error| TaskError::BadInput(format!("{file}: {error}")))?;
-        arrays.push(array);
+    for (file, port) in files.iter().zip(model.inputs()) {
+        arrays.push(tensor_file::read(file, &files::read_input(job.inputs, file)?, &port.name)?);
     }
     let rows = batch_rows(&files, &arrays)?;
     let mut batches = Vec::new();
@@ -50,8 +50,8 @@ pub fn run(
         }
     }
     for (name, parts) in model.outputs().iter().zip(by_output) {
-        let joined = join(name, parts, rows, batch)?;
-        files::write_output(job.output, &format!("{name}.npy"), &npy::write(&joined))?;
+        let (file, bytes) = tensor_file::write(format, name, &join(name, parts, rows, batch)?)?;
+        files::write_output(job.output, &file, &bytes)?;
     }
     Ok(())
 }
