@@ -80,7 +80,7 @@ pub enum BenchCommand {
         #[arg(long, default_value = "cpu")]
         device: String,
         /// A libonnxruntime.so, to measure `engine=ort` as well as tract.
-        #[arg(long, env = "ORT_DYLIB_PATH")]
+        #[arg(long, env = "OGPU_ONNXRUNTIME")]
         onnxruntime: Option<PathBuf>,
     },
     /// Transfers per second through apply_block, against ed25519 verifications per second.

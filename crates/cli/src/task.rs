@@ -39,7 +39,7 @@ pub enum TaskCommand {
         #[arg(long)]
         out: Option<PathBuf>,
         /// A `libonnxruntime.so`, for onnx tasks that ask for `engine=ort`.
-        #[arg(long, env = "ORT_DYLIB_PATH")]
+        #[arg(long, env = "OGPU_ONNXRUNTIME")]
         onnxruntime: Option<PathBuf>,
     },
     /// Upload the task's files, reserve its price and submit it; then follow it until it

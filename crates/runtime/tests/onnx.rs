@@ -2,7 +2,7 @@
 //! (its model and cases copied into the repository) and the all-MiniLM-L6-v2 sentence
 //! encoder from `../shared/data/minilm` (skipped where that is absent), then every way a
 //! task can be wrong. Each runs on tract and, where this build has the `ort` feature and
-//! `ORT_DYLIB_PATH` names a `libonnxruntime.so`, on onnxruntime too.
+//! `OGPU_ONNXRUNTIME` names a `libonnxruntime.so`, on onnxruntime too.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ static RUNTIME: LazyLock<(OnnxRuntime, bool)> = LazyLock::new(runtime);
 #[cfg(feature = "ort")]
 fn runtime() -> (OnnxRuntime, bool) {
     use ogpu_runtime::onnx::OrtLibrary;
-    match std::env::var_os("ORT_DYLIB_PATH") {
+    match std::env::var_os("OGPU_ONNXRUNTIME") {
         Some(path) => (OnnxRuntime::with_onnxruntime(OrtLibrary::load(Path::new(&path)).unwrap()), true),
         None => (OnnxRuntime::new(), false),
     }
