@@ -3,25 +3,44 @@
 //! NVIDIA GPUs are found through NVML, loaded at run time, so a machine without the
 //! driver has no GPUs rather than an error and the binary needs no CUDA to build. Other
 //! GPUs (AMD, Intel, Apple) are the adapters the wgpu backend can train on, where the
-//! build has it. The CPU is always a device; its throughput is measured with a short
-//! matrix product.
+//! build has it. Every device's throughput is measured with a short matrix product: a
+//! GPU's on the backend its training tasks would run on (where the build has it), the
+//! CPU's with a cache-blocked loop of its own.
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::time::{Duration, Instant};
 
 use ogpu_core::spec::{Device, DeviceKind, DeviceProfile};
-use ogpu_runtime::gpu::Adapter;
+use ogpu_runtime::gpu::{Adapter, GpuTarget};
+
+/// How long each device's throughput is measured for.
+const CALIBRATION: Duration = Duration::from_millis(200);
 
 /// Every device this machine offers: the NVIDIA GPUs NVML reports, the other GPUs wgpu
 /// reports, then the CPU.
 pub fn detect(region: &str) -> DeviceProfile {
-    let mut devices = nvidia_gpus().unwrap_or_else(|why| {
+    let nvidia = nvidia_gpus().unwrap_or_else(|why| {
         tracing::info!(%why, "no NVIDIA GPUs");
         Vec::new()
     });
-    devices.extend(other_gpus(&ogpu_runtime::gpu::wgpu_adapters()));
+    // NVML's order is CUDA's for the usual machine of identical GPUs (CUDA orders the
+    // fastest first, NVML by PCI bus).
+    let nvidia = nvidia.into_iter().enumerate().map(|(index, gpu)| measured(gpu, GpuTarget::Cuda(index)));
+    let adapters = ogpu_runtime::gpu::wgpu_adapters();
+    let others = other_gpus(&adapters).map(|(adapter, gpu)| measured(gpu, adapter.target()));
+    let mut devices: Vec<Device> = nvidia.chain(others).collect();
     devices.push(cpu());
     DeviceProfile { devices, region: region.to_owned() }
+}
+
+/// `gpu` with its measured throughput, or 0 (not measured) where this build has no
+/// backend for it.
+fn measured(gpu: Device, target: GpuTarget) -> Device {
+    let gflops = ogpu_runtime::gpu::matmul_gflops(target, CALIBRATION).unwrap_or_else(|why| {
+        tracing::info!(model = %gpu.model, %why, "throughput not measured");
+        0
+    });
+    Device { gflops, ..gpu }
 }
 
 /// The CPU: its model name, memory, and measured single-precision throughput over all
@@ -34,7 +53,7 @@ pub fn cpu() -> Device {
         kind: DeviceKind::Cpu,
         model: cpu_model(&cpuinfo).unwrap_or_else(|| "unknown CPU".into()),
         memory_mb: mem_total_kb(&meminfo).unwrap_or(0) / 1024,
-        gflops: calibrate_cpu_gflops(Duration::from_millis(200)).saturating_mul(cores),
+        gflops: calibrate_cpu_gflops(CALIBRATION).saturating_mul(cores),
     }
 }
 
@@ -76,20 +95,15 @@ pub fn calibrate_cpu_gflops(budget: Duration) -> u32 {
     (flops / start.elapsed().as_secs_f64() / 1e9).round().clamp(1.0, f64::from(u32::MAX)) as u32
 }
 
-/// The GPUs among wgpu's adapters that NVML does not report already. wgpu does not say how
-/// much memory an adapter has, so it reads 0 (such a GPU meets no VRAM requirement), and
-/// software rasterizers (Mesa's lavapipe) are not GPUs to sell.
-fn other_gpus(adapters: &[Adapter]) -> Vec<Device> {
-    adapters
-        .iter()
-        .filter(|adapter| adapter.kind.is_gpu() && adapter.vendor != NVIDIA)
-        .map(|adapter| Device {
-            kind: DeviceKind::Gpu,
-            model: adapter.name.chars().take(64).collect(),
-            memory_mb: 0,
-            gflops: 0,
-        })
-        .collect()
+/// The GPUs among wgpu's adapters that NVML does not report already, not yet measured.
+/// wgpu does not say how much memory an adapter has, so it reads 0 (such a GPU meets no
+/// VRAM requirement), and software rasterizers (Mesa's lavapipe) are not GPUs to sell.
+fn other_gpus(adapters: &[Adapter]) -> impl Iterator<Item = (&Adapter, Device)> {
+    adapters.iter().filter(|adapter| adapter.kind.is_gpu() && adapter.vendor != NVIDIA).map(|adapter| {
+        let gpu =
+            Device { kind: DeviceKind::Gpu, model: adapter.name.chars().take(64).collect(), memory_mb: 0, gflops: 0 };
+        (adapter, gpu)
+    })
 }
 
 /// NVIDIA's PCI vendor id.
@@ -110,8 +124,7 @@ type NvmlHandle = unsafe extern "C" fn(c_uint, *mut *mut c_void) -> c_int;
 type NvmlName = unsafe extern "C" fn(*mut c_void, *mut c_char, c_uint) -> c_int;
 type NvmlMemoryInfo = unsafe extern "C" fn(*mut c_void, *mut NvmlMemory) -> c_int;
 
-/// The NVIDIA GPUs NVML reports, or why there are none. Their throughput is not measured
-/// yet (that needs a CUDA kernel); it is reported as 0, which bidding treats as unknown.
+/// The NVIDIA GPUs NVML reports, not yet measured, or why there are none.
 pub fn nvidia_gpus() -> Result<Vec<Device>, String> {
     // SAFETY: loading NVML runs its initializers, which are safe to run; every symbol
     // below is called with the signature NVML documents, on buffers of the sizes given.
@@ -169,15 +182,18 @@ mod tests {
     #[test]
     fn gpus_other_than_nvidia_come_from_wgpu_and_software_adapters_are_not_gpus() {
         use ogpu_runtime::gpu::AdapterKind;
-        let adapter = |name: &str, kind, vendor| Adapter { name: name.into(), kind, api: "vulkan".into(), vendor };
+        let adapter =
+            |name: &str, kind, vendor| Adapter { name: name.into(), kind, api: "vulkan".into(), vendor, index: 0 };
         let adapters = [
             adapter("AMD Radeon RX 7900 XTX", AdapterKind::Discrete, 0x1002),
             adapter("NVIDIA H100", AdapterKind::Discrete, NVIDIA),
             adapter("llvmpipe (LLVM 15.0.6, 256 bits)", AdapterKind::Software, 0x10005),
         ];
-        let gpus = other_gpus(&adapters);
+        let gpus: Vec<_> = other_gpus(&adapters).collect();
         assert_eq!(gpus.len(), 1, "NVIDIA's come from NVML, lavapipe is the CPU: {gpus:?}");
-        assert_eq!((gpus[0].kind, gpus[0].model.as_str()), (DeviceKind::Gpu, "AMD Radeon RX 7900 XTX"));
+        let (adapter, gpu) = &gpus[0];
+        assert_eq!((gpu.kind, gpu.model.as_str()), (DeviceKind::Gpu, "AMD Radeon RX 7900 XTX"));
+        assert_eq!(adapter.target(), GpuTarget::Wgpu { kind: AdapterKind::Discrete, index: 0 });
     }
 
     #[test]

@@ -480,6 +480,30 @@ fn on_cuda_the_same_seed_gives_the_same_checkpoints_and_cpu_segments_replay_with
     }
 }
 
+#[test]
+fn gpus_are_measured_on_the_backend_that_trains_on_them_and_absent_ones_are_refused() {
+    use ogpu_runtime::gpu::{AdapterKind, GpuTarget, matmul_gflops, wgpu_adapters};
+    let budget = std::time::Duration::from_millis(100);
+    let adapters = wgpu_adapters();
+    if device_present("wgpu", !adapters.is_empty()) {
+        // The backend opens the first software adapter only (Mesa's lavapipe, here).
+        for adapter in adapters.iter().filter(|a| a.kind.is_gpu() || (a.kind == AdapterKind::Software && a.index == 0))
+        {
+            let gflops = matmul_gflops(adapter.target(), budget).unwrap();
+            println!("{} ({:?}): {gflops} GFLOPS", adapter.name, adapter.kind);
+            assert!(gflops >= 1);
+        }
+    }
+    let absent = GpuTarget::Wgpu { kind: AdapterKind::Discrete, index: 99 };
+    refused(matmul_gflops(absent, budget), unsupported, "wgpu");
+    if device_present("cuda", ogpu_runtime::gpu::cuda_driver()) {
+        assert!(matmul_gflops(GpuTarget::Cuda(0), budget).unwrap() >= 1);
+    } else {
+        let why = if cfg!(feature = "cuda") { "no CUDA driver" } else { "cuda feature" };
+        refused(matmul_gflops(GpuTarget::Cuda(0), budget), unsupported, why);
+    }
+}
+
 /// Each architecture on the GPU backend `device`: two runs give the same bytes, the initial
 /// model is the CPU's, and a verifier on the GPU replays a segment the CPU committed close
 /// to where the CPU landed.

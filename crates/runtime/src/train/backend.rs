@@ -46,7 +46,7 @@ pub fn available(kind: DeviceKind) -> Result<(), TaskError> {
     }
 }
 
-fn not_built(kind: DeviceKind) -> TaskError {
+pub(crate) fn not_built(kind: DeviceKind) -> TaskError {
     TaskError::Unsupported(format!(
         "device={0}: this provider's build has no {0} backend (ogpu-runtime's {0} feature)",
         kind.name()
@@ -56,12 +56,19 @@ fn not_built(kind: DeviceKind) -> TaskError {
 /// Runs `work` on the backend `kind` names, or says why it cannot.
 pub fn with_backend<W: OnBackend>(kind: DeviceKind, work: W) -> Result<W::Output, TaskError> {
     available(kind)?;
-    let result = catch_unwind(AssertUnwindSafe(|| match kind {
+    catching_panics(kind, || match kind {
         DeviceKind::Cpu => work.run::<Autodiff<NdArray<f32>>>(NdArrayDevice::Cpu),
         DeviceKind::Wgpu => wgpu(work),
         DeviceKind::Cuda => cuda(work),
-    }));
-    result.unwrap_or_else(|panic| {
+    })
+}
+
+/// Runs `work` on the backend `kind`, a panic in it becoming a task error.
+pub(crate) fn catching_panics<T>(
+    kind: DeviceKind,
+    work: impl FnOnce() -> Result<T, TaskError>,
+) -> Result<T, TaskError> {
+    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<String>()
             .map(String::as_str)

@@ -70,9 +70,9 @@
 //! gzip file may inflate to; `fuel` is ignored. A failed or stopped run leaves the output
 //! directory empty.
 
-mod backend;
+pub(crate) mod backend;
 mod checkpoint;
-mod config;
+pub(crate) mod config;
 mod data;
 mod model;
 mod optim;

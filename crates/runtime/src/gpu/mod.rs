@@ -4,7 +4,11 @@
 //! is no device; the train runtime turns that into a task error, but the agent's device
 //! detection and the tests need to know beforehand. So this module asks the same places
 //! the backends will: the Vulkan (or Metal) adapters wgpu enumerates, and whether the
-//! CUDA driver library loads.
+//! CUDA driver library loads. [`matmul_gflops`] then measures one of them.
+
+mod throughput;
+
+pub use throughput::{GpuTarget, matmul_gflops};
 
 /// A graphics adapter the wgpu backend can train on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +19,16 @@ pub struct Adapter {
     pub api: String,
     /// The PCI vendor id (0x10de NVIDIA, 0x1002 AMD, 0x8086 Intel; 0x10005 Mesa).
     pub vendor: u32,
+    /// Its place among the adapters of its kind, in wgpu's order: how the wgpu backend
+    /// addresses it.
+    pub index: usize,
+}
+
+impl Adapter {
+    /// This adapter as the wgpu backend addresses it.
+    pub fn target(&self) -> GpuTarget {
+        GpuTarget::Wgpu { kind: self.kind, index: self.index }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +59,7 @@ pub fn wgpu_adapters() -> Vec<Adapter> {
     let instance = Instance::new(InstanceDescriptor { backends, ..InstanceDescriptor::new_without_display_handle() });
     // Enumeration is synchronous on native targets; the future is ready when polled.
     let adapters = futures_lite::future::block_on(instance.enumerate_adapters(backends));
+    let mut seen_of_kind = [0usize; 5];
     let mut found: Vec<Adapter> = adapters
         .iter()
         .map(|adapter| {
@@ -56,7 +71,9 @@ pub fn wgpu_adapters() -> Vec<Adapter> {
                 DeviceType::Cpu => AdapterKind::Software,
                 DeviceType::Other => AdapterKind::Other,
             };
-            Adapter { name: info.name, kind, api: info.backend.to_str().to_string(), vendor: info.vendor }
+            let index = seen_of_kind[kind as usize];
+            seen_of_kind[kind as usize] += 1;
+            Adapter { name: info.name, kind, api: info.backend.to_str().to_string(), vendor: info.vendor, index }
         })
         .collect();
     found.sort_by_key(|adapter| adapter.kind as u8);
