@@ -46,6 +46,9 @@ pub enum BenchCommand {
         /// Compute time of each task the overhead is measured on.
         #[arg(long, default_value_t = 10)]
         task_seconds: u64,
+        /// The devnet's minimum block interval.
+        #[arg(long, default_value_t = crate::devnet::BLOCK_MS)]
+        block_ms: u64,
     },
     /// Simulated finality of Snowman over the ten-region latency matrix.
     Consensus {
@@ -101,7 +104,9 @@ pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Chain { json: _, senders, rounds } => chain(senders, rounds),
         BenchCommand::Devnet { json: _, validators, seconds, rate } => devnet(validators, seconds, rate),
-        BenchCommand::Market { json: _, tasks, task_seconds } => crate::bench_market::run(tasks, task_seconds),
+        BenchCommand::Market { json: _, tasks, task_seconds, block_ms } => {
+            crate::bench_market::run(tasks, task_seconds, block_ms)
+        }
         BenchCommand::Runtime { json: _, data, device, onnxruntime } => {
             crate::bench_runtime::run(&data, &device, &Libraries { onnxruntime })
         }

@@ -11,26 +11,29 @@
 //! Times cross processes on one machine, so one clock serves them all.
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use ogpu_api::client::{Client, ClientError};
 use ogpu_chain::state::{Phase, Task};
 use ogpu_core::keystore::Keystore;
-use ogpu_core::spec::{PoolSpec, Ratio, TaskSpec, WorkloadKind};
+use ogpu_core::spec::{Limits, PoolSpec, Ratio, TaskSpec, WorkloadKind};
 use ogpu_core::tasklog::{LogBody, SignedLogEntry};
 use ogpu_core::tx::TxBody;
 use ogpu_core::{Amount, BlobHash, PoolId, TaskId};
 use ogpu_provider::wallet::{Verdict, Wallet};
+use ogpu_runtime::{Job, Runtime, WasmRuntime};
 use serde::Deserialize;
 use serde_json::json;
 
 const SUM: &[u8] = include_bytes!("../../../examples/wasm-sum.wat");
 const NUMBERS: &[u8] = include_bytes!("../../../examples/numbers.txt");
 const SPIN: &[u8] = include_bytes!("../../../examples/wasm-spin.wat");
-/// Steps of `wasm-spin` per second of compute on this machine's class of CPU (measured:
-/// 100 million steps in about 0.45 s).
-const SPIN_STEPS_PER_S: u64 = 220_000_000;
+/// Provider agents on the devnet.
+const PROVIDERS: usize = 3;
+/// Fuel and memory for the bench's tasks, and the time limit for the long ones.
+const LIMITS: Limits = Limits { fuel: 1_000_000_000_000, memory_mb: 16, timeout_s: 600 };
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -122,24 +125,58 @@ impl Bench {
     }
 }
 
-fn spec(name: &str, program: BlobHash, inputs: &str, args: &str, market: &str) -> Result<TaskSpec> {
+/// A wasm task whose deadline spans its time limit at `block_ms` a block, so the chain does
+/// not time out a run the runtime would still let go on.
+fn spec(name: &str, program: BlobHash, inputs: &str, args: &str, market: &str, block_ms: u64) -> Result<TaskSpec> {
+    let Limits { fuel, memory_mb, timeout_s } = LIMITS;
+    let deadline_blocks = u64::from(timeout_s) * 1000 / block_ms.max(1);
     let text = format!(
-        "name = \"{name}\"\ndeadline_blocks = 100\n[workload]\nkind = \"wasm\"\nprogram = \"{program}\"\n\
-         inputs = {{ {inputs} }}\nargs = [{args}]\nlimits = {{ fuel = 1000000000000, memory_mb = 16, timeout_s = 600 }}\n\
+        "name = \"{name}\"\ndeadline_blocks = {deadline_blocks}\n[workload]\nkind = \"wasm\"\nprogram = \"{program}\"\n\
+         inputs = {{ {inputs} }}\nargs = [{args}]\n\
+         limits = {{ fuel = {fuel}, memory_mb = {memory_mb}, timeout_s = {timeout_s} }}\n\
          [market]\n{market}\n[verification]\npolicy = \"none\"\n"
     );
     Ok(TaskSpec::from_toml(&text)?)
 }
 
-pub fn run(tasks: usize, task_seconds: u64) -> Result<()> {
+/// Steps of `wasm-spin` per second on this machine, measured on the runtime the providers
+/// run it on, so that a long task computes for about the seconds asked whatever the CPU.
+fn spin_steps_per_second() -> Result<u64> {
+    const STEPS: u64 = 1_000_000_000;
+    let work = tempfile::tempdir()?;
+    let (inputs, output) = (work.path().join("input"), work.path().join("output"));
+    std::fs::create_dir_all(&inputs)?;
+    std::fs::create_dir_all(&output)?;
+    let cancel = AtomicBool::new(false);
+    let job = Job {
+        kind: WorkloadKind::Wasm,
+        program: SPIN,
+        inputs: &inputs,
+        output: &output,
+        args: &[STEPS.to_string()],
+        limits: LIMITS,
+        progress: &|_| {},
+        cancel: &cancel,
+    };
+    let started = Instant::now();
+    WasmRuntime::new()?.run(&job)?;
+    Ok((STEPS as f64 / started.elapsed().as_secs_f64()) as u64)
+}
+
+pub fn run(tasks: usize, task_seconds: u64, block_ms: u64) -> Result<()> {
+    // Measured before the devnet starts, so that its start-up does not slow the measure.
+    let spin_steps = task_seconds * spin_steps_per_second()?;
     let data = std::env::temp_dir().join(format!("ogpu-bench-market-{}", std::process::id()));
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let mut devnet = std::process::Command::new(std::env::current_exe()?)
-        .args(["devnet", "--validators", "3", "--providers", "3", "--api", &format!("127.0.0.1:{port}"), "--data"])
+        .args(["devnet", "--validators", "3", "--providers", &PROVIDERS.to_string()])
+        .args(["--api", &format!("127.0.0.1:{port}")])
+        .args(["--block-ms", &block_ms.to_string(), "--data"])
         .arg(&data)
         .stdout(std::process::Stdio::null())
         .spawn()?;
-    let report = measure(&format!("http://127.0.0.1:{port}"), &data, tasks, task_seconds);
+    let plan = Plan { tasks, task_seconds, spin_steps, block_ms };
+    let report = measure(&format!("http://127.0.0.1:{port}"), &data, &plan);
     let _ = std::process::Command::new("kill").args(["-INT", &devnet.id().to_string()]).status();
     let _ = devnet.wait();
     let _ = std::fs::remove_dir_all(&data);
@@ -147,7 +184,19 @@ pub fn run(tasks: usize, task_seconds: u64) -> Result<()> {
     Ok(())
 }
 
-fn measure(api: &str, data: &Path, tasks: usize, task_seconds: u64) -> Result<serde_json::Value> {
+/// What to measure.
+struct Plan {
+    /// Tasks per figure.
+    tasks: usize,
+    /// Compute time of the long tasks, and the `wasm-spin` steps that take it.
+    task_seconds: u64,
+    spin_steps: u64,
+    /// The devnet's minimum block interval.
+    block_ms: u64,
+}
+
+fn measure(api: &str, data: &Path, plan: &Plan) -> Result<serde_json::Value> {
+    let &Plan { tasks, task_seconds, spin_steps, block_ms } = plan;
     let client = Client::new(api)?;
     let started = Instant::now();
     let wallet = loop {
@@ -193,8 +242,9 @@ fn measure(api: &str, data: &Path, tasks: usize, task_seconds: u64) -> Result<se
     }
     let inputs = format!("\"numbers.txt\" = \"{numbers}\"");
     let auction = "kind = \"auction\"\nmax_price = \"0.01\"\nbid_window = 1";
-    let sum_auction = spec("sum", sum, &inputs, "", auction)?;
-    let sum_pool = spec("sum", sum, &inputs, "", &format!("kind = \"pool\"\npool = \"{}\"", PoolId(hash)))?;
+    let sum_auction = spec("sum", sum, &inputs, "", auction, block_ms)?;
+    let pool_market = format!("kind = \"pool\"\npool = \"{}\"", PoolId(hash));
+    let sum_pool = spec("sum", sum, &inputs, "", &pool_market, block_ms)?;
 
     let mut auction_start = Vec::new();
     let mut pool_start = Vec::new();
@@ -213,17 +263,18 @@ fn measure(api: &str, data: &Path, tasks: usize, task_seconds: u64) -> Result<se
         }
     }
 
-    // Waves of one long task per provider: each task is submitted once the one before it
-    // has started, so that its auction finds free providers (an agent with one slot and
-    // a pending bid does not bid again).
-    let steps = format!("\"{}\"", task_seconds * SPIN_STEPS_PER_S);
-    let long = spec("spin", spin, "", &steps, auction)?;
+    // Waves of long tasks, one per core (at most one per provider) so that each computes
+    // at full speed for the seconds asked: each is submitted once the one before it has
+    // started, so that its auction finds free providers (an agent with one slot and a
+    // pending bid does not bid again).
+    let wave_size = std::thread::available_parallelism().map_or(1, |n| n.get()).min(PROVIDERS);
+    let long = spec("spin", spin, "", &format!("\"{spin_steps}\""), auction, block_ms)?;
     let mut overheads = Vec::new();
     let mut compute = Vec::new();
     let mut long_unfilled = 0;
     while overheads.len() < tasks {
         let mut wave = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..wave_size {
             let (id, sent) = bench.submit(&long)?;
             match bench.started_at(&id, Duration::from_secs(60))? {
                 Some(_) => wave.push((id, sent)),
@@ -251,7 +302,7 @@ fn measure(api: &str, data: &Path, tasks: usize, task_seconds: u64) -> Result<se
         "compute_p50_ms": percentile(compute, 0.5),
         "overhead_pct": percentile(overheads.clone(), 0.5) as f64 / 100.0,
         "overhead_p90_pct": percentile(overheads, 0.9) as f64 / 100.0,
-        "block_ms": crate::devnet::BLOCK_MS,
+        "block_ms": block_ms,
     }))
 }
 
