@@ -11,7 +11,6 @@
 //! Times cross processes on one machine, so one clock serves them all.
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -23,9 +22,11 @@ use ogpu_core::tasklog::{LogBody, SignedLogEntry};
 use ogpu_core::tx::TxBody;
 use ogpu_core::{Amount, BlobHash, PoolId, TaskId};
 use ogpu_provider::wallet::{Verdict, Wallet};
-use ogpu_runtime::{Job, Runtime, WasmRuntime};
+use ogpu_runtime::WasmRuntime;
 use serde::Deserialize;
 use serde_json::json;
+
+use crate::bench_runtime::run_job;
 
 const SUM: &[u8] = include_bytes!("../../../examples/wasm-sum.wat");
 const NUMBERS: &[u8] = include_bytes!("../../../examples/numbers.txt");
@@ -143,23 +144,9 @@ fn spec(name: &str, program: BlobHash, inputs: &str, args: &str, market: &str, b
 /// run it on, so that a long task computes for about the seconds asked whatever the CPU.
 fn spin_steps_per_second() -> Result<u64> {
     const STEPS: u64 = 1_000_000_000;
-    let work = tempfile::tempdir()?;
-    let (inputs, output) = (work.path().join("input"), work.path().join("output"));
-    std::fs::create_dir_all(&inputs)?;
-    std::fs::create_dir_all(&output)?;
-    let cancel = AtomicBool::new(false);
-    let job = Job {
-        kind: WorkloadKind::Wasm,
-        program: SPIN,
-        inputs: &inputs,
-        output: &output,
-        args: &[STEPS.to_string()],
-        limits: LIMITS,
-        progress: &|_| {},
-        cancel: &cancel,
-    };
     let started = Instant::now();
-    WasmRuntime::new()?.run(&job)?;
+    let args = [STEPS.to_string()];
+    run_job(&WasmRuntime::new()?, WorkloadKind::Wasm, SPIN, &[], &args, LIMITS, &|_| {})?;
     Ok((STEPS as f64 / started.elapsed().as_secs_f64()) as u64)
 }
 

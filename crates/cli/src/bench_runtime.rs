@@ -128,14 +128,15 @@ impl Window {
     }
 }
 
-/// Runs one job in a fresh directory with `inputs`, timing `window`.
-fn timed(
+/// Runs one job to its end in a fresh directory holding `inputs`.
+pub(crate) fn run_job(
     runtime: &dyn Runtime,
     kind: WorkloadKind,
     program: &[u8],
     inputs: &[(&str, &[u8])],
     args: &[String],
-    window: &Window,
+    limits: Limits,
+    progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (input, output) = (dir.path().join("input"), dir.path().join("output"));
@@ -144,18 +145,8 @@ fn timed(
     for (name, bytes) in inputs {
         std::fs::write(input.join(name), bytes)?;
     }
-    let progress = |progress: Progress| window.on_progress(progress);
     let cancel = AtomicBool::new(false);
-    let job = Job {
-        kind,
-        program,
-        inputs: &input,
-        output: &output,
-        args,
-        limits: LIMITS,
-        progress: &progress,
-        cancel: &cancel,
-    };
+    let job = Job { kind, program, inputs: &input, output: &output, args, limits, progress, cancel: &cancel };
     runtime.run(&job).with_context(|| format!("the {kind:?} job failed"))?;
     Ok(())
 }
@@ -165,7 +156,8 @@ fn train(config: &str, steps: u64, device: &str) -> Result<f64> {
     let window = Window::new(WARM_UP, steps);
     let args = [format!("device={device}")];
     let inputs = [("digits.csv.gz", DIGITS_CSV_GZ)];
-    timed(&TrainRuntime::new(), WorkloadKind::Train, config.as_bytes(), &inputs, &args, &window)?;
+    let progress = |progress| window.on_progress(progress);
+    run_job(&TrainRuntime::new(), WorkloadKind::Train, config.as_bytes(), &inputs, &args, LIMITS, &progress)?;
     window.rate((steps - WARM_UP) * TRAIN_BATCH)
 }
 
@@ -179,7 +171,8 @@ fn digits(onnx: &OnnxRuntime, engine: &str) -> Result<f64> {
     let batches = (DIGITS_ROWS / DIGITS_BATCH) as u64;
     let window = Window::new(1, batches);
     let args = ["input=pixels.npy".to_string(), format!("batch={DIGITS_BATCH}"), format!("engine={engine}")];
-    timed(onnx, WorkloadKind::Onnx, DIGITS_MODEL, &[("pixels.npy", &many)], &args, &window)?;
+    let progress = |progress| window.on_progress(progress);
+    run_job(onnx, WorkloadKind::Onnx, DIGITS_MODEL, &[("pixels.npy", &many)], &args, LIMITS, &progress)?;
     window.rate((batches - 1) * DIGITS_BATCH as u64)
 }
 
@@ -191,7 +184,8 @@ fn sentences(onnx: &OnnxRuntime, model: &[u8], tokenizer: &[u8], engine: &str) -
     let mut args: Vec<String> = args.iter().map(ToString::to_string).collect();
     args.extend([format!("batch={MINILM_BATCH}"), format!("engine={engine}")]);
     let window = Window::new(1, MINILM_BATCHES as u64);
-    timed(onnx, WorkloadKind::Onnx, model, &inputs, &args, &window)?;
+    let progress = |progress| window.on_progress(progress);
+    run_job(onnx, WorkloadKind::Onnx, model, &inputs, &args, LIMITS, &progress)?;
     window.rate(((MINILM_BATCHES - 1) * MINILM_BATCH) as u64)
 }
 

@@ -93,8 +93,10 @@ pub fn has_wgpu_adapter() -> bool {
 }
 
 /// Whether the CUDA backend can start: this build has it and the driver library loads.
+/// Asked once per process, like [`has_wgpu_adapter`]: a provider asks before every bid.
 pub fn cuda_driver() -> bool {
+    static LOADS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     // SAFETY: loading the NVIDIA driver library runs its initializers, which is what the
     // backend itself does on first use; nothing is called through it here.
-    cfg!(feature = "cuda") && unsafe { libloading::Library::new("libcuda.so.1") }.is_ok()
+    *LOADS.get_or_init(|| cfg!(feature = "cuda") && unsafe { libloading::Library::new("libcuda.so.1") }.is_ok())
 }

@@ -57,7 +57,7 @@ pub(crate) mod files;
 pub mod npy;
 #[cfg(feature = "ort")]
 mod ort;
-mod tensor_file;
+pub(crate) mod tensor_file;
 mod tensors;
 mod tract;
 

@@ -51,14 +51,31 @@ pub fn read(file: &str, bytes: &[u8], name: &str) -> Result<Array, TaskError> {
         (Err(_), [only]) => tensors.tensor(only).map_err(|error| bad(error.to_string()))?,
         (Err(_), _) => return Err(bad(format!("no tensor named {name:?} among {names:?}"))),
     };
-    let dtype = match chosen.dtype() {
-        Dtype::F32 => DType::F32,
-        Dtype::F64 => DType::F64,
-        Dtype::I32 => DType::I32,
-        Dtype::I64 => DType::I64,
-        other => return Err(bad(format!("the tensor is {other:?}; inputs are float32, float64, int32 or int64"))),
-    };
+    let dtype = element_type(chosen.dtype()).ok_or_else(|| {
+        bad(format!("the tensor is {:?}; inputs are float32, float64, int32 or int64", chosen.dtype()))
+    })?;
     Ok(Array { dtype, shape: chosen.shape().to_vec(), data: chosen.data().to_vec() })
+}
+
+/// The element type of a safetensors tensor, where it is one a task's tensors can have.
+pub(crate) fn element_type(dtype: Dtype) -> Option<DType> {
+    match dtype {
+        Dtype::F32 => Some(DType::F32),
+        Dtype::F64 => Some(DType::F64),
+        Dtype::I32 => Some(DType::I32),
+        Dtype::I64 => Some(DType::I64),
+        _ => None,
+    }
+}
+
+/// [`element_type`]'s inverse.
+fn safetensors_dtype(dtype: DType) -> Dtype {
+    match dtype {
+        DType::F32 => Dtype::F32,
+        DType::F64 => Dtype::F64,
+        DType::I32 => Dtype::I32,
+        DType::I64 => Dtype::I64,
+    }
 }
 
 /// The file name and bytes of output `name` in `format`.
@@ -67,12 +84,7 @@ pub fn write(format: Format, name: &str, array: &Array) -> Result<(String, Vec<u
     let bytes = match format {
         Format::Npy => npy::write(array),
         Format::Safetensors => {
-            let dtype = match array.dtype {
-                DType::F32 => Dtype::F32,
-                DType::F64 => Dtype::F64,
-                DType::I32 => Dtype::I32,
-                DType::I64 => Dtype::I64,
-            };
+            let dtype = safetensors_dtype(array.dtype);
             let failed = |error: safetensors::SafeTensorError| {
                 TaskError::BadOutput(format!("writing output {name:?} as safetensors: {error}"))
             };

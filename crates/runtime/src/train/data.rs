@@ -15,6 +15,7 @@ use ogpu_core::rng::DetRng;
 use crate::TaskError;
 use crate::onnx::files::read_input;
 use crate::onnx::npy::{self, DType};
+use crate::onnx::tensor_file;
 use crate::train::config::{Architecture, Config, Data, Rows};
 
 /// The samples of a dataset, all in memory.
@@ -134,16 +135,12 @@ struct Tensor<'a> {
 }
 
 fn dtype(file: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<DType, TaskError> {
-    use safetensors::Dtype;
-    match view.dtype() {
-        Dtype::F32 => Ok(DType::F32),
-        Dtype::F64 => Ok(DType::F64),
-        Dtype::I32 => Ok(DType::I32),
-        Dtype::I64 => Ok(DType::I64),
-        other => Err(TaskError::BadInput(format!(
-            "{file} holds a tensor of {other:?}; features must be F32 or F64 and labels I32 or I64"
-        ))),
-    }
+    tensor_file::element_type(view.dtype()).ok_or_else(|| {
+        TaskError::BadInput(format!(
+            "{file} holds a tensor of {:?}; features must be F32 or F64 and labels I32 or I64",
+            view.dtype()
+        ))
+    })
 }
 
 /// Checks and converts features `[rows, ...]` and labels `[rows]` from `.npy` or
