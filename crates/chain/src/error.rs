@@ -163,6 +163,8 @@ pub enum BlockError {
     WrongParent { expected: Hash, got: Hash },
     #[error("block time {got} ms is not after its parent's {parent} ms")]
     TimeNotIncreasing { parent: u64, got: u64 },
+    #[error("block time {got} ms is more than {max_step} ms after its parent's {parent} ms")]
+    TimeTooFarAhead { parent: u64, got: u64, max_step: u64 },
     #[error("the proposer is not in this epoch's validator set")]
     UnknownProposer,
     #[error("the proposer's signature on the header does not verify")]
@@ -173,6 +175,8 @@ pub enum BlockError {
     TxRootMismatch,
     #[error("state_root {got} does not match the computed {computed}")]
     StateRootMismatch { computed: Hash, got: Hash },
+    #[error("transaction {index} ({tx}) uses a nonce its sender has used; no block may carry it")]
+    NonceAlreadyUsed { index: usize, tx: Hash },
     #[error("too many transactions: {count} (at most {max})")]
     TooManyTxs { count: usize, max: usize },
     #[error("a state invariant broke while applying the block: {0}")]

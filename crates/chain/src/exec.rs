@@ -13,6 +13,18 @@ use crate::{bank, governance, market, staking, verify};
 
 pub const MAX_TXS_PER_BLOCK: usize = 20_000;
 
+/// How far past its parent's a block's time may be. Consensus keeps headers within a
+/// clock drift of every receiver's clock; this bound holds without a clock, so that no
+/// finalized block can carry a time that overflows what is computed from it. After an
+/// outage longer than this, block times catch up with the clock a step per block.
+pub const MAX_BLOCK_TIME_STEP_MS: u64 = 3_600_000;
+
+/// The time an honest proposer stamps on a block at `now_ms`: its clock, but after its
+/// parent's time and within [`MAX_BLOCK_TIME_STEP_MS`] of it.
+pub fn next_block_time(parent_ms: u64, now_ms: u64) -> u64 {
+    now_ms.clamp(parent_ms.saturating_add(1), parent_ms.saturating_add(MAX_BLOCK_TIME_STEP_MS))
+}
+
 /// What a block's execution depends on besides its transactions.
 #[derive(Debug, Clone, Copy)]
 pub struct BlockContext {
@@ -103,6 +115,10 @@ fn check_header(state: &State, header: &BlockHeader) -> Result<(), BlockError> {
     if header.time_ms <= state.time_ms {
         return Err(BlockError::TimeNotIncreasing { parent: state.time_ms, got: header.time_ms });
     }
+    if header.time_ms - state.time_ms > MAX_BLOCK_TIME_STEP_MS {
+        let (parent, got, max_step) = (state.time_ms, header.time_ms, MAX_BLOCK_TIME_STEP_MS);
+        return Err(BlockError::TimeTooFarAhead { parent, got, max_step });
+    }
     let proposer = Address::of(&header.proposer);
     if state.active_set.get(&proposer).is_none_or(|(key, _)| *key != header.proposer) {
         return Err(BlockError::UnknownProposer);
@@ -180,8 +196,13 @@ fn execute(
     let mut outcome = BlockOutcome::default();
     let signatures_ok = check_signatures(txs, ids, verified);
     let mut fees = Amount::ZERO;
-    for ((tx, id), signature_ok) in txs.iter().zip(ids.iter().copied()).zip(signatures_ok) {
+    for (index, ((tx, id), signature_ok)) in txs.iter().zip(ids.iter().copied()).zip(signatures_ok).enumerate() {
         let receipt = apply_tx(&mut next, &mut outcome.events, tx, id, signature_ok);
+        // An executed transaction carried again would overwrite its finalized receipt,
+        // and no honest proposer builds on a nonce that is used.
+        if let Err(TxError::NonceReplayed { .. }) = receipt.result {
+            return Err(BlockError::NonceAlreadyUsed { index, tx: id });
+        }
         fees = fees.checked_add(receipt.fee_paid).ok_or_else(|| invariant("fee total overflows"))?;
         outcome.receipts.push(receipt);
     }

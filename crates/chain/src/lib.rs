@@ -21,8 +21,8 @@ mod verify;
 
 pub use error::{BlockError, Ineligible, TxError};
 pub use exec::{
-    MAX_TXS_PER_BLOCK, NoneVerified, VerifiedSignatures, apply_block, apply_block_with, propose_block,
-    propose_block_with,
+    MAX_BLOCK_TIME_STEP_MS, MAX_TXS_PER_BLOCK, NoneVerified, VerifiedSignatures, apply_block, apply_block_with,
+    next_block_time, propose_block, propose_block_with,
 };
 pub use genesis::{Genesis, GenesisError};
 pub use market::{Reservation, reservation};

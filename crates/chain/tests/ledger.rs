@@ -91,6 +91,10 @@ fn blocks_that_break_the_header_rules_are_refused_whole() {
     refuse(&|h| h.height += 1, &|e| matches!(e, BlockError::WrongHeight { .. }));
     refuse(&|h| h.parent = Hash::ZERO, &|e| matches!(e, BlockError::WrongParent { .. }));
     refuse(&|h| h.time_ms = 0, &|e| matches!(e, BlockError::TimeNotIncreasing { .. }));
+    // Finding 2: a proposer may not stamp its block years ahead (and u64::MAX overflows).
+    for far in [1_000 + 10 * 365 * 24 * 3_600_000, u64::MAX] {
+        refuse(&|h| h.time_ms = far, &|e| matches!(e, BlockError::TimeTooFarAhead { .. }));
+    }
     refuse(&|h| h.state_root = Hash::ZERO, &|e| matches!(e, BlockError::StateRootMismatch { .. }));
     refuse(&|h| h.tx_root = Hash::ZERO, &|e| matches!(e, BlockError::TxRootMismatch));
     refuse(&|h| h.randomness = Hash::ZERO, &|e| matches!(e, BlockError::BadRandomness));
@@ -228,4 +232,21 @@ fn signatures_vouched_for_are_not_rechecked_and_the_rest_still_are() {
     assert_eq!(trusted_outcome, plain_outcome);
     assert_eq!(plain_outcome.receipts[0].result, Ok(()));
     assert_eq!(plain_outcome.receipts[1].result, Err(TxError::BadSignature), "unvouched signatures are checked");
+}
+
+/// Finding 14: a proposer that includes an executed transaction again would overwrite its
+/// receipt with `NonceReplayed`; such a block is invalid.
+#[test]
+fn a_block_that_includes_an_executed_transaction_again_is_invalid() {
+    let alice = key("alice");
+    let mut net = Net::new(&[(&alice, "10")]);
+    let tx = net.tx(&alice, TxBody::Transfer { to: Address([1; 20]), amount: ogpu("1") });
+    net.block(vec![tx.clone()]);
+    let error = propose_block(&net.state, &net.validator, net.time_ms + 500, vec![tx.clone()]).unwrap_err();
+    assert_eq!(error, BlockError::NonceAlreadyUsed { index: 0, tx: tx.hash() });
+    let twice = vec![tx.clone(), tx.clone()];
+    let mut fresh = Net::new(&[(&alice, "10")]);
+    let error = propose_block(&fresh.state, &fresh.validator, fresh.time_ms + 500, twice).unwrap_err();
+    assert_eq!(error, BlockError::NonceAlreadyUsed { index: 1, tx: tx.hash() });
+    fresh.block(vec![tx]);
 }

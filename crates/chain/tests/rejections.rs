@@ -8,7 +8,7 @@ use common::*;
 use std::collections::BTreeSet;
 
 use ogpu_chain::state::Phase;
-use ogpu_chain::{Event, Ineligible, Params, Receipt, State, TxError};
+use ogpu_chain::{BlockError, Event, Ineligible, Params, Receipt, State, TxError, propose_block};
 use ogpu_core::spec::{Market, Ratio, SpecError, VerificationPolicy};
 use ogpu_core::tx::{ParamChange, ParamKey, StakeRole, Transaction, TxBody, VerificationReport, bid_commitment};
 use ogpu_core::vote::{Chit, Evidence, EvidenceError};
@@ -182,14 +182,17 @@ fn a_transaction_for_another_chain_is_rejected_and_changes_nothing() {
 }
 
 #[test]
-fn a_replayed_nonce_is_rejected_and_changes_nothing() {
+fn a_block_carrying_a_used_nonce_is_refused_whole() {
     let (alice, bob) = (key("alice"), key("bob"));
     let mut net = net(&[(&alice, "100")]);
     let tx = net.tx(&alice, transfer(&bob, "1"));
     ok_tx(&mut net, tx.clone());
-    assert_refused(&mut net, tx, TxError::NonceReplayed { expected: 1, got: 0 });
     let other_body = Transaction::sign(&alice, net.state.chain_id.clone(), 0, net.fee(), transfer(&bob, "2"));
-    assert_refused(&mut net, other_body, TxError::NonceReplayed { expected: 1, got: 0 });
+    for replay in [tx, other_body] {
+        let hash = replay.hash();
+        let error = propose_block(&net.state, &net.validator, net.time_ms + 500, vec![replay]).unwrap_err();
+        assert_eq!(error, BlockError::NonceAlreadyUsed { index: 0, tx: hash });
+    }
 }
 
 #[test]
