@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use borsh::{BorshDeserialize, BorshSerialize};
 use ogpu_core::block::SignedHeader;
 use ogpu_core::rng::DetRng;
 use ogpu_core::vote::{Chit, Evidence, SignedChit};
@@ -15,6 +16,33 @@ use crate::params::{Params, ParamsError};
 use crate::schedule::{proposer_schedule, slot_of};
 use crate::snowball::Snowball;
 use crate::validators::ValidatorSet;
+
+/// Poll ids carry the poller's clock (ms) above this many bits of sequence, so they rise
+/// across a poller's restarts without it keeping a record, and an answerer can tell which
+/// polls it may have answered before its own restart.
+const POLL_SEQ_BITS: u32 = 16;
+/// Headers more than this many heights past the highest block in the tree are not held:
+/// a validator that signs headers with random parents or at far heights fills at most
+/// this window (one first proposal and one orphan per proposer and height). A node
+/// further behind than this walks back in steps of the window.
+const HEIGHT_WINDOW: u64 = 1_024;
+/// Answers remembered per poller. Polls in flight at once can arrive out of order, so
+/// each may be answered; one that arrives after this many later ones goes unanswered.
+const ANSWERS_KEPT: usize = 64;
+/// How far past what it needs an engine claims, in one write, the poll numbers it may
+/// answer: one disk write per this long at most.
+const ANSWER_LEASE_MS: u64 = 10_000;
+
+/// What this validator has signed, kept durably by the node so that a restart cannot
+/// make it sign twice: a second header at a height, or a second answer to a poll (both
+/// slashable).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct SigningRecord {
+    /// The highest height this validator asked to build a block at.
+    pub built_height: u64,
+    /// It may have answered polls numbered before this time (ms), and no later ones.
+    pub answer_lease_ms: u64,
+}
 
 #[derive(Debug, Clone)]
 pub enum Input {
@@ -57,6 +85,8 @@ pub enum Output {
     Accepted(SignedHeader),
     Rejected(Hash),
     Evidence(Box<Evidence>),
+    /// Write this record durably before carrying out the outputs that follow it.
+    Persist(SigningRecord),
 }
 
 /// The accepted block the engine starts from: genesis (height 0) on a new chain, or the
@@ -109,8 +139,8 @@ pub struct EngineState {
     draws: u64,
     /// Blocks handed to the chain for verification, with their parents.
     verifying: BTreeMap<Hash, SignedHeader>,
-    /// Headers waiting for their parent.
-    orphans: BTreeMap<Hash, Vec<SignedHeader>>,
+    /// Headers waiting for their parent, by height and proposer.
+    orphans: BTreeMap<(u64, PublicKey), Vec<SignedHeader>>,
     /// Headers asked for and not yet received, with when to give up and ask again.
     fetching: BTreeMap<Hash, u64>,
     /// The first header seen from each proposer at each height.
@@ -122,6 +152,31 @@ pub struct EngineState {
     /// The height this node last asked to build, so it asks once.
     built: u64,
     build_at: Option<u64>,
+    /// What is on disk of what this node signed.
+    record: SigningRecord,
+    /// Polls numbered before this time (ms) may have been answered before a restart.
+    answer_floor: u64,
+    /// The answers this node signed for each poller.
+    answered: BTreeMap<Address, Answers>,
+}
+
+/// The answers signed for one poller: the latest few, and up to which poll number older
+/// ones were forgotten (and so can no longer be given).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Answers {
+    recent: BTreeMap<u64, SignedChit>,
+    forgotten_up_to: Option<u64>,
+}
+
+impl EngineState {
+    /// Headers held for later (orphans, first proposals per slot, blocks being verified)
+    /// and convictions remembered: what a hostile validator could try to make grow.
+    pub fn held(&self) -> usize {
+        self.orphans.values().map(Vec::len).sum::<usize>()
+            + self.proposals.len()
+            + self.verifying.len()
+            + self.convicted.len()
+    }
 }
 
 pub struct Engine {
@@ -169,6 +224,9 @@ impl Engine {
             decided: BTreeMap::new(),
             built: genesis.height,
             build_at: None,
+            record: SigningRecord::default(),
+            answer_floor: 0,
+            answered: BTreeMap::new(),
         };
         Ok(Engine { params, chain_id, key, me, seed, state })
     }
@@ -198,9 +256,13 @@ impl Engine {
         at
     }
 
-    /// Starts the engine: schedules this node's first proposal.
-    pub fn start(&mut self, now_ms: u64) -> Vec<Output> {
+    /// Starts the engine from what this validator signed before (the default on a new
+    /// node): schedules its first proposal.
+    pub fn start(&mut self, now_ms: u64, signed: SigningRecord) -> Vec<Output> {
         self.state.now = now_ms;
+        self.state.record = signed;
+        self.state.answer_floor = signed.answer_lease_ms;
+        self.state.built = self.state.built.max(signed.built_height);
         let mut out = Vec::new();
         self.schedule_proposal(&mut out);
         out
@@ -218,6 +280,8 @@ impl Engine {
                 if validators.epoch > self.state.validators.epoch {
                     self.state.validators = validators;
                     self.state.polls.clear();
+                    let members = &self.state.validators;
+                    self.state.answered.retain(|poller, _| members.get(poller).is_some());
                 }
             }
         }
@@ -238,14 +302,9 @@ impl Engine {
             }
             Message::Query { epoch, poll, height, tip } => {
                 if epoch == self.state.validators.epoch {
-                    let chit = Chit {
-                        chain_id: self.chain_id.clone(),
-                        poller: from,
-                        poll,
-                        height,
-                        preferred: self.preferred_tip(),
-                    };
-                    out.push(Output::Send { to: from, message: Message::Chit(chit.sign(&self.key)) });
+                    if let Some(chit) = self.answer(from, poll, height, out) {
+                        out.push(Output::Send { to: from, message: Message::Chit(chit) });
+                    }
                     if !self.knows(&tip) {
                         self.fetch(from, tip, out);
                     }
@@ -260,13 +319,57 @@ impl Engine {
         }
     }
 
+    /// The signed answer to `from`'s poll: the one signed before if this exact question
+    /// was asked before, a new one for a poll this node has not answered, and none when it
+    /// cannot tell (a poll numbered before its restart, or older than what it remembers),
+    /// so that no two answers to one poll can differ.
+    fn answer(&mut self, from: Address, poll: u64, height: u64, out: &mut Vec<Output>) -> Option<SignedChit> {
+        let numbered_at = poll >> POLL_SEQ_BITS;
+        let latest = self.state.now.saturating_add(self.params.clock_drift_ms);
+        if numbered_at < self.state.answer_floor || numbered_at > latest {
+            return None;
+        }
+        if let Some(answers) = self.state.answered.get(&from) {
+            if answers.forgotten_up_to.is_some_and(|forgotten| poll <= forgotten) {
+                return None;
+            }
+            if let Some(given) = answers.recent.get(&poll) {
+                return (given.chit.height == height).then(|| given.clone());
+            }
+        }
+        if numbered_at >= self.state.record.answer_lease_ms {
+            self.state.record.answer_lease_ms = latest.saturating_add(ANSWER_LEASE_MS);
+            out.push(Output::Persist(self.state.record));
+        }
+        let chit =
+            Chit { chain_id: self.chain_id.clone(), poller: from, poll, height, preferred: self.preferred_tip() };
+        let signed = chit.sign(&self.key);
+        let answers = self.state.answered.entry(from).or_default();
+        answers.recent.insert(poll, signed.clone());
+        if answers.recent.len() > ANSWERS_KEPT {
+            answers.forgotten_up_to = answers.recent.pop_first().map(|(oldest, _)| oldest);
+        }
+        Some(signed)
+    }
+
+    /// The height of the highest block in the tree.
+    fn top_height(&self) -> u64 {
+        self.state.blocks.values().map(|n| n.height).max().unwrap_or(0)
+    }
+
     /// A header from the network: check what the engine can check alone, detect a
-    /// proposer's equivocation, then hand it to the chain for verification.
+    /// proposer's equivocation, then hand it to the chain for verification. `proposed`
+    /// headers came unasked; the others this node fetched because a vote named them.
     fn on_header(&mut self, from: Address, header: SignedHeader, proposed: bool, out: &mut Vec<Output>) {
         let h = &header.header;
         let hash = h.hash();
         let Some(member) = self.state.validators.get(&Address::of(&h.proposer)) else { return };
         if h.chain_id != self.chain_id || member.key != h.proposer || h.height <= self.root().height {
+            return;
+        }
+        // A block stamped in the future would let its proposer claim later slots, since
+        // proposers are scheduled from their parent's time.
+        if h.time_ms > self.state.now.saturating_add(self.params.clock_drift_ms) {
             return;
         }
         if self.state.blocks.contains_key(&hash) || self.state.verifying.contains_key(&hash) {
@@ -275,38 +378,53 @@ impl Engine {
         if header.verify().is_err() {
             return;
         }
-        match self.state.blocks.get(&h.parent) {
-            Some(parent) => {
-                if parent.height + 1 != h.height || (proposed && !self.in_window(&h.parent, &h.proposer)) {
-                    return;
-                }
-                self.check_equivocation(&header, out);
-                self.state.verifying.insert(hash, header.clone());
-                out.push(Output::Verify(header));
+        if h.height > self.top_height().saturating_add(HEIGHT_WINDOW) {
+            // Too far ahead to hold; a header this node asked for still leads it back
+            // towards its tree.
+            if !proposed {
+                self.fetch(from, h.parent, out);
             }
-            None => {
-                self.check_equivocation(&header, out);
-                let parent = h.parent;
-                let waiting = self.state.orphans.entry(parent).or_default();
-                if waiting.len() < 8 && !waiting.iter().any(|o| o.header.hash() == hash) {
-                    waiting.push(header);
-                }
-                self.fetch(from, parent, out);
+            return;
+        }
+        if let Some(parent) = self.state.blocks.get(&h.parent)
+            && (parent.height + 1 != h.height || (proposed && !self.in_window(&h.parent, &h.proposer)))
+        {
+            return;
+        }
+        // An unasked second header from one proposer at one height is only evidence; one
+        // that votes named must still be considered, or the network could move on
+        // without this node.
+        if !self.first_in_slot(&header, out) && proposed {
+            return;
+        }
+        if self.state.blocks.contains_key(&h.parent) {
+            self.state.verifying.insert(hash, header.clone());
+            out.push(Output::Verify(header));
+        } else {
+            let parent = h.parent;
+            let waiting = self.state.orphans.entry((h.height, h.proposer)).or_default();
+            if waiting.len() < 2 && !waiting.iter().any(|o| o.header.hash() == hash) {
+                waiting.push(header);
             }
+            self.fetch(from, parent, out);
         }
     }
 
-    fn check_equivocation(&mut self, header: &SignedHeader, out: &mut Vec<Output>) {
+    /// Records the first header of each proposer at each height; a different one after it
+    /// convicts the proposer. Whether `header` is that first one.
+    fn first_in_slot(&mut self, header: &SignedHeader, out: &mut Vec<Output>) -> bool {
         let slot = (header.header.height, header.header.proposer);
         match self.state.proposals.get(&slot) {
             None => {
                 self.state.proposals.insert(slot, header.clone());
+                true
             }
             Some(first) if first.header.hash() != header.header.hash() => {
                 let evidence = Evidence::DoubleProposal(first.clone(), header.clone());
                 self.convict(evidence, out);
+                false
             }
-            Some(_) => {}
+            Some(_) => true,
         }
     }
 
@@ -369,7 +487,8 @@ impl Engine {
         if valid && self.state.blocks.contains_key(&header.header.parent) {
             self.insert(hash, header, out);
         } else {
-            self.state.orphans.remove(&hash);
+            // Its children can never be valid.
+            self.take_children_waiting(hash, header.header.height);
         }
     }
 
@@ -387,18 +506,42 @@ impl Engine {
             seen_at: self.state.now,
         };
         let rank = (self.slot_on(&parent, &proposer), hash);
+        let height = node.height;
         self.state.blocks.insert(hash, node);
         if let Some(p) = self.state.blocks.get_mut(&parent) {
             p.children.push(hash);
             p.snowball.add_child(hash, rank);
         }
-        for orphan in self.state.orphans.remove(&hash).unwrap_or_default() {
+        for orphan in self.take_children_waiting(hash, height) {
             let orphan_hash = orphan.header.hash();
             if !self.state.blocks.contains_key(&orphan_hash) && !self.state.verifying.contains_key(&orphan_hash) {
                 self.state.verifying.insert(orphan_hash, orphan.clone());
                 out.push(Output::Verify(orphan));
             }
         }
+    }
+
+    /// Removes and returns the orphans waiting for `parent`, which is at `height`.
+    fn take_children_waiting(&mut self, parent: Hash, height: u64) -> Vec<SignedHeader> {
+        let above = height.saturating_add(1);
+        let slots: Vec<(u64, PublicKey)> = self
+            .state
+            .orphans
+            .range((above, PublicKey([0; 32]))..=(above, PublicKey([0xFF; 32])))
+            .map(|(slot, _)| *slot)
+            .collect();
+        let mut children = Vec::new();
+        for slot in slots {
+            let Some(waiting) = self.state.orphans.get_mut(&slot) else { continue };
+            let (mine, others): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|o| o.header.parent == parent);
+            children.extend(mine);
+            if others.is_empty() {
+                self.state.orphans.remove(&slot);
+            } else {
+                *waiting = others;
+            }
+        }
+        children
     }
 
     fn on_chit(&mut self, from: Address, signed: SignedChit, out: &mut Vec<Output>) {
@@ -461,8 +604,8 @@ impl Engine {
     fn start_polls(&mut self, out: &mut Vec<Output>) {
         let (k, _, _) = self.params.scaled(self.state.validators.len());
         while self.state.polls.len() < self.params.concurrent_polls && !self.root().children.is_empty() {
-            let poll_id = self.state.next_poll;
-            self.state.next_poll += 1;
+            let poll_id = self.state.next_poll.max(self.state.now << POLL_SEQ_BITS);
+            self.state.next_poll = poll_id + 1;
             self.state.draws += 1;
             let mut rng = DetRng::new(&self.seed, "ogpu/poll-sample", &[&self.state.draws.to_le_bytes()]);
             let sampled = self.state.validators.sample(&mut rng, k);
@@ -496,6 +639,8 @@ impl Engine {
             let height = self.root().height + 1;
             if self.root().children.is_empty() && self.state.built < height {
                 self.state.built = height;
+                self.state.record.built_height = height;
+                out.push(Output::Persist(self.state.record));
                 out.push(Output::BuildBlock { parent: self.state.root, height });
             }
         }
@@ -565,7 +710,9 @@ impl Engine {
             out.push(Output::Accepted(header));
         }
         self.state.proposals.retain(|(h, _), _| *h > height);
-        self.state.orphans.retain(|_, waiting| waiting.iter().any(|o| o.header.height > height));
+        self.state.orphans.retain(|(h, _), _| *h > height);
+        self.state.convicted.retain(|(_, h)| *h > height);
+        self.state.verifying.retain(|_, header| header.header.height > height);
         self.schedule_proposal(out);
     }
 
@@ -598,14 +745,14 @@ impl Engine {
         let slot = slot_of(&schedule, &self.me) as u64;
         let parent_time = root.header.as_ref().map_or(0, |h| h.header.time_ms);
         let earliest = self.state.now.max(parent_time.saturating_add(self.params.min_block_interval_ms));
-        let mut at = earliest + slot * self.params.proposer_window_ms;
+        let mut at = earliest.saturating_add(slot.saturating_mul(self.params.proposer_window_ms));
         if slot as usize == schedule.len() {
             // Unscheduled validators may all propose once the windows pass; spreading them
             // over the next window by a draw from the randomness keeps them from all
             // proposing conflicting blocks at once.
             let draw = Hash::tagged("ogpu/fallback-proposer", &[&root.randomness.0, &height.to_le_bytes(), &self.me.0]);
             let spread = u64::from_le_bytes(draw.0[..8].try_into().expect("32 > 8")) % self.params.proposer_window_ms;
-            at += spread;
+            at = at.saturating_add(spread);
         }
         self.state.build_at = Some(at);
         out.push(Output::SetTimer { at_ms: at });

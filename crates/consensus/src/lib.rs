@@ -18,7 +18,7 @@ mod schedule;
 mod snowball;
 mod validators;
 
-pub use engine::{Engine, EngineState, Genesis, Input, Output};
+pub use engine::{Engine, EngineState, Genesis, Input, Output, SigningRecord};
 pub use message::Message;
 pub use params::{Params, ParamsError};
 pub use schedule::proposer_schedule;

@@ -26,6 +26,9 @@ pub struct Params {
     /// chain's block-count windows (bids, starts, reveals) too short in wall time for the
     /// providers that must act inside them. Zero proposes right after acceptance.
     pub min_block_interval_ms: u64,
+    /// How far ahead of this node's clock another validator's clock may run: a header
+    /// stamped later than that is not considered, and neither is a poll numbered later.
+    pub clock_drift_ms: u64,
 }
 
 impl Default for Params {
@@ -40,6 +43,7 @@ impl Default for Params {
             proposer_window_ms: 1_000,
             proposer_slots: 3,
             min_block_interval_ms: 0,
+            clock_drift_ms: 2_000,
         }
     }
 }
@@ -80,7 +84,11 @@ impl Params {
         if self.concurrent_polls == 0 || self.concurrent_polls as u64 > u64::from(self.beta) {
             return Err(ParamsError::PollsOutOfRange { polls: self.concurrent_polls, beta: self.beta });
         }
-        if self.poll_timeout_ms == 0 || self.proposer_window_ms == 0 || self.proposer_slots == 0 {
+        if self.poll_timeout_ms == 0
+            || self.proposer_window_ms == 0
+            || self.proposer_slots == 0
+            || self.clock_drift_ms == 0
+        {
             return Err(ParamsError::ZeroTiming);
         }
         Ok(())

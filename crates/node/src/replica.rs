@@ -11,14 +11,22 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use ogpu_chain::{BlockOutcome, State, apply_block_with, propose_block_with};
+use ogpu_chain::{BlockOutcome, State, apply_block_with, next_block_time, propose_block_with};
 use ogpu_consensus::{Engine, Genesis as ConsensusGenesis, Input, Message, Output, Params, ValidatorSet};
 use ogpu_core::encoding::{Canonical, DecodeError};
 use ogpu_core::tx::Transaction;
 use ogpu_core::{Address, Block, Hash, SecretKey};
 
 use crate::mempool::{Mempool, MempoolConfig, Rejection};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid consensus parameters: {0}")]
+    Params(#[from] ogpu_consensus::ParamsError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
 
 /// Everything replicas say to each other.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -92,11 +100,11 @@ impl Replica {
         params: Params,
         mempool: MempoolConfig,
         now_ms: u64,
-    ) -> Result<(Replica, Vec<Action>), ogpu_consensus::ParamsError> {
+    ) -> Result<(Replica, Vec<Action>), StartError> {
         let start = ConsensusGenesis { hash: state.last_block, height: state.height, randomness: state.randomness };
         let seed = Hash::tagged("ogpu/replica-seed", &[&key.seed()[..], &now_ms.to_le_bytes()]);
         let mut engine = Engine::new(params, state.chain_id.clone(), key.clone(), validator_set(&state), start, seed)?;
-        let outputs = engine.start(now_ms);
+        let outputs = engine.start(now_ms, store.signing_record()?);
         let mut replica = Replica {
             engine,
             key,
@@ -244,7 +252,15 @@ impl Replica {
                 Output::Verify(header) => self.verify(header.header.hash(), &mut actions),
                 Output::BuildBlock { parent, .. } => self.build(now_ms, parent),
                 Output::Accepted(header) => {
-                    self.finalize(header.header.hash(), &mut actions);
+                    self.finalize(now_ms, header.header.hash(), &mut actions);
+                    None
+                }
+                Output::Persist(record) => {
+                    if let Err(error) = self.store.save_signing_record(&record) {
+                        // What follows may be signed under this record; nothing may go out.
+                        actions.push(Action::Fatal(format!("cannot save what this validator signed: {error}")));
+                        return actions;
+                    }
                     None
                 }
                 Output::Rejected(hash) => {
@@ -283,7 +299,7 @@ impl Replica {
     fn build(&mut self, now_ms: u64, parent: Hash) -> Option<Input> {
         let parent_state = self.parent_state(&parent)?;
         let txs = self.mempool.select(parent_state, MAX_BLOCK_TXS);
-        let time_ms = now_ms.max(parent_state.time_ms + 1);
+        let time_ms = next_block_time(parent_state.time_ms, now_ms);
         let (block, state, outcome) = propose_block_with(parent_state, &self.key, time_ms, txs, &self.mempool).ok()?;
         let header = block.signed.clone();
         tracing::debug!(height = header.header.height, txs = block.txs.len(), "built a block");
@@ -291,7 +307,7 @@ impl Replica {
         Some(Input::Proposal(header))
     }
 
-    fn finalize(&mut self, hash: Hash, actions: &mut Vec<Action>) {
+    fn finalize(&mut self, now_ms: u64, hash: Hash, actions: &mut Vec<Action>) {
         let Some((block, state, outcome)) = self.processing.remove(&hash) else { return };
         if let Err(error) = self.store.commit(&block, &state, &outcome) {
             // The engine has moved on; a replica that cannot write must stop rather than
@@ -306,8 +322,8 @@ impl Replica {
         self.processing.retain(|_, (b, ..)| b.header().height > height);
         self.mempool.prune(&self.finalized);
         if epoch_changed {
-            let outputs = self.engine.handle(self.finalized.time_ms, Input::NewEpoch(validator_set(&self.finalized)));
-            actions.extend(self.run(self.finalized.time_ms, outputs));
+            let outputs = self.engine.handle(now_ms, Input::NewEpoch(validator_set(&self.finalized)));
+            actions.extend(self.run(now_ms, outputs));
         }
         actions.push(Action::Finalized(Box::new(Finalized { block, outcome })));
     }

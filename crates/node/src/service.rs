@@ -64,8 +64,8 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Net(#[from] net::NetError),
-    #[error("invalid consensus parameters: {0}")]
-    Consensus(#[from] ogpu_consensus::ParamsError),
+    #[error("{0}")]
+    Start(#[from] crate::replica::StartError),
     #[error("{0}")]
     Blobs(#[from] BlobError),
     #[error("invalid address {address:?}: {reason}")]

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use ogpu_chain::{BlockError, BlockOutcome, Event, Genesis, GenesisError, State, apply_block};
+use ogpu_consensus::SigningRecord;
 use ogpu_core::encoding::{Canonical, DecodeError};
 use ogpu_core::{Address, Amount, Block, Hash, TaskId};
 use redb::{Database, MultimapTableDefinition, ReadableTable, TableDefinition};
@@ -33,6 +34,8 @@ const BY_PARTY: MultimapTableDefinition<&[u8; 20], (u64, u32)> = MultimapTableDe
 
 const GENESIS_KEY: &str = "genesis";
 const FINALIZED_KEY: &str = "finalized";
+/// What this validator signed: see [`SigningRecord`].
+const SIGNING_KEY: &str = "signing";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -126,6 +129,24 @@ impl Store {
             )),
             None => Ok(0),
         }
+    }
+
+    /// What this validator has signed, as last saved (nothing on a new store).
+    pub fn signing_record(&self) -> Result<SigningRecord, StoreError> {
+        let read = self.db.begin_read()?;
+        let meta = read.open_table(META)?;
+        let Some(bytes) = meta.get(SIGNING_KEY)? else { return Ok(SigningRecord::default()) };
+        SigningRecord::try_from_slice(bytes.value()).map_err(|e| StoreError::Corrupt(format!("signing record: {e}")))
+    }
+
+    /// Saves the signing record durably; the replica signs nothing it covers before this
+    /// returns.
+    pub fn save_signing_record(&self, record: &SigningRecord) -> Result<(), StoreError> {
+        let bytes = borsh::to_vec(record).map_err(|e| StoreError::Db(e.to_string()))?;
+        let write = self.db.begin_write()?;
+        write.open_table(META)?.insert(SIGNING_KEY, bytes.as_slice())?;
+        write.commit()?;
+        Ok(())
     }
 
     /// Commits a finalized block, the state after it and what it produced, atomically.

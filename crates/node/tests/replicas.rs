@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use ogpu_chain::genesis::{Allocation, GenesisValidator};
 use ogpu_chain::{Genesis, Params};
-use ogpu_consensus::Params as ConsensusParams;
+use ogpu_consensus::{Message, Params as ConsensusParams};
 use ogpu_core::encoding::Canonical;
 use ogpu_core::tx::{Transaction, TxBody};
 use ogpu_core::{Address, Amount, SecretKey};
 use ogpu_node::mempool::MempoolConfig;
-use ogpu_node::replica::{Action, Replica};
+use ogpu_node::replica::{Action, Replica, WireMessage};
 use ogpu_node::store::Store;
 
 const VALIDATORS: usize = 4;
@@ -51,6 +51,7 @@ fn consensus() -> ConsensusParams {
         proposer_window_ms: 200,
         proposer_slots: 2,
         min_block_interval_ms: 0,
+        clock_drift_ms: 2_000,
     }
 }
 
@@ -62,6 +63,8 @@ struct Net {
     seq: u64,
     now: u64,
     params: ConsensusParams,
+    /// Everything each replica sent, in order.
+    sent: Vec<(usize, WireMessage)>,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -85,6 +88,7 @@ impl Net {
             seq: 0,
             now: 0,
             params,
+            sent: Vec::new(),
         };
         for i in 0..VALIDATORS {
             net.start(i);
@@ -114,11 +118,13 @@ impl Net {
         for action in actions {
             match action {
                 Action::Send { to, message } => {
+                    self.sent.push((from, message.clone()));
                     if let Some(to) = self.addresses.iter().position(|a| *a == to) {
                         self.push(self.now + LATENCY_MS, to, Event::Deliver { from, bytes: message.encode() });
                     }
                 }
                 Action::Broadcast(message) => {
+                    self.sent.push((from, message.clone()));
                     let bytes = message.encode();
                     for to in (0..VALIDATORS).filter(|to| *to != from) {
                         self.push(self.now + LATENCY_MS, to, Event::Deliver { from, bytes: bytes.clone() });
@@ -235,4 +241,68 @@ fn a_replica_restarted_from_its_store_catches_up() {
         restarted.height
     );
     assert_eq!(restarted.balance(&Address([9; 20])), Amount::ogpu(5));
+}
+
+/// Finding 16 (and 1 across a restart): a validator killed and restarted within its
+/// proposer slot, or between two identical questions, must sign nothing twice: no second
+/// header at a height, no second answer to a poll.
+#[test]
+fn a_validator_restarted_mid_slot_signs_nothing_twice() {
+    let mut net = Net::new();
+    let victim = 1;
+    let headers_by = |net: &Net| -> Vec<ogpu_core::block::SignedHeader> {
+        net.sent
+            .iter()
+            .filter(|(from, _)| *from == victim)
+            .filter_map(|(_, message)| match message {
+                WireMessage::Block(block) => Some(block.signed.clone()),
+                WireMessage::Consensus(Message::Propose(header)) => Some(header.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    // Run until the victim has proposed, then kill it at once and bring it back.
+    let mut restarts = 0;
+    while net.now < 10_000 && restarts < 3 {
+        let before = headers_by(&net).len();
+        net.run_until(net.now + 10);
+        if headers_by(&net).len() > before {
+            net.stop(victim);
+            net.start(victim);
+            restarts += 1;
+        }
+    }
+    assert!(restarts > 0, "the victim proposed");
+    // Ask the restarted victim every question it answered before, again.
+    let queries: Vec<(usize, WireMessage)> =
+        net.sent.iter().filter(|(_, m)| matches!(m, WireMessage::Consensus(Message::Query { .. }))).cloned().collect();
+    for (from, query) in queries {
+        let from_address = net.addresses[from];
+        let actions = net.replicas[victim].as_mut().unwrap().on_message(net.now, from_address, query);
+        net.apply(victim, actions);
+    }
+    net.run_until(net.now + 2_000);
+
+    let mut by_height: BTreeMap<u64, ogpu_core::Hash> = BTreeMap::new();
+    for header in headers_by(&net) {
+        let hash = header.header.hash();
+        let first = *by_height.entry(header.header.height).or_insert(hash);
+        assert_eq!(first, hash, "two headers signed at height {}", header.header.height);
+    }
+    let chits: Vec<ogpu_core::vote::SignedChit> = net
+        .sent
+        .iter()
+        .filter(|(from, _)| *from == victim)
+        .filter_map(|(_, m)| match m {
+            WireMessage::Consensus(Message::Chit(chit)) => Some(chit.clone()),
+            _ => None,
+        })
+        .collect();
+    let chain = genesis().chain_id;
+    for (i, a) in chits.iter().enumerate() {
+        for b in &chits[i + 1..] {
+            let evidence = ogpu_core::vote::Evidence::DoubleChit(a.clone(), b.clone());
+            assert!(evidence.check(&chain).is_err(), "two answers signed to one poll: {a:?} {b:?}");
+        }
+    }
 }

@@ -5,7 +5,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
-use ogpu_consensus::{Engine, Genesis, Input, Message, Output, Params, ParamsError, ValidatorSet};
+use ogpu_consensus::{Engine, Genesis, Input, Message, Output, Params, ParamsError, SigningRecord, ValidatorSet};
 use ogpu_core::block::{BlockHeader, SignedHeader, vrf_input};
 use ogpu_core::encoding::Canonical;
 use ogpu_core::rng::DetRng;
@@ -177,7 +177,7 @@ pub fn stakes(config: &Config) -> Vec<u128> {
 pub fn run(config: Config) -> Result<Report, ParamsError> {
     let mut world = World::new(config)?;
     for node in 0..world.actors.len() {
-        let outputs = world.actors[node].engine.start(0);
+        let outputs = world.actors[node].engine.start(0, SigningRecord::default());
         world.apply(node, 0, outputs);
     }
     let end_us = world.config.duration_ms * 1_000;
@@ -314,7 +314,8 @@ impl World {
                 }
                 Output::BuildBlock { parent, height } => self.build(node, parent, height, at_us),
                 Output::Accepted(header) => self.record_acceptance(node, &header, at_us),
-                Output::Rejected(_) => {}
+                // Simulated validators never restart, so they keep nothing on disk.
+                Output::Rejected(_) | Output::Persist(_) => {}
                 Output::Evidence(evidence) => {
                     if evidence.check(&self.chain_id).is_ok() {
                         self.evidence.push(*evidence);
