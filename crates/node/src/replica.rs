@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use ogpu_chain::{BlockOutcome, State, apply_block_with, next_block_time, propose_block_with};
+use ogpu_chain::{BlockOutcome, MAX_TXS_PER_BLOCK, State, apply_block_with, next_block_time, propose_block_with};
 use ogpu_consensus::{Engine, Genesis as ConsensusGenesis, Input, Message, Output, Params, ValidatorSet};
+use ogpu_core::block::tx_root;
 use ogpu_core::encoding::{Canonical, DecodeError};
 use ogpu_core::tx::Transaction;
 use ogpu_core::{Address, Block, Hash, SecretKey};
@@ -69,6 +70,20 @@ pub struct Finalized {
 
 /// Blocks built per block at most.
 const MAX_BLOCK_TXS: usize = 10_000;
+/// Bodies held for the engine before it asks for them: at most this many, of this many
+/// bytes in all, for this long.
+const BODIES_HELD: usize = 256;
+const BODY_BYTES_HELD: usize = 256 << 20;
+const BODY_TTL_MS: u64 = 60_000;
+/// Bodies the engine is waiting for at most.
+const BODIES_AWAITED: usize = 64;
+
+/// A block body that arrived before the engine asked to verify it.
+struct Held {
+    block: Block,
+    bytes: usize,
+    received_ms: u64,
+}
 
 pub struct Replica {
     engine: Engine,
@@ -79,9 +94,11 @@ pub struct Replica {
     /// Verified blocks not yet decided, with the state after each and what each produced.
     processing: BTreeMap<Hash, (Block, State, BlockOutcome)>,
     /// Blocks received and not yet verified.
-    bodies: BTreeMap<Hash, Block>,
-    /// Blocks the engine asked to verify whose bodies have not arrived yet.
-    awaiting: std::collections::BTreeSet<Hash>,
+    bodies: BTreeMap<Hash, Held>,
+    body_bytes: usize,
+    /// Blocks the engine asked to verify whose bodies have not arrived yet, with their
+    /// heights.
+    awaiting: BTreeMap<Hash, u64>,
     /// Transactions in the blocks this replica finalized since it started.
     finalized_txs: u64,
 }
@@ -113,7 +130,8 @@ impl Replica {
             finalized: state,
             processing: BTreeMap::new(),
             bodies: BTreeMap::new(),
-            awaiting: Default::default(),
+            body_bytes: 0,
+            awaiting: BTreeMap::new(),
             finalized_txs: 0,
         };
         let actions = replica.run(now_ms, outputs);
@@ -138,6 +156,11 @@ impl Replica {
 
     pub fn mempool_len(&self) -> usize {
         self.mempool.len()
+    }
+
+    /// Block bodies held for the engine, and how many bytes of transactions they carry.
+    pub fn held_bodies(&self) -> usize {
+        self.bodies.len()
     }
 
     /// Transactions from a client: each admitted to the mempool or refused with a reason;
@@ -174,24 +197,7 @@ impl Replica {
                 let outputs = self.engine.handle(now_ms, Input::Message { from, message });
                 self.run(now_ms, outputs)
             }
-            WireMessage::Block(block) => {
-                let header = block.signed.clone();
-                let hash = block.hash();
-                if self.processing.contains_key(&hash) || (self.bodies.len() >= 256 && !self.awaiting.contains(&hash)) {
-                    return Vec::new();
-                }
-                self.bodies.insert(hash, block);
-                let outputs = if self.awaiting.remove(&hash) {
-                    let mut actions = Vec::new();
-                    let verdict = self.verify(hash, &mut actions);
-                    let outputs = verdict.map(|input| self.engine.handle(now_ms, input)).unwrap_or_default();
-                    actions.extend(self.run(now_ms, outputs));
-                    return actions;
-                } else {
-                    self.engine.handle(now_ms, Input::Message { from, message: Message::Propose(header) })
-                };
-                self.run(now_ms, outputs)
-            }
+            WireMessage::Block(block) => self.on_block(now_ms, from, block),
             WireMessage::GetBlock(hash) => self
                 .block_for(hash)
                 .map_or_else(Vec::new, |block| vec![Action::Send { to: from, message: WireMessage::Block(block) }]),
@@ -203,7 +209,76 @@ impl Replica {
         }
     }
 
+    /// A whole block from a peer: held for the engine, or verified at once when the engine
+    /// was waiting for it. Only a body worth holding is kept (see [`Self::worth_holding`]),
+    /// and a body already held is never replaced.
+    fn on_block(&mut self, now_ms: u64, from: Address, block: Block) -> Vec<Action> {
+        let hash = block.hash();
+        if self.processing.contains_key(&hash) || self.bodies.contains_key(&hash) || !self.worth_holding(&block) {
+            return Vec::new();
+        }
+        let header = block.signed.clone();
+        let bytes = borsh::object_length(&block).unwrap_or(usize::MAX);
+        if self.awaiting.remove(&hash).is_some() {
+            self.hold(Held { block, bytes, received_ms: now_ms });
+            let mut actions = Vec::new();
+            let verdict = self.verify(hash, &mut actions);
+            let outputs = verdict.map(|input| self.engine.handle(now_ms, input)).unwrap_or_default();
+            actions.extend(self.run(now_ms, outputs));
+            return actions;
+        }
+        if self.bodies.len() >= BODIES_HELD || self.body_bytes.saturating_add(bytes) > BODY_BYTES_HELD {
+            return Vec::new();
+        }
+        self.hold(Held { block, bytes, received_ms: now_ms });
+        let outputs = self.engine.handle(now_ms, Input::Message { from, message: Message::Propose(header) });
+        self.run(now_ms, outputs)
+    }
+
+    /// Whether a block could be one the engine will ask about: a header for this chain
+    /// above what is finalized, signed by a validator of the current set, over exactly
+    /// these transactions. Anything else would only take memory, or displace the real
+    /// body of a block under its header.
+    fn worth_holding(&self, block: &Block) -> bool {
+        let header = block.header();
+        let proposer = Address::of(&header.proposer);
+        header.chain_id == self.finalized.chain_id
+            && header.height > self.finalized.height
+            && self.finalized.active_set.get(&proposer).is_some_and(|(key, _)| *key == header.proposer)
+            && block.txs.len() <= MAX_TXS_PER_BLOCK
+            && block.signed.verify().is_ok()
+            && tx_root(&block.txs) == header.tx_root
+    }
+
+    fn hold(&mut self, held: Held) {
+        self.body_bytes = self.body_bytes.saturating_add(held.bytes);
+        self.bodies.insert(held.block.hash(), held);
+    }
+
+    fn take_body(&mut self, hash: &Hash) -> Option<Block> {
+        let held = self.bodies.remove(hash)?;
+        self.body_bytes = self.body_bytes.saturating_sub(held.bytes);
+        Some(held.block)
+    }
+
+    /// Lets go of bodies at or below `height` and those held longer than the time limit.
+    fn evict_bodies(&mut self, height: u64, now_ms: u64) {
+        let stale: Vec<Hash> = self
+            .bodies
+            .iter()
+            .filter(|(_, held)| {
+                held.block.header().height <= height || now_ms.saturating_sub(held.received_ms) > BODY_TTL_MS
+            })
+            .map(|(hash, _)| *hash)
+            .collect();
+        for hash in stale {
+            self.take_body(&hash);
+        }
+        self.awaiting.retain(|_, awaited| *awaited > height);
+    }
+
     pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
+        self.evict_bodies(self.finalized.height, now_ms);
         let outputs = self.engine.handle(now_ms, Input::Tick);
         self.run(now_ms, outputs)
     }
@@ -249,7 +324,13 @@ impl Replica {
                     actions.push(Action::SetTimer { at_ms });
                     None
                 }
-                Output::Verify(header) => self.verify(header.header.hash(), &mut actions),
+                Output::Verify(header) => {
+                    let hash = header.header.hash();
+                    if !self.bodies.contains_key(&hash) && self.awaiting.len() < BODIES_AWAITED {
+                        self.awaiting.insert(hash, header.header.height);
+                    }
+                    self.verify(hash, &mut actions)
+                }
                 Output::BuildBlock { parent, .. } => self.build(now_ms, parent),
                 Output::Accepted(header) => {
                     self.finalize(now_ms, header.header.hash(), &mut actions);
@@ -279,8 +360,8 @@ impl Replica {
     /// Executes a received block on its parent's state. When its body has not arrived,
     /// asks the peers for it and answers the engine once it comes.
     fn verify(&mut self, hash: Hash, actions: &mut Vec<Action>) -> Option<Input> {
-        let Some(block) = self.bodies.remove(&hash) else {
-            if self.awaiting.len() < 64 && self.awaiting.insert(hash) {
+        let Some(block) = self.take_body(&hash) else {
+            if self.awaiting.contains_key(&hash) {
                 actions.push(Action::Broadcast(WireMessage::GetBlock(hash)));
             }
             return None;
@@ -320,6 +401,7 @@ impl Replica {
         let epoch_changed = validator_set(&state).epoch != validator_set(&self.finalized).epoch;
         self.finalized = state;
         self.processing.retain(|_, (b, ..)| b.header().height > height);
+        self.evict_bodies(height, now_ms);
         self.mempool.prune(&self.finalized);
         if epoch_changed {
             let outputs = self.engine.handle(now_ms, Input::NewEpoch(validator_set(&self.finalized)));

@@ -306,3 +306,30 @@ fn a_validator_restarted_mid_slot_signs_nothing_twice() {
         }
     }
 }
+
+/// Finding 4: a peer's blocks are held only when a validator of this chain signed the
+/// header and the transactions match its `tx_root`, and they go when their height is
+/// finalized; a flood of junk holds nothing.
+#[test]
+fn junk_blocks_from_a_peer_are_not_held() {
+    let mut net = Net::new();
+    net.run_until(1_000);
+    let state = net.replica(0).finalized().clone();
+    let height = state.height + 1;
+    let block = |signer: &SecretKey, txs: Vec<Transaction>| {
+        ogpu_chain::propose_block(&state, signer, state.time_ms + 1, txs).map(|(b, ..)| b)
+    };
+    let stranger = block(&SecretKey::from_name("stranger"), vec![]).unwrap();
+    let mut swapped = block(&keys()[1], vec![transfer(0)]).unwrap();
+    swapped.txs = vec![transfer(1)];
+    let mut replayed = block(&keys()[1], vec![]).unwrap();
+    replayed.signed.header.chain_id = "ogpu-other".parse().unwrap();
+    let stranger_address = Address::of(&SecretKey::from_name("stranger").public());
+    for junk in [stranger, swapped, replayed] {
+        let actions = net.replicas[0].as_mut().unwrap().on_message(net.now, stranger_address, WireMessage::Block(junk));
+        net.apply(0, actions);
+    }
+    assert_eq!(net.replica(0).held_bodies(), 0, "junk blocks held at height {height}");
+    net.run_until(3_000);
+    assert!(net.replica(0).finalized().height > height, "the replica keeps finalizing");
+}
