@@ -110,24 +110,27 @@ impl Mempool {
     /// Admits many transactions, checking their signatures in one batch; each gets its
     /// own verdict, in order.
     pub fn insert_many(&mut self, txs: Vec<Transaction>, state: &State) -> Vec<Result<Hash, Rejection>> {
-        let checked: Vec<Result<(Transaction, Hash), Rejection>> = txs
-            .into_iter()
-            .map(|tx| {
+        let signatures = verify_signatures(&txs.iter().collect::<Vec<_>>());
+        self.insert_verified(txs, &signatures, state)
+    }
+
+    /// Admits many transactions whose signatures were checked elsewhere (off the node's
+    /// task): `signatures[i]` says whether `txs[i]`'s verified. Each gets its own verdict.
+    pub fn insert_verified(
+        &mut self,
+        txs: Vec<Transaction>,
+        signatures: &[bool],
+        state: &State,
+    ) -> Vec<Result<Hash, Rejection>> {
+        txs.into_iter()
+            .zip(signatures.iter().copied().chain(std::iter::repeat(false)))
+            .map(|(tx, signature_ok)| {
                 let hash = tx.hash();
                 if self.by_hash.contains_key(&hash) {
                     return Err(Rejection::Duplicate);
                 }
                 self.check(&tx, state)?;
-                Ok((tx, hash))
-            })
-            .collect();
-        let candidates: Vec<&Transaction> = checked.iter().filter_map(|c| c.as_ref().ok().map(|(tx, _)| tx)).collect();
-        let mut signatures = verify_signatures(&candidates).into_iter();
-        checked
-            .into_iter()
-            .map(|candidate| {
-                let (tx, hash) = candidate?;
-                if !signatures.next().unwrap_or(false) {
+                if !signature_ok {
                     return Err(Rejection::BadSignature);
                 }
                 self.admit(tx, hash)
@@ -161,7 +164,7 @@ impl Mempool {
         Ok(hash)
     }
 
-    /// Everything but the signature, which `insert_many` checks in one batch.
+    /// Everything but the signature, which is checked in batches.
     fn check(&self, tx: &Transaction, state: &State) -> Result<(), Rejection> {
         if tx.chain_id != state.chain_id {
             return Err(Rejection::WrongChain { expected: state.chain_id.clone(), got: tx.chain_id.clone() });

@@ -147,6 +147,8 @@ pub fn build_swarm(key: &SecretKey, chain_id: &str, use_mdns: bool) -> Result<Sw
             let gossip_config = gossipsub::ConfigBuilder::default()
                 .heartbeat_interval(Duration::from_millis(500))
                 .validation_mode(ValidationMode::Strict)
+                // Nothing is forwarded before the node has judged it (see `service`).
+                .validate_messages()
                 .max_transmit_size(MAX_FRAME)
                 .mesh_n_low(1)
                 .mesh_outbound_min(0)

@@ -15,7 +15,7 @@ use ogpu_chain::{BlockOutcome, MAX_TXS_PER_BLOCK, State, apply_block_with, next_
 use ogpu_consensus::{Engine, Genesis as ConsensusGenesis, Input, Message, Output, Params, ValidatorSet};
 use ogpu_core::block::tx_root;
 use ogpu_core::encoding::{Canonical, DecodeError};
-use ogpu_core::tx::Transaction;
+use ogpu_core::tx::{Transaction, verify_signatures};
 use ogpu_core::{Address, Block, Hash, SecretKey};
 
 use crate::mempool::{Mempool, MempoolConfig, Rejection};
@@ -67,6 +67,9 @@ pub struct Finalized {
     pub block: Block,
     pub outcome: BlockOutcome,
 }
+
+/// Transactions one gossiped message may carry; a peer that sends more is at fault.
+pub const MAX_GOSSIP_TXS: usize = 1_000;
 
 /// Blocks built per block at most.
 const MAX_BLOCK_TXS: usize = 10_000;
@@ -164,14 +167,31 @@ impl Replica {
     }
 
     /// Transactions from a client: each admitted to the mempool or refused with a reason;
-    /// those admitted are gossiped together.
+    /// those admitted are gossiped, [`MAX_GOSSIP_TXS`] to a message.
     pub fn submit(&mut self, txs: Vec<Transaction>) -> (Vec<Result<Hash, Rejection>>, Vec<Action>) {
-        let verdicts = self.mempool.insert_many(txs.clone(), &self.finalized);
+        let signatures = verify_signatures(&txs.iter().collect::<Vec<_>>());
+        self.submit_verified(txs, &signatures)
+    }
+
+    /// [`Self::submit`] for transactions whose signatures were checked off the node's task:
+    /// `signatures[i]` says whether `txs[i]`'s verified.
+    pub fn submit_verified(
+        &mut self,
+        txs: Vec<Transaction>,
+        signatures: &[bool],
+    ) -> (Vec<Result<Hash, Rejection>>, Vec<Action>) {
+        let verdicts = self.mempool.insert_verified(txs.clone(), signatures, &self.finalized);
         let admitted: Vec<Transaction> =
             txs.into_iter().zip(&verdicts).filter(|(_, verdict)| verdict.is_ok()).map(|(tx, _)| tx).collect();
         let actions =
-            if admitted.is_empty() { Vec::new() } else { vec![Action::Broadcast(WireMessage::Txs(admitted))] };
+            admitted.chunks(MAX_GOSSIP_TXS).map(|chunk| Action::Broadcast(WireMessage::Txs(chunk.to_vec()))).collect();
         (verdicts, actions)
+    }
+
+    /// Transactions a peer relayed, whose signatures were checked and all verified: admitted
+    /// quietly, since a stale or unaffordable one is no fault of the relay.
+    pub fn admit_relayed(&mut self, txs: Vec<Transaction>, signatures: &[bool]) {
+        let _ = self.mempool.insert_verified(txs, signatures, &self.finalized);
     }
 
     /// Bytes from a peer. What does not decode is an error the network layer holds against
@@ -197,25 +217,32 @@ impl Replica {
                 let outputs = self.engine.handle(now_ms, Input::Message { from, message });
                 self.run(now_ms, outputs)
             }
-            WireMessage::Block(block) => self.on_block(now_ms, from, block),
+            WireMessage::Block(block) => self.on_block(now_ms, from, block).unwrap_or_default(),
             WireMessage::GetBlock(hash) => self
                 .block_for(hash)
                 .map_or_else(Vec::new, |block| vec![Action::Send { to: from, message: WireMessage::Block(block) }]),
             WireMessage::Txs(txs) => {
-                // Gossip: admit quietly; a peer's bad transaction is its own problem.
-                let _ = self.mempool.insert_many(txs, &self.finalized);
+                let signatures = verify_signatures(&txs.iter().collect::<Vec<_>>());
+                if txs.len() <= MAX_GOSSIP_TXS && signatures.iter().all(|ok| *ok) {
+                    self.admit_relayed(txs, &signatures);
+                }
                 Vec::new()
             }
         }
     }
 
     /// A whole block from a peer: held for the engine, or verified at once when the engine
-    /// was waiting for it. Only a body worth holding is kept (see [`Self::worth_holding`]),
-    /// and a body already held is never replaced.
-    fn on_block(&mut self, now_ms: u64, from: Address, block: Block) -> Vec<Action> {
+    /// was waiting for it. `None` when it cannot be a block of this chain's validators
+    /// (see [`Self::is_genuine`]); a body already held is never replaced, and one at a
+    /// finalized height is not kept.
+    pub fn on_block(&mut self, now_ms: u64, from: Address, block: Block) -> Option<Vec<Action>> {
+        if !self.is_genuine(&block) {
+            return None;
+        }
         let hash = block.hash();
-        if self.processing.contains_key(&hash) || self.bodies.contains_key(&hash) || !self.worth_holding(&block) {
-            return Vec::new();
+        let known = self.processing.contains_key(&hash) || self.bodies.contains_key(&hash);
+        if known || block.header().height <= self.finalized.height {
+            return Some(Vec::new());
         }
         let header = block.signed.clone();
         let bytes = borsh::object_length(&block).unwrap_or(usize::MAX);
@@ -225,25 +252,23 @@ impl Replica {
             let verdict = self.verify(hash, &mut actions);
             let outputs = verdict.map(|input| self.engine.handle(now_ms, input)).unwrap_or_default();
             actions.extend(self.run(now_ms, outputs));
-            return actions;
+            return Some(actions);
         }
         if self.bodies.len() >= BODIES_HELD || self.body_bytes.saturating_add(bytes) > BODY_BYTES_HELD {
-            return Vec::new();
+            return Some(Vec::new());
         }
         self.hold(Held { block, bytes, received_ms: now_ms });
         let outputs = self.engine.handle(now_ms, Input::Message { from, message: Message::Propose(header) });
-        self.run(now_ms, outputs)
+        Some(self.run(now_ms, outputs))
     }
 
     /// Whether a block could be one the engine will ask about: a header for this chain
-    /// above what is finalized, signed by a validator of the current set, over exactly
-    /// these transactions. Anything else would only take memory, or displace the real
-    /// body of a block under its header.
-    fn worth_holding(&self, block: &Block) -> bool {
+    /// signed by a validator of the current set, over exactly these transactions. Anything
+    /// else would only take memory, or displace the real body of a block under its header.
+    fn is_genuine(&self, block: &Block) -> bool {
         let header = block.header();
         let proposer = Address::of(&header.proposer);
         header.chain_id == self.finalized.chain_id
-            && header.height > self.finalized.height
             && self.finalized.active_set.get(&proposer).is_some_and(|(key, _)| *key == header.proposer)
             && block.txs.len() <= MAX_TXS_PER_BLOCK
             && block.signed.verify().is_ok()

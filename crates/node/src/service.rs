@@ -13,7 +13,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, mdns, request_respon
 use ogpu_chain::{Genesis, State};
 use ogpu_consensus::Params as ConsensusParams;
 use ogpu_core::encoding::Canonical;
-use ogpu_core::tx::Transaction;
+use ogpu_core::tx::{Transaction, verify_signatures};
 use ogpu_core::{Address, BlobHash, Hash, SecretKey};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -23,7 +23,7 @@ use crate::blobs::{BlobError, BlobStore, BlobWriter, ChunkAnswer, ChunkRequest};
 use crate::mempool::{MempoolConfig, Rejection};
 use crate::net::{self, Behaviour, BehaviourEvent};
 use crate::rate::TokenBucket;
-use crate::replica::{Action, Finalized, Replica, WireMessage};
+use crate::replica::{Action, Finalized, MAX_GOSSIP_TXS, Replica, WireMessage};
 use crate::store::{Store, StoreError};
 
 /// What a node reads from its config file (TOML); every field has a default.
@@ -136,6 +136,27 @@ struct Fetch {
 pub struct Service {
     node: Node,
     requests: mpsc::Receiver<Request>,
+    checked: mpsc::UnboundedReceiver<Checked>,
+}
+
+/// A gossiped message awaiting gossipsub's verdict: forwarded only once accepted.
+struct GossipId {
+    id: gossipsub::MessageId,
+    propagation_source: PeerId,
+}
+
+/// Transactions whose signatures were checked off the node's task, and who waits for them.
+struct Checked {
+    txs: Vec<Transaction>,
+    signatures: Vec<bool>,
+    from: Checking,
+}
+
+enum Checking {
+    /// Relayed by a peer (the author of a gossiped message), all or nothing.
+    Relay { author: PeerId, gossip: Option<GossipId> },
+    /// Submitted through the API, each with its own verdict.
+    Submit(oneshot::Sender<Vec<Result<Hash, Rejection>>>),
 }
 
 struct Node {
@@ -153,6 +174,7 @@ struct Node {
     fetches: BTreeMap<BlobHash, Fetch>,
     chunk_requests: HashMap<OutboundRequestId, BlobHash>,
     listen: Vec<String>,
+    checked: mpsc::UnboundedSender<Checked>,
 }
 
 /// Opens the store and blob store in `data_dir` and joins the network; the node runs
@@ -189,6 +211,7 @@ pub fn start(
     let handle =
         NodeHandle { requests, finalized: watcher, feed: feed.clone(), store: store.clone(), blobs: blobs.clone() };
     let (replica, actions) = Replica::new(key, store, state, params, MempoolConfig::default(), now_ms())?;
+    let (checked, checked_receiver) = mpsc::unbounded_channel();
     let mut node = Node {
         replica,
         swarm,
@@ -204,15 +227,16 @@ pub fn start(
         fetches: BTreeMap::new(),
         chunk_requests: HashMap::new(),
         listen: vec![],
+        checked,
     };
     node.dispatch(actions)?;
-    Ok((handle, Service { node, requests: receiver }))
+    Ok((handle, Service { node, requests: receiver, checked: checked_receiver }))
 }
 
 impl Service {
     /// Runs until `shutdown` fires or the node hits a fatal error.
     pub async fn run(self, mut shutdown: oneshot::Receiver<()>) -> Result<(), NodeError> {
-        let Service { mut node, mut requests } = self;
+        let Service { mut node, mut requests, mut checked } = self;
         loop {
             let next_timer = node.timers.first().copied();
             let sleep =
@@ -226,6 +250,7 @@ impl Service {
                     node.dispatch(actions)?;
                 }
                 Some(request) = requests.recv() => node.on_request(request)?,
+                Some(done) = checked.recv() => node.on_checked(done)?,
                 _ = &mut shutdown => {
                     info!("shutting down");
                     return Ok(());
@@ -303,25 +328,101 @@ impl Node {
         allowed
     }
 
-    fn receive(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), NodeError> {
-        if self.is_struck(&peer) || !self.within_rate(peer, bytes.len()) {
-            return Ok(());
+    /// Bytes from a peer, sent directly or (`gossip`) by gossipsub, which forwards a
+    /// gossiped message only once it is judged here.
+    fn receive(&mut self, peer: PeerId, bytes: &[u8], gossip: Option<GossipId>) -> Result<(), NodeError> {
+        use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
+        let verdict = if self.is_struck(&peer) || !self.within_rate(peer, bytes.len()) {
+            Some(Ignore)
+        } else if let Some(from) = net::address_of(&peer) {
+            match WireMessage::decode(bytes) {
+                Err(error) => {
+                    self.strike(peer, &format!("malformed message: {error}"));
+                    Some(Reject)
+                }
+                Ok(WireMessage::Txs(txs)) if txs.len() > MAX_GOSSIP_TXS => {
+                    self.strike(peer, &format!("relayed {} transactions in one message", txs.len()));
+                    Some(Reject)
+                }
+                Ok(WireMessage::Txs(txs)) => {
+                    // Checked off this task; the verdict follows in `on_checked`.
+                    return Ok(self.check_off_task(txs, Checking::Relay { author: peer, gossip }));
+                }
+                Ok(WireMessage::Block(block)) => match self.replica.on_block(now_ms(), from, block) {
+                    Some(actions) => {
+                        self.dispatch(actions)?;
+                        Some(Accept)
+                    }
+                    None => Some(Reject),
+                },
+                // Consensus messages and requests go to one validator, never by gossip.
+                Ok(_) if gossip.is_some() => Some(Reject),
+                Ok(message) => {
+                    let actions = self.replica.on_message(now_ms(), from, message);
+                    self.dispatch(actions)?;
+                    Some(Accept)
+                }
+            }
+        } else {
+            Some(Reject)
+        };
+        if let (Some(gossip), Some(verdict)) = (gossip, verdict) {
+            self.judge_gossip(gossip, verdict);
         }
-        let Some(from) = net::address_of(&peer) else { return Ok(()) };
-        match self.replica.receive(now_ms(), from, bytes) {
-            Ok(actions) => self.dispatch(actions),
-            Err(error) => {
-                self.strike(peer, &format!("malformed message: {error}"));
-                Ok(())
+        Ok(())
+    }
+
+    fn judge_gossip(&mut self, gossip: GossipId, verdict: gossipsub::MessageAcceptance) {
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        gossipsub.report_message_validation_result(&gossip.id, &gossip.propagation_source, verdict);
+    }
+
+    /// Checks the transactions' signatures on a blocking thread, so that a large batch
+    /// does not hold up consensus; the result comes back to [`Self::on_checked`].
+    fn check_off_task(&self, txs: Vec<Transaction>, from: Checking) {
+        let done = self.checked.clone();
+        tokio::task::spawn_blocking(move || {
+            let signatures = verify_signatures(&txs.iter().collect::<Vec<_>>());
+            // The node stopping is the only way to lose the answer.
+            let _ = done.send(Checked { txs, signatures, from });
+        });
+    }
+
+    fn on_checked(&mut self, checked: Checked) -> Result<(), NodeError> {
+        let Checked { txs, signatures, from } = checked;
+        match from {
+            Checking::Submit(reply) => {
+                let (verdicts, actions) = self.replica.submit_verified(txs, &signatures);
+                let _ = reply.send(verdicts);
+                self.dispatch(actions)?;
+            }
+            Checking::Relay { author, gossip } => {
+                let verdict = if signatures.iter().all(|ok| *ok) {
+                    self.replica.admit_relayed(txs, &signatures);
+                    gossipsub::MessageAcceptance::Accept
+                } else {
+                    self.strike(author, "relayed a transaction whose signature does not verify");
+                    gossipsub::MessageAcceptance::Reject
+                };
+                if let Some(gossip) = gossip {
+                    self.judge_gossip(gossip, verdict);
+                }
             }
         }
+        Ok(())
     }
 
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> Result<(), NodeError> {
         match event {
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => {
-                if let Some(source) = message.source {
-                    self.receive(source, &message.data)?;
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                let gossip = GossipId { id: message_id, propagation_source };
+                match message.source {
+                    Some(author) => self.receive(author, &message.data, Some(gossip))?,
+                    None => self.judge_gossip(gossip, gossipsub::MessageAcceptance::Reject),
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Direct(request_response::Event::Message {
@@ -330,7 +431,7 @@ impl Node {
                 ..
             })) => {
                 let _ = self.swarm.behaviour_mut().direct.send_response(channel, Vec::new());
-                self.receive(peer, &request)?;
+                self.receive(peer, &request, None)?;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::Message {
                 peer, message, ..
@@ -394,11 +495,7 @@ impl Node {
 
     fn on_request(&mut self, request: Request) -> Result<(), NodeError> {
         match request {
-            Request::Submit(txs, reply) => {
-                let (verdicts, actions) = self.replica.submit(txs);
-                let _ = reply.send(verdicts);
-                self.dispatch(actions)?;
-            }
+            Request::Submit(txs, reply) => self.check_off_task(txs, Checking::Submit(reply)),
             Request::FetchBlob(hash, reply) => self.fetch_blob(hash, reply),
             Request::Pending(hash, reply) => {
                 let _ = reply.send(self.replica.is_pending(&hash));

@@ -53,3 +53,70 @@ async fn a_hostile_peer_is_dropped_and_the_validators_keep_finalizing() {
     let at: u64 = heights.iter().map(|h| h.finalized.borrow().height).min().unwrap();
     assert!(at >= start + 5);
 }
+
+/// Whether `node` holds `tx` in its mempool.
+async fn pending(node: &ogpu_node::service::NodeHandle, tx: ogpu_core::Hash) -> bool {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    node.requests.send(ogpu_node::service::Request::Pending(tx, reply)).await.unwrap();
+    answer.await.unwrap()
+}
+
+/// Finding 5: a gossiped batch is judged before gossipsub forwards it. A peer that relays
+/// a transaction with a forged signature, or more transactions than a message may carry,
+/// is struck and disconnected, and nothing of its batches reaches the other validators,
+/// not even the genuine transaction beside the forged one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gossiped_batch_with_a_forged_signature_is_not_forwarded_and_its_relay_is_dropped() {
+    use ogpu_core::tx::{Transaction, TxBody};
+    use ogpu_node::replica::{MAX_GOSSIP_TXS, WireMessage};
+
+    let network = common::start(4);
+    let (ports, keys) = (&network.ports, common::keys(4));
+    let chain: ogpu_core::ChainId = "ogpu-test".parse().unwrap();
+    let fee = ogpu_chain::Params::default().min_fee;
+    let transfer = |nonce| {
+        let body = TxBody::Transfer { to: ogpu_core::Address([3; 20]), amount: ogpu_core::Amount::ogpu(1) };
+        Transaction::sign(&common::client(), chain.clone(), nonce, fee, body)
+    };
+    let genuine = transfer(0);
+    let mut forged = transfer(1);
+    forged.signature.0[9] ^= 1;
+    let batches = [
+        vec![genuine.clone(), forged.clone()],
+        vec![transfer(2); MAX_GOSSIP_TXS + 1],
+        vec![transfer(3), forged.clone()],
+    ];
+
+    let hostile = SecretKey::from_name("hostile-relay");
+    let mut swarm = net::build_swarm(&hostile, "ogpu-test", false).unwrap();
+    let target = net::peer_id_of(&keys[0].public()).unwrap();
+    swarm.dial(common::address(ports[0], &keys[0])).unwrap();
+    let topic = net::topic("ogpu-test");
+    let mut sent = 0;
+    let mut disconnected = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !disconnected && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            event = swarm.select_next_some() => {
+                if matches!(event, SwarmEvent::ConnectionClosed { peer_id, .. } if peer_id == target) {
+                    disconnected = true;
+                }
+            }
+            () = tokio::time::sleep(Duration::from_millis(100)) => {
+                // Publishing fails until the validator has joined the hostile peer's mesh.
+                if sent < batches.len() {
+                    let message = WireMessage::Txs(batches[sent].clone()).encode();
+                    if swarm.behaviour_mut().gossipsub.publish(topic.clone(), message).is_ok() {
+                        sent += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(sent, batches.len(), "every batch was published");
+    assert!(disconnected, "the validator hung up on the peer that relayed forged and oversized batches");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (i, node) in network.nodes.iter().enumerate() {
+        assert!(!pending(node, genuine.hash()).await, "validator {i} took a transaction from a forged batch");
+    }
+}

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 
 use libp2p::Multiaddr;
 use ogpu_chain::Genesis;
-use ogpu_chain::genesis::GenesisValidator;
+use ogpu_chain::genesis::{Allocation, GenesisValidator};
 use ogpu_core::{Amount, SecretKey};
 use ogpu_node::net;
 use ogpu_node::service::{self, NodeConfig, NodeHandle};
@@ -15,12 +15,20 @@ pub fn keys(n: usize) -> Vec<SecretKey> {
     (0..n).map(|i| SecretKey::from_name(&format!("network-test-{i}"))).collect()
 }
 
+/// An account funded at genesis, to send transactions from.
+pub fn client() -> SecretKey {
+    SecretKey::from_name("network-test-client")
+}
+
 pub fn genesis(n: usize) -> Genesis {
     Genesis {
         chain_id: "ogpu-test".parse().unwrap(),
         genesis_time_ms: 0,
         params: Default::default(),
-        allocations: vec![],
+        allocations: vec![Allocation {
+            address: ogpu_core::Address::of(&client().public()),
+            amount: Amount::ogpu(1_000),
+        }],
         validators: keys(n)
             .iter()
             .map(|k| GenesisValidator { public_key: k.public(), stake: Amount::ogpu(10_000) })
