@@ -122,7 +122,7 @@ struct Poll {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Vote {
     preferred: Hash,
-    /// `None` for this node's own vote.
+    /// `None` for this node's own vote, and for answers to a node outside the set.
     chit: Option<SignedChit>,
 }
 
@@ -291,6 +291,17 @@ impl Engine {
 
     fn on_message(&mut self, from: Address, message: Message, out: &mut Vec<Output>) {
         if self.state.validators.get(&from).is_none() {
+            // A node outside the set (one that follows the chain, or a validator seated in
+            // an epoch this node has not reached) may ask what this node prefers and fetch
+            // headers; it is answered without a signature, so nothing can be made of it.
+            match message {
+                Message::Query { poll, height, .. } => {
+                    let preferred = self.preferred_tip();
+                    out.push(Output::Send { to: from, message: Message::Vote { poll, height, preferred } });
+                }
+                Message::GetHeader { hash } => self.send_header(from, hash, out),
+                _ => {}
+            }
             return;
         }
         match message {
@@ -311,11 +322,14 @@ impl Engine {
                 }
             }
             Message::Chit(chit) => self.on_chit(from, chit, out),
-            Message::GetHeader { hash } => {
-                if let Some(header) = self.state.blocks.get(&hash).and_then(|n| n.header.clone()) {
-                    out.push(Output::Send { to: from, message: Message::Header(header) });
-                }
-            }
+            Message::Vote { poll, height, preferred } => self.on_vote(from, poll, height, preferred, out),
+            Message::GetHeader { hash } => self.send_header(from, hash, out),
+        }
+    }
+
+    fn send_header(&self, to: Address, hash: Hash, out: &mut Vec<Output>) {
+        if let Some(header) = self.state.blocks.get(&hash).and_then(|n| n.header.clone()) {
+            out.push(Output::Send { to, message: Message::Header(header) });
         }
     }
 
@@ -560,10 +574,24 @@ impl Engine {
             }
             return;
         }
-        let preferred = chit.preferred;
-        let poll_id = chit.poll;
+        let (poll, preferred) = (chit.poll, chit.preferred);
+        self.record_vote(from, poll, Vote { preferred, chit: Some(signed) }, out);
+    }
+
+    /// An unsigned answer, which validators give this node while it is outside their set.
+    fn on_vote(&mut self, from: Address, poll: u64, height: u64, preferred: Hash, out: &mut Vec<Output>) {
+        let Some(asked) = self.state.polls.get(&poll) else { return };
+        if asked.height != height || !matches!(asked.votes.get(&from), Some(None)) {
+            return;
+        }
+        self.record_vote(from, poll, Vote { preferred, chit: None }, out);
+    }
+
+    /// Counts `from`'s first answer to `poll`, fetching the block it names when unknown.
+    fn record_vote(&mut self, from: Address, poll_id: u64, vote: Vote, out: &mut Vec<Output>) {
+        let preferred = vote.preferred;
         if let Some(poll) = self.state.polls.get_mut(&poll_id) {
-            poll.votes.insert(from, Some(Vote { preferred, chit: Some(signed) }));
+            poll.votes.insert(from, Some(vote));
         }
         if !self.knows(&preferred) {
             self.fetch(from, preferred, out);

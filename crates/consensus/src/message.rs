@@ -16,6 +16,9 @@ pub enum Message {
     Query { epoch: u64, poll: u64, height: u64, tip: Hash },
     /// The signed answer to a query.
     Chit(SignedChit),
+    /// The answer to a query from a node outside the validator set: unsigned, since the
+    /// transport already says who sent it and it can be evidence of nothing.
+    Vote { poll: u64, height: u64, preferred: Hash },
     /// Asks for a header that a vote named and the asker does not know.
     GetHeader { hash: Hash },
     /// The answer to `GetHeader`.

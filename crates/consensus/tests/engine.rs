@@ -108,7 +108,14 @@ fn out_of_epoch_queries_and_strangers_are_dropped() {
     let mut e = engine(0);
     dropped(&mut e, addr(1), Message::Query { epoch: 5, poll: 0, height: 1, tip: GENESIS.hash });
     let stranger = Address::of(&SecretKey::from_name("stranger").public());
-    dropped(&mut e, stranger, Message::Query { epoch: 0, poll: 0, height: 1, tip: GENESIS.hash });
+    let before = e.state().clone();
+    let out = e.handle(
+        1,
+        Input::Message { from: stranger, message: Message::Query { epoch: 0, poll: 0, height: 1, tip: GENESIS.hash } },
+    );
+    let unsigned = Message::Vote { poll: 0, height: 1, preferred: GENESIS.hash };
+    assert_eq!(out, vec![Output::Send { to: stranger, message: unsigned }], "a stranger gets an unsigned answer");
+    assert_eq!(e.state(), &before, "and leaves nothing behind");
     let query = Message::Query { epoch: 0, poll: poll_at(1, 0), height: 1, tip: GENESIS.hash };
     let answered = e.handle(1, Input::Message { from: addr(1), message: query });
     assert_eq!(chits(&answered).len(), 1, "{answered:?}");
@@ -316,4 +323,30 @@ fn headers_with_random_parents_or_far_heights_are_held_within_a_window() {
     }
     let held = e.state().held();
     assert!(held <= 3 * 1_024, "{held} headers and convictions held from one validator's 4200 orphans");
+}
+
+/// Finding 17's other half: a node outside the validator set (a follower, or a validator
+/// seated in an epoch it has not reached) follows the chain on the validators' unsigned
+/// answers, which no one can turn into evidence.
+#[test]
+fn a_node_outside_the_set_follows_the_chain_on_unsigned_votes() {
+    let params = Params { k: 4, alpha_pref: 3, alpha_conf: 3, beta: 2, concurrent_polls: 1, ..Params::default() };
+    let follower = SecretKey::from_name("follower");
+    let mut e = Engine::new(params, chain(), follower, set(0), GENESIS, Hash([5; 32])).unwrap();
+    let (first, _) = first_and_last_proposer();
+    let block = header(&keys()[first], 1, GENESIS.hash, GENESIS.randomness);
+    let hash = block.header.hash();
+    e.handle(0, Input::Message { from: addr(first), message: Message::Propose(block.clone()) });
+    let mut polls = polls_sent(&e.handle(0, Input::Verified { hash, valid: true }));
+    let mut accepted = false;
+    for round in 0..4 {
+        let Some(poll) = polls.pop_first() else { break };
+        for voter in 0..4 {
+            let vote = Message::Vote { poll, height: 1, preferred: hash };
+            let out = e.handle(1 + round, Input::Message { from: addr(voter), message: vote });
+            accepted |= out.contains(&Output::Accepted(block.clone()));
+            polls.extend(polls_sent(&out));
+        }
+    }
+    assert!(accepted, "beta polls of unsigned answers accept the block");
 }

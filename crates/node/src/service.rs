@@ -118,6 +118,11 @@ fn parse_addr(text: &str) -> Result<Multiaddr, NodeError> {
         .map_err(|e: libp2p::multiaddr::Error| NodeError::Address { address: text.into(), reason: e.to_string() })
 }
 
+/// Where to reach each validator of the state's set: its peer id is its chain key.
+fn peer_map(state: &State) -> BTreeMap<Address, PeerId> {
+    state.active_set.values().filter_map(|(key, _)| Some((Address::of(key), net::peer_id_of(key)?))).collect()
+}
+
 /// Peers that sent this many undecodable messages are disconnected and ignored.
 const STRIKES: u32 = 3;
 
@@ -164,6 +169,8 @@ struct Node {
     swarm: Swarm<Behaviour>,
     topic: gossipsub::IdentTopic,
     peers_of: BTreeMap<Address, PeerId>,
+    /// Connected peers by address: how answers reach nodes outside the validator set.
+    connected: BTreeMap<Address, PeerId>,
     timers: BTreeSet<u64>,
     strikes: BTreeMap<PeerId, u32>,
     limits: HashMap<PeerId, TokenBucket>,
@@ -204,7 +211,7 @@ pub fn start(
             warn!(%address, %error, "cannot dial a bootstrap peer");
         }
     }
-    let peers_of = state.active_set.values().filter_map(|(k, _)| Some((Address::of(k), net::peer_id_of(k)?))).collect();
+    let peers_of = peer_map(&state);
     let (finalized, watcher) = watch::channel(Arc::new(state.clone()));
     let (feed, _) = broadcast::channel(256);
     let (requests, receiver) = mpsc::channel(1024);
@@ -217,6 +224,7 @@ pub fn start(
         swarm,
         topic: net::topic(&chain_id),
         peers_of,
+        connected: BTreeMap::new(),
         timers: BTreeSet::new(),
         strikes: BTreeMap::new(),
         limits: HashMap::new(),
@@ -265,7 +273,7 @@ impl Node {
         for action in actions {
             match action {
                 Action::Send { to, message } => {
-                    if let Some(peer) = self.peers_of.get(&to) {
+                    if let Some(peer) = self.peers_of.get(&to).or_else(|| self.connected.get(&to)) {
                         self.swarm.behaviour_mut().direct.send_request(peer, message.encode());
                     }
                 }
@@ -292,6 +300,11 @@ impl Node {
                 }
                 Action::Finalized(finalized) => {
                     debug!(height = finalized.block.header().height, txs = finalized.block.txs.len(), "finalized");
+                    // A new epoch may seat validators this node has never addressed.
+                    let peers = peer_map(self.replica.finalized());
+                    if peers != self.peers_of {
+                        self.peers_of = peers;
+                    }
                     let _ = self.finalized.send(Arc::new(self.replica.finalized().clone()));
                     // Nobody listening is fine: the feed is for API subscribers.
                     let _ = self.feed.send(Arc::new(*finalized));
@@ -480,9 +493,17 @@ impl Node {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, address);
                 }
             }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                if let Some(address) = net::address_of(&peer_id) {
+                    self.connected.insert(address, peer_id);
+                }
+            }
             // A peer's rate allowance goes with its last connection; its strikes stay.
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.limits.remove(&peer_id);
+                if let Some(address) = net::address_of(&peer_id) {
+                    self.connected.remove(&address);
+                }
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");

@@ -1,5 +1,6 @@
 //! A network of validators running the node service over real libp2p on loopback, in
 //! this process.
+#![allow(dead_code)]
 
 use std::net::TcpListener;
 
@@ -54,6 +55,12 @@ pub struct Network {
 
 /// Starts `n` validators that know each other. Call from a tokio runtime.
 pub fn start(n: usize) -> Network {
+    start_nodes(n, &genesis(n))
+}
+
+/// Starts a node for each of the first `n` keys, with `genesis`, each knowing the others.
+/// Keys beyond the genesis validators run nodes that follow the chain until they stake.
+pub fn start_nodes(n: usize, genesis: &Genesis) -> Network {
     let dir = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
     let (mut nodes, mut stops) = (Vec::new(), Vec::new());
@@ -67,7 +74,7 @@ pub fn start(n: usize) -> Network {
         let data = dir.path().join(format!("v{i}"));
         std::fs::create_dir_all(&data).unwrap();
         let (stop, shutdown) = oneshot::channel();
-        let (handle, node) = service::start(config, data, key, genesis(n)).unwrap();
+        let (handle, node) = service::start(config, data, key, genesis.clone()).unwrap();
         tokio::spawn(node.run(shutdown));
         nodes.push(handle);
         stops.push(stop);
