@@ -135,7 +135,17 @@ struct Fetch {
     /// Peers to ask next if the current one fails.
     untried: Vec<PeerId>,
     waiters: Vec<Waiter>,
+    /// The length the peer being asked announced, once it answered.
+    total: Option<u64>,
+    /// When the fetch gives up, whoever it is asking (ms).
+    deadline_ms: u64,
 }
+
+/// Blob fetches in progress at once, at most.
+const MAX_FETCHES: usize = 8;
+/// A fetch gets this long, plus a second per MiB of the blob, before it fails.
+const FETCH_BASE_MS: u64 = 30_000;
+const FETCH_MS_PER_MIB: u64 = 1_000;
 
 /// A node ready to run: see [`start`].
 pub struct Service {
@@ -245,6 +255,7 @@ impl Service {
     /// Runs until `shutdown` fires or the node hits a fatal error.
     pub async fn run(self, mut shutdown: oneshot::Receiver<()>) -> Result<(), NodeError> {
         let Service { mut node, mut requests, mut checked } = self;
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         loop {
             let next_timer = node.timers.first().copied();
             let sleep =
@@ -259,6 +270,7 @@ impl Service {
                 }
                 Some(request) = requests.recv() => node.on_request(request)?,
                 Some(done) = checked.recv() => node.on_checked(done)?,
+                _ = housekeeping.tick() => node.expire_fetches(),
                 _ = &mut shutdown => {
                     info!("shutting down");
                     return Ok(());
@@ -572,6 +584,10 @@ impl Node {
             fetch.waiters.push(reply);
             return;
         }
+        if self.fetches.len() >= MAX_FETCHES {
+            let _ = reply.send(Err(format!("{MAX_FETCHES} blob fetches are in progress; try again later")));
+            return;
+        }
         let peers = self.swarm.connected_peers().copied().collect();
         self.try_next_peer(hash, peers, vec![reply], "no peer is connected".into());
     }
@@ -584,7 +600,8 @@ impl Node {
         };
         match self.blobs.writer(self.max_blob_bytes()) {
             Ok(writer) => {
-                self.fetches.insert(hash, Fetch { writer, untried, waiters });
+                let deadline_ms = now_ms() + FETCH_BASE_MS;
+                self.fetches.insert(hash, Fetch { writer, untried, waiters, total: None, deadline_ms });
                 self.request_chunk(hash, peer, 0);
             }
             Err(error) => answer(waiters, Err(error.to_string())),
@@ -620,25 +637,48 @@ impl Node {
             }
             return;
         }
-        if bytes.is_empty() && fetch.writer.written() < total {
-            return self.next_peer(hash, format!("{peer} sent an empty chunk before the end"));
+        if fetch.total.is_some_and(|announced| announced != total) {
+            self.strike(peer, "changed a blob's length between chunks");
+            return self.next_peer(hash, format!("{peer} announced two lengths"));
+        }
+        if fetch.total.is_none() {
+            fetch.total = Some(total);
+            fetch.deadline_ms = fetch.deadline_ms.saturating_add(total / (1 << 20) * FETCH_MS_PER_MIB);
+        }
+        // Every chunk but the last is whole, so a peer cannot stretch a fetch by trickling.
+        let expected = (total - fetch.writer.written().min(total)).min(crate::blobs::CHUNK_BYTES as u64);
+        if bytes.len() as u64 != expected {
+            self.strike(peer, "sent a blob chunk of the wrong length");
+            return self.next_peer(hash, format!("{peer} sent {} bytes where {expected} were due", bytes.len()));
         }
         if let Err(error) = fetch.writer.write(&bytes) {
             return self.next_peer(hash, error.to_string());
-        }
-        if fetch.writer.written() > total {
-            return self.next_peer(hash, format!("{peer} sent more than the {total} bytes it announced"));
         }
         if fetch.writer.written() < total {
             let chunk = fetch.writer.written() / crate::blobs::CHUNK_BYTES as u64;
             return self.request_chunk(hash, peer, chunk);
         }
-        let Some(Fetch { writer, untried, waiters }) = self.fetches.remove(&hash) else { return };
+        let Some(Fetch { writer, untried, waiters, .. }) = self.fetches.remove(&hash) else { return };
         match writer.finish(Some(hash)) {
             Ok(_) => answer(waiters, Ok(())),
             Err(error) => {
                 self.strike(peer, "sent a corrupt blob");
                 self.try_next_peer(hash, untried, waiters, error.to_string());
+            }
+        }
+    }
+}
+
+impl Node {
+    /// Fails the fetches past their deadline, whichever peer they are waiting on.
+    fn expire_fetches(&mut self) {
+        let now = now_ms();
+        let late: Vec<BlobHash> =
+            self.fetches.iter().filter(|(_, fetch)| fetch.deadline_ms <= now).map(|(hash, _)| *hash).collect();
+        for hash in late {
+            if let Some(fetch) = self.fetches.remove(&hash) {
+                self.chunk_requests.retain(|_, pending| *pending != hash);
+                answer(fetch.waiters, Err(format!("{hash} was not fetched in time")));
             }
         }
     }

@@ -21,6 +21,19 @@ async fn fetch(node: &NodeHandle, hash: BlobHash) -> Result<(), String> {
     tokio::time::timeout(Duration::from_secs(30), answer).await.expect("an answer within 30 s").unwrap()
 }
 
+/// Fetches `hash` through `node` once it is connected to `peers` peers, so that a peer
+/// that just dialled it is among those asked.
+async fn fetch_with_peers(node: &NodeHandle, hash: BlobHash, peers: usize) -> Result<(), String> {
+    loop {
+        let (reply, answer) = oneshot::channel();
+        node.requests.send(Request::Status(reply)).await.unwrap();
+        if answer.await.unwrap().peers >= peers {
+            return fetch(node, hash).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until every node is connected to the others.
 async fn connected(network: &common::Network) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -63,22 +76,24 @@ async fn a_peer_serving_corrupt_bytes_gets_nothing_stored() {
     liar.dial(common::address(network.ports[1], &common::keys(2)[1])).unwrap();
     let victim = network.nodes[1].clone();
     let (done, mut finished) = oneshot::channel();
-    let mut started = false;
     let mut done = Some(done);
+    let mut asked_liar = false;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         assert!(tokio::time::Instant::now() < deadline, "the fetch did not end");
         tokio::select! {
             event = liar.select_next_some() => match event {
-                SwarmEvent::ConnectionEstablished { .. } if !started => {
-                    started = true;
-                    let (victim, done) = (victim.clone(), done.take().unwrap());
-                    tokio::spawn(async move { done.send(fetch(&victim, hash).await) });
+                SwarmEvent::ConnectionEstablished { .. } => {
+                    if let Some(done) = done.take() {
+                        let victim = victim.clone();
+                        tokio::spawn(async move { done.send(fetch_with_peers(&victim, hash, 2).await) });
+                    }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::Message {
                     message: request_response::Message::Request { request, channel, .. },
                     ..
                 })) => {
+                    asked_liar = true;
                     let asked = ChunkRequest::decode(&request).unwrap();
                     assert_eq!(asked.hash, hash);
                     let forged = ChunkAnswer(Some((wanted.len() as u64, b"the fake bytes".to_vec())));
@@ -93,6 +108,53 @@ async fn a_peer_serving_corrupt_bytes_gets_nothing_stored() {
             }
         }
     }
+    assert!(asked_liar, "the fetch asked the lying peer");
     assert!(!victim.blobs.contains(&hash), "nothing was stored under the hash");
     assert!(!victim.blobs.contains(&BlobHash(Hash::of_bytes(b"the fake bytes"))));
+}
+
+/// Finding 13: a peer that answers a large blob's chunks a byte at a time would hold the
+/// fetch forever; a chunk must be exactly as long as the announced length leaves, so the
+/// fetch moves on (here: to no one, and fails) at the first short chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_trickling_short_chunks_does_not_hold_a_fetch() {
+    let network = common::start(2);
+    connected(&network).await;
+    let hash = BlobHash(Hash::of_bytes(b"a blob nobody will finish"));
+    let mut liar = net::build_swarm(&SecretKey::from_name("trickler"), "ogpu-test", false).unwrap();
+    liar.dial(common::address(network.ports[1], &common::keys(2)[1])).unwrap();
+    let victim = network.nodes[1].clone();
+    let (done, mut finished) = oneshot::channel();
+    let mut done = Some(done);
+    let mut answered = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "the fetch was held by {answered} one-byte chunks");
+        tokio::select! {
+            event = liar.select_next_some() => match event {
+                SwarmEvent::ConnectionEstablished { .. } => {
+                    if let Some(done) = done.take() {
+                        let victim = victim.clone();
+                        tokio::spawn(async move { done.send(fetch_with_peers(&victim, hash, 2).await) });
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::Message {
+                    message: request_response::Message::Request { channel, .. },
+                    ..
+                })) => {
+                    answered += 1;
+                    let trickle = ChunkAnswer(Some((3 * CHUNK_BYTES as u64, vec![answered as u8])));
+                    let _ = liar.behaviour_mut().blobs.send_response(channel, trickle.encode());
+                }
+                _ => {}
+            },
+            result = &mut finished => {
+                let error = result.unwrap().unwrap_err();
+                assert!(error.contains("no peer could provide it"), "{error}");
+                break;
+            }
+        }
+    }
+    assert!(answered > 0, "the fetch asked the trickling peer");
+    assert!(!victim.blobs.contains(&hash));
 }
