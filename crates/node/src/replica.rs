@@ -202,25 +202,21 @@ impl Replica {
 
     pub fn on_message(&mut self, now_ms: u64, from: Address, message: WireMessage) -> Vec<Action> {
         match message {
-            WireMessage::Consensus(Message::GetHeader { hash }) => {
-                // The engine holds only undecided blocks; finalized ones come from the store,
-                // so a replica that fell behind can walk back to where it stopped.
-                let outputs = self.engine.handle(now_ms, Input::Message { from, message: Message::GetHeader { hash } });
-                if outputs.is_empty() {
-                    return self.block_for(hash).map_or_else(Vec::new, |block| {
-                        vec![Action::Send { to: from, message: WireMessage::Consensus(Message::Header(block.signed)) }]
-                    });
+            WireMessage::Consensus(Message::GetHeader { .. }) | WireMessage::GetBlock(_) => {
+                // Undecided blocks are in memory; finalized ones come from the store, so a
+                // replica that fell behind can walk back to where it stopped.
+                let (actions, answered) = self.answer_from_memory(now_ms, from, &message);
+                if answered {
+                    return actions;
                 }
-                self.run(now_ms, outputs)
+                let answer = Replica::answer_from_store(&self.store, &message).into_iter();
+                actions.into_iter().chain(answer.map(|message| Action::Send { to: from, message })).collect()
             }
             WireMessage::Consensus(message) => {
                 let outputs = self.engine.handle(now_ms, Input::Message { from, message });
                 self.run(now_ms, outputs)
             }
             WireMessage::Block(block) => self.on_block(now_ms, from, block).unwrap_or_default(),
-            WireMessage::GetBlock(hash) => self
-                .block_for(hash)
-                .map_or_else(Vec::new, |block| vec![Action::Send { to: from, message: WireMessage::Block(block) }]),
             WireMessage::Txs(txs) => {
                 let signatures = verify_signatures(&txs.iter().collect::<Vec<_>>());
                 if txs.len() <= MAX_GOSSIP_TXS && signatures.iter().all(|ok| *ok) {
@@ -308,12 +304,50 @@ impl Replica {
         self.run(now_ms, outputs)
     }
 
-    fn block_for(&self, hash: Hash) -> Option<Block> {
-        if let Some((block, ..)) = self.processing.get(&hash) {
-            return Some(block.clone());
+    /// Answers a request for a header or a block (`GetHeader`, `GetBlock`) from what is
+    /// in memory: the engine's tree and the blocks being decided. The actions, and whether
+    /// they answer the request (if not, the block may be finalized: see
+    /// [`Self::answer_from_store`]).
+    pub fn answer_from_memory(&mut self, now_ms: u64, from: Address, request: &WireMessage) -> (Vec<Action>, bool) {
+        match request {
+            WireMessage::Consensus(Message::GetHeader { hash }) => {
+                let outputs =
+                    self.engine.handle(now_ms, Input::Message { from, message: Message::GetHeader { hash: *hash } });
+                if outputs.is_empty() {
+                    if let Some((block, ..)) = self.processing.get(hash) {
+                        let message = WireMessage::Consensus(Message::Header(block.signed.clone()));
+                        return (vec![Action::Send { to: from, message }], true);
+                    }
+                    return (Vec::new(), false);
+                }
+                (self.run(now_ms, outputs), true)
+            }
+            WireMessage::GetBlock(hash) => match self.processing.get(hash) {
+                Some((block, ..)) => {
+                    (vec![Action::Send { to: from, message: WireMessage::Block(block.clone()) }], true)
+                }
+                None => (Vec::new(), false),
+            },
+            _ => (Vec::new(), false),
         }
-        let height = self.store.height_of(&hash).ok()??;
-        self.store.block(height).ok()?
+    }
+
+    /// The answer to a request for a finalized header or block, read from `store`: IO,
+    /// which a node does off its consensus task. A header costs a read of a few hundred
+    /// bytes; a block, a read of the block.
+    pub fn answer_from_store(store: &Store, request: &WireMessage) -> Option<WireMessage> {
+        match request {
+            WireMessage::Consensus(Message::GetHeader { hash }) => {
+                let height = store.height_of(hash).ok()??;
+                let (header, _) = store.header(height).ok()??;
+                Some(WireMessage::Consensus(Message::Header(header)))
+            }
+            WireMessage::GetBlock(hash) => {
+                let height = store.height_of(hash).ok()??;
+                Some(WireMessage::Block(store.block(height).ok()??))
+            }
+            _ => None,
+        }
     }
 
     fn parent_state(&self, parent: &Hash) -> Option<&State> {

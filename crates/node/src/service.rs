@@ -11,7 +11,7 @@ use libp2p::request_response::OutboundRequestId;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, mdns, request_response};
 use ogpu_chain::{Genesis, State};
-use ogpu_consensus::Params as ConsensusParams;
+use ogpu_consensus::{Message, Params as ConsensusParams};
 use ogpu_core::encoding::Canonical;
 use ogpu_core::tx::{Transaction, verify_signatures};
 use ogpu_core::{Address, BlobHash, Hash, SecretKey};
@@ -41,6 +41,9 @@ pub struct NodeConfig {
     pub snapshot_every: u64,
     /// Bytes a second one peer may send before its messages are dropped.
     pub peer_bytes_per_s: u64,
+    /// Bytes a second of finalized headers and blocks this node reads from disk for one
+    /// peer (a node catching up, or following the chain).
+    pub serve_bytes_per_s: u64,
 }
 
 impl Default for NodeConfig {
@@ -54,6 +57,7 @@ impl Default for NodeConfig {
             min_block_interval_ms: 500,
             snapshot_every: 100,
             peer_bytes_per_s: 64 << 20,
+            serve_bytes_per_s: 16 << 20,
         }
     }
 }
@@ -126,6 +130,13 @@ fn peer_map(state: &State) -> BTreeMap<Address, PeerId> {
 /// Peers that sent this many undecodable messages are disconnected and ignored.
 const STRIKES: u32 = 3;
 
+/// What a request for a finalized header or block costs a peer before anything is read,
+/// so that even answers of a few hundred bytes are not free to ask for.
+const STORE_READ_COST: u64 = 4 << 10;
+/// Reads from the store for peers in progress at once: per peer, and in all.
+const READS_PER_PEER: usize = 2;
+const READS: usize = 16;
+
 /// Who waits for a blob fetch, and what it is told.
 type Waiter = oneshot::Sender<Result<(), String>>;
 
@@ -152,6 +163,14 @@ pub struct Service {
     node: Node,
     requests: mpsc::Receiver<Request>,
     checked: mpsc::UnboundedReceiver<Checked>,
+    read: mpsc::UnboundedReceiver<Read>,
+}
+
+/// A finalized header or block read from the store for a peer, off the node's task.
+struct Read {
+    peer: PeerId,
+    to: Address,
+    answer: Option<WireMessage>,
 }
 
 /// A gossiped message awaiting gossipsub's verdict: forwarded only once accepted.
@@ -192,6 +211,11 @@ struct Node {
     chunk_requests: HashMap<OutboundRequestId, BlobHash>,
     listen: Vec<String>,
     checked: mpsc::UnboundedSender<Checked>,
+    store: Arc<Store>,
+    /// Per peer, what it may still have read from the store for it, and reads in progress.
+    serving: HashMap<PeerId, (TokenBucket, usize)>,
+    serve_bytes_per_s: u64,
+    read: mpsc::UnboundedSender<Read>,
 }
 
 /// Opens the store and blob store in `data_dir` and joins the network; the node runs
@@ -229,6 +253,7 @@ pub fn start(
         NodeHandle { requests, finalized: watcher, feed: feed.clone(), store: store.clone(), blobs: blobs.clone() };
     let (replica, actions) = Replica::new(key, store, state, params, MempoolConfig::default(), now_ms())?;
     let (checked, checked_receiver) = mpsc::unbounded_channel();
+    let (read, read_receiver) = mpsc::unbounded_channel();
     let mut node = Node {
         replica,
         swarm,
@@ -246,15 +271,19 @@ pub fn start(
         chunk_requests: HashMap::new(),
         listen: vec![],
         checked,
+        store: handle.store.clone(),
+        serving: HashMap::new(),
+        serve_bytes_per_s: config.serve_bytes_per_s,
+        read,
     };
     node.dispatch(actions)?;
-    Ok((handle, Service { node, requests: receiver, checked: checked_receiver }))
+    Ok((handle, Service { node, requests: receiver, checked: checked_receiver, read: read_receiver }))
 }
 
 impl Service {
     /// Runs until `shutdown` fires or the node hits a fatal error.
     pub async fn run(self, mut shutdown: oneshot::Receiver<()>) -> Result<(), NodeError> {
-        let Service { mut node, mut requests, mut checked } = self;
+        let Service { mut node, mut requests, mut checked, mut read } = self;
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         loop {
             let next_timer = node.timers.first().copied();
@@ -270,7 +299,11 @@ impl Service {
                 }
                 Some(request) = requests.recv() => node.on_request(request)?,
                 Some(done) = checked.recv() => node.on_checked(done)?,
-                _ = housekeeping.tick() => node.expire_fetches(),
+                Some(done) = read.recv() => node.on_read(done),
+                _ = housekeeping.tick() => {
+                    node.expire_fetches();
+                    node.forget_idle_peers();
+                }
                 _ = &mut shutdown => {
                     info!("shutting down");
                     return Ok(());
@@ -382,6 +415,14 @@ impl Node {
                 },
                 // Consensus messages and requests go to one validator, never by gossip.
                 Ok(_) if gossip.is_some() => Some(Reject),
+                Ok(request @ (WireMessage::GetBlock(_) | WireMessage::Consensus(Message::GetHeader { .. }))) => {
+                    let (actions, answered) = self.replica.answer_from_memory(now_ms(), from, &request);
+                    self.dispatch(actions)?;
+                    if !answered {
+                        self.read_for(peer, from, request);
+                    }
+                    Some(Accept)
+                }
                 Ok(message) => {
                     let actions = self.replica.on_message(now_ms(), from, message);
                     self.dispatch(actions)?;
@@ -395,6 +436,38 @@ impl Node {
             self.judge_gossip(gossip, verdict);
         }
         Ok(())
+    }
+
+    /// Reads a finalized header or block for a peer on a blocking thread, when the peer's
+    /// allowance and the limits on reads in progress permit; the answer goes out from
+    /// [`Self::on_read`], where its size is charged to the peer.
+    fn read_for(&mut self, peer: PeerId, to: Address, request: WireMessage) {
+        let in_progress: usize = self.serving.values().map(|(_, reads)| reads).sum();
+        let per_s = self.serve_bytes_per_s;
+        let (allowance, reads) =
+            self.serving.entry(peer).or_insert_with(|| (TokenBucket::new(per_s, 2 * per_s, now_ms()), 0));
+        if in_progress >= READS || *reads >= READS_PER_PEER || !allowance.take(now_ms(), STORE_READ_COST) {
+            debug!(%peer, "a read from the store refused: over the peer's allowance");
+            return;
+        }
+        *reads += 1;
+        let (store, done) = (self.store.clone(), self.read.clone());
+        tokio::task::spawn_blocking(move || {
+            let answer = Replica::answer_from_store(&store, &request);
+            let _ = done.send(Read { peer, to, answer });
+        });
+    }
+
+    fn on_read(&mut self, read: Read) {
+        let Read { peer, to, answer } = read;
+        let Some((allowance, reads)) = self.serving.get_mut(&peer) else { return };
+        *reads = reads.saturating_sub(1);
+        let Some(answer) = answer else { return };
+        let bytes = answer.encode();
+        allowance.spend(now_ms(), bytes.len() as u64);
+        if let Some(peer) = self.peers_of.get(&to).or_else(|| self.connected.get(&to)) {
+            self.swarm.behaviour_mut().direct.send_request(peer, bytes);
+        }
     }
 
     fn judge_gossip(&mut self, gossip: GossipId, verdict: gossipsub::MessageAcceptance) {
@@ -510,9 +583,9 @@ impl Node {
                     self.connected.insert(address, peer_id);
                 }
             }
-            // A peer's rate allowance goes with its last connection; its strikes stay.
+            // A peer's allowances outlive its connections (reconnecting refills nothing);
+            // they are forgotten once full again.
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                self.limits.remove(&peer_id);
                 if let Some(address) = net::address_of(&peer_id) {
                     self.connected.remove(&address);
                 }
@@ -561,9 +634,13 @@ impl Node {
             self.strike(peer, "malformed blob chunk request");
             return ChunkAnswer(None);
         };
+        // Charged a whole chunk before anything is read.
+        if !self.within_rate(peer, crate::blobs::CHUNK_BYTES) {
+            return ChunkAnswer(None);
+        }
         match self.blobs.chunk(&hash, chunk) {
-            Ok(Some((bytes, len))) if self.within_rate(peer, bytes.len()) => ChunkAnswer(Some((len, bytes))),
-            Ok(_) => ChunkAnswer(None),
+            Ok(Some((bytes, len))) => ChunkAnswer(Some((len, bytes))),
+            Ok(None) => ChunkAnswer(None),
             Err(error) => {
                 warn!(%hash, %error, "cannot read a blob chunk");
                 ChunkAnswer(None)
@@ -670,6 +747,14 @@ impl Node {
 }
 
 impl Node {
+    /// Drops per-peer allowances that have refilled completely: a full bucket is what a
+    /// new one would be, so forgetting it changes nothing but the memory it takes.
+    fn forget_idle_peers(&mut self) {
+        let now = now_ms();
+        self.limits.retain(|_, bucket| !bucket.is_full(now));
+        self.serving.retain(|_, (allowance, reads)| *reads > 0 || !allowance.is_full(now));
+    }
+
     /// Fails the fetches past their deadline, whichever peer they are waiting on.
     fn expire_fetches(&mut self) {
         let now = now_ms();

@@ -13,11 +13,15 @@ use std::collections::BTreeMap;
 use borsh::{BorshDeserialize, BorshSerialize};
 use ogpu_chain::{BlockError, BlockOutcome, Event, Genesis, GenesisError, State, apply_block};
 use ogpu_consensus::SigningRecord;
+use ogpu_core::block::SignedHeader;
 use ogpu_core::encoding::{Canonical, DecodeError};
 use ogpu_core::{Address, Amount, Block, Hash, TaskId};
 use redb::{Database, MultimapTableDefinition, ReadableTable, TableDefinition};
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+/// Height to the block's signed header and its encoded length, so that serving a header,
+/// or deciding whether to serve a block, reads a few hundred bytes rather than the block.
+const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
 const HEIGHTS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("heights");
 const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -108,6 +112,7 @@ impl Store {
                 }
             }
             write.open_table(BLOCKS)?;
+            write.open_table(HEADERS)?;
             write.open_table(HEIGHTS)?;
             write.open_table(SNAPSHOTS)?;
             write.open_multimap_table(BY_SENDER)?;
@@ -154,7 +159,11 @@ impl Store {
         let height = block.header().height;
         let write = self.db.begin_write()?;
         {
-            write.open_table(BLOCKS)?.insert(height, block.encode().as_slice())?;
+            let encoded = block.encode();
+            write.open_table(BLOCKS)?.insert(height, encoded.as_slice())?;
+            let header =
+                borsh::to_vec(&(encoded.len() as u64, &block.signed)).map_err(|e| StoreError::Db(e.to_string()))?;
+            write.open_table(HEADERS)?.insert(height, header.as_slice())?;
             write.open_table(HEIGHTS)?.insert(&block.hash().0, height)?;
             let mut by_sender = write.open_multimap_table(BY_SENDER)?;
             let mut txs = write.open_table(TXS)?;
@@ -198,6 +207,15 @@ impl Store {
         let blocks = read.open_table(BLOCKS)?;
         let Some(bytes) = blocks.get(height)? else { return Ok(None) };
         Ok(Some(Block::decode(bytes.value())?))
+    }
+
+    /// The finalized header at `height` and the length of its block's encoding.
+    pub fn header(&self, height: u64) -> Result<Option<(SignedHeader, u64)>, StoreError> {
+        let read = self.db.begin_read()?;
+        let Some(bytes) = read.open_table(HEADERS)?.get(height)? else { return Ok(None) };
+        let (len, header) = <(u64, SignedHeader)>::try_from_slice(bytes.value())
+            .map_err(|e| StoreError::Corrupt(format!("header {height}: {e}")))?;
+        Ok(Some((header, len)))
     }
 
     pub fn height_of(&self, hash: &Hash) -> Result<Option<u64>, StoreError> {

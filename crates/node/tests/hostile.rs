@@ -120,3 +120,63 @@ async fn a_gossiped_batch_with_a_forged_signature_is_not_forwarded_and_its_relay
         assert!(!pending(node, genuine.hash()).await, "validator {i} took a transaction from a forged batch");
     }
 }
+
+/// Finding 12: a peer asking for finalized blocks made the node read each from disk on
+/// its consensus task, as often as it liked. Reads are now charged to the peer's
+/// allowance before any IO (and by the answer's size after), so some 900 requests for one
+/// block over 3 s get a burst's and three seconds' worth of answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_asking_for_finalized_blocks_is_served_within_its_allowance() {
+    use libp2p::request_response;
+    use ogpu_node::replica::WireMessage;
+    use ogpu_node::service::NodeConfig;
+
+    let config = NodeConfig { proposer_window_ms: 300, serve_bytes_per_s: 64 << 10, ..NodeConfig::default() };
+    let network = common::start_configured(2, &common::genesis(2), config);
+    let keys = common::keys(2);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while network.nodes[0].finalized.borrow().height < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "nothing was finalized");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let block = network.nodes[0].store.block(1).unwrap().unwrap();
+    let request = WireMessage::GetBlock(block.hash()).encode();
+
+    let mut swarm = net::build_swarm(&SecretKey::from_name("reader"), "ogpu-test", false).unwrap();
+    let target = net::peer_id_of(&keys[0].public()).unwrap();
+    swarm.dial(common::address(network.ports[0], &keys[0])).unwrap();
+    let (mut answers, mut asked, mut asked_at) = (0, 0, None);
+    let mut waves = tokio::time::interval(Duration::from_millis(100));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while asked_at.is_none_or(|at: tokio::time::Instant| at.elapsed() < Duration::from_secs(3)) {
+        assert!(tokio::time::Instant::now() < deadline, "never connected");
+        tokio::select! {
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == target && asked_at.is_none() => {
+                    asked_at = Some(tokio::time::Instant::now());
+                }
+                SwarmEvent::Behaviour(net::BehaviourEvent::Direct(request_response::Event::Message {
+                    message: request_response::Message::Request { request, channel, .. },
+                    ..
+                })) => {
+                    let _ = swarm.behaviour_mut().direct.send_response(channel, Vec::new());
+                    if matches!(WireMessage::decode(&request), Ok(WireMessage::Block(_))) {
+                        answers += 1;
+                    }
+                }
+                _ => {}
+            },
+            // Waves of requests, which libp2p takes 100 at a time.
+            _ = waves.tick() => {
+                if asked_at.is_some() {
+                    for _ in 0..30 {
+                        swarm.behaviour_mut().direct.send_request(&target, request.clone());
+                        asked += 1;
+                    }
+                }
+            }
+        }
+    }
+    // 128 KiB of burst at 4 KiB a request, and 64 KiB a second after.
+    assert!((1..=120).contains(&answers), "{answers} of {asked} requests for a finalized block answered");
+}

@@ -61,6 +61,11 @@ pub fn start(n: usize) -> Network {
 /// Starts a node for each of the first `n` keys, with `genesis`, each knowing the others.
 /// Keys beyond the genesis validators run nodes that follow the chain until they stake.
 pub fn start_nodes(n: usize, genesis: &Genesis) -> Network {
+    start_configured(n, genesis, NodeConfig { proposer_window_ms: 300, ..NodeConfig::default() })
+}
+
+/// [`start_nodes`] with `config` for every node (its addresses are filled in).
+pub fn start_configured(n: usize, genesis: &Genesis, config: NodeConfig) -> Network {
     let dir = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
     let (mut nodes, mut stops) = (Vec::new(), Vec::new());
@@ -68,8 +73,7 @@ pub fn start_nodes(n: usize, genesis: &Genesis) -> Network {
         let config = NodeConfig {
             listen: format!("/ip4/127.0.0.1/tcp/{}", ports[i]),
             bootstrap: (0..n).filter(|j| *j != i).map(|j| address(ports[j], &keys(n)[j]).to_string()).collect(),
-            proposer_window_ms: 300,
-            ..NodeConfig::default()
+            ..config.clone()
         };
         let data = dir.path().join(format!("v{i}"));
         std::fs::create_dir_all(&data).unwrap();
