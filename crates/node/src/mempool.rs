@@ -1,9 +1,12 @@
 //! Pending transactions waiting for a block.
 //!
 //! Each sender's transactions wait in nonce order; blocks take the best-paying ready
-//! transaction across senders first. The pool is bounded in total and per sender: when
-//! full, a better-paying transaction evicts the worst-paying one, and anything refused
-//! gets a reason the submitter can act on.
+//! transaction across senders first. The pool is bounded in total and per sender, and a
+//! sender's pending fees together must fit its balance. A transaction is ready when every
+//! nonce before it is used or pending; one that is not (gapped) waits at most
+//! [`GAPPED_TTL_MS`] of chain time, and a full pool lets go of gapped transactions before
+//! ready ones, then of the worst-paying. Anything refused gets a reason the submitter can
+//! act on.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -43,6 +46,8 @@ pub enum Rejection {
     FeeTooLow { min: Amount, got: Amount },
     #[error("the sender's balance {balance:?} cannot pay the fee {fee:?}")]
     CannotPayFee { balance: Amount, fee: Amount },
+    #[error("the sender's balance {balance:?} cannot pay the fee {fee:?} besides {pending:?} in fees pending")]
+    FeesOverBalance { balance: Amount, pending: Amount, fee: Amount },
     #[error("the transaction is already pending")]
     Duplicate,
     #[error("a transaction with this nonce is pending; a replacement must pay at least {min:?}")]
@@ -53,11 +58,23 @@ pub enum Rejection {
     PoolFull { min: Amount },
 }
 
+/// How long (in chain time) a transaction may wait for a gap before it in its sender's
+/// nonces to fill.
+pub const GAPPED_TTL_MS: u64 = 10 * 60_000;
+
 #[derive(Debug, Clone)]
 struct Entry {
     tx: Transaction,
     hash: Hash,
     seq: u64,
+    /// The finalized chain time when it was admitted.
+    admitted_ms: u64,
+}
+
+impl Entry {
+    fn eviction_key(&self, sender: Address) -> EvictionKey {
+        (self.tx.fee, std::cmp::Reverse(self.seq), sender, self.tx.nonce)
+    }
 }
 
 /// The key that orders transactions for eviction: lowest fee, then newest, first.
@@ -76,6 +93,8 @@ pub struct Mempool {
     config: MempoolConfig,
     by_sender: BTreeMap<Address, BTreeMap<u64, Entry>>,
     by_fee: BTreeSet<EvictionKey>,
+    /// The entries of `by_fee` that are not ready.
+    gapped: BTreeSet<EvictionKey>,
     by_hash: HashMap<Hash, (Address, u64)>,
     seq: u64,
 }
@@ -133,17 +152,18 @@ impl Mempool {
                 if !signature_ok {
                     return Err(Rejection::BadSignature);
                 }
-                self.admit(tx, hash)
+                self.admit(tx, hash, state)
             })
             .collect()
     }
 
     /// Admits a transaction whose signature verified and that passed `check`.
-    fn admit(&mut self, tx: Transaction, hash: Hash) -> Result<Hash, Rejection> {
+    fn admit(&mut self, tx: Transaction, hash: Hash, state: &State) -> Result<Hash, Rejection> {
         if self.by_hash.contains_key(&hash) {
             return Err(Rejection::Duplicate);
         }
         let sender = tx.sender_address();
+        let next_nonce = state.account(&sender).nonce;
         let queued = self.by_sender.get(&sender).map_or(0, BTreeMap::len);
         if let Some(pending) = self.by_sender.get(&sender).and_then(|q| q.get(&tx.nonce)) {
             // Replacing a pending transaction costs at least a tenth more in fee.
@@ -155,16 +175,20 @@ impl Mempool {
         } else if queued >= self.config.max_per_sender {
             return Err(Rejection::SenderFull(queued));
         } else if self.len() >= self.config.max_txs {
-            self.evict_for(tx.fee)?;
+            let ready = tx.nonce == self.first_missing_nonce(&sender, next_nonce);
+            self.evict_for(tx.fee, ready, state)?;
         }
         self.seq += 1;
-        self.by_fee.insert((tx.fee, std::cmp::Reverse(self.seq), sender, tx.nonce));
-        self.by_hash.insert(hash, (sender, tx.nonce));
-        self.by_sender.entry(sender).or_default().insert(tx.nonce, Entry { tx, hash, seq: self.seq });
+        let entry = Entry { tx, hash, seq: self.seq, admitted_ms: state.time_ms };
+        self.by_fee.insert(entry.eviction_key(sender));
+        self.by_hash.insert(hash, (sender, entry.tx.nonce));
+        self.by_sender.entry(sender).or_default().insert(entry.tx.nonce, entry);
+        self.reclassify(&sender, next_nonce);
         Ok(hash)
     }
 
-    /// Everything but the signature, which is checked in batches.
+    /// Everything but the signature, which is checked in batches. The fee must fit the
+    /// balance together with the sender's other pending fees (not one it would replace).
     fn check(&self, tx: &Transaction, state: &State) -> Result<(), Rejection> {
         if tx.chain_id != state.chain_id {
             return Err(Rejection::WrongChain { expected: state.chain_id.clone(), got: tx.chain_id.clone() });
@@ -173,7 +197,8 @@ impl Mempool {
         if tx.fee < min {
             return Err(Rejection::FeeTooLow { min, got: tx.fee });
         }
-        let account = state.account(&tx.sender_address());
+        let sender = tx.sender_address();
+        let account = state.account(&sender);
         if tx.nonce < account.nonce {
             return Err(Rejection::NonceUsed { next: account.nonce, got: tx.nonce });
         }
@@ -183,16 +208,57 @@ impl Mempool {
         if account.balance < tx.fee {
             return Err(Rejection::CannotPayFee { balance: account.balance, fee: tx.fee });
         }
-        Ok(())
+        let others = self.by_sender.get(&sender).into_iter().flatten().filter(|(nonce, _)| **nonce != tx.nonce);
+        let pending = others.fold(Amount::ZERO, |sum, (_, entry)| sum.checked_add(entry.tx.fee).unwrap_or(sum));
+        match pending.checked_add(tx.fee) {
+            Some(total) if total <= account.balance => Ok(()),
+            _ => Err(Rejection::FeesOverBalance { balance: account.balance, pending, fee: tx.fee }),
+        }
     }
 
-    /// Makes room by evicting the worst-paying transaction, if `fee` beats it.
-    fn evict_for(&mut self, fee: Amount) -> Result<(), Rejection> {
-        let Some(&(worst_fee, _, sender, nonce)) = self.by_fee.iter().next() else { return Ok(()) };
-        if fee <= worst_fee {
-            return Err(Rejection::PoolFull { min: worst_fee });
+    /// The sender's lowest nonce from `next_nonce` on that has no pending transaction: a
+    /// transaction with it would be ready.
+    fn first_missing_nonce(&self, sender: &Address, next_nonce: u64) -> u64 {
+        let Some(queue) = self.by_sender.get(sender) else { return next_nonce };
+        let mut expected = next_nonce;
+        for nonce in queue.range(next_nonce..).map(|(nonce, _)| *nonce) {
+            if nonce != expected {
+                break;
+            }
+            expected += 1;
         }
+        expected
+    }
+
+    /// Marks each of the sender's transactions ready or gapped.
+    fn reclassify(&mut self, sender: &Address, next_nonce: u64) {
+        let first_missing = self.first_missing_nonce(sender, next_nonce);
+        let Some(queue) = self.by_sender.get(sender) else { return };
+        for (nonce, entry) in queue {
+            let key = entry.eviction_key(*sender);
+            if (next_nonce..first_missing).contains(nonce) {
+                self.gapped.remove(&key);
+            } else {
+                self.gapped.insert(key);
+            }
+        }
+    }
+
+    /// Makes room for a transaction paying `fee` (`ready` or not): by evicting a gapped
+    /// transaction, which a ready one always may and a gapped one may when it pays more,
+    /// or else the worst-paying ready one, when `fee` beats it.
+    fn evict_for(&mut self, fee: Amount, ready: bool, state: &State) -> Result<(), Rejection> {
+        let victim = match self.gapped.first() {
+            Some(&(worst_fee, _, sender, nonce)) if ready || fee > worst_fee => (sender, nonce),
+            _ => match self.by_fee.iter().find(|key| !self.gapped.contains(*key)) {
+                Some(&(worst_fee, _, sender, nonce)) if fee > worst_fee => (sender, nonce),
+                Some(&(worst_fee, ..)) => return Err(Rejection::PoolFull { min: worst_fee }),
+                None => return Ok(()),
+            },
+        };
+        let (sender, nonce) = victim;
         self.remove(&sender, nonce);
+        self.reclassify(&sender, state.account(&sender).nonce);
         Ok(())
     }
 
@@ -200,7 +266,9 @@ impl Mempool {
         let Some(queue) = self.by_sender.get_mut(sender) else { return };
         if let Some(entry) = queue.remove(&nonce) {
             self.by_hash.remove(&entry.hash);
-            self.by_fee.remove(&(entry.tx.fee, std::cmp::Reverse(entry.seq), *sender, nonce));
+            let key = entry.eviction_key(*sender);
+            self.by_fee.remove(&key);
+            self.gapped.remove(&key);
         }
         if queue.is_empty() {
             self.by_sender.remove(sender);
@@ -233,21 +301,30 @@ impl Mempool {
         picked
     }
 
-    /// Drops what a new state has made stale: used nonces and unaffordable fees.
+    /// Drops what a new state has made stale: used nonces, fees the balance no longer
+    /// covers, and transactions that waited too long for a gap to fill.
     pub fn prune(&mut self, state: &State) {
-        let stale: Vec<(Address, u64)> = self
-            .by_sender
-            .iter()
-            .flat_map(|(sender, queue)| {
-                let account = state.account(sender);
-                queue
-                    .iter()
-                    .filter(move |(nonce, entry)| **nonce < account.nonce || entry.tx.fee > account.balance)
-                    .map(move |(nonce, _)| (*sender, *nonce))
-            })
-            .collect();
-        for (sender, nonce) in stale {
-            self.remove(&sender, nonce);
+        let mut touched = Vec::new();
+        for (sender, queue) in &self.by_sender {
+            let account = state.account(sender);
+            let mut fees = Amount::ZERO;
+            let mut stale = Vec::new();
+            for (nonce, entry) in queue {
+                let expired = self.gapped.contains(&entry.eviction_key(*sender))
+                    && state.time_ms.saturating_sub(entry.admitted_ms) > GAPPED_TTL_MS;
+                let affordable = fees.checked_add(entry.tx.fee).filter(|total| *total <= account.balance);
+                match affordable {
+                    Some(total) if *nonce >= account.nonce && !expired => fees = total,
+                    _ => stale.push(*nonce),
+                }
+            }
+            touched.push((*sender, account.nonce, stale));
+        }
+        for (sender, next_nonce, stale) in touched {
+            for nonce in stale {
+                self.remove(&sender, nonce);
+            }
+            self.reclassify(&sender, next_nonce);
         }
     }
 }
@@ -361,6 +438,45 @@ mod tests {
         s.accounts.get_mut(&Address::of(&a.public())).unwrap().nonce = 1;
         pool.prune(&s);
         assert_eq!(pool.select(&s, 10).iter().map(|t| t.nonce).collect::<Vec<_>>(), vec![1]);
+    }
+
+    /// Finding 7: each fee was checked against the balance alone, so an account worth one
+    /// fee could queue hundreds of transactions; the pending fees are reserved together.
+    #[test]
+    fn the_pending_fees_of_a_sender_are_reserved_against_its_balance() {
+        let (a, b) = (SecretKey::from_name("a"), SecretKey::from_name("b"));
+        let s = state(&[&a, &b]);
+        let mut pool = Mempool::default();
+        // 10 oGPU pays three fees of 3 oGPU, not four.
+        for nonce in 0..3 {
+            pool.insert(tx(&a, nonce, 3_000), &s).unwrap();
+        }
+        assert!(matches!(pool.insert(tx(&a, 3, 3_000), &s), Err(Rejection::FeesOverBalance { .. })));
+        let replacement = tx(&a, 2, 4_500);
+        assert!(matches!(pool.insert(replacement, &s), Err(Rejection::FeesOverBalance { .. })), "10 < 3 + 3 + 4.5");
+        pool.insert(tx(&a, 2, 4_000), &s).unwrap();
+        pool.insert(tx(&b, 0, 3_000), &s).unwrap();
+    }
+
+    /// Finding 7: a transaction that cannot run until a gap in its sender's nonces fills
+    /// waits a limited time, and a full pool lets go of such transactions first.
+    #[test]
+    fn gapped_transactions_expire_and_are_evicted_before_ready_ones() {
+        let keys: Vec<SecretKey> = (0..3).map(|i| SecretKey::from_name(&format!("k{i}"))).collect();
+        let mut s = state(&keys.iter().collect::<Vec<_>>());
+        let mut pool = Mempool::new(MempoolConfig { max_txs: 2, ..MempoolConfig::default() });
+        let ready = pool.insert(tx(&keys[0], 0, 1), &s).unwrap();
+        let gapped = pool.insert(tx(&keys[1], 5, 9), &s).unwrap();
+        pool.insert(tx(&keys[2], 0, 2), &s).unwrap();
+        assert!(pool.contains(&ready) && !pool.contains(&gapped), "the gapped one went, though it paid more");
+
+        let mut pool = Mempool::default();
+        let gapped = pool.insert(tx(&keys[1], 5, 9), &s).unwrap();
+        let waiting = pool.insert(tx(&keys[0], 0, 1), &s).unwrap();
+        s.time_ms += GAPPED_TTL_MS + 1;
+        pool.prune(&s);
+        assert!(!pool.contains(&gapped), "a gapped transaction expires");
+        assert!(pool.contains(&waiting), "a ready one waits for a block however long");
     }
 
     fn chain_id() -> ChainId {

@@ -1,7 +1,10 @@
 //! Signing and sending the agent's transactions: one nonce sequence shared by everything
 //! the agent does at once, kept locally so transactions can follow each other within a
-//! block, and re-read from the chain when the node says it went wrong.
+//! block, and re-read from the chain when the node says it went wrong or when a
+//! transaction this wallet sent disappeared (a node that restarted, or evicted it), since
+//! every later one would otherwise wait behind the gap it left.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -10,14 +13,29 @@ use ogpu_core::tx::{Transaction, TxBody};
 use ogpu_core::{Address, Amount, ChainId, Hash, SecretKey};
 use serde::Deserialize;
 
+/// What `/v1/txs/{hash}` says of a transaction the node knows.
+#[derive(Deserialize)]
+struct TxStatus {
+    status: String,
+    #[serde(default)]
+    error: Option<String>,
+}
+
 pub struct Wallet {
     key: SecretKey,
     address: Address,
     chain_id: ChainId,
     fee: Amount,
     client: Client,
+    sequence: Mutex<Sequence>,
+}
+
+#[derive(Default)]
+struct Sequence {
     /// The next nonce to use, once known.
-    next_nonce: Mutex<Option<u64>>,
+    next: Option<u64>,
+    /// Transactions sent and not yet seen finalized, by nonce.
+    unconfirmed: BTreeMap<u64, Hash>,
 }
 
 /// What became of a transaction on chain.
@@ -53,7 +71,7 @@ impl Wallet {
             chain_id,
             fee: Amount::from_base_units(10u128.pow(14)),
             client,
-            next_nonce: Mutex::new(None),
+            sequence: Mutex::new(Sequence::default()),
         })
     }
 
@@ -73,27 +91,54 @@ impl Wallet {
     /// nonce that another client of this key used, or one lost with a dropped
     /// transaction) re-reads the nonce from the chain and tries once more.
     pub fn send(&self, body: TxBody) -> Result<Hash, WalletError> {
-        let mut next = self.next_nonce.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut sequence = self.sequence.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.resync_if_lost(&mut sequence)?;
         let mut retried = false;
         loop {
-            let nonce = match *next {
+            let nonce = match sequence.next {
                 Some(nonce) => nonce,
                 None => self.client.account(&self.address)?.nonce,
             };
             let tx = Transaction::sign(&self.key, self.chain_id.clone(), nonce, self.fee, body.clone());
             match self.client.submit(&tx) {
                 Ok(hash) => {
-                    *next = Some(nonce + 1);
+                    sequence.next = Some(nonce + 1);
+                    sequence.unconfirmed.insert(nonce, hash);
                     return Ok(hash);
                 }
                 Err(error) if !retried && error.api_error() == Some("rejected") => {
                     tracing::debug!(%error, "resynchronizing the nonce");
                     retried = true;
-                    *next = None;
+                    *sequence = Sequence::default();
                 }
                 Err(error) => return Err(error.into()),
             }
         }
+    }
+
+    /// Starts the sequence over from the chain's nonce when the transaction that must be
+    /// finalized next is neither finalized nor pending: it was lost, and what this wallet
+    /// sent after it can never run.
+    fn resync_if_lost(&self, sequence: &mut Sequence) -> Result<(), WalletError> {
+        if sequence.unconfirmed.is_empty() {
+            return Ok(());
+        }
+        let on_chain = self.client.account(&self.address)?.nonce;
+        sequence.unconfirmed = sequence.unconfirmed.split_off(&on_chain);
+        let lost = match sequence.unconfirmed.first_key_value() {
+            None => false,
+            Some((nonce, _)) if *nonce != on_chain => true,
+            Some((_, hash)) => match self.client.get::<TxStatus>(&format!("/v1/txs/{hash}")) {
+                Ok(_) => false,
+                Err(error) if error.api_error() == Some("unknown_transaction") => true,
+                Err(error) => return Err(error.into()),
+            },
+        };
+        if lost {
+            tracing::warn!(nonce = on_chain, "a transaction this agent sent was lost; resynchronizing the nonce");
+            *sequence = Sequence::default();
+        }
+        Ok(())
     }
 
     /// Sends `body` and waits until it is finalized.
@@ -105,12 +150,6 @@ impl Wallet {
 
     /// Waits for a transaction sent earlier to be finalized.
     pub fn wait(&self, hash: &Hash, what: &str, timeout: Duration) -> Result<Verdict, WalletError> {
-        #[derive(Deserialize)]
-        struct TxStatus {
-            status: String,
-            #[serde(default)]
-            error: Option<String>,
-        }
         let started = Instant::now();
         while started.elapsed() < timeout {
             match self.client.get::<TxStatus>(&format!("/v1/txs/{hash}")) {
