@@ -29,6 +29,10 @@ impl ApiError {
         ApiError { status: StatusCode::FORBIDDEN, error, detail: detail.to_string() }
     }
 
+    pub fn too_many(error: &'static str, detail: impl ToString) -> ApiError {
+        ApiError { status: StatusCode::TOO_MANY_REQUESTS, error, detail: detail.to_string() }
+    }
+
     pub fn too_large(detail: impl ToString) -> ApiError {
         ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, error: "too_large", detail: detail.to_string() }
     }

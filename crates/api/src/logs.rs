@@ -2,10 +2,12 @@
 //!
 //! - `POST /v1/tasks/{id}/logs`: a JSON array of at most 256 [`SignedLogEntry`]s. Each
 //!   must be within its size limits, about task `id`, signed by its provider, and from a
-//!   party of the task in the finalized state: an executor, a racer, a chosen verifier,
-//!   or, for a pool job, a subscriber of the pool (a racer posts before its commit is
-//!   final). One bad entry refuses the whole request. An entry whose `(provider, seq)` is
-//!   already kept is ignored, so a retried post is harmless. Answers `{stored, duplicates}`.
+//!   party of the live task in the finalized state: an executor, a racer that committed,
+//!   or a chosen verifier (a racer keeps its earlier lines and posts them once its commit
+//!   is final). One bad entry refuses the whole request, as does one that would take its
+//!   provider past [`PROVIDER_BYTES`] of kept entries (429). An entry whose
+//!   `(provider, seq)` is already kept is ignored, so a retried post is harmless. Answers
+//!   `{stored, duplicates}`.
 //! - `GET /v1/tasks/{id}/logs?from=N&limit=L`: `{entries, next}`, the kept entries from
 //!   cursor `N` on, oldest first; poll with `from=next` for newer ones.
 //! - `GET /v1/tasks/{id}/logs/stream?from=N`: the same as server-sent `log` events, each
@@ -13,7 +15,8 @@
 //!
 //! Entries are served exactly as signed, for clients to verify. They are not consensus
 //! state: a node keeps them in memory only, the latest 2,000 of each of the 1,000 tasks
-//! most recently written to, and forgets them when it restarts.
+//! most recently written to and at most [`TOTAL_BYTES`] in all, and forgets them when it
+//! restarts.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -23,8 +26,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
-use ogpu_chain::state::{Phase, Pool, State as ChainState, Task};
-use ogpu_core::spec::Market;
+use ogpu_chain::state::{Phase, State as ChainState, Task};
 use ogpu_core::tasklog::{SignedLogEntry, limits, verify_all};
 use ogpu_core::{Address, PublicKey, TaskId};
 use ogpu_node::service::NodeHandle;
@@ -46,6 +48,10 @@ const TASKS: usize = 1_000;
 /// Entries one read returns by default and at most.
 const DEFAULT_PAGE: usize = 500;
 const MAX_PAGE: usize = ENTRIES_PER_TASK;
+/// Bytes of entries (as JSON) kept for one provider across tasks, and in all; past the
+/// total, the tasks least recently written to go first.
+pub const PROVIDER_BYTES: usize = 8 << 20;
+pub const TOTAL_BYTES: usize = 256 << 20;
 /// Wakeups a stream may fall behind by before it rereads the store.
 const WAKEUPS: usize = 1_024;
 
@@ -63,46 +69,84 @@ struct Kept {
     /// The next entry's cursor. One count across tasks, so that a cursor never goes back,
     /// not even when a dropped task's log starts again.
     next: u64,
+    /// Bytes kept per provider, and in all.
+    by_provider: HashMap<PublicKey, usize>,
+    bytes: usize,
 }
+
+/// What an entry takes, counted as the JSON it is served as.
+fn size_of(entry: &SignedLogEntry) -> usize {
+    serde_json::to_vec(entry).map_or(limits::LINE_BYTES, |json| json.len())
+}
+
+/// A provider would keep more than its share.
+#[derive(Debug, PartialEq, Eq)]
+struct OverQuota(PublicKey);
 
 /// Never empty: a task without entries is not kept.
 #[derive(Default)]
 struct TaskLog {
-    entries: VecDeque<(u64, Arc<SignedLogEntry>)>,
+    /// With each entry's cursor and size.
+    entries: VecDeque<(u64, Arc<SignedLogEntry>, usize)>,
     /// `(provider, seq)` of each kept entry.
     names: HashSet<(PublicKey, u64)>,
 }
 
 impl TaskLog {
     fn latest(&self) -> Option<u64> {
-        self.entries.back().map(|(cursor, _)| *cursor)
+        self.entries.back().map(|(cursor, ..)| *cursor)
     }
 
-    fn push(&mut self, cursor: u64, entry: SignedLogEntry) {
-        self.entries.push_back((cursor, Arc::new(entry)));
+    /// Keeps `entry`; returns the entry it pushed out, if the log was full.
+    fn push(&mut self, cursor: u64, entry: SignedLogEntry, size: usize) -> Option<(Arc<SignedLogEntry>, usize)> {
+        self.entries.push_back((cursor, Arc::new(entry), size));
         if self.entries.len() > ENTRIES_PER_TASK
-            && let Some((_, oldest)) = self.entries.pop_front()
+            && let Some((_, oldest, size)) = self.entries.pop_front()
         {
             self.names.remove(&(oldest.entry.provider, oldest.entry.seq));
+            return Some((oldest, size));
         }
+        None
     }
 }
 
 impl Kept {
-    /// Keeps the entries not kept already; returns how many those were.
-    fn append(&mut self, task: TaskId, entries: Vec<SignedLogEntry>) -> usize {
-        if entries.is_empty() {
-            return 0;
+    /// Keeps the entries not kept already; returns how many those were. Keeps nothing when
+    /// that would take a provider past its share.
+    fn append(&mut self, task: TaskId, entries: Vec<SignedLogEntry>) -> Result<usize, OverQuota> {
+        let log = self.tasks.get(&task);
+        let new: Vec<(SignedLogEntry, usize)> = entries
+            .into_iter()
+            .filter(|e| log.is_none_or(|log| !log.names.contains(&(e.entry.provider, e.entry.seq))))
+            .map(|e| {
+                let size = size_of(&e);
+                (e, size)
+            })
+            .collect();
+        let mut adding: HashMap<PublicKey, usize> = HashMap::new();
+        for (entry, size) in &new {
+            *adding.entry(entry.entry.provider).or_default() += size;
+        }
+        for (provider, bytes) in &adding {
+            if self.by_provider.get(provider).copied().unwrap_or(0) + bytes > PROVIDER_BYTES {
+                return Err(OverQuota(*provider));
+            }
+        }
+        if new.is_empty() {
+            return Ok(0);
         }
         if !self.tasks.contains_key(&task) {
-            self.make_room();
+            while self.tasks.len() >= TASKS && self.drop_oldest_task() {}
         }
         let log = self.tasks.entry(task).or_default();
         let previous = log.latest();
         let mut stored = 0;
-        for entry in entries {
+        let mut dropped = Vec::new();
+        for (entry, size) in new {
             if log.names.insert((entry.entry.provider, entry.entry.seq)) {
-                log.push(self.next, entry);
+                *self.by_provider.entry(entry.entry.provider).or_default() += size;
+                self.bytes += size;
+                dropped.extend(log.push(self.next, entry, size));
                 self.next += 1;
                 stored += 1;
             }
@@ -113,20 +157,40 @@ impl Kept {
         if let Some(latest) = log.latest() {
             self.recency.insert(latest, task);
         }
-        stored
+        for (entry, size) in dropped {
+            self.forget(&entry, size);
+        }
+        while self.bytes > TOTAL_BYTES && self.recency.first_key_value().is_some_and(|(_, oldest)| *oldest != task) {
+            self.drop_oldest_task();
+        }
+        Ok(stored)
     }
 
-    fn make_room(&mut self) {
-        while self.tasks.len() >= TASKS {
-            let Some((_, oldest)) = self.recency.pop_first() else { break };
-            self.tasks.remove(&oldest);
+    fn forget(&mut self, entry: &SignedLogEntry, size: usize) {
+        self.bytes = self.bytes.saturating_sub(size);
+        if let Some(kept) = self.by_provider.get_mut(&entry.entry.provider) {
+            *kept = kept.saturating_sub(size);
+            if *kept == 0 {
+                self.by_provider.remove(&entry.entry.provider);
+            }
         }
+    }
+
+    /// Drops the log of the task least recently written to; false when none is kept.
+    fn drop_oldest_task(&mut self) -> bool {
+        let Some((_, oldest)) = self.recency.pop_first() else { return false };
+        if let Some(log) = self.tasks.remove(&oldest) {
+            for (_, entry, size) in log.entries {
+                self.forget(&entry, size);
+            }
+        }
+        true
     }
 
     fn read(&self, task: &TaskId, from: u64, limit: usize) -> Vec<(u64, Arc<SignedLogEntry>)> {
         let Some(log) = self.tasks.get(task) else { return Vec::new() };
-        let start = log.entries.partition_point(|(cursor, _)| *cursor < from);
-        log.entries.range(start..).take(limit).cloned().collect()
+        let start = log.entries.partition_point(|(cursor, ..)| *cursor < from);
+        log.entries.range(start..).take(limit).map(|(cursor, entry, _)| (*cursor, entry.clone())).collect()
     }
 }
 
@@ -143,13 +207,16 @@ impl TaskLogs {
         self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn append(&self, task: TaskId, entries: Vec<SignedLogEntry>) -> usize {
-        let stored = self.kept().append(task, entries);
+    fn append(&self, task: TaskId, entries: Vec<SignedLogEntry>) -> Result<usize, ApiError> {
+        let stored = self.kept().append(task, entries).map_err(|OverQuota(provider)| {
+            let detail = format!("provider {provider} has {PROVIDER_BYTES} bytes of log lines kept; no more are taken");
+            ApiError::too_many("log_quota", detail)
+        })?;
         if stored > 0 {
             // An error only means no stream is listening.
             let _ = self.written.send(task);
         }
-        stored
+        Ok(stored)
     }
 
     fn read(&self, task: &TaskId, from: u64, limit: usize) -> Vec<(u64, Arc<SignedLogEntry>)> {
@@ -157,21 +224,13 @@ impl TaskLogs {
     }
 }
 
-/// The pool a pool job was sent to.
-fn pool_of<'a>(state: &'a ChainState, task: &Task) -> Option<&'a Pool> {
-    match task.spec.market {
-        Market::Pool { pool } => state.pools.get(&pool),
-        Market::Auction { .. } => None,
-    }
-}
-
-/// Whether `who` takes part in the task, so that its lines are worth showing the client.
-fn is_party(task: &Task, pool: Option<&Pool>, who: &Address) -> bool {
+/// Whether `who` works on the live task (executes it, raced for it with a commit, or
+/// verifies it), so that its lines are worth showing the client.
+fn is_party(task: &Task, who: &Address) -> bool {
     let executor = task.executors.iter().any(|e| e.provider == *who);
     let racer = matches!(&task.phase, Phase::Racing { entries, .. } if entries.iter().any(|e| e.provider == *who));
     let verifier = task.verifiers.iter().any(|v| v.verifier == *who);
-    let subscriber = pool.is_some_and(|p| p.subscribers.contains_key(who));
-    executor || racer || verifier || subscriber
+    !matches!(task.phase, Phase::Done(_)) && (executor || racer || verifier)
 }
 
 fn unknown_task(id: TaskId) -> ApiError {
@@ -181,7 +240,6 @@ fn unknown_task(id: TaskId) -> ApiError {
 /// Checks every entry, cheapest checks first, naming the first bad one.
 fn admit(state: &ChainState, id: TaskId, entries: &[SignedLogEntry]) -> Result<(), ApiError> {
     let task = state.tasks.get(&id).ok_or_else(|| unknown_task(id))?;
-    let pool = pool_of(state, task);
     for (index, signed) in entries.iter().enumerate() {
         let entry = &signed.entry;
         entry.validate().map_err(|e| ApiError::bad_request("invalid_entry", format!("entries[{index}]: {e}")))?;
@@ -190,7 +248,7 @@ fn admit(state: &ChainState, id: TaskId, entries: &[SignedLogEntry]) -> Result<(
             return Err(ApiError::bad_request("wrong_task", detail));
         }
         let provider = Address::of(&entry.provider);
-        if !is_party(task, pool, &provider) {
+        if !is_party(task, &provider) {
             let detail = format!("entries[{index}]: {provider} is not a party of task {id}");
             return Err(ApiError::forbidden("not_a_party", detail));
         }
@@ -202,7 +260,8 @@ fn admit(state: &ChainState, id: TaskId, entries: &[SignedLogEntry]) -> Result<(
     request_body(content = Vec<Object>, description = "At most 256 signed log entries, `{entry: {task, provider, seq, time_ms, body}, signature}`"),
     responses((status = 200, description = "`{stored, duplicates}`"),
         (status = 400, description = "A malformed, oversize, forged or misdirected entry; nothing is stored"),
-        (status = 403, description = "An entry from a provider that is not a party of the task; nothing is stored"),
+        (status = 403, description = "An entry from a provider that is not a party of the live task; nothing is stored"),
+        (status = 429, description = "A provider past its share of kept entries; nothing is stored"),
         (status = 404, description = "No such task")))]
 pub async fn post(
     State(node): State<NodeHandle>,
@@ -218,7 +277,7 @@ pub async fn post(
     let state = node.finalized.borrow().clone();
     admit(&state, id, &entries)?;
     let total = entries.len();
-    let stored = logs.append(id, entries);
+    let stored = logs.append(id, entries)?;
     Ok(Json(json!({ "stored": stored, "duplicates": total - stored })))
 }
 
@@ -332,7 +391,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use ogpu_chain::state::{Executor, RaceEntry, Stage, VerifierSlot};
-    use ogpu_core::spec::{PoolSpec, Ratio, TaskSpec, Workload, WorkloadKind};
+    use ogpu_core::spec::{Market, TaskSpec, Workload, WorkloadKind};
+    use ogpu_core::tasklog::limits;
     use ogpu_core::tasklog::{LogBody, LogEntry};
     use ogpu_core::{Amount, BlobHash, Hash, PoolId, SecretKey};
 
@@ -354,11 +414,14 @@ mod tests {
     fn a_task_keeps_its_latest_entries_and_ignores_repeats() {
         let mut kept = Kept::default();
         let first: Vec<_> = (0..ENTRIES_PER_TASK as u64).map(|seq| entry(task(0), seq)).collect();
-        assert_eq!(kept.append(task(0), first), ENTRIES_PER_TASK);
-        assert_eq!(kept.append(task(0), vec![entry(task(0), 5), entry(task(0), 2_000), entry(task(0), 2_000)]), 1);
+        assert_eq!(kept.append(task(0), first).unwrap(), ENTRIES_PER_TASK);
+        assert_eq!(
+            kept.append(task(0), vec![entry(task(0), 5), entry(task(0), 2_000), entry(task(0), 2_000)]).unwrap(),
+            1
+        );
         let seqs = seqs(&kept, task(0));
         assert_eq!((seqs.len(), seqs[0], seqs[ENTRIES_PER_TASK - 1]), (ENTRIES_PER_TASK, 1, 2_000));
-        assert_eq!(kept.append(task(0), vec![entry(task(0), 0)]), 1, "a dropped entry is new again");
+        assert_eq!(kept.append(task(0), vec![entry(task(0), 0)]), Ok(1), "a dropped entry is new again");
         let after: Vec<_> = kept.read(&task(0), 2_000, 10).iter().map(|(cursor, _)| *cursor).collect();
         assert_eq!(after, [2_000, 2_001], "cursors count on");
     }
@@ -367,16 +430,19 @@ mod tests {
     fn the_task_least_recently_written_to_is_dropped_first() {
         let mut kept = Kept::default();
         for n in 0..TASKS as u32 {
-            kept.append(task(n), vec![entry(task(n), 0)]);
+            kept.append(task(n), vec![entry(task(n), 0)]).unwrap();
         }
-        kept.append(task(0), vec![entry(task(0), 1)]);
-        assert_eq!(kept.append(task(0), vec![entry(task(0), 1)]), 0, "a repeat is no write");
-        kept.append(task(TASKS as u32), vec![entry(task(TASKS as u32), 0)]);
+        kept.append(task(0), vec![entry(task(0), 1)]).unwrap();
+        assert_eq!(kept.append(task(0), vec![entry(task(0), 1)]), Ok(0), "a repeat is no write");
+        kept.append(task(TASKS as u32), vec![entry(task(TASKS as u32), 0)]).unwrap();
         assert_eq!(kept.tasks.len(), TASKS);
         assert!(seqs(&kept, task(1)).is_empty(), "task 1 was written to longest ago");
         assert_eq!(seqs(&kept, task(0)), [0, 1]);
         assert_eq!(kept.recency.len(), TASKS, "one recency mark per task");
-        assert!(kept.append(task(7), Vec::new()) == 0 && kept.tasks.len() == TASKS, "nothing to keep drops nothing");
+        assert!(
+            kept.append(task(7), Vec::new()) == Ok(0) && kept.tasks.len() == TASKS,
+            "nothing to keep drops nothing"
+        );
     }
 
     fn who(name: &str) -> Address {
@@ -429,24 +495,42 @@ mod tests {
     }
 
     #[test]
-    fn executors_racers_verifiers_and_pool_subscribers_are_parties() {
-        let spec = PoolSpec {
-            name: "pool".into(),
-            kind: WorkloadKind::Wasm,
-            model: BlobHash(Hash::ZERO),
-            price_per_job: Amount::ogpu(1),
-            verification_rate: Ratio(0),
-            min_stake: Amount::ogpu(1),
+    fn executors_committed_racers_and_verifiers_of_a_live_task_are_parties() {
+        let mut task = pool_job();
+        for party in ["executor", "racer", "verifier"] {
+            assert!(is_party(&task, &who(party)), "{party}");
+        }
+        for outsider in ["client", "subscriber", "stranger"] {
+            assert!(!is_party(&task, &who(outsider)), "{outsider}");
+        }
+        task.phase = Phase::Done(ogpu_chain::state::Outcome::Cancelled);
+        assert!(!is_party(&task, &who("executor")), "nobody posts for a task that is over");
+    }
+
+    #[test]
+    fn a_provider_past_its_share_of_kept_bytes_keeps_nothing_more() {
+        let mut kept = Kept::default();
+        let (greedy, other) = (SecretKey::from_name("greedy"), SecretKey::from_name("other"));
+        let long = |key: &SecretKey, task: TaskId, seq| {
+            let body = LogBody::Log { stream: "stdout".into(), line: "x".repeat(limits::LINE_BYTES) };
+            LogEntry::sign(key, task, seq, 0, body)
         };
-        let subscribers = [(who("subscriber"), Amount::ogpu(1))].into();
-        let pool = Pool { owner: who("owner"), spec, subscribers };
-        let task = pool_job();
-        for party in ["executor", "racer", "verifier", "subscriber"] {
-            assert!(is_party(&task, Some(&pool), &who(party)), "{party}");
-        }
-        for outsider in ["client", "owner", "stranger"] {
-            assert!(!is_party(&task, Some(&pool), &who(outsider)), "{outsider}");
-        }
-        assert!(!is_party(&task, None, &who("subscriber")), "a subscriber of no pool of this task");
+        let mut seq = 0;
+        let over = loop {
+            let batch: Vec<_> = (seq..seq + 64).map(|seq| long(&greedy, task(seq as u32 / 1_000), seq)).collect();
+            let before = kept.bytes;
+            match kept.append(task(seq as u32 / 1_000), batch) {
+                Ok(stored) => assert_eq!(stored, 64),
+                Err(over) => {
+                    assert_eq!(kept.bytes, before, "a refused batch keeps nothing");
+                    break over;
+                }
+            }
+            seq += 64;
+        };
+        assert_eq!(over, OverQuota(greedy.public()));
+        assert!(seq as usize * limits::LINE_BYTES >= PROVIDER_BYTES / 2, "refused only near the share: {seq}");
+        assert_eq!(kept.append(task(99), vec![long(&other, task(99), 0)]), Ok(1), "others still post");
+        assert!(kept.bytes <= TOTAL_BYTES && kept.by_provider[&greedy.public()] <= PROVIDER_BYTES);
     }
 }

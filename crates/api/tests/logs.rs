@@ -65,6 +65,14 @@ async fn pool_job() -> (Api, TaskId) {
     (api, task)
 }
 
+/// A pool job on chain that `provider()` has committed a result to: it races for it.
+async fn racing_job() -> (Api, TaskId) {
+    let (api, task) = pool_job().await;
+    let commit = TxBody::CommitResult { task, commitment: Hash::of_bytes(b"a sealed result") };
+    finalize(&api, &[tx(&provider(), 3, commit)]).await;
+    (api, task)
+}
+
 async fn finalize(api: &Api, txs: &[ogpu_core::Transaction]) {
     for tx in txs {
         api.submit(tx).await;
@@ -89,7 +97,7 @@ fn logs(task: TaskId) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partys_entries_are_kept_and_read_back_in_order() {
-    let (api, task) = pool_job().await;
+    let (api, task) = racing_job().await;
     let p = provider();
     let step = LogBody::Step { step: 1, total: Some(3), metrics: vec![("loss".into(), 0.1 + 0.2)] };
     let first = vec![
@@ -146,7 +154,7 @@ fn entries_in(events: &str) -> Vec<SignedLogEntry> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_sends_kept_entries_then_new_ones_as_they_come() {
-    let (api, task) = pool_job().await;
+    let (api, task) = racing_job().await;
     let kept = line(&provider(), task, 0, "kept before anyone listened");
     assert_eq!(api.post(&logs(task), &json_of(std::slice::from_ref(&kept))).await.0, StatusCode::OK);
 
@@ -166,7 +174,7 @@ async fn the_stream_sends_kept_entries_then_new_ones_as_they_come() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_not_from_a_party_or_not_well_formed_are_refused_and_nothing_is_kept() {
-    let (api, task) = pool_job().await;
+    let (api, task) = racing_job().await;
     let p = provider();
     let good = line(&p, task, 0, "fine");
     let mut forged = line(&p, task, 1, "fine");
@@ -244,4 +252,18 @@ async fn entries_not_from_a_party_or_not_well_formed_are_refused_and_nothing_is_
         };
         assert_eq!((status, answer["error"].as_str()), (expected, Some(error)), "{method} {uri}: {answer}");
     }
+}
+
+/// Finding 11: any subscriber of a pool could post lines for every job in it. Only a live
+/// task's executors, racers that committed and verifiers may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_has_not_committed_may_not_post() {
+    let (api, task) = pool_job().await;
+    let early = line(&provider(), task, 0, "racing, not yet committed");
+    let (status, answer) = api.post(&logs(task), &json_of(std::slice::from_ref(&early))).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::FORBIDDEN, Some("not_a_party")), "{answer}");
+    let commit = TxBody::CommitResult { task, commitment: Hash::of_bytes(b"a sealed result") };
+    finalize(&api, &[tx(&provider(), 3, commit)]).await;
+    let (status, answer) = api.post(&logs(task), &json_of(&[early])).await;
+    assert_eq!(status, StatusCode::OK, "a committed racer posts: {answer}");
 }

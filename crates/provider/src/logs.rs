@@ -13,6 +13,9 @@ use crate::wallet::Wallet;
 /// Entries wait at most this long, or until this many, before they are posted.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 const FLUSH_AT: usize = 64;
+/// Entries kept back at most while the API does not yet count this provider a party.
+const HELD_BACK: usize = 256;
+const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// At most one routine progress step (a loss alone) this often; the last step and steps
 /// with evaluations are always kept. A training run takes thousands of steps a second on
 /// small models, more than anyone watching can read and more than the API keeps of a task.
@@ -30,6 +33,8 @@ struct Pending {
     since: Instant,
     /// When the last step was kept.
     last_step: Option<Instant>,
+    /// Not before this may entries the API refused be posted again.
+    retry_at: Option<Instant>,
 }
 
 fn now_ms() -> u64 {
@@ -50,7 +55,13 @@ impl TaskLog {
         TaskLog {
             task,
             wallet,
-            state: Mutex::new(Pending { next_seq: 0, entries: Vec::new(), since: Instant::now(), last_step: None }),
+            state: Mutex::new(Pending {
+                next_seq: 0,
+                entries: Vec::new(),
+                since: Instant::now(),
+                last_step: None,
+                retry_at: None,
+            }),
         }
     }
 
@@ -63,7 +74,8 @@ impl TaskLog {
         let entry = LogEntry::sign(self.wallet.key(), self.task, pending.next_seq, now_ms(), body);
         pending.next_seq += 1;
         pending.entries.push(entry);
-        if flush_now || pending.entries.len() >= FLUSH_AT || pending.since.elapsed() >= FLUSH_EVERY {
+        let due = flush_now || pending.entries.len() >= FLUSH_AT || pending.since.elapsed() >= FLUSH_EVERY;
+        if due && pending.retry_at.is_none_or(|at| Instant::now() >= at) {
             self.post(&mut pending);
         }
     }
@@ -74,8 +86,18 @@ impl TaskLog {
         if entries.is_empty() {
             return;
         }
-        if let Err(error) = self.wallet.client().post_logs(&self.task, &entries) {
-            tracing::debug!(%error, task = %self.task, "the API did not take the log");
+        match self.wallet.client().post_logs(&self.task, &entries) {
+            // A racer for a pool job is a party only once its commit is final: keep the
+            // lines (the newest few) for the next post.
+            Err(error) if error.api_error() == Some("not_a_party") => {
+                let mut kept = entries;
+                kept.append(&mut pending.entries);
+                let excess = kept.len().saturating_sub(HELD_BACK);
+                pending.entries = kept.split_off(excess);
+                pending.retry_at = Some(Instant::now() + RETRY_EVERY);
+            }
+            Err(error) => tracing::debug!(%error, task = %self.task, "the API did not take the log"),
+            Ok(_) => pending.retry_at = None,
         }
     }
 

@@ -26,7 +26,8 @@ pub fn provider() -> SecretKey {
 }
 
 pub fn genesis() -> Genesis {
-    let params = ogpu_chain::Params { max_blob_bytes: 1 << 20, ..Default::default() };
+    // Pool jobs stay open for commits for long, so tests can act in the window.
+    let params = ogpu_chain::Params { max_blob_bytes: 1 << 20, pool_commit_blocks: 1_000, ..Default::default() };
     let funded = |key: SecretKey, ogpu| Allocation { address: Address::of(&key.public()), amount: Amount::ogpu(ogpu) };
     Genesis {
         chain_id: "ogpu-test".parse().unwrap(),
