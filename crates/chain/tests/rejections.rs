@@ -397,6 +397,18 @@ fn a_task_cannot_be_cancelled_after_its_award() {
     assert_fails(&mut net, &client, TxBody::CancelTask { task }, TxError::NotCancellable { phase: "executing" });
 }
 
+/// Finding 10: a client could let providers seal bids (holding their slots for the bid
+/// window) and then cancel for free. Once a bid is committed, the task is theirs to bid on.
+#[test]
+fn a_task_cannot_be_cancelled_once_a_bid_is_sealed() {
+    let (client, p1) = (key("client"), key("p1"));
+    let mut net = market(&client, &[&p1], &[]);
+    let task = net.submit(&client, auction_spec("10", no_checks()));
+    let bid = net.commit_bid(&p1, task, "5");
+    ok_tx(&mut net, bid);
+    assert_fails(&mut net, &client, TxBody::CancelTask { task }, TxError::NotCancellable { phase: "bidding" });
+}
+
 #[test]
 fn a_transaction_about_an_unknown_task_fails() {
     let (client, p1) = (key("client"), key("p1"));

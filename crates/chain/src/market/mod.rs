@@ -163,8 +163,10 @@ pub(crate) fn cancel_task(ctx: &mut Ctx, who: Address, id: TaskId) -> Result<(),
     if task.client != who {
         return Err(TxError::NotTheClient);
     }
+    // Once a provider sealed a bid it has set its machine aside for the task: cancelling
+    // then would cost it for nothing, so it is refused.
     let untouched = match &task.phase {
-        Phase::Bidding { .. } => task.executors.is_empty(),
+        Phase::Bidding { bids, .. } => task.executors.is_empty() && bids.is_empty(),
         Phase::Racing { entries, .. } => entries.is_empty(),
         _ => false,
     };
