@@ -130,6 +130,40 @@ fn an_auction_replicated_twice_settles_every_balance_exactly() {
     assert!(!logs.contains("BAD SIGNATURE"), "{logs}");
 }
 
+/// Finding 10: a sealed bid held the provider's one slot for the whole bid window, so one
+/// floor-priced task with a long window locked every default provider out of everything
+/// else. Bids now hold no slot: a second task is bid on, won and run meanwhile, and the
+/// long auction still finds its bidders.
+#[test]
+fn a_sealed_bid_does_not_keep_a_provider_from_other_tasks() {
+    let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let devnet = Devnet::start();
+    let none = "policy = \"none\"";
+    let (_long_dir, long) = sum_spec("kind = \"auction\"\nmax_price = \"0.01\"\nbid_window = 20", none);
+    let (_short_dir, short) = sum_spec(AUCTION, none);
+    let submit = |path: &PathBuf| {
+        let output = devnet.ogpu(&["task", "submit", path.to_str().unwrap(), "--no-wait"]);
+        assert_success(&output);
+        submitted_id(&output)
+    };
+    let long = submit(&long);
+    let commit_end = wait_for("the long auction to open", Duration::from_secs(30), || match devnet.task(&long).phase {
+        Phase::Bidding { commit_end, ref bids, .. } if !bids.is_empty() => Some(commit_end),
+        _ => None,
+    });
+    let short = submit(&short);
+    let outcome = devnet.wait_until_ended(&short, Duration::from_secs(60));
+    assert!(matches!(outcome, Outcome::Completed { .. }), "the short task: {outcome:?}, {:?}", devnet.events(&short));
+    let awarded_at = devnet
+        .task_events(&short)
+        .into_iter()
+        .find_map(|(height, event)| matches!(event, Event::Awarded { .. }).then_some(height))
+        .expect("the short task was awarded");
+    assert!(awarded_at <= commit_end, "awarded at {awarded_at}, while the long auction took bids until {commit_end}");
+    let outcome = devnet.wait_until_ended(&long, Duration::from_secs(90));
+    assert!(matches!(outcome, Outcome::Completed { .. }), "the long task: {outcome:?}, {:?}", devnet.events(&long));
+}
+
 #[test]
 fn a_pool_job_goes_to_the_first_valid_commit_and_matching_later_ones_are_replicas() {
     let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());

@@ -25,6 +25,7 @@ use serde::Deserialize;
 
 use crate::config::{PoolChoice, ProviderConfig};
 use crate::feed;
+use crate::fit::fits;
 use crate::run::{self, Done, RunRequest};
 use crate::verify::{self, CheckRequest};
 use crate::wallet::{Verdict, Wallet, WalletError};
@@ -79,10 +80,13 @@ struct Work {
     with_trace: bool,
 }
 
+/// A bid sealed on chain. It holds no slot: a provider bids on every auction it could
+/// run, and decides when the reveal is due whether it still has a slot for the task.
 struct SealedBid {
     price: Amount,
     salt: Hash,
     commit_end: u64,
+    reveal_end: u64,
 }
 
 pub struct Agent {
@@ -94,6 +98,9 @@ pub struct Agent {
     subscribed: BTreeSet<PoolId>,
     height: u64,
     bids: BTreeMap<TaskId, SealedBid>,
+    /// Bids revealed and not yet decided, with the height their auction closes: each holds
+    /// a slot, since it may win.
+    revealed: BTreeMap<TaskId, u64>,
     work: BTreeMap<TaskId, Work>,
     inputs: Receiver<Input>,
     sender: Sender<Input>,
@@ -127,6 +134,7 @@ impl Agent {
             subscribed: BTreeSet::new(),
             height: 0,
             bids: BTreeMap::new(),
+            revealed: BTreeMap::new(),
             work: BTreeMap::new(),
             inputs,
             sender,
@@ -258,20 +266,28 @@ impl Agent {
             .ok()
     }
 
+    /// Slots taken by runs and by revealed bids that may still win.
     fn busy_slots(&self) -> usize {
         let running = self.work.values().filter(|w| matches!(w.stage, WorkStage::Running { .. })).count();
-        running + self.bids.len()
+        running + self.revealed.len()
     }
 
     /// A finalized block at `height`: whatever is sent now lands at `height + 1` at the
     /// earliest, so reveals go out as soon as `height` reaches the end of their commit window.
     fn on_block(&mut self, height: u64) {
         self.height = height;
+        self.revealed.retain(|_, closes| *closes >= height);
         let due: Vec<TaskId> = self.bids.iter().filter(|(_, b)| b.commit_end <= height).map(|(id, _)| *id).collect();
         for task in due {
-            if let Some(bid) = self.bids.remove(&task) {
-                self.send(TxBody::RevealBid { task, price: bid.price, salt: bid.salt });
+            let Some(bid) = self.bids.remove(&task) else { continue };
+            // An unrevealed bid costs nothing; one that wins a task this machine has no
+            // slot for would cost stake when the start times out.
+            if self.busy_slots() >= self.config.slots {
+                tracing::info!(%task, "every slot is taken; the bid lapses unrevealed");
+                continue;
             }
+            self.send(TxBody::RevealBid { task, price: bid.price, salt: bid.salt });
+            self.revealed.insert(task, bid.reveal_end);
         }
         let committed: Vec<(TaskId, ResultClaim, Hash, Role)> = self
             .work
@@ -297,10 +313,15 @@ impl Agent {
     fn on_event(&mut self, event: Event) {
         let me = self.address();
         match event {
-            Event::AuctionOpened { task, commit_end, .. } => self.consider_bid(task, commit_end),
-            Event::Awarded { task, provider, .. } if provider == me => {
-                self.send(TxBody::StartTask { task });
-                self.start_run(task, Role::Executor);
+            Event::AuctionOpened { task, commit_end, reveal_end, .. } => {
+                self.consider_bid(task, commit_end, reveal_end)
+            }
+            Event::Awarded { task, provider, .. } => {
+                self.revealed.remove(&task);
+                if provider == me {
+                    self.send(TxBody::StartTask { task });
+                    self.start_run(task, Role::Executor);
+                }
             }
             Event::RaceOpened { task, commit_end, .. } => self.consider_race(task, commit_end),
             Event::VerificationStarted { task, verifiers, .. } if verifiers.contains(&me) => self.verify(task),
@@ -317,6 +338,7 @@ impl Agent {
             }
             Event::TaskEnded { task, .. } => {
                 self.bids.remove(&task);
+                self.revealed.remove(&task);
                 if let Some(Work { stage: WorkStage::Running { cancel }, .. }) = self.work.remove(&task) {
                     cancel.store(true, Ordering::Relaxed);
                 }
@@ -325,19 +347,21 @@ impl Agent {
         }
     }
 
-    /// Whether this machine can run the spec at all: the devices it asks for, and a
-    /// runtime that takes its arguments (a backend, engine or device this build and
-    /// machine have). Bidding on what it cannot run would cost the provider its stake.
+    /// Whether this machine can run the spec: it fits (see [`fits`]), and a runtime takes
+    /// its arguments (a backend, engine or device this build and machine have). Taking
+    /// what it cannot finish would cost the provider its stake.
     fn can_run(&self, spec: &TaskSpec) -> bool {
-        let requirements = &spec.requirements;
-        let gpus = self.profile.gpus().filter(|g| g.memory_mb >= requirements.min_vram_mb).count();
+        if let Err(why) = fits(spec, &self.profile, &self.config) {
+            tracing::debug!(%why, "a task that does not fit this machine");
+            return false;
+        }
         let workload = &spec.workload;
         let runs = self.runtimes.get(workload.kind).map(|runtime| runtime.accepts(&workload.args));
-        gpus >= requirements.gpus as usize && matches!(runs, Some(Ok(())))
+        matches!(runs, Some(Ok(())))
     }
 
-    fn consider_bid(&mut self, id: TaskId, commit_end: u64) {
-        if self.busy_slots() >= self.config.slots || self.work.contains_key(&id) {
+    fn consider_bid(&mut self, id: TaskId, commit_end: u64, reveal_end: u64) {
+        if self.work.contains_key(&id) {
             return;
         }
         let Some(task) = self.task(&id) else { return };
@@ -349,7 +373,7 @@ impl Agent {
         let commitment = bid_commitment(&id, &self.address(), price, &salt);
         self.send(TxBody::CommitBid { task: id, commitment });
         tracing::info!(task = %id, %price, "bid");
-        self.bids.insert(id, SealedBid { price, salt, commit_end });
+        self.bids.insert(id, SealedBid { price, salt, commit_end, reveal_end });
     }
 
     fn consider_race(&mut self, id: TaskId, commit_end: u64) {

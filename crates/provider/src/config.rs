@@ -20,8 +20,11 @@ pub struct ProviderConfig {
     pub region: String,
     /// The provider stake the agent keeps bonded; it tops the stake up to this at start.
     pub stake: Amount,
-    /// Tasks run at once: one per device slot.
+    /// Tasks run at once: one per device slot. Each gets an equal share of the memory.
     pub slots: usize,
+    /// The longest time limit (`workload.limits.timeout_s`) a task may have for this
+    /// provider to take it.
+    pub max_task_s: u32,
     pub pricing: Pricing,
     /// Pools to subscribe to, by id, or `"*"` for every pool whose workload this machine
     /// runs (joined as they are created).
@@ -43,6 +46,7 @@ impl Default for ProviderConfig {
             region: "local".into(),
             stake: Amount::ogpu(500),
             slots: 1,
+            max_task_s: 24 * 3_600,
             pricing: Pricing::default(),
             pools: Vec::new(),
             pool_stake: Amount::ogpu(10),
@@ -94,7 +98,7 @@ impl ProviderConfig {
         {
             text.parse().map_err(|e: T::Err| ConfigError::Env { name: name.into(), reason: e.to_string() })
         }
-        for name in ["API", "KEY", "WORK_DIR", "REGION", "STAKE", "SLOTS", "POOLS", "ONNXRUNTIME"] {
+        for name in ["API", "KEY", "WORK_DIR", "REGION", "STAKE", "SLOTS", "MAX_TASK_S", "POOLS", "ONNXRUNTIME"] {
             let full = format!("OGPU_PROVIDER_{name}");
             let Some(value) = var(&full) else { continue };
             match name {
@@ -104,6 +108,7 @@ impl ProviderConfig {
                 "REGION" => self.region = value,
                 "STAKE" => self.stake = parsed(&full, &value)?,
                 "SLOTS" => self.slots = parsed(&full, &value)?,
+                "MAX_TASK_S" => self.max_task_s = parsed(&full, &value)?,
                 "ONNXRUNTIME" => self.onnxruntime = Some(value.into()),
                 _ => self.pools = value.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect(),
             }

@@ -11,6 +11,7 @@ pub mod agent;
 pub mod config;
 pub mod devices;
 mod feed;
+pub mod fit;
 mod logs;
 pub mod pricing;
 mod run;

@@ -118,12 +118,17 @@ impl Devnet {
     }
 
     pub fn events(&self, id: &TaskId) -> Vec<Event> {
+        self.task_events(id).into_iter().map(|(_, event)| event).collect()
+    }
+
+    /// The task's events with the heights they happened at.
+    pub fn task_events(&self, id: &TaskId) -> Vec<(u64, Event)> {
         #[derive(Deserialize)]
         struct View {
             events: Vec<EventRecord>,
         }
         let view: View = self.client.get(&format!("/v1/tasks/{id}")).unwrap();
-        view.events.into_iter().map(|h| h.event).collect()
+        view.events.into_iter().map(|record| (record.height, record.event)).collect()
     }
 
     pub fn wait_until_ended(&self, id: &TaskId, timeout: Duration) -> Outcome {
