@@ -16,6 +16,12 @@ use ogpu_core::{BlobHash, Hash};
 
 use crate::error::TaskError;
 
+/// What a run may leave in its output directory: entries (files and directories) and
+/// bytes. Past either, the run fails rather than fill the provider's disk or make it hash
+/// and upload without end.
+pub const MAX_OUTPUT_FILES: usize = 10_000;
+pub const MAX_OUTPUT_BYTES: u64 = 4 << 30;
+
 /// The manifest's first line; a new layout gets a new one.
 const MANIFEST_HEADER: &str = "ogpu-output v1";
 
@@ -90,8 +96,34 @@ pub fn hash_dir(root: &Path) -> Result<Hash, TaskError> {
     digest_dir(root).map(|digest| digest.hash)
 }
 
-/// Hashes every file under `root` and the directory as a whole.
+/// Whether what is under `root` is within the output quota: counts entries and adds up
+/// file sizes without reading them, and stops at the first excess. Symbolic links and
+/// special files count as entries of no size ([`digest_dir`] refuses them).
+pub(crate) fn within_output_quota(root: &Path) -> Result<(), TaskError> {
+    let (mut entries, mut bytes) = (0usize, 0u64);
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).map_err(TaskError::io("listing", &dir))? {
+            let entry = entry.map_err(TaskError::io("listing", &dir))?;
+            let kind = entry.file_type().map_err(TaskError::io("inspecting", &entry.path()))?;
+            entries += 1;
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                bytes += entry.metadata().map_err(TaskError::io("inspecting", &entry.path()))?.len();
+            }
+            if entries > MAX_OUTPUT_FILES || bytes > MAX_OUTPUT_BYTES {
+                return Err(TaskError::OutputLimit { files: MAX_OUTPUT_FILES, bytes: MAX_OUTPUT_BYTES });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Hashes every file under `root` and the directory as a whole, once it is within the
+/// output quota.
 pub fn digest_dir(root: &Path) -> Result<DirDigest, TaskError> {
+    within_output_quota(root)?;
     let mut files = Vec::new();
     // An explicit stack rather than recursion: a program can nest directories deeply.
     let mut pending: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];

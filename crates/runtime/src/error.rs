@@ -15,6 +15,8 @@ pub enum TaskError {
     Timeout { seconds: u32 },
     #[error("the task was cancelled")]
     Cancelled,
+    #[error("the program left more than {files} files and directories or {bytes} bytes in its output")]
+    OutputLimit { files: usize, bytes: u64 },
     #[error("the program exited with status {0}")]
     ExitCode(i32),
     #[error("the program trapped: {0}")]

@@ -25,7 +25,7 @@ use ogpu_core::Hash;
 use ogpu_core::spec::{Limits, WorkloadKind};
 use ogpu_core::tx::Trace;
 
-pub use digest::{DirDigest, OutputFile, digest_dir, hash_dir, parse_manifest};
+pub use digest::{DirDigest, MAX_OUTPUT_BYTES, MAX_OUTPUT_FILES, OutputFile, digest_dir, hash_dir, parse_manifest};
 pub use error::TaskError;
 pub use onnx::OnnxRuntime;
 pub use registry::{Libraries, Runtimes};

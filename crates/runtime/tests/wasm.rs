@@ -84,6 +84,7 @@ fn module(body: &str) -> String {
   (import "wasi_snapshot_preview1" "path_open"
     (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "path_symlink" (func $path_symlink (param i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "args_sizes_get" (func $args_sizes_get (param i32 i32) (result i32)))
@@ -422,4 +423,40 @@ fn a_job_must_fit_the_runtime() {
     fs::remove_file(sandbox.path("output/stale.txt")).unwrap();
     let result = runtimes.run(&Job { kind: WorkloadKind::Wasm, ..job });
     assert!(matches!(&result, Err(TaskError::BadInput(m)) if m.contains("/input")), "{result:?}");
+}
+
+/// A module that creates `count` empty files in `/output`, named by five decimal digits.
+fn file_maker(count: u32) -> String {
+    module(&format!(
+        r#"(data (i32.const 100) "00000")
+  (func (export "_start")
+    (local $i i32) (local $n i32) (local $at i32)
+    (loop $files
+      ;; the name: $i in five digits at 100..105
+      (local.set $n (local.get $i))
+      (local.set $at (i32.const 104))
+      (loop $digits
+        (i32.store8 (local.get $at) (i32.add (i32.const 48) (i32.rem_u (local.get $n) (i32.const 10))))
+        (local.set $n (i32.div_u (local.get $n) (i32.const 10)))
+        (local.set $at (i32.sub (local.get $at) (i32.const 1)))
+        (br_if $digits (i32.ge_u (local.get $at) (i32.const 100))))
+      (call $check (call $path_open (i32.const 4) (i32.const 0) (i32.const 100) (i32.const 5) (i32.const {CREATE})
+        (i64.const {WRITE}) (i64.const 0) (i32.const 0) (i32.const 8)))
+      (call $check (call $fd_close (i32.load (i32.const 8))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $files (i32.lt_u (local.get $i) (i32.const {count})))))"#
+    ))
+}
+
+/// Finding 18: `/output` had no quota, so a module could fill the provider's disk with
+/// files (or bytes) that the agent would then try to hash and upload.
+#[test]
+fn a_module_writing_more_files_than_the_output_quota_is_stopped() {
+    let sandbox = Sandbox::new(&[]);
+    let result = sandbox.run(&file_maker(ogpu_runtime::MAX_OUTPUT_FILES as u32 + 1), LIMITS);
+    let delivered = result.as_ref().map(|outcome| outcome.files.len());
+    assert!(matches!(result, Err(TaskError::OutputLimit { .. })), "{delivered:?}");
+    let fine = Sandbox::new(&[]);
+    let outcome = fine.run(&file_maker(100), LIMITS).unwrap();
+    assert_eq!(outcome.files.len(), 100);
 }

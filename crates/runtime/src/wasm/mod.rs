@@ -16,8 +16,8 @@
 //!
 //! Limits: fuel counts instructions (`limits.fuel`); linear memories and tables share
 //! `limits.memory_mb`, and growing past it stops the run; `limits.timeout_s` bounds the
-//! wall-clock time, checked by a watchdog thread that also watches the cancel flag (see
-//! `watchdog`). Floating point is deterministic through NaN canonicalization and
+//! wall-clock time from before compilation on, checked by a watchdog thread that also
+//! watches the cancel flag and the output quota (see `watchdog`). Floating point is deterministic through NaN canonicalization and
 //! deterministic relaxed SIMD.
 //!
 //! Not made deterministic here: file metadata from the host (timestamps, inode numbers)
@@ -116,8 +116,7 @@ impl Runtime for WasmRuntime {
     fn run(&self, job: &Job<'_>) -> Result<Outcome, TaskError> {
         check_job(WorkloadKind::Wasm, job)?;
         let started = Instant::now();
-        let module =
-            Module::new(&self.engine, job.program).map_err(|error| TaskError::InvalidProgram(describe(&error)))?;
+        let module = watchdog::compile(&self.engine, job, started)?;
 
         let stdout = MemoryOutputPipe::new(STDOUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
@@ -165,6 +164,9 @@ fn classify(error: &wasmtime::Error, limits: &Limits) -> Option<TaskError> {
         return Some(match stop {
             Stop::Timeout => TaskError::Timeout { seconds: limits.timeout_s },
             Stop::Cancelled => TaskError::Cancelled,
+            Stop::OutputLimit => {
+                TaskError::OutputLimit { files: crate::MAX_OUTPUT_FILES, bytes: crate::MAX_OUTPUT_BYTES }
+            }
         });
     }
     if error.is::<MemoryLimitHit>() {

@@ -13,13 +13,16 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use wasmtime::{Engine, StoreContextMut, UpdateDeadline};
+use wasmtime::{Engine, Module, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
+use crate::digest::within_output_quota;
 use crate::{Job, Progress, TaskError};
 
 /// How often the watchdog looks: the slack on timeouts and cancellation.
 const TICK: Duration = Duration::from_millis(20);
+/// How often it adds up the output directory (a walk of up to the quota's entries).
+const OUTPUT_CHECK: Duration = Duration::from_millis(250);
 /// Longer log lines are cut, so one line cannot flood the progress feed.
 const MAX_LINE: usize = 4096;
 
@@ -30,6 +33,8 @@ pub(super) enum Stop {
     Timeout,
     #[error("the run was cancelled")]
     Cancelled,
+    #[error("the output quota was exceeded")]
+    OutputLimit,
 }
 
 /// The reason to stop, shared between the watchdog and the store's deadline callback;
@@ -40,12 +45,14 @@ pub(super) struct StopFlag(Arc<AtomicU8>);
 const RUNNING: u8 = 0;
 const TIMEOUT: u8 = 1;
 const CANCELLED: u8 = 2;
+const OUTPUT_LIMIT: u8 = 3;
 
 impl StopFlag {
     fn set(&self, stop: Stop) {
         let code = match stop {
             Stop::Timeout => TIMEOUT,
             Stop::Cancelled => CANCELLED,
+            Stop::OutputLimit => OUTPUT_LIMIT,
         };
         // Losing the race means another reason was recorded first, which then stands.
         let _ = self.0.compare_exchange(RUNNING, code, Ordering::SeqCst, Ordering::SeqCst);
@@ -55,6 +62,7 @@ impl StopFlag {
         match self.0.load(Ordering::SeqCst) {
             TIMEOUT => Some(Stop::Timeout),
             CANCELLED => Some(Stop::Cancelled),
+            OUTPUT_LIMIT => Some(Stop::OutputLimit),
             _ => None,
         }
     }
@@ -67,6 +75,34 @@ impl StopFlag {
         move |_| match flag.get() {
             None => Ok(UpdateDeadline::Continue(1)),
             Some(stop) => Err(wasmtime::Error::new(stop)),
+        }
+    }
+}
+
+/// Compiles the module within the job's time limit and cancel flag: Cranelift cannot be
+/// interrupted, so it compiles on a thread of its own that is left to finish (and its
+/// result dropped) when the job gives up on it.
+pub(super) fn compile(engine: &Engine, job: &Job<'_>, started: Instant) -> Result<Module, TaskError> {
+    let deadline = started.checked_add(Duration::from_secs(job.limits.timeout_s.into()));
+    let (done, compiled) = mpsc::channel();
+    let (engine, program) = (engine.clone(), job.program.to_vec());
+    thread::Builder::new()
+        .name("ogpu-wasm-compile".into())
+        .spawn(move || {
+            let _ = done.send(Module::new(&engine, &program));
+        })
+        .map_err(|error| TaskError::Io(format!("starting the compiler thread: {error}")))?;
+    loop {
+        match compiled.recv_timeout(TICK) {
+            Ok(module) => return module.map_err(|error| TaskError::InvalidProgram(super::describe(&error))),
+            Err(RecvTimeoutError::Disconnected) => return Err(TaskError::Trap("the compiler stopped".into())),
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        if job.cancel.load(Ordering::Relaxed) {
+            return Err(TaskError::Cancelled);
+        }
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Err(TaskError::Timeout { seconds: job.limits.timeout_s });
         }
     }
 }
@@ -104,6 +140,7 @@ fn watch(
 ) {
     let deadline = started.checked_add(Duration::from_secs(job.limits.timeout_s.into()));
     let mut log = LogLines::default();
+    let mut output_checked = Instant::now();
     loop {
         let finished = !matches!(done.recv_timeout(TICK), Err(RecvTimeoutError::Timeout));
         log.forward(&stderr.contents(), job.progress, finished);
@@ -117,6 +154,9 @@ fn watch(
             Some(Stop::Cancelled)
         } else if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             Some(Stop::Timeout)
+        } else if output_checked.elapsed() >= OUTPUT_CHECK {
+            output_checked = Instant::now();
+            within_output_quota(job.output).is_err().then_some(Stop::OutputLimit)
         } else {
             None
         };
