@@ -39,10 +39,34 @@ pub struct Kdf {
 }
 
 impl Kdf {
-    /// OWASP's recommended argon2id costs (19 MiB, 2 passes).
+    /// OWASP's recommended argon2id costs (19 MiB, 2 passes): the least a key with a
+    /// password is sealed with.
     pub const STANDARD: (u32, u32, u32) = (19 * 1024, 2, 1);
-    /// Cheap costs for throwaway devnet and test keys.
+    /// Cheap costs for throwaway devnet and test keys, which have no password.
     pub const DEVNET: (u32, u32, u32) = (64, 1, 1);
+    /// The most a key file may ask for (1 GiB, 16 passes, 8 lanes): the costs come from
+    /// the file, and a file must not be able to exhaust the memory or time of whoever
+    /// opens it.
+    pub const MAX: (u32, u32, u32) = (1 << 20, 16, 8);
+
+    /// Checks costs against [`Kdf::MAX`], and, for a key with a password, against
+    /// [`Kdf::STANDARD`].
+    fn check((memory_kib, iterations, parallelism): (u32, u32, u32), has_password: bool) -> Result<(), KeystoreError> {
+        let (max_memory, max_iterations, max_parallelism) = Kdf::MAX;
+        if memory_kib > max_memory || iterations > max_iterations || parallelism > max_parallelism {
+            return Err(KeystoreError::Costs(format!(
+                "{memory_kib} KiB, {iterations} passes, {parallelism} lanes is over the most a key file may ask for \
+                 ({max_memory} KiB, {max_iterations} passes, {max_parallelism} lanes)"
+            )));
+        }
+        let (min_memory, min_iterations, _) = Kdf::STANDARD;
+        if has_password && (memory_kib < min_memory || iterations < min_iterations) {
+            return Err(KeystoreError::Costs(format!(
+                "a key with a password needs at least {min_memory} KiB and {min_iterations} passes"
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +79,8 @@ pub enum KeystoreError {
     Field(&'static str),
     #[error("key derivation failed: {0}")]
     Kdf(String),
+    #[error("key derivation costs refused: {0}")]
+    Costs(String),
     #[error("the key file's address does not match the key inside it")]
     AddressMismatch,
     #[error("not a key file: {0}")]
@@ -83,6 +109,7 @@ impl Keystore {
         (memory_kib, iterations, parallelism): (u32, u32, u32),
         rng: &mut impl CryptoRngCore,
     ) -> Result<Keystore, KeystoreError> {
+        Kdf::check((memory_kib, iterations, parallelism), !password.is_empty())?;
         let mut salt = [0u8; 32];
         let mut nonce = [0u8; 24];
         rng.fill_bytes(&mut salt);
@@ -106,6 +133,8 @@ impl Keystore {
         if self.version != 1 {
             return Err(KeystoreError::Version(self.version));
         }
+        // Files sealed before the minimum existed still open; none may ask for too much.
+        Kdf::check((self.kdf.memory_kib, self.kdf.iterations, self.kdf.parallelism), false)?;
         let nonce: [u8; 24] = from_hex(&self.nonce, "nonce")?;
         let sealed: [u8; 48] = from_hex(&self.ciphertext, "ciphertext")?;
         let payload = Payload { msg: &sealed, aad: &self.address.0 };
@@ -160,8 +189,24 @@ mod tests {
 
     fn sealed() -> (SecretKey, Keystore) {
         let key = SecretKey::from_name("alice");
-        let file = Keystore::seal(&key, "hunter2", Kdf::DEVNET, &mut CountingRng(0)).unwrap();
+        let file = Keystore::seal(&key, "hunter2", Kdf::STANDARD, &mut CountingRng(0)).unwrap();
         (key, file)
+    }
+
+    /// Finding 20: the costs come from the file, so a key file could ask for terabytes;
+    /// and nothing stopped a key with a password from being sealed with throwaway costs.
+    #[test]
+    fn key_derivation_costs_are_bounded_both_ways() {
+        let (_, file) = sealed();
+        for (memory_kib, iterations, parallelism) in [(4 << 20, 1, 1), (1_024, 1 << 20, 1), (1_024, 1, 64)] {
+            let greedy = Keystore { kdf: Kdf { memory_kib, iterations, parallelism, ..file.kdf }, ..file.clone() };
+            assert!(matches!(greedy.open("hunter2"), Err(KeystoreError::Costs(_))), "{memory_kib} {iterations}");
+        }
+        let key = SecretKey::from_name("bob");
+        let weak = Keystore::seal(&key, "a password", Kdf::DEVNET, &mut CountingRng(0));
+        assert!(matches!(weak, Err(KeystoreError::Costs(_))));
+        let devnet = Keystore::seal(&key, "", Kdf::DEVNET, &mut CountingRng(0)).unwrap();
+        assert_eq!(devnet.open("").unwrap().public(), key.public());
     }
 
     #[test]

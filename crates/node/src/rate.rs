@@ -1,5 +1,9 @@
 //! Per-peer rate limits: a token bucket of bytes per peer, so one peer cannot make a
-//! node spend all its time decoding and checking what it sends.
+//! node spend all its time decoding and checking what it sends; and the strikes held
+//! against peers for what they sent.
+
+use std::collections::HashMap;
+use std::hash::Hash;
 
 /// Refills at `per_s` tokens a second up to `burst`.
 #[derive(Debug, Clone, Copy)]
@@ -47,9 +51,71 @@ impl TokenBucket {
     }
 }
 
+/// Faults held against peers: a peer with `limit` strikes is barred, until it has had
+/// none for `memory_ms`, when it is forgotten (peer ids are free to make, so a map that
+/// never forgets grows with every one an attacker makes).
+#[derive(Debug)]
+pub struct Strikes<K> {
+    held: HashMap<K, (u32, u64)>,
+    limit: u32,
+    memory_ms: u64,
+}
+
+impl<K: Hash + Eq> Strikes<K> {
+    pub fn new(limit: u32, memory_ms: u64) -> Strikes<K> {
+        Strikes { held: HashMap::new(), limit, memory_ms }
+    }
+
+    /// Holds one more fault against `peer`; returns its strikes.
+    pub fn strike(&mut self, peer: K, now_ms: u64) -> u32 {
+        let (count, last) = self.held.entry(peer).or_insert((0, now_ms));
+        *count += 1;
+        *last = now_ms;
+        *count
+    }
+
+    pub fn is_barred(&self, peer: &K, now_ms: u64) -> bool {
+        self.held.get(peer).is_some_and(|(count, last)| *count >= self.limit && !self.expired(*last, now_ms))
+    }
+
+    /// Forgets the peers with no strike for `memory_ms`.
+    pub fn forget_old(&mut self, now_ms: u64) {
+        let memory_ms = self.memory_ms;
+        self.held.retain(|_, (_, last)| now_ms.saturating_sub(*last) < memory_ms);
+    }
+
+    fn expired(&self, last: u64, now_ms: u64) -> bool {
+        now_ms.saturating_sub(last) >= self.memory_ms
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::TokenBucket;
+    use super::{Strikes, TokenBucket};
+
+    /// Finding 20: strikes were kept forever, one entry per peer id ever seen.
+    #[test]
+    fn strikes_bar_a_peer_and_are_forgotten_after_a_quiet_spell() {
+        let mut strikes = Strikes::new(3, 60_000);
+        for at in [0, 10, 20] {
+            strikes.strike("liar", at);
+        }
+        strikes.strike("clumsy", 30);
+        assert!(strikes.is_barred(&"liar", 1_000) && !strikes.is_barred(&"clumsy", 1_000));
+        assert!(!strikes.is_barred(&"liar", 60_020), "barred for a while, not for ever");
+        strikes.forget_old(60_025);
+        assert_eq!(strikes.len(), 1, "the liar is forgotten, the clumsy peer not yet");
+        strikes.forget_old(90_030);
+        assert!(strikes.is_empty());
+    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_its_rate() {

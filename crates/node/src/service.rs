@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 use crate::blobs::{BlobError, BlobStore, BlobWriter, ChunkAnswer, ChunkRequest};
 use crate::mempool::{MempoolConfig, Rejection};
 use crate::net::{self, Behaviour, BehaviourEvent};
-use crate::rate::TokenBucket;
+use crate::rate::{Strikes, TokenBucket};
 use crate::replica::{Action, Finalized, MAX_GOSSIP_TXS, Replica, WireMessage};
 use crate::store::{Store, StoreError};
 
@@ -127,8 +127,10 @@ fn peer_map(state: &State) -> BTreeMap<Address, PeerId> {
     state.active_set.values().filter_map(|(key, _)| Some((Address::of(key), net::peer_id_of(key)?))).collect()
 }
 
-/// Peers that sent this many undecodable messages are disconnected and ignored.
+/// Peers that sent this many bad messages are disconnected and ignored, until they have
+/// had no strike for an hour.
 const STRIKES: u32 = 3;
+const STRIKE_MEMORY_MS: u64 = 3_600_000;
 
 /// What a request for a finalized header or block costs a peer before anything is read,
 /// so that even answers of a few hundred bytes are not free to ask for.
@@ -201,7 +203,7 @@ struct Node {
     /// Connected peers by address: how answers reach nodes outside the validator set.
     connected: BTreeMap<Address, PeerId>,
     timers: BTreeSet<u64>,
-    strikes: BTreeMap<PeerId, u32>,
+    strikes: Strikes<PeerId>,
     limits: HashMap<PeerId, TokenBucket>,
     peer_bytes_per_s: u64,
     finalized: watch::Sender<Arc<State>>,
@@ -261,7 +263,7 @@ pub fn start(
         peers_of,
         connected: BTreeMap::new(),
         timers: BTreeSet::new(),
-        strikes: BTreeMap::new(),
+        strikes: Strikes::new(STRIKES, STRIKE_MEMORY_MS),
         limits: HashMap::new(),
         peer_bytes_per_s: config.peer_bytes_per_s,
         finalized,
@@ -361,15 +363,14 @@ impl Node {
     }
 
     fn is_struck(&self, peer: &PeerId) -> bool {
-        self.strikes.get(peer).is_some_and(|s| *s >= STRIKES)
+        self.strikes.is_barred(peer, now_ms())
     }
 
     /// Holds `why` against a peer; at [`STRIKES`] it is disconnected and ignored.
     fn strike(&mut self, peer: PeerId, why: &str) {
-        let strikes = self.strikes.entry(peer).or_default();
-        *strikes += 1;
-        warn!(%peer, strikes = *strikes, "{why}");
-        if *strikes >= STRIKES {
+        let strikes = self.strikes.strike(peer, now_ms());
+        warn!(%peer, strikes, "{why}");
+        if strikes >= STRIKES {
             let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
@@ -753,6 +754,7 @@ impl Node {
         let now = now_ms();
         self.limits.retain(|_, bucket| !bucket.is_full(now));
         self.serving.retain(|_, (allowance, reads)| *reads > 0 || !allowance.is_full(now));
+        self.strikes.forget_old(now);
     }
 
     /// Fails the fetches past their deadline, whichever peer they are waiting on.
