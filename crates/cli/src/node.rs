@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use ogpu_chain::Genesis;
-use ogpu_core::keystore::Keystore;
 use ogpu_node::service::{self, NodeConfig};
 use tokio::sync::oneshot;
 
@@ -73,9 +72,8 @@ fn config(data: &Path) -> Result<NodeConfig> {
 async fn serve(data: &Path, api: Option<SocketAddr>) -> Result<()> {
     let genesis =
         Genesis::from_toml(&std::fs::read_to_string(data.join("genesis.toml")).context("reading genesis.toml")?)?;
-    let keystore =
-        Keystore::from_json(&std::fs::read_to_string(data.join("validator.key")).context("reading validator.key")?)?;
-    let key = keystore.open(&std::env::var("OGPU_PASSWORD").unwrap_or_default()).context("opening validator.key")?;
+    // The password from OGPU_PASSWORD or a terminal, never an empty one by default.
+    let key = crate::client::open_key(&data.join("validator.key"))?;
     let config = config(data)?;
     let (handle, node) = service::start(config, data.to_path_buf(), key, genesis)?;
     let (stop, shutdown) = oneshot::channel();

@@ -151,7 +151,7 @@ fn run_local(
     let runtimes = Runtimes::with_defaults(libraries)?;
     let cancel = AtomicBool::new(false);
     let progress = |progress: Progress| match progress {
-        Progress::Log(line) => eprintln!("| {line}"),
+        Progress::Log(line) => eprintln!("| {}", printable(&line)),
         Progress::Step { done, total, metrics } => {
             let metrics: String = metrics.iter().map(|(name, value)| format!(" {name} {value:.4}")).collect();
             eprintln!("step {done}/{total}{metrics}");
@@ -370,11 +370,19 @@ fn get(args: &ClientArgs, id: &TaskId) -> Result<()> {
 }
 
 fn print_entry(entry: &SignedLogEntry, format: Format) -> Result<()> {
-    let signed = if entry.verify().is_ok() { "" } else { " [BAD SIGNATURE]" };
     if format == Format::Json {
         println!("{}", serde_json::to_string(entry)?);
         return Ok(());
     }
+    println!("{}", render(entry));
+    Ok(())
+}
+
+/// A log entry as one line for a terminal: what a provider wrote is shown with its
+/// control characters escaped, so a line cannot move the cursor, clear the screen or
+/// rewrite what was printed before it.
+fn render(entry: &SignedLogEntry) -> String {
+    let signed = if entry.verify().is_ok() { "" } else { " [BAD SIGNATURE]" };
     let e = &entry.entry;
     let what = match &e.body {
         LogBody::Log { stream, line } => format!("{stream}: {line}"),
@@ -387,8 +395,13 @@ fn print_entry(entry: &SignedLogEntry, format: Format) -> Result<()> {
         LogBody::Finished { output } => format!("finished: output {output}"),
         LogBody::Failed { reason } => format!("failed: {reason}"),
     };
-    println!("{} {} #{}{signed} {what}", e.time_ms, Address::of(&e.provider), e.seq);
-    Ok(())
+    format!("{} {} #{}{signed} {}", e.time_ms, Address::of(&e.provider), e.seq, printable(&what))
+}
+
+/// `text` with every control character (escape sequences, carriage returns, bells)
+/// written out as an escape, and everything else as it is.
+fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 fn logs(args: &ClientArgs, id: &TaskId, follow: bool) -> Result<()> {
@@ -441,4 +454,24 @@ fn result(args: &ClientArgs, id: &TaskId, out: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use ogpu_core::tasklog::{LogBody, LogEntry};
+    use ogpu_core::{Hash, SecretKey, TaskId};
+
+    use super::*;
+
+    /// Finding 20: log lines came from providers and were printed raw, so a provider could
+    /// send terminal escapes to every client that watched its task.
+    #[test]
+    fn a_providers_control_characters_reach_the_terminal_escaped() {
+        let line = "done\x1b[2J\x1b]0;pwned\x07\rfaked".to_string();
+        let body = LogBody::Log { stream: "stdout".into(), line };
+        let entry = LogEntry::sign(&SecretKey::from_name("p"), TaskId(Hash::ZERO), 0, 0, body);
+        let shown = render(&entry);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.ends_with("stdout: done\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\rfaked"), "{shown}");
+    }
 }

@@ -74,3 +74,50 @@ fn provider_detect_lists_the_cpu_with_its_measured_throughput() {
     assert_eq!(cpu["kind"], "cpu");
     assert!(cpu["gflops"].as_u64().unwrap() >= 1, "{cpu}");
 }
+
+/// Finding 20: `node run` opened the validator key with an empty password whenever
+/// OGPU_PASSWORD was unset, so a forgotten variable silently ran a node (and a key sealed
+/// without a password went unnoticed). Unset, it now asks on a terminal or refuses.
+#[test]
+fn node_run_without_a_password_and_no_terminal_refuses() {
+    use ogpu_chain::Genesis;
+    use ogpu_chain::genesis::GenesisValidator;
+    use ogpu_core::keystore::{Kdf, Keystore};
+    use ogpu_core::{Amount, SecretKey};
+
+    let data = tempfile::tempdir().unwrap();
+    let key = SecretKey::from_name("password-test-validator");
+    let genesis = Genesis {
+        chain_id: "ogpu-test".parse().unwrap(),
+        genesis_time_ms: 0,
+        params: Default::default(),
+        allocations: vec![],
+        validators: vec![GenesisValidator { public_key: key.public(), stake: Amount::ogpu(10_000) }],
+    };
+    std::fs::write(data.path().join("genesis.toml"), genesis.to_toml()).unwrap();
+    let sealed = Keystore::seal(&key, "", Kdf::DEVNET, &mut rand_core::OsRng).unwrap();
+    std::fs::write(data.path().join("validator.key"), sealed.to_json()).unwrap();
+
+    let mut node = Command::new(env!("CARGO_BIN_EXE_ogpu"))
+        .args(["node", "run", "--data"])
+        .arg(data.path())
+        .env_remove("OGPU_PASSWORD")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = node.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = node.kill();
+            panic!("the node started without a password");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success() && stderr.contains("OGPU_PASSWORD"), "{stderr}");
+}
