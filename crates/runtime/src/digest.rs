@@ -3,15 +3,16 @@
 //! entries in, on timestamps or on anything but file names and contents.
 //!
 //! Each file is hashed as a blob (plain blake3, so its hash is also its address in the blob
-//! store). The directory is described by a manifest, one line per file sorted by path,
-//! and the directory's hash is the manifest's own blob hash: whoever holds a result hash
-//! can fetch the manifest by it, then every file it lists, and check each on arrival.
+//! store). The directory is described by a manifest (`ogpu_core::manifest`), one line per
+//! file sorted by path, and the directory's hash is the manifest's own blob hash.
 //! Only regular files count: empty directories vanish, and symbolic links or special
 //! files are refused, since they could point outside the directory or block the reader.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
+use ogpu_core::manifest;
+pub use ogpu_core::manifest::OutputFile;
 use ogpu_core::{BlobHash, Hash};
 
 use crate::error::TaskError;
@@ -22,19 +23,6 @@ use crate::error::TaskError;
 pub const MAX_OUTPUT_FILES: usize = 10_000;
 pub const MAX_OUTPUT_BYTES: u64 = 4 << 30;
 
-/// The manifest's first line; a new layout gets a new one.
-const MANIFEST_HEADER: &str = "ogpu-output v1";
-
-/// One delivered file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputFile {
-    /// Relative to the output directory, with `/` between components.
-    pub path: String,
-    pub size: u64,
-    /// blake3 of the contents: the file's blob address.
-    pub hash: BlobHash,
-}
-
 /// The hash of a directory, the files it covers sorted by path, and the manifest that
 /// hashes to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,51 +32,9 @@ pub struct DirDigest {
     pub manifest: Vec<u8>,
 }
 
-/// The manifest of `files` (sorted by path): a header line, then `HASH SIZE PATH` per file.
-fn manifest(files: &[OutputFile]) -> Vec<u8> {
-    let mut text = format!("{MANIFEST_HEADER}\n");
-    for file in files {
-        text.push_str(&format!("{} {} {}\n", file.hash, file.size, file.path));
-    }
-    text.into_bytes()
-}
-
 /// Reads a manifest back, refusing anything [`digest_dir`] would not have written.
 pub fn parse_manifest(bytes: &[u8]) -> Result<Vec<OutputFile>, TaskError> {
-    let bad = |why: &str| TaskError::BadOutput(format!("not an output manifest: {why}"));
-    let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8"))?;
-    let mut lines = text.strip_suffix('\n').ok_or_else(|| bad("no final newline"))?.split('\n');
-    if lines.next() != Some(MANIFEST_HEADER) {
-        return Err(bad("wrong header"));
-    }
-    let files = lines
-        .map(|line| {
-            let mut parts = line.splitn(3, ' ');
-            let (Some(hash), Some(size), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
-                return Err(bad("a line lacks a hash, size or path"));
-            };
-            let hash = hash.parse().map_err(|_| bad("a hash is not hex"))?;
-            let size = size.parse().map_err(|_| bad("a size is not a number"))?;
-            check_path(path).map_err(|why| bad(&why))?;
-            Ok(OutputFile { path: path.to_string(), size, hash: BlobHash(hash) })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if manifest(&files) != bytes {
-        return Err(bad("not in canonical form"));
-    }
-    Ok(files)
-}
-
-/// A delivered path must stay inside the output directory wherever it is written out,
-/// and fit on one manifest line.
-fn check_path(path: &str) -> Result<(), String> {
-    let inside = !path.is_empty()
-        && !path.starts_with('/')
-        && path.split('/').all(|part| !part.is_empty() && part != "." && part != "..");
-    if !inside || path.chars().any(char::is_control) {
-        return Err(format!("{path:?} is not a plain relative path"));
-    }
-    Ok(())
+    manifest::parse(bytes).map_err(|error| TaskError::BadOutput(error.to_string()))
 }
 
 /// The deterministic hash of the files under `root`.
@@ -135,7 +81,7 @@ pub fn digest_dir(root: &Path) -> Result<DirDigest, TaskError> {
                 .into_string()
                 .map_err(|name| TaskError::BadOutput(format!("{:?} in {prefix:?} is not a UTF-8 file name", name)))?;
             let relative = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
-            check_path(&relative).map_err(TaskError::BadOutput)?;
+            manifest::check_path(&relative).map_err(TaskError::BadOutput)?;
             // `DirEntry::file_type` does not follow symbolic links, so a link shows as one.
             let kind = entry.file_type().map_err(TaskError::io("inspecting", &entry.path()))?;
             if kind.is_dir() {
@@ -150,8 +96,8 @@ pub fn digest_dir(root: &Path) -> Result<DirDigest, TaskError> {
         }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    let manifest = manifest(&files);
-    Ok(DirDigest { hash: Hash::of_bytes(&manifest), files, manifest })
+    let manifest = manifest::write(&files);
+    Ok(DirDigest { hash: manifest::hash(&manifest), files, manifest })
 }
 
 fn hash_file(path: &Path, relative: String) -> Result<OutputFile, TaskError> {

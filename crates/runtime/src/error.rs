@@ -43,3 +43,10 @@ impl TaskError {
         move |error| TaskError::Io(format!("{context}: {error}"))
     }
 }
+
+/// A tensor file that does not read is the job's fault: its inputs do not fit.
+impl From<ogpu_tensors::TensorError> for TaskError {
+    fn from(error: ogpu_tensors::TensorError) -> TaskError {
+        TaskError::BadInput(error.to_string())
+    }
+}

@@ -63,7 +63,8 @@ impl Embedding<'_> {
             }
         }
         let array = Array { dtype: DType::F32, shape: vec![sentences.len(), hidden.unwrap_or(0)], data };
-        let (file, bytes) = tensor_file::write(self.format, "embeddings", &array)?;
+        let (file, bytes) =
+            tensor_file::write(self.format, "embeddings", &array).map_err(|e| TaskError::BadOutput(e.to_string()))?;
         files::write_output(job.output, &file, &bytes)
     }
 

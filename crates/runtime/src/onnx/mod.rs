@@ -54,10 +54,11 @@ mod embed;
 mod engine;
 mod exec;
 pub(crate) mod files;
-pub mod npy;
+/// The `.npy` reader and writer, where the runtime's tests and benchmarks have found it.
+pub use ogpu_tensors::npy;
 #[cfg(feature = "ort")]
 mod ort;
-pub(crate) mod tensor_file;
+pub(crate) use ogpu_tensors::files as tensor_file;
 mod tensors;
 mod tract;
 

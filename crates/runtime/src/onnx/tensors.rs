@@ -50,7 +50,8 @@ pub fn run(
         }
     }
     for (name, parts) in model.outputs().iter().zip(by_output) {
-        let (file, bytes) = tensor_file::write(format, name, &join(name, parts, rows, batch)?)?;
+        let (file, bytes) = tensor_file::write(format, name, &join(name, parts, rows, batch)?)
+            .map_err(|e| TaskError::BadOutput(e.to_string()))?;
         files::write_output(job.output, &file, &bytes)?;
     }
     Ok(())

@@ -8,8 +8,15 @@ use std::collections::HashMap;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
-use super::npy::{self, Array, DType};
-use crate::TaskError;
+use crate::npy::{self, Array, DType};
+
+/// A tensor file that cannot be read or written, naming the file and what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {why}")]
+pub struct TensorError {
+    pub file: String,
+    pub why: String,
+}
 
 /// How output tensors are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,8 +45,8 @@ impl Format {
 
 /// The tensor in input `file` (its bytes) for the model input `name`: a `.safetensors`
 /// file gives its tensor of that name, or its only tensor; any other file is read as `.npy`.
-pub fn read(file: &str, bytes: &[u8], name: &str) -> Result<Array, TaskError> {
-    let bad = |why: String| TaskError::BadInput(format!("{file}: {why}"));
+pub fn read(file: &str, bytes: &[u8], name: &str) -> Result<Array, TensorError> {
+    let bad = |why: String| TensorError { file: file.to_string(), why };
     if !file.ends_with(".safetensors") {
         return npy::read(bytes).map_err(|error| bad(error.to_string()));
     }
@@ -58,7 +65,7 @@ pub fn read(file: &str, bytes: &[u8], name: &str) -> Result<Array, TaskError> {
 }
 
 /// The element type of a safetensors tensor, where it is one a task's tensors can have.
-pub(crate) fn element_type(dtype: Dtype) -> Option<DType> {
+pub fn element_type(dtype: Dtype) -> Option<DType> {
     match dtype {
         Dtype::F32 => Some(DType::F32),
         Dtype::F64 => Some(DType::F64),
@@ -79,14 +86,15 @@ fn safetensors_dtype(dtype: DType) -> Dtype {
 }
 
 /// The file name and bytes of output `name` in `format`.
-pub fn write(format: Format, name: &str, array: &Array) -> Result<(String, Vec<u8>), TaskError> {
+pub fn write(format: Format, name: &str, array: &Array) -> Result<(String, Vec<u8>), TensorError> {
     let file = format!("{name}.{}", format.extension());
     let bytes = match format {
         Format::Npy => npy::write(array),
         Format::Safetensors => {
             let dtype = safetensors_dtype(array.dtype);
-            let failed = |error: safetensors::SafeTensorError| {
-                TaskError::BadOutput(format!("writing output {name:?} as safetensors: {error}"))
+            let failed = |error: safetensors::SafeTensorError| TensorError {
+                file: file.clone(),
+                why: format!("writing {name:?} as safetensors: {error}"),
             };
             let view = TensorView::new(dtype, array.shape.clone(), &array.data).map_err(failed)?;
             safetensors::serialize([(name, view)], None::<HashMap<String, String>>).map_err(failed)?
