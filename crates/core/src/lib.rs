@@ -14,6 +14,7 @@ pub mod hash;
 pub mod hex;
 pub mod ids;
 pub mod keystore;
+pub mod manifest;
 pub mod merkle;
 pub mod rng;
 mod serde_text;
