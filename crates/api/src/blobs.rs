@@ -3,16 +3,22 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::Extension;
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
 use ogpu_core::BlobHash;
 use ogpu_node::blobs::{BlobError, CHUNK_BYTES};
 use ogpu_node::service::{NodeHandle, Request};
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ask, parse};
+use crate::limits::Guard;
 
 impl From<BlobError> for ApiError {
     fn from(error: BlobError) -> ApiError {
@@ -24,19 +30,43 @@ impl From<BlobError> for ApiError {
     }
 }
 
+/// The longest pause between two frames of an upload's body.
+const UPLOAD_PAUSE: Duration = Duration::from_secs(30);
+
+/// File IO on a blocking thread, so that it does not hold up the threads serving requests.
+async fn blocking<T: Send + 'static>(
+    io: impl FnOnce() -> Result<T, BlobError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(io).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(error) => Err(ApiError::internal(format!("blob IO stopped: {error}"))),
+    }
+}
+
 #[utoipa::path(post, path = "/v1/blobs", request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, description = "`{hash, size}`: the blob's blake3 address"), (status = 413, description = "Over the chain's blob size limit")))]
-pub async fn upload(State(node): State<NodeHandle>, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
+    responses((status = 201, description = "`{hash, size}`: the blob's blake3 address"), (status = 413, description = "Over the chain's blob size limit"),
+        (status = 429, description = "Over the client's upload allowance")))]
+pub async fn upload(
+    State(node): State<NodeHandle>,
+    State(guard): State<Arc<Guard>>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let client = client.map(|Extension(ConnectInfo(address))| address.ip());
     let limit = node.finalized.borrow().params.max_blob_bytes;
     let mut writer = node.blobs.writer(limit)?;
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    // An upload may take long, but not pause long: each frame must come within the limit.
+    while let Some(chunk) = tokio::time::timeout(UPLOAD_PAUSE, stream.next())
+        .await
+        .map_err(|_| ApiError::bad_request("body_stalled", format!("no bytes for {} s", UPLOAD_PAUSE.as_secs())))?
+    {
         let chunk = chunk.map_err(|e| ApiError::bad_request("body_interrupted", e))?;
-        // Local file writes of one body frame: short enough not to need a blocking thread.
-        writer.write(&chunk)?;
+        guard.upload(client, chunk.len())?;
+        writer = blocking(move || writer.write(&chunk).map(|()| writer)).await?;
     }
     let size = writer.written();
-    let hash = writer.finish(None)?;
+    let hash = blocking(move || writer.finish(None)).await?;
     Ok((StatusCode::CREATED, Json(json!({ "hash": hash, "size": size }))))
 }
 
@@ -52,10 +82,15 @@ pub async fn download(State(node): State<NodeHandle>, Path(hash): Path<String>) 
     let size = node.blobs.size(&hash).ok_or_else(|| ApiError::not_found("unknown_blob", hash))?;
     let chunks = size.div_ceil(CHUNK_BYTES as u64);
     let blobs = node.blobs.clone();
-    let stream = futures::stream::iter(0..chunks).map(move |index| match blobs.chunk(&hash, index) {
-        Ok(Some((bytes, _))) => Ok(Bytes::from(bytes)),
-        Ok(None) => Err(std::io::Error::other("the blob disappeared while it was read")),
-        Err(error) => Err(std::io::Error::other(error.to_string())),
+    let stream = futures::stream::iter(0..chunks).then(move |index| {
+        let blobs = blobs.clone();
+        async move {
+            match blocking(move || blobs.chunk(&hash, index)).await {
+                Ok(Some((bytes, _))) => Ok(Bytes::from(bytes)),
+                Ok(None) => Err(std::io::Error::other("the blob disappeared while it was read")),
+                Err(error) => Err(std::io::Error::other(format!("{error:?}"))),
+            }
+        }
     });
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream".to_string()), (header::CONTENT_LENGTH, size.to_string())],

@@ -6,12 +6,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use ogpu_core::encoding::Canonical;
 use ogpu_core::tx::Transaction;
-use ogpu_core::{Address, Block, Hash};
+use ogpu_core::{Address, Hash};
 use ogpu_node::service::{NodeHandle, Request};
+use ogpu_node::store::{Store, StoreError, TxRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::error::{ApiError, ask, parse};
+use crate::error::{ApiError, ask, parse, read_store};
 
 /// Transactions one batch may carry.
 pub const MAX_BATCH: usize = 10_000;
@@ -43,15 +44,8 @@ const ACCOUNT_TXS: usize = 100;
     responses((status = 200, description = "The account's latest finalized transactions")))]
 pub async fn account_txs(State(node): State<NodeHandle>, Path(address): Path<String>) -> Result<Json<Value>, ApiError> {
     let address: Address = parse("address", &address)?;
-    let mut at = node.store.txs_by(&address).map_err(ApiError::internal)?;
-    at.drain(..at.len().saturating_sub(ACCOUNT_TXS));
-    let mut txs = Vec::with_capacity(at.len());
-    for (height, index) in at {
-        let block = node.store.block(height).map_err(ApiError::internal)?;
-        if let Some(tx) = block.as_ref().and_then(|b| b.txs.get(index as usize)) {
-            txs.push(tx_view(&node, tx)?);
-        }
-    }
+    let sent = read_store(&node, move |store| store.sent_by(&address, ACCOUNT_TXS)).await?;
+    let txs: Vec<Value> = sent.iter().map(|(hash, record)| tx_view(hash, Some(record))).collect();
     Ok(Json(json!({ "address": address, "txs": txs })))
 }
 
@@ -117,18 +111,17 @@ pub async fn submit_batch(
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted, "rejected": rejected }))))
 }
 
-fn tx_view(node: &NodeHandle, tx: &Transaction) -> Result<Value, ApiError> {
-    let hash = tx.hash();
-    let record = node.store.tx(&hash).map_err(ApiError::internal)?;
-    Ok(json!({
+/// A finalized transaction as lists show it, from its record.
+fn tx_view(hash: &Hash, record: Option<&TxRecord>) -> Value {
+    json!({
         "hash": hash,
-        "sender": tx.sender_address(),
-        "nonce": tx.nonce,
-        "fee": tx.fee,
-        "kind": tx.body.kind(),
-        "height": record.as_ref().map(|r| r.height),
-        "error": record.and_then(|r| r.error),
-    }))
+        "sender": record.map(|r| r.sender),
+        "nonce": record.map(|r| r.nonce),
+        "fee": record.map(|r| r.fee),
+        "kind": record.map(|r| r.kind.as_str()),
+        "height": record.map(|r| r.height),
+        "error": record.and_then(|r| r.error.as_deref()),
+    })
 }
 
 #[utoipa::path(get, path = "/v1/txs/{hash}", params(("hash" = String, Path, description = "Transaction hash, hex")),
@@ -136,8 +129,8 @@ fn tx_view(node: &NodeHandle, tx: &Transaction) -> Result<Value, ApiError> {
         (status = 404, description = "Neither pending nor finalized here")))]
 pub async fn tx(State(node): State<NodeHandle>, Path(hash): Path<String>) -> Result<Json<Value>, ApiError> {
     let hash: Hash = parse("hash", &hash)?;
-    let finalized = |node: &NodeHandle| -> Result<Option<Json<Value>>, ApiError> {
-        Ok(node.store.tx(&hash).map_err(ApiError::internal)?.map(|record| {
+    let finalized = async |node: &NodeHandle| -> Result<Option<Json<Value>>, ApiError> {
+        Ok(read_store(node, move |store| store.tx(&hash)).await?.map(|record| {
             Json(json!({
                 "hash": hash,
                 "status": "finalized",
@@ -149,7 +142,7 @@ pub async fn tx(State(node): State<NodeHandle>, Path(hash): Path<String>) -> Res
             }))
         }))
     };
-    if let Some(view) = finalized(&node)? {
+    if let Some(view) = finalized(&node).await? {
         return Ok(view);
     }
     if ask(&node, |reply| Request::Pending(hash, reply)).await? {
@@ -157,17 +150,23 @@ pub async fn tx(State(node): State<NodeHandle>, Path(hash): Path<String>) -> Res
     }
     // The node commits a block before it prunes the mempool, so a transaction finalized
     // between the two looks is in the store now.
-    if let Some(view) = finalized(&node)? {
+    if let Some(view) = finalized(&node).await? {
         return Ok(view);
     }
     Err(ApiError::not_found("unknown_transaction", format!("{hash} is neither pending nor finalized on this node")))
 }
 
-fn block_view(node: &NodeHandle, block: &Block) -> Result<Value, ApiError> {
+/// A finalized block with its transactions' verdicts and its events, read together.
+fn block_view(store: &Store, height: u64) -> Result<Option<Value>, StoreError> {
+    let Some(block) = store.block(height)? else { return Ok(None) };
     let header = block.header();
-    let events = node.store.events(header.height).map_err(ApiError::internal)?;
-    let txs = block.txs.iter().map(|tx| tx_view(node, tx)).collect::<Result<Vec<_>, _>>()?;
-    Ok(json!({
+    let events = store.events(height)?;
+    let mut txs = Vec::with_capacity(block.txs.len());
+    for tx in &block.txs {
+        let hash = tx.hash();
+        txs.push(tx_view(&hash, store.tx(&hash)?.as_ref()));
+    }
+    Ok(Some(json!({
         "height": header.height,
         "hash": block.hash(),
         "parent": header.parent,
@@ -178,15 +177,15 @@ fn block_view(node: &NodeHandle, block: &Block) -> Result<Value, ApiError> {
         "randomness": header.randomness,
         "txs": txs,
         "events": events,
-    }))
+    })))
 }
 
 #[utoipa::path(get, path = "/v1/blocks/{height}", params(("height" = u64, Path)),
     responses((status = 200, description = "A finalized block: header, transactions with verdicts, events"), (status = 404, description = "Not finalized yet")))]
 pub async fn block(State(node): State<NodeHandle>, Path(height): Path<String>) -> Result<Json<Value>, ApiError> {
     let height: u64 = parse("height", &height)?;
-    match node.store.block(height).map_err(ApiError::internal)? {
-        Some(block) => block_view(&node, &block).map(Json),
+    match read_store(&node, move |store| block_view(store, height)).await? {
+        Some(view) => Ok(Json(view)),
         None => Err(ApiError::not_found("unknown_block", format!("block {height} is not finalized"))),
     }
 }

@@ -44,6 +44,11 @@ impl ApiError {
         ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, error: "internal", detail }
     }
 
+    /// The node cannot serve this now (a limit is reached); trying later may work.
+    pub fn unavailable_because(error: &'static str, detail: impl ToString) -> ApiError {
+        ApiError { status: StatusCode::SERVICE_UNAVAILABLE, error, detail: detail.to_string() }
+    }
+
     pub fn unavailable() -> ApiError {
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -71,6 +76,19 @@ impl From<JsonRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> ApiError {
         ApiError { status: StatusCode::BAD_REQUEST, error: "invalid_query", detail: rejection.body_text() }
+    }
+}
+
+/// Runs `read` on the node's store on a blocking thread: redb reads are disk IO, which
+/// must not hold up the threads that serve every other request.
+pub async fn read_store<T: Send + 'static>(
+    node: &NodeHandle,
+    read: impl FnOnce(&ogpu_node::store::Store) -> Result<T, ogpu_node::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = node.store.clone();
+    match tokio::task::spawn_blocking(move || read(&store)).await {
+        Ok(result) => result.map_err(ApiError::internal),
+        Err(error) => Err(ApiError::internal(format!("a store read stopped: {error}"))),
     }
 }
 

@@ -3,6 +3,7 @@
 //! narrows the feed to that task's events (blocks without any are skipped).
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -16,6 +17,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::{ApiError, parse};
+use crate::limits::Guard;
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(default, deny_unknown_fields)]
@@ -45,15 +47,19 @@ fn sse_events(finalized: &Finalized, task: Option<TaskId>) -> Vec<Event> {
 }
 
 #[utoipa::path(get, path = "/v1/events", params(FeedQuery),
-    responses((status = 200, description = "text/event-stream of `block` and `chain` events", content_type = "text/event-stream")))]
+    responses((status = 200, description = "text/event-stream of `block` and `chain` events", content_type = "text/event-stream"),
+        (status = 503, description = "As many streams are open as the node serves")))]
 pub async fn events(
     State(node): State<NodeHandle>,
+    State(guard): State<Arc<Guard>>,
     query: Result<Query<FeedQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Query(query) = query?;
     let task = query.task.as_deref().map(|t| parse("task", t).map(TaskId)).transpose()?;
+    // Held by the stream: its place is given back when the client goes.
+    let place = guard.stream()?;
     let receiver = node.feed.subscribe();
-    let stream = futures::stream::unfold(receiver, move |mut receiver| async move {
+    let stream = futures::stream::unfold((receiver, place), move |(mut receiver, place)| async move {
         let events = match receiver.recv().await {
             Ok(finalized) => sse_events(&finalized, task),
             // A slow client misses blocks rather than holding the node back; it is told.
@@ -62,7 +68,7 @@ pub async fn events(
             }
             Err(RecvError::Closed) => return None,
         };
-        Some((events, receiver))
+        Some((events, (receiver, place)))
     })
     .flat_map(|events| futures::stream::iter(events.into_iter().map(Ok)));
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))

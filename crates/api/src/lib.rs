@@ -13,6 +13,7 @@ mod chain;
 pub mod client;
 mod error;
 mod feed;
+mod limits;
 mod logs;
 mod market;
 mod metrics;
@@ -23,11 +24,13 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::{get, post};
+use limits::Guard;
 use logs::TaskLogs;
 use ogpu_node::service::NodeHandle;
 use utoipa::OpenApi;
 
 pub use error::ApiError;
+pub use limits::Limits;
 
 /// The API's OpenAPI document, generated from the handlers' annotations.
 #[derive(OpenApi)]
@@ -65,11 +68,19 @@ pub struct ApiDoc;
 /// A batch of 10,000 hex-encoded transfers is about 4 MB of JSON.
 const BATCH_BODY_BYTES: usize = 16 << 20;
 
-/// What handlers share: the node, and the task logs this API keeps beside it.
+/// What handlers share: the node, the task logs this API keeps beside it, and the limits
+/// on what callers may take.
 #[derive(Clone)]
 struct AppState {
     node: NodeHandle,
     logs: Arc<TaskLogs>,
+    guard: Arc<Guard>,
+}
+
+impl FromRef<AppState> for Arc<Guard> {
+    fn from_ref(state: &AppState) -> Arc<Guard> {
+        state.guard.clone()
+    }
 }
 
 impl FromRef<AppState> for NodeHandle {
@@ -84,7 +95,15 @@ impl FromRef<AppState> for Arc<TaskLogs> {
     }
 }
 
+/// The API with the default [`Limits`]. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`, so each client's allowance is
+/// counted by its address.
 pub fn router(node: NodeHandle) -> Router {
+    router_with(node, Limits::default())
+}
+
+pub fn router_with(node: NodeHandle, limits: Limits) -> Router {
+    let guard = Arc::new(Guard::new(limits));
     Router::new()
         .route("/v1/status", get(chain::status))
         .route("/v1/params", get(chain::params))
@@ -111,5 +130,6 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
         .fallback(|| async { ApiError::not_found("not_found", "no such route") })
-        .with_state(AppState { node, logs: Arc::default() })
+        .layer(axum::middleware::from_fn_with_state(guard.clone(), limits::guard))
+        .with_state(AppState { node, logs: Arc::default(), guard })
 }

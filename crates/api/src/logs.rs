@@ -36,6 +36,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::{ApiError, parse};
+use crate::limits::Guard;
 
 /// Entries one request may carry.
 const MAX_ENTRIES: usize = 256;
@@ -329,18 +330,20 @@ pub struct StreamQuery {
 
 #[utoipa::path(get, path = "/v1/tasks/{id}/logs/stream", params(("id" = String, Path, description = "Task id, hex"), StreamQuery),
     responses((status = 200, description = "text/event-stream of `log` events: a signed entry each, its cursor as the event id", content_type = "text/event-stream"),
-        (status = 404, description = "No such task")))]
+        (status = 404, description = "No such task"), (status = 503, description = "As many streams are open as the node serves")))]
 pub async fn stream(
     State(node): State<NodeHandle>,
     State(logs): State<Arc<TaskLogs>>,
+    State(guard): State<Arc<Guard>>,
     Path(id): Path<String>,
     query: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, axum::Error>>>, ApiError> {
     let Query(query) = query?;
     let task = known_task(&node, &id)?;
+    let place = guard.stream()?;
     // Subscribed before the first read, so no entry can slip in between unannounced.
     let wakeups = logs.written.subscribe();
-    let follow = Follow { logs, task, next: query.from, wakeups };
+    let follow = Follow { logs, task, next: query.from, wakeups, _place: place };
     let events = futures::stream::unfold(follow, Follow::next_batch).flat_map(futures::stream::iter);
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
@@ -351,6 +354,8 @@ struct Follow {
     task: TaskId,
     next: u64,
     wakeups: broadcast::Receiver<TaskId>,
+    /// The stream's place among those the node serves, given back when it is dropped.
+    _place: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Follow {

@@ -10,7 +10,7 @@ use ogpu_node::service::NodeHandle;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::error::{ApiError, parse};
+use crate::error::{ApiError, parse, read_store};
 
 /// A list's default and largest length.
 const DEFAULT_LIMIT: usize = 100;
@@ -82,7 +82,7 @@ pub async fn task(State(node): State<NodeHandle>, Path(id): Path<String>) -> Res
     let task = task.ok_or_else(|| ApiError::not_found("unknown_task", format!("no task {id}")))?;
     let mut view = with_id("id", id, &task)?;
     view["phase_name"] = json!(task.phase.name());
-    view["events"] = json!(history(node.store.task_events(&id).map_err(ApiError::internal)?));
+    view["events"] = json!(history(read_store(&node, move |store| store.task_events(&id)).await?));
     Ok(Json(view))
 }
 
@@ -115,7 +115,8 @@ pub async fn provider(State(node): State<NodeHandle>, Path(address): Path<String
     let provider =
         provider.ok_or_else(|| ApiError::not_found("unknown_provider", format!("{address} is not a provider")))?;
     let mut view = with_id("address", address, provider)?;
-    view["events"] = json!(history(node.store.party_events(&address, PARTY_EVENTS).map_err(ApiError::internal)?));
+    let events = read_store(&node, move |store| store.party_events(&address, PARTY_EVENTS)).await?;
+    view["events"] = json!(history(events));
     Ok(Json(view))
 }
 
@@ -126,7 +127,7 @@ pub async fn party_events(
     Path(address): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let address: Address = parse("address", &address)?;
-    let events = node.store.party_events(&address, PARTY_EVENTS).map_err(ApiError::internal)?;
+    let events = read_store(&node, move |store| store.party_events(&address, PARTY_EVENTS)).await?;
     Ok(Json(json!({ "address": address, "events": history(events) })))
 }
 

@@ -156,3 +156,73 @@ async fn bad_requests_get_a_4xx_naming_the_problem() {
     let (_, status) = api.get("/v1/status").await;
     assert_eq!(status["mempool"], 0);
 }
+
+/// A GET from `client`, as the server sees it when it serves over TCP.
+fn from(client: [u8; 4], uri: &str) -> Request<Body> {
+    let mut request = Request::get(uri).body(Body::empty()).unwrap();
+    let address = std::net::SocketAddr::from((client, 40_000));
+    request.extensions_mut().insert(axum::extract::ConnectInfo(address));
+    request
+}
+
+/// Finding 19: the API had no rate limit, so one client could take all of a node's
+/// attention. Requests from one address beyond its allowance are refused with 429; other
+/// clients are served as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_request_allowance_is_refused_and_others_are_not() {
+    let api = start();
+    let mut refused = 0;
+    for _ in 0..1_000 {
+        let response = api.router.clone().oneshot(from([10, 0, 0, 1], "/v1/params")).await.unwrap();
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            other => panic!("{other}"),
+        }
+    }
+    assert!(refused >= 400, "{refused} of 1000 back-to-back requests refused");
+    let other = api.router.clone().oneshot(from([10, 0, 0, 2], "/v1/params")).await.unwrap();
+    assert_eq!(other.status(), StatusCode::OK, "another client is served");
+}
+
+/// Finding 19: every `/v1/events` subscriber held a task and a feed receiver, without
+/// limit. Past the cap, a new stream is refused with 503 until one closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_past_the_cap_are_refused_until_one_closes() {
+    let api = start();
+    let mut open = Vec::new();
+    let refused = loop {
+        // Each from its own address, so that the per-client allowance is not what stops them.
+        let client = [10, 1, (open.len() / 256) as u8, (open.len() % 256) as u8];
+        let response = api.router.clone().oneshot(from(client, "/v1/events")).await.unwrap();
+        if response.status() != StatusCode::OK {
+            break response;
+        }
+        open.push(response);
+        assert!(open.len() <= 10_000, "10000 streams open and none refused");
+    };
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = serde_json::from_slice(&to_bytes(refused.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(body["error"], "too_many_streams", "{body}");
+    drop(open.pop());
+    let again = api.router.clone().oneshot(from([10, 2, 0, 0], "/v1/events")).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK, "a closed stream makes room");
+}
+
+/// Finding 8: anyone could upload without limit. Each client address has an upload
+/// allowance (and what nothing on chain refers to is collected: see the node's tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_upload_allowance_is_refused() {
+    let api = common::start_with(ogpu_api::Limits { upload_bytes_per_hour: 1 << 20, ..Default::default() });
+    let upload = |client: [u8; 4], fill: u8| {
+        let mut request = Request::post("/v1/blobs").body(Body::from(vec![fill; 600 << 10])).unwrap();
+        request.extensions_mut().insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((client, 1))));
+        api.router.clone().oneshot(request)
+    };
+    assert_eq!(upload([10, 0, 0, 1], 1).await.unwrap().status(), StatusCode::CREATED);
+    let refused = upload([10, 0, 0, 1], 2).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = serde_json::from_slice(&to_bytes(refused.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(body["error"], "upload_quota");
+    assert_eq!(upload([10, 0, 0, 2], 3).await.unwrap().status(), StatusCode::CREATED, "another client uploads");
+}

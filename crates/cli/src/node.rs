@@ -82,7 +82,9 @@ async fn serve(data: &Path, api: Option<SocketAddr>) -> Result<()> {
             tokio::net::TcpListener::bind(address).await.with_context(|| format!("binding the API to {address}"))?;
         tracing::info!(%address, "API listening");
         let router = ogpu_api::router(handle);
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        // With each client's address, which the API's per-client limits count by.
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, service).await });
     }
     tokio::spawn(async move {
         let _ = shutdown_signal().await;

@@ -5,15 +5,26 @@
 //! becomes visible under its hash only once it is complete, within the size limit, and
 //! (for a transfer) equal to the hash that was asked for. Peers read blobs back in
 //! [`CHUNK_BYTES`] chunks.
+//!
+//! Blobs are kept while something on chain refers to them (see [`pinned`]: a task's
+//! program and inputs, a pool's model, a result and the files its manifest lists);
+//! anything else is collected once it is older than a grace period, which gives a client
+//! time to submit the task its uploads are for, and a provider to commit the result it
+//! uploaded.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::time::{Duration, SystemTime};
+
 use borsh::{BorshDeserialize, BorshSerialize};
+use ogpu_chain::State;
+use ogpu_chain::state::{Outcome, Phase, Stage};
 use ogpu_core::encoding::Canonical;
-use ogpu_core::{BlobHash, Hash};
+use ogpu_core::{BlobHash, Hash, manifest};
 
 /// What one transfer request carries at most.
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -85,6 +96,14 @@ impl BlobStore {
         }
     }
 
+    /// A whole blob of at most one chunk (a result's manifest), if it is here.
+    fn read_small(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, BlobError> {
+        match self.chunk(hash, 0)? {
+            Some((bytes, len)) if len == bytes.len() as u64 => Ok(Some(bytes)),
+            _ => Ok(None),
+        }
+    }
+
     /// Chunk `index` of a blob and the blob's whole length, if the blob is here.
     pub fn chunk(&self, hash: &BlobHash, index: u64) -> Result<Option<(Vec<u8>, u64)>, BlobError> {
         let Some(mut file) = self.open_blob(hash)? else { return Ok(None) };
@@ -94,6 +113,27 @@ impl BlobStore {
         let mut bytes = Vec::with_capacity(CHUNK_BYTES.min((len - start) as usize));
         file.take(CHUNK_BYTES as u64).read_to_end(&mut bytes)?;
         Ok(Some((bytes, len)))
+    }
+
+    /// Deletes every blob that `pinned` does not hold and that arrived more than `grace`
+    /// ago; returns how many blobs and bytes went.
+    pub fn collect(&self, pinned: &BTreeSet<BlobHash>, grace: Duration) -> Result<(usize, u64), BlobError> {
+        let cutoff = SystemTime::now().checked_sub(grace).unwrap_or(SystemTime::UNIX_EPOCH);
+        let (mut count, mut bytes) = (0, 0);
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let Some(hash) = entry.file_name().to_str().and_then(|name| name.parse::<Hash>().ok()).map(BlobHash) else {
+                continue;
+            };
+            let metadata = entry.metadata()?;
+            if pinned.contains(&hash) || !metadata.is_file() || metadata.modified()? > cutoff {
+                continue;
+            }
+            fs::remove_file(entry.path())?;
+            count += 1;
+            bytes += metadata.len();
+        }
+        Ok((count, bytes))
     }
 
     /// A writer for a new blob of at most `limit` bytes.
@@ -116,6 +156,36 @@ impl BlobStore {
         writer.write(bytes)?;
         writer.finish(None)
     }
+}
+
+/// The blobs the finalized state refers to: every task's program and inputs, every pool's
+/// model, every result revealed or accepted, and the files listed by the manifests of
+/// those results that this store holds.
+pub fn pinned(state: &State, store: &BlobStore) -> BTreeSet<BlobHash> {
+    let mut pinned = BTreeSet::new();
+    let mut results = Vec::new();
+    for task in state.tasks.values() {
+        pinned.insert(task.spec.workload.program);
+        pinned.extend(task.spec.workload.inputs.values().copied());
+        for executor in &task.executors {
+            if let Stage::Revealed(claim) = &executor.stage {
+                results.push(claim.output);
+            }
+        }
+        match &task.phase {
+            Phase::Racing { entries, .. } => results.extend(entries.iter().filter_map(|e| e.claim.map(|c| c.output))),
+            Phase::Done(Outcome::Completed { output }) => results.push(*output),
+            _ => {}
+        }
+    }
+    pinned.extend(state.pools.values().map(|pool| pool.spec.model));
+    for result in results {
+        let result = BlobHash(result);
+        pinned.insert(result);
+        let listed = store.read_small(&result).ok().flatten().and_then(|bytes| manifest::parse(&bytes).ok());
+        pinned.extend(listed.into_iter().flatten().map(|file| file.hash));
+    }
+    pinned
 }
 
 /// A blob being written: hashed and counted as it streams to a temporary file.

@@ -44,6 +44,9 @@ pub struct NodeConfig {
     /// Bytes a second of finalized headers and blocks this node reads from disk for one
     /// peer (a node catching up, or following the chain).
     pub serve_bytes_per_s: u64,
+    /// Seconds an upload or transfer may stay in the blob store without anything on chain
+    /// referring to it, before it is collected.
+    pub blob_grace_s: u64,
 }
 
 impl Default for NodeConfig {
@@ -58,6 +61,7 @@ impl Default for NodeConfig {
             snapshot_every: 100,
             peer_bytes_per_s: 64 << 20,
             serve_bytes_per_s: 16 << 20,
+            blob_grace_s: 3_600,
         }
     }
 }
@@ -218,6 +222,10 @@ struct Node {
     serving: HashMap<PeerId, (TokenBucket, usize)>,
     serve_bytes_per_s: u64,
     read: mpsc::UnboundedSender<Read>,
+    blob_grace: Duration,
+    /// When blobs were last collected, and whether a collection is running.
+    collected_at: std::time::Instant,
+    collecting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Opens the store and blob store in `data_dir` and joins the network; the node runs
@@ -277,6 +285,9 @@ pub fn start(
         serving: HashMap::new(),
         serve_bytes_per_s: config.serve_bytes_per_s,
         read,
+        blob_grace: Duration::from_secs(config.blob_grace_s),
+        collected_at: std::time::Instant::now(),
+        collecting: Arc::default(),
     };
     node.dispatch(actions)?;
     Ok((handle, Service { node, requests: receiver, checked: checked_receiver, read: read_receiver }))
@@ -305,6 +316,7 @@ impl Service {
                 _ = housekeeping.tick() => {
                     node.expire_fetches();
                     node.forget_idle_peers();
+                    node.collect_blobs();
                 }
                 _ = &mut shutdown => {
                     info!("shutting down");
@@ -748,6 +760,27 @@ impl Node {
 }
 
 impl Node {
+    /// Every quarter of the grace period (at most every ten minutes), deletes on a blocking
+    /// thread the blobs nothing on chain refers to that are older than the grace period.
+    fn collect_blobs(&mut self) {
+        use std::sync::atomic::Ordering;
+        let every = (self.blob_grace / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        if self.collected_at.elapsed() < every || self.collecting.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.collected_at = std::time::Instant::now();
+        let (state, blobs, grace, collecting) =
+            (self.replica.finalized().clone(), self.blobs.clone(), self.blob_grace, self.collecting.clone());
+        tokio::task::spawn_blocking(move || {
+            match blobs.collect(&crate::blobs::pinned(&state, &blobs), grace) {
+                Ok((0, _)) => {}
+                Ok((count, bytes)) => info!(count, bytes, "collected blobs nothing on chain refers to"),
+                Err(error) => warn!(%error, "cannot collect blobs"),
+            }
+            collecting.store(false, Ordering::SeqCst);
+        });
+    }
+
     /// Drops per-peer allowances that have refilled completely: a full bucket is what a
     /// new one would be, so forgetting it changes nothing but the memory it takes.
     fn forget_idle_peers(&mut self) {

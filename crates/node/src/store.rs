@@ -27,6 +27,8 @@ const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots")
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Address to `(height, index)` of every transaction it sent.
 const BY_SENDER: MultimapTableDefinition<&[u8; 20], (u64, u32)> = MultimapTableDefinition::new("by_sender");
+/// `(height, index)` to the hash of the transaction there.
+const TX_AT: TableDefinition<(u64, u32), &[u8; 32]> = TableDefinition::new("tx_at");
 /// Transaction hash to its [`TxRecord`].
 const TXS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("txs");
 /// Height to the block's events.
@@ -84,6 +86,12 @@ impl From<DecodeError> for StoreError {
 pub struct TxRecord {
     pub height: u64,
     pub index: u32,
+    pub sender: Address,
+    pub nonce: u64,
+    /// The fee offered; what was charged is `fee_paid`.
+    pub fee: Amount,
+    /// The body's kind (`transfer`, `submit_task`, ...).
+    pub kind: String,
     pub fee_paid: Amount,
     /// Why the chain refused it, if it did (its fee may still have been charged).
     pub error: Option<String>,
@@ -116,6 +124,7 @@ impl Store {
             write.open_table(HEIGHTS)?;
             write.open_table(SNAPSHOTS)?;
             write.open_multimap_table(BY_SENDER)?;
+            write.open_table(TX_AT)?;
             write.open_table(TXS)?;
             write.open_table(EVENTS)?;
             write.open_multimap_table(BY_TASK)?;
@@ -167,11 +176,18 @@ impl Store {
             write.open_table(HEIGHTS)?.insert(&block.hash().0, height)?;
             let mut by_sender = write.open_multimap_table(BY_SENDER)?;
             let mut txs = write.open_table(TXS)?;
+            let mut tx_at = write.open_table(TX_AT)?;
             for (index, (tx, receipt)) in block.txs.iter().zip(&outcome.receipts).enumerate() {
-                by_sender.insert(&tx.sender_address().0, (height, index as u32))?;
+                let sender = tx.sender_address();
+                by_sender.insert(&sender.0, (height, index as u32))?;
+                tx_at.insert((height, index as u32), &receipt.tx.0)?;
                 let record = TxRecord {
                     height,
                     index: index as u32,
+                    sender,
+                    nonce: tx.nonce,
+                    fee: tx.fee,
+                    kind: tx.body.kind().to_string(),
                     fee_paid: receipt.fee_paid,
                     error: receipt.result.as_ref().err().map(ToString::to_string),
                 };
@@ -230,6 +246,24 @@ impl Store {
         let mut out = Vec::new();
         for entry in table.get(&sender.0)? {
             out.push(entry?.value());
+        }
+        Ok(out)
+    }
+
+    /// The newest `limit` transactions `sender` sent, oldest first, each with its hash and
+    /// record: small reads, no block decoded.
+    pub fn sent_by(&self, sender: &Address, limit: usize) -> Result<Vec<(Hash, TxRecord)>, StoreError> {
+        let mut at = self.txs_by(sender)?;
+        at.drain(..at.len().saturating_sub(limit));
+        let read = self.db.begin_read()?;
+        let (tx_at, txs) = (read.open_table(TX_AT)?, read.open_table(TXS)?);
+        let mut out = Vec::with_capacity(at.len());
+        for position in at {
+            let Some(hash) = tx_at.get(position)? else { continue };
+            let hash = Hash(*hash.value());
+            let Some(bytes) = txs.get(&hash.0)? else { continue };
+            let record = TxRecord::try_from_slice(bytes.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.push((hash, record));
         }
         Ok(out)
     }

@@ -158,3 +158,40 @@ async fn a_peer_trickling_short_chunks_does_not_hold_a_fetch() {
     assert!(answered > 0, "the fetch asked the trickling peer");
     assert!(!victim.blobs.contains(&hash));
 }
+
+/// Finding 8: `POST /v1/blobs` (and any transfer) kept whatever it was given, forever. A
+/// blob nothing on chain refers to is collected after the grace period; a task's program
+/// stays as long as the task does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_nothing_on_chain_refers_to_are_collected_after_the_grace_period() {
+    use ogpu_core::spec::TaskSpec;
+    use ogpu_core::tx::{Transaction, TxBody};
+    use ogpu_node::service::NodeConfig;
+
+    let config = NodeConfig { proposer_window_ms: 300, blob_grace_s: 1, ..NodeConfig::default() };
+    let network = common::start_configured(2, &common::genesis(2), config);
+    let node = &network.nodes[0];
+    let program = node.blobs.put(b"(module)", u64::MAX).unwrap();
+    let stray = node.blobs.put(b"nobody asked for this", u64::MAX).unwrap();
+    let spec = TaskSpec::from_toml(&format!(
+        "name = \"pinned\"\ndeadline_blocks = 1000\n[workload]\nkind = \"wasm\"\nprogram = \"{program}\"\n\
+         [market]\nkind = \"auction\"\nmax_price = \"0.01\"\nbid_window = 500\n[verification]\npolicy = \"none\""
+    ))
+    .unwrap();
+    let genesis = common::genesis(2);
+    let submit =
+        Transaction::sign(&common::client(), genesis.chain_id, 0, genesis.params.min_fee, TxBody::SubmitTask { spec });
+    let (reply, answer) = oneshot::channel();
+    node.requests.send(Request::Submit(vec![submit.clone()], reply)).await.unwrap();
+    assert!(answer.await.unwrap()[0].is_ok());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while node.store.tx(&submit.hash()).unwrap().is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "the task was not finalized");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while node.blobs.contains(&stray) {
+        assert!(tokio::time::Instant::now() < deadline, "the stray blob was never collected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(node.blobs.contains(&program), "the task's program is kept");
+}

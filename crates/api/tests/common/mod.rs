@@ -57,13 +57,17 @@ pub struct Api {
 }
 
 pub fn start() -> Api {
+    start_with(ogpu_api::Limits::default())
+}
+
+pub fn start_with(limits: ogpu_api::Limits) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let key = SecretKey::from_name("api-test-validator");
     let config = NodeConfig { proposer_window_ms: 100, ..NodeConfig::default() };
     let (handle, node) = service::start(config, dir.path().to_path_buf(), key, genesis()).unwrap();
     let (stop, shutdown) = oneshot::channel();
     tokio::spawn(node.run(shutdown));
-    Api { router: ogpu_api::router(handle), _stop: stop, _dir: dir }
+    Api { router: ogpu_api::router_with(handle, limits), _stop: stop, _dir: dir }
 }
 
 impl Api {
