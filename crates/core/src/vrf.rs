@@ -134,6 +134,40 @@ pub fn verify(key: &PublicKey, input: &[u8], proof: &VrfProof) -> Result<Hash, V
 mod tests {
     use super::*;
 
+    /// RFC 9381, appendix B.3 (ECVRF-EDWARDS25519-SHA512-TAI), examples 16 and 17, with the
+    /// secret keys of RFC 8032's test 1 and 2: proof `pi` and output `beta` (of which the
+    /// chain keeps the first 32 bytes).
+    #[test]
+    fn the_rfc_9381_test_vectors_hold() {
+        let vectors = [
+            (
+                "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+                "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+                "",
+                "8657106690b5526245a92b003bb079ccd1a92130477671f6fc01ad16f26f723f26f8a57ccaed74ee1b190bed1f479d97\
+                 27d2d0f9b005a6e456a35d4fb0daab1268a1b0db10836d9826a528ca76567805",
+                "90cf1df3b703cce59e2a35b925d411164068269d7b2d29f3301c03dd757876ff",
+            ),
+            (
+                "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+                "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+                "72",
+                "f3141cd382dc42909d19ec5110469e4feae18300e94f304590abdced48aed5933bf0864a62558b3ed7f2fea45c92a465\
+                 301b3bbf5e3e54ddf2d935be3b67926da3ef39226bbc355bdc9850112c8f4b02",
+                "eb4440665d3891d668e7e0fcaf587f1b4bd7fbfe99d0eb2211ccec90496310eb",
+            ),
+        ];
+        let hex = |text: &str| crate::hex::decode(text).unwrap();
+        for (secret, public, alpha, pi, beta) in vectors {
+            let key = SecretKey::from_seed(hex(secret).try_into().unwrap());
+            assert_eq!(key.public().0.to_vec(), hex(public));
+            let (output, proof) = prove(&key, &hex(alpha));
+            assert_eq!(crate::hex::encode(&proof.0), pi.replace(' ', ""), "alpha {alpha:?}");
+            assert_eq!(output.0.to_vec(), hex(beta), "alpha {alpha:?}");
+            assert_eq!(verify(&key.public(), &hex(alpha), &proof), Ok(output));
+        }
+    }
+
     #[test]
     fn proofs_verify_and_outputs_are_unique_per_key_and_input() {
         let key = SecretKey::from_name("validator-0");
