@@ -18,7 +18,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
 mod common;
-use common::{bad_input, device_present, invalid_program, refused, unsupported};
+use common::{available, bad_input, invalid_program, refused, unsupported};
 
 const DIGITS_MODEL: &[u8] = include_bytes!("../../../examples/digits-infer/digits_mlp.onnx");
 const DIGITS_CASES: &str = include_str!("data/digits_mlp.cases.json");
@@ -48,7 +48,7 @@ fn runtime() -> (OnnxRuntime, bool) {
 /// The engines to test on: tract, and onnxruntime where it is here.
 fn engines() -> Vec<&'static str> {
     let mut engines = vec!["engine=tract"];
-    if device_present("onnxruntime", RUNTIME.1) {
+    if available("onnxruntime", RUNTIME.1) {
         engines.push("engine=ort");
     }
     engines
@@ -273,10 +273,11 @@ fn the_example_spec_names_the_example_files_and_classifies_unseen_digits() {
 /// `../shared/data/minilm`, or `None` (with a message) where this checkout lacks it.
 fn minilm() -> Option<(Vec<u8>, Vec<u8>, Value)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/minilm");
-    let Ok(model) = fs::read(dir.join("model.onnx")) else {
-        println!("skipped: no MiniLM model at {}", dir.display());
+    let model = fs::read(dir.join("model.onnx"));
+    if !available("shared-data", model.is_ok()) {
         return None;
-    };
+    }
+    let model = model.ok()?;
     let tokenizer = fs::read(dir.join("tokenizer.json")).unwrap();
     let cases = serde_json::from_str(&fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
     Some((model, tokenizer, cases))
@@ -501,7 +502,7 @@ fn an_engine_or_device_this_provider_lacks_is_named() {
     // onnxruntime's CUDA provider runs where there is a CUDA driver (and onnxruntime-gpu),
     // and is refused, never replaced by the CPU in silence, where there is not.
     let on_cuda = sandbox.run(DIGITS_MODEL, &["input=pixels.npy", "engine=ort", "device=cuda"]);
-    if device_present("cuda", ogpu_runtime::gpu::cuda_driver()) {
+    if available("cuda", ogpu_runtime::gpu::cuda_driver()) {
         on_cuda.unwrap();
         let difference = max_difference(&f32s(&sandbox.output("probabilities.npy")), &digits.probabilities);
         assert!(difference <= digits.tolerance, "on cuda, probabilities differ by {difference}");

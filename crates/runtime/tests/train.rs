@@ -16,7 +16,7 @@ use ogpu_runtime::{Job, Libraries, Outcome, Progress, Runtime, Runtimes, TaskErr
 use serde_json::Value;
 
 mod common;
-use common::{bad_input, bad_output, device_present, invalid_program, refused, unsupported};
+use common::{available, bad_input, bad_output, invalid_program, refused, unsupported};
 
 const EXAMPLE_SPEC: &str = include_str!("../../../examples/digits-train.toml");
 const DIGITS_CONFIG: &str = include_str!("../../../examples/digits-train/mlp.toml");
@@ -468,36 +468,38 @@ fn checkpoint_hashes(outcome: &Outcome) -> Vec<Hash> {
 fn on_wgpu_the_same_seed_gives_the_same_checkpoints_and_cpu_segments_replay_within_tolerance() {
     let adapters = ogpu_runtime::gpu::wgpu_adapters();
     println!("wgpu adapters: {adapters:?}");
-    if device_present("wgpu", !adapters.is_empty()) {
+    if available("wgpu", !adapters.is_empty()) {
         check_gpu_backend("wgpu");
     }
 }
 
 #[test]
 fn on_cuda_the_same_seed_gives_the_same_checkpoints_and_cpu_segments_replay_within_tolerance() {
-    if device_present("cuda", ogpu_runtime::gpu::cuda_driver()) {
+    if available("cuda", ogpu_runtime::gpu::cuda_driver()) {
         check_gpu_backend("cuda");
     }
 }
 
 #[test]
 fn gpus_are_measured_on_the_backend_that_trains_on_them_and_absent_ones_are_refused() {
-    use ogpu_runtime::gpu::{AdapterKind, GpuTarget, matmul_gflops, wgpu_adapters};
+    use ogpu_runtime::gpu::{AdapterKind, GpuTarget, matmul_flops, matmul_gflops, wgpu_adapters};
     let budget = std::time::Duration::from_millis(100);
     let adapters = wgpu_adapters();
-    if device_present("wgpu", !adapters.is_empty()) {
+    if available("wgpu", !adapters.is_empty()) {
         // The backend opens the first software adapter only (Mesa's lavapipe, here).
         for adapter in adapters.iter().filter(|a| a.kind.is_gpu() || (a.kind == AdapterKind::Software && a.index == 0))
         {
-            let gflops = matmul_gflops(adapter.target(), budget).unwrap();
-            println!("{} ({:?}): {gflops} GFLOPS", adapter.name, adapter.kind);
-            assert!(gflops >= 1);
+            // Unclamped: even a software rasterizer multiplies faster than 100 MFLOPS.
+            let flops = matmul_flops(adapter.target(), budget).unwrap();
+            println!("{} ({:?}): {:.1} GFLOPS", adapter.name, adapter.kind, flops / 1e9);
+            assert!(flops > 1e8, "{flops} flops a second");
         }
     }
     let absent = GpuTarget::Wgpu { kind: AdapterKind::Discrete, index: 99 };
     refused(matmul_gflops(absent, budget), unsupported, "wgpu");
-    if device_present("cuda", ogpu_runtime::gpu::cuda_driver()) {
-        assert!(matmul_gflops(GpuTarget::Cuda(0), budget).unwrap() >= 1);
+    if available("cuda", ogpu_runtime::gpu::cuda_driver()) {
+        let flops = matmul_flops(GpuTarget::Cuda(0), budget).unwrap();
+        assert!(flops > 1e9, "{flops} flops a second");
     } else {
         let why = if cfg!(feature = "cuda") { "no CUDA driver" } else { "cuda feature" };
         refused(matmul_gflops(GpuTarget::Cuda(0), budget), unsupported, why);

@@ -8,7 +8,7 @@
 
 mod throughput;
 
-pub use throughput::{GpuTarget, matmul_gflops};
+pub use throughput::{GpuTarget, matmul_flops, matmul_gflops, whole_gflops};
 
 /// A graphics adapter the wgpu backend can train on.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -30,16 +30,27 @@ impl GpuTarget {
 /// throughput rather than its launch latency is measured.
 const SIDE: usize = 1024;
 
-/// The GFLOPS `target` sustains multiplying 1024x1024 f32 matrices, over about `budget`
-/// after one untimed product (which compiles the kernels), or why it cannot be measured.
-pub fn matmul_gflops(target: GpuTarget, budget: Duration) -> Result<u32, TaskError> {
+/// The floating-point operations a second `target` sustains multiplying 1024x1024 f32
+/// matrices, over about `budget` after one untimed product (which compiles the kernels),
+/// or why it cannot be measured.
+pub fn matmul_flops(target: GpuTarget, budget: Duration) -> Result<f64, TaskError> {
     let backend = target.backend();
     let (products, elapsed) = catching_panics(backend, || match target {
         GpuTarget::Wgpu { kind, index } => wgpu(kind, index, budget),
         GpuTarget::Cuda(index) => cuda(index, budget),
     })?;
-    let flops = products as f64 * 2.0 * (SIDE * SIDE * SIDE) as f64;
-    Ok((flops / elapsed.as_secs_f64() / 1e9).round().clamp(1.0, f64::from(u32::MAX)) as u32)
+    Ok(products as f64 * 2.0 * (SIDE * SIDE * SIDE) as f64 / elapsed.as_secs_f64())
+}
+
+/// [`matmul_flops`] as the whole GFLOPS a device profile registers: at least 1 for a device
+/// that computed at all.
+pub fn matmul_gflops(target: GpuTarget, budget: Duration) -> Result<u32, TaskError> {
+    matmul_flops(target, budget).map(whole_gflops)
+}
+
+/// Operations a second as whole GFLOPS, at least 1.
+pub fn whole_gflops(flops: f64) -> u32 {
+    (flops / 1e9).round().clamp(1.0, f64::from(u32::MAX)) as u32
 }
 
 /// Chains products by the identity (each depends on the last, so none is skipped and the
