@@ -168,6 +168,9 @@ fn a_parameter_changes_when_two_thirds_of_stake_approve() {
     let propose = net.tx(&net.validator, TxBody::Propose { change });
     let proposal = ProposalId(propose.hash());
     net.block(vec![propose]);
+    let voting_ends = net.state.proposals.get(&proposal).unwrap().voting_ends;
+    net.advance_to(voting_ends);
+    assert!(net.events().contains(&Event::ProposalPassed { proposal }), "{:?}", net.events());
     net.advance_to(1_000);
     assert_eq!(net.state.params.fault_slash_bps, 3_000, "the only validator in the set approved");
 
@@ -183,7 +186,6 @@ fn a_parameter_changes_when_two_thirds_of_stake_approve() {
         "10000 of 15000 is not over two thirds"
     );
     assert_eq!(net.state.params.fault_slash_bps, 3_000);
-    let _ = proposal;
 }
 
 #[test]

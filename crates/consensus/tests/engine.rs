@@ -212,8 +212,16 @@ fn a_restarted_proposer_builds_nothing_at_a_height_it_built_before() {
 #[test]
 fn a_new_epoch_replaces_the_validator_set() {
     let mut e = engine(0);
-    e.handle(1, Input::NewEpoch(set(1)));
-    dropped(&mut e, addr(1), Message::Query { epoch: 0, poll: 0, height: 1, tip: GENESIS.hash });
+    let newcomer = SecretKey::from_name("newcomer");
+    let members = [keys()[0].public(), keys()[1].public(), keys()[2].public(), newcomer.public()];
+    e.handle(1, Input::NewEpoch(ValidatorSet::new(1, members.iter().map(|key| (*key, 100)))));
+    let query = |epoch| Message::Query { epoch, poll: poll_at(1, 0), height: 1, tip: GENESIS.hash };
+    let out = e.handle(1, Input::Message { from: Address::of(&newcomer.public()), message: query(1) });
+    assert_eq!(chits(&out).len(), 1, "the newcomer is a member: {out:?}");
+    let out = e.handle(1, Input::Message { from: addr(3), message: query(1) });
+    let unsigned = matches!(out.as_slice(), [Output::Send { message: Message::Vote { .. }, .. }]);
+    assert!(unsigned, "the validator that left gets only an unsigned answer: {out:?}");
+    dropped(&mut e, addr(1), query(0));
 }
 
 proptest! {

@@ -14,14 +14,18 @@ fn small_params() -> Params {
 }
 
 /// A random adversarial setting for `seed`: 5 to 8 validators, equal or Pareto stake, loss
-/// up to 10%, a partition that heals, and byzantine validators holding at most 20% of stake.
+/// up to 5%, a partition that heals, and byzantine validators holding at most 20% of stake.
 fn adversarial(seed: u64) -> Config {
     let mut rng = DetRng::new(&Hash::tagged("ogpu/sim-test", &[&seed.to_le_bytes()]), "setting", &[]);
     let validators = 5 + rng.below(4) as usize;
     let mut config = Config::new(validators, seed);
     config.params = small_params();
     config.duration_ms = 3_000;
-    config.loss = rng.below(11) as f64 / 100.0;
+    // Loss up to 5%: with one of six validators mute, the quorum scaled to six (5 of 6)
+    // has no slack, so any lost query or chit fails a poll, and at 10% loss beta polls in a
+    // row almost never succeed: such runs finalize nothing, which proves nothing about
+    // safety (docs/security.md records this limit of small validator sets).
+    config.loss = rng.below(6) as f64 / 100.0;
     if rng.below(2) == 0 {
         config.stake = StakeDistribution::Pareto { shape: 1.5 };
     }
@@ -47,10 +51,24 @@ fn byzantine_share(config: &Config, report_stake: &[u128]) -> f64 {
     bad as f64 / total as f64
 }
 
+/// The run of `adversarial(seed)`, longer (12 s instead of 3) when no honest validator
+/// accepted anything in the first: a run that accepts nothing is safe without showing
+/// anything. In 3 s of loss, a partition and a byzantine peer, about one setting in 25
+/// finalizes nothing yet.
+fn run_until_accepted(seed: u64) -> Report {
+    let report = run(adversarial(seed)).expect("valid parameters");
+    if report.acceptances.iter().any(|blocks| !blocks.is_empty()) {
+        return report;
+    }
+    let mut longer = adversarial(seed);
+    longer.duration_ms = 12_000;
+    run(longer).expect("valid parameters")
+}
+
 #[test]
 fn no_two_honest_validators_ever_accept_different_blocks_at_one_height() {
     let seeds: Vec<u64> = (0..1_000).collect();
-    let failures: Vec<(u64, u64)> = std::thread::scope(|scope| {
+    let failures: Vec<(u64, u64, usize)> = std::thread::scope(|scope| {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4);
         let chunks: Vec<Vec<u64>> =
             (0..threads).map(|t| seeds.iter().copied().skip(t).step_by(threads).collect()).collect();
@@ -61,8 +79,13 @@ fn no_two_honest_validators_ever_accept_different_blocks_at_one_height() {
                     chunk
                         .into_iter()
                         .filter_map(|seed| {
-                            let report = run(adversarial(seed)).expect("valid parameters");
-                            (report.safety_violations > 0).then_some((seed, report.safety_violations))
+                            let report = run_until_accepted(seed);
+                            let accepted = report.acceptances.iter().map(Vec::len).max().unwrap_or(0);
+                            (report.safety_violations > 0 || accepted == 0).then_some((
+                                seed,
+                                report.safety_violations,
+                                accepted,
+                            ))
                         })
                         .collect::<Vec<_>>()
                 })
@@ -70,7 +93,10 @@ fn no_two_honest_validators_ever_accept_different_blocks_at_one_height() {
             .collect();
         handles.into_iter().flat_map(|h| h.join().expect("a simulation thread panicked")).collect()
     });
-    assert!(failures.is_empty(), "safety violated; replay with adversarial(seed): {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "safety violated or nothing accepted; replay with adversarial(seed): (seed, violations, most accepted) {failures:?}"
+    );
 }
 
 #[test]
