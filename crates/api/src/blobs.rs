@@ -1,9 +1,9 @@
 //! Blob upload and download. Uploads stream to disk through the node's hashing writer;
 //! downloads stream from disk, fetching the blob from peers first when this node lacks it.
 
+use axum::Extension;
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::Extension;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};

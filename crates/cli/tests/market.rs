@@ -66,7 +66,6 @@ fn an_auction_replicated_twice_settles_every_balance_exactly() {
     let Outcome::Completed { output: result } = devnet.wait_until_ended(&id, Duration::from_secs(60)) else {
         panic!("the task did not complete: {:?}", devnet.events(&id));
     };
-    std::thread::sleep(Duration::from_secs(2));
 
     // The award: the two cheapest bids win, each paid the critical price, which with
     // equal reputations is the best losing bid.
@@ -106,15 +105,29 @@ fn an_auction_replicated_twice_settles_every_balance_exactly() {
     assert_eq!(total_paid, quotes[by_price[2]].checked_mul(2).unwrap());
     let protocol_fee = total_paid.bps(200);
     assert_eq!(refunded, reserved.checked_sub(total_paid).unwrap().checked_sub(protocol_fee).unwrap());
-    for (i, party) in parties.iter().enumerate() {
-        let fees = devnet.fees_since(party, start_height);
-        let after = devnet.balance(party);
-        let (gained, spent) = match i {
-            0 => (refunded, reserved.checked_add(fees).unwrap()),
-            p => (executions[p - 1], fees),
-        };
-        assert_eq!(after, before[i].checked_add(gained).unwrap().checked_sub(spent).unwrap(), "party {i} ({party})");
+    // The providers' last transactions (reveals after the award, say) may still be on
+    // their way: wait until every balance is what the events say, or show which is not.
+    let off = || -> Vec<(usize, Amount, Amount)> {
+        let mut off = Vec::new();
+        for (i, party) in parties.iter().enumerate() {
+            let fees = devnet.fees_since(party, start_height);
+            let after = devnet.balance(party);
+            let (gained, spent) = match i {
+                0 => (refunded, reserved.checked_add(fees).unwrap()),
+                p => (executions[p - 1], fees),
+            };
+            let expected = before[i].checked_add(gained).unwrap().checked_sub(spent).unwrap();
+            if after != expected {
+                off.push((i, after, expected));
+            }
+        }
+        off
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !off().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
     }
+    assert_eq!(off(), vec![], "(party, balance, expected): 0 is the client, then the providers");
 
     // The client fetches the result, and sees the winners' signed logs.
     let out = tempfile::tempdir().unwrap();
@@ -270,15 +283,18 @@ fn a_provider_killed_mid_task_is_slashed_and_the_task_is_auctioned_again() {
     let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let devnet = Devnet::start();
     let program = blake3_of(&Path::new(EXAMPLES).join("wasm-spin.wat"));
-    // About three seconds of work, with a deadline of 8 blocks (4 s) after the start.
+    // Two seconds of work (as measured here, now), which the provider killed right after
+    // its award cannot finish, and a deadline of 20 blocks (10 s) after the start, which
+    // the next one can meet on a loaded machine.
+    let steps = spin_steps_for(Duration::from_secs(2));
     let spec = format!(
         r#"
 name = "spin"
-deadline_blocks = 8
+deadline_blocks = 20
 [workload]
 kind = "wasm"
 program = "{program}"
-args = ["600000000"]
+args = ["{steps}"]
 limits = {{ fuel = 100000000000, memory_mb = 16, timeout_s = 60 }}
 [market]
 {AUCTION}

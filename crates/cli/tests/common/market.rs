@@ -274,3 +274,32 @@ impl Drop for InProcessAgent {
         }
     }
 }
+
+/// Steps of `examples/wasm-spin.wat` that take about `wanted` on this machine now,
+/// measured on the wasm runtime the providers use, so that a task's length does not rest
+/// on a constant measured once on some other machine.
+pub fn spin_steps_for(wanted: Duration) -> u64 {
+    use ogpu_runtime::{Job, Runtime, WasmRuntime};
+    const STEPS: u64 = 200_000_000;
+    let program = std::fs::read(Path::new(EXAMPLES).join("wasm-spin.wat")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (inputs, output) = (dir.path().join("input"), dir.path().join("output"));
+    std::fs::create_dir_all(&inputs).unwrap();
+    std::fs::create_dir_all(&output).unwrap();
+    let limits = ogpu_core::spec::Limits { fuel: u64::MAX / 2, memory_mb: 16, timeout_s: 600 };
+    let args = [STEPS.to_string()];
+    let cancel = AtomicBool::new(false);
+    let job = Job {
+        kind: ogpu_core::spec::WorkloadKind::Wasm,
+        program: &program,
+        inputs: &inputs,
+        output: &output,
+        args: &args,
+        limits,
+        progress: &|_| {},
+        cancel: &cancel,
+    };
+    let started = Instant::now();
+    WasmRuntime::new().unwrap().run(&job).unwrap();
+    (STEPS as f64 * wanted.as_secs_f64() / started.elapsed().as_secs_f64()) as u64
+}
