@@ -6,8 +6,16 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ogpu_node::service::{NodeHandle, Request};
-use serde_json::json;
 use tokio::sync::oneshot;
+
+/// The body of every error answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, as a word a program can match on (`invalid_parameter`, ...).
+    error: String,
+    /// What went wrong, for people.
+    detail: String,
+}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -60,7 +68,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.error, "detail": self.detail }))).into_response()
+        (self.status, Json(ErrorBody { error: self.error.into(), detail: self.detail })).into_response()
     }
 }
 

@@ -61,9 +61,46 @@ pub use limits::Limits;
         feed::events,
         metrics::metrics,
     ),
-    components(schemas(chain::SubmitBody, chain::BatchBody))
+    components(schemas(chain::SubmitBody, chain::BatchBody, error::ErrorBody)),
+    modifiers(&ErrorResponses)
 )]
 pub struct ApiDoc;
+
+/// Adds to every operation the errors any request may get, so the document says all a
+/// client can get back: 400 for a malformed parameter, 429 past the client's allowance,
+/// 503 when the node is at a limit, and for operations with a JSON body 413, 415 and 422.
+/// Every error body is an [`error::ErrorBody`].
+struct ErrorResponses;
+
+impl utoipa::Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |why: &str| {
+            let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+            ResponseBuilder::new().description(why).content("application/json", body).build()
+        };
+        let always = [
+            ("400", "A malformed path or query parameter"),
+            ("429", "Over the client's request allowance"),
+            ("503", "The node is at a limit (requests in progress, streams, time) or shutting down"),
+        ];
+        let with_json_body = [
+            ("413", "A body over the limit"),
+            ("415", "A body that is not JSON"),
+            ("422", "JSON that is not the body expected"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+                let json_body =
+                    operation.request_body.as_ref().is_some_and(|body| body.content.contains_key("application/json"));
+                let extra = if json_body { &with_json_body[..] } else { &[] };
+                for (code, why) in always.iter().chain(extra) {
+                    operation.responses.responses.entry(code.to_string()).or_insert_with(|| error(why).into());
+                }
+            }
+        }
+    }
+}
 
 /// A batch of 10,000 hex-encoded transfers is about 4 MB of JSON.
 const BATCH_BODY_BYTES: usize = 16 << 20;
