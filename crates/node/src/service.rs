@@ -417,7 +417,8 @@ impl Node {
                 }
                 Ok(WireMessage::Txs(txs)) => {
                     // Checked off this task; the verdict follows in `on_checked`.
-                    return Ok(self.check_off_task(txs, Checking::Relay { author: peer, gossip }));
+                    self.check_off_task(txs, Checking::Relay { author: peer, gossip });
+                    return Ok(());
                 }
                 Ok(WireMessage::Block(block)) => match self.replica.on_block(now_ms(), from, block) {
                     Some(actions) => {
