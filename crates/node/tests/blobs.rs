@@ -66,21 +66,27 @@ async fn a_node_fetches_a_peers_blob_in_chunks_and_checks_it() {
     assert!(error.contains("does not have it"), "{error}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_serving_corrupt_bytes_gets_nothing_stored() {
+/// A lying peer named `name` connects to validator 1, which then fetches `hash` with the
+/// liar among the peers it asks; the liar answers each chunk request with `answer` (given
+/// how many it answered before). Returns the network (still running), the fetch's result
+/// and how often the liar was asked, within `limit`.
+async fn fetch_from_a_liar(
+    name: &str,
+    hash: BlobHash,
+    limit: Duration,
+    mut answer: impl FnMut(usize, ChunkRequest) -> ChunkAnswer,
+) -> (common::Network, Result<(), String>, usize) {
     let network = common::start(2);
     connected(&network).await;
-    let wanted = b"the real bytes".to_vec();
-    let hash = BlobHash(Hash::of_bytes(&wanted));
-    let mut liar = net::build_swarm(&SecretKey::from_name("liar"), "ogpu-test", false).unwrap();
+    let mut liar = net::build_swarm(&SecretKey::from_name(name), "ogpu-test", false).unwrap();
     liar.dial(common::address(network.ports[1], &common::keys(2)[1])).unwrap();
     let victim = network.nodes[1].clone();
     let (done, mut finished) = oneshot::channel();
     let mut done = Some(done);
-    let mut asked_liar = false;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut asked = 0;
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
-        assert!(tokio::time::Instant::now() < deadline, "the fetch did not end");
+        assert!(tokio::time::Instant::now() < deadline, "the fetch did not end; the liar answered {asked} times");
         tokio::select! {
             event = liar.select_next_some() => match event {
                 SwarmEvent::ConnectionEstablished { .. } => {
@@ -93,22 +99,30 @@ async fn a_peer_serving_corrupt_bytes_gets_nothing_stored() {
                     message: request_response::Message::Request { request, channel, .. },
                     ..
                 })) => {
-                    asked_liar = true;
-                    let asked = ChunkRequest::decode(&request).unwrap();
-                    assert_eq!(asked.hash, hash);
-                    let forged = ChunkAnswer(Some((wanted.len() as u64, b"the fake bytes".to_vec())));
-                    let _ = liar.behaviour_mut().blobs.send_response(channel, forged.encode());
+                    let lie = answer(asked, ChunkRequest::decode(&request).unwrap());
+                    asked += 1;
+                    let _ = liar.behaviour_mut().blobs.send_response(channel, lie.encode());
                 }
                 _ => {}
             },
-            result = &mut finished => {
-                let error = result.unwrap().unwrap_err();
-                assert!(error.contains("no peer could provide it"), "{error}");
-                break;
-            }
+            result = &mut finished => return (network, result.unwrap(), asked),
         }
     }
-    assert!(asked_liar, "the fetch asked the lying peer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_serving_corrupt_bytes_gets_nothing_stored() {
+    let wanted = b"the real bytes".to_vec();
+    let hash = BlobHash(Hash::of_bytes(&wanted));
+    let (network, result, asked) = fetch_from_a_liar("liar", hash, Duration::from_secs(30), |_, request| {
+        assert_eq!(request.hash, hash);
+        ChunkAnswer(Some((wanted.len() as u64, b"the fake bytes".to_vec())))
+    })
+    .await;
+    let error = result.unwrap_err();
+    assert!(error.contains("no peer could provide it"), "{error}");
+    assert!(asked > 0, "the fetch asked the lying peer");
+    let victim = &network.nodes[1];
     assert!(!victim.blobs.contains(&hash), "nothing was stored under the hash");
     assert!(!victim.blobs.contains(&BlobHash(Hash::of_bytes(b"the fake bytes"))));
 }
@@ -118,45 +132,15 @@ async fn a_peer_serving_corrupt_bytes_gets_nothing_stored() {
 /// fetch moves on (here: to no one, and fails) at the first short chunk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_trickling_short_chunks_does_not_hold_a_fetch() {
-    let network = common::start(2);
-    connected(&network).await;
     let hash = BlobHash(Hash::of_bytes(b"a blob nobody will finish"));
-    let mut liar = net::build_swarm(&SecretKey::from_name("trickler"), "ogpu-test", false).unwrap();
-    liar.dial(common::address(network.ports[1], &common::keys(2)[1])).unwrap();
-    let victim = network.nodes[1].clone();
-    let (done, mut finished) = oneshot::channel();
-    let mut done = Some(done);
-    let mut answered = 0;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(tokio::time::Instant::now() < deadline, "the fetch was held by {answered} one-byte chunks");
-        tokio::select! {
-            event = liar.select_next_some() => match event {
-                SwarmEvent::ConnectionEstablished { .. } => {
-                    if let Some(done) = done.take() {
-                        let victim = victim.clone();
-                        tokio::spawn(async move { done.send(fetch_with_peers(&victim, hash, 2).await) });
-                    }
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::Message {
-                    message: request_response::Message::Request { channel, .. },
-                    ..
-                })) => {
-                    answered += 1;
-                    let trickle = ChunkAnswer(Some((3 * CHUNK_BYTES as u64, vec![answered as u8])));
-                    let _ = liar.behaviour_mut().blobs.send_response(channel, trickle.encode());
-                }
-                _ => {}
-            },
-            result = &mut finished => {
-                let error = result.unwrap().unwrap_err();
-                assert!(error.contains("no peer could provide it"), "{error}");
-                break;
-            }
-        }
-    }
-    assert!(answered > 0, "the fetch asked the trickling peer");
-    assert!(!victim.blobs.contains(&hash));
+    let (network, result, asked) = fetch_from_a_liar("trickler", hash, Duration::from_secs(20), |answered, _| {
+        ChunkAnswer(Some((3 * CHUNK_BYTES as u64, vec![answered as u8])))
+    })
+    .await;
+    let error = result.unwrap_err();
+    assert!(error.contains("no peer could provide it"), "{error}");
+    assert!(asked > 0, "the fetch asked the trickling peer");
+    assert!(!network.nodes[1].blobs.contains(&hash));
 }
 
 /// Finding 8: `POST /v1/blobs` (and any transfer) kept whatever it was given, forever. A

@@ -15,10 +15,13 @@ fn agent() -> SecretKey {
     SecretKey::from_name("wallet-test-agent")
 }
 
+/// Genesis now: a block's time may pass its parent's by at most an hour, so a chain born
+/// in 1970 would propose catch-up blocks back to back whatever its block interval.
 fn genesis() -> Genesis {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     Genesis {
         chain_id: "ogpu-test".parse().unwrap(),
-        genesis_time_ms: 0,
+        genesis_time_ms: now_ms,
         params: Default::default(),
         allocations: vec![Allocation { address: Address::of(&agent().public()), amount: Amount::ogpu(100) }],
         validators: vec![GenesisValidator {
@@ -36,10 +39,10 @@ struct Node {
 }
 
 impl Node {
-    async fn start(data: &Path, port: u16, block_ms: u64) -> Node {
+    async fn start(data: &Path, genesis: &Genesis, port: u16, block_ms: u64) -> Node {
         let config = NodeConfig { min_block_interval_ms: block_ms, ..NodeConfig::default() };
         let key = SecretKey::from_name("wallet-test-validator");
-        let (handle, node) = service::start(config, data.to_path_buf(), key, genesis()).unwrap();
+        let (handle, node) = service::start(config, data.to_path_buf(), key, genesis.clone()).unwrap();
         let (stop, shutdown) = oneshot::channel();
         tokio::spawn(node.run(shutdown));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
@@ -72,7 +75,8 @@ async fn the_wallet_resynchronises_when_a_transaction_it_sent_disappears() {
     let data = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     // Blocks an hour apart after the first: the first transaction waits in the mempool.
-    let node = Node::start(data.path(), port, 3_600_000).await;
+    let genesis = genesis();
+    let node = Node::start(data.path(), &genesis, port, 3_600_000).await;
     let wallet = tokio::task::spawn_blocking(move || {
         let client = ogpu_api::client::Client::new(&format!("http://127.0.0.1:{port}")).unwrap();
         let height = || client.get::<serde_json::Value>("/v1/status").unwrap()["finalized_height"].as_u64();
@@ -89,7 +93,7 @@ async fn the_wallet_resynchronises_when_a_transaction_it_sent_disappears() {
     .unwrap();
     node.stop().await;
 
-    let node = Node::start(data.path(), port, 100).await;
+    let node = Node::start(data.path(), &genesis, port, 100).await;
     let verdict =
         tokio::task::spawn_blocking(move || wallet.send_and_wait(transfer(), Duration::from_secs(20))).await.unwrap();
     assert_eq!(verdict.unwrap(), Verdict::Applied, "the transaction after the lost one was finalized");
