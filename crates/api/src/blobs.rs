@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ogpu_client::types::StoredBlob;
 use ogpu_core::BlobHash;
 use ogpu_node::blobs::{BlobError, CHUNK_BYTES};
 use ogpu_node::service::{NodeHandle, Request};
-use serde_json::{Value, json};
 
 use crate::error::{ApiError, ask, parse};
 use crate::limits::Guard;
@@ -51,7 +51,7 @@ pub async fn upload(
     State(guard): State<Arc<Guard>>,
     client: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<StoredBlob>), ApiError> {
     let client = client.map(|Extension(ConnectInfo(address))| address.ip());
     let limit = node.finalized.borrow().params.max_blob_bytes;
     let mut writer = node.blobs.writer(limit)?;
@@ -67,7 +67,7 @@ pub async fn upload(
     }
     let size = writer.written();
     let hash = blocking(move || writer.finish(None)).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "hash": hash, "size": size }))))
+    Ok((StatusCode::CREATED, Json(StoredBlob { hash, size })))
 }
 
 #[utoipa::path(get, path = "/v1/blobs/{hash}", params(("hash" = String, Path, description = "blake3, hex")),

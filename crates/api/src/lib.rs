@@ -1,7 +1,8 @@
-//! The REST API under `/v1`, served next to a node. The only crate that knows HTTP and
-//! JSON: it turns requests into calls on the node's handle and reads of its store, the
-//! node's answers into JSON, and every bad request into a 4xx with a JSON body
-//! `{error, detail}` that says what was wrong.
+//! The REST API under `/v1`, served next to a node. The server side of HTTP and JSON: it
+//! turns requests into calls on the node's handle and reads of its store, the node's
+//! answers into the bodies `ogpu_client::types` defines (the client reads the same
+//! types), and every bad request into a 4xx with a JSON body `{error, detail}` that says
+//! what was wrong.
 //!
 //! Besides the chain's records: `/v1/events` (server-sent events of finalized blocks and
 //! chain events), `/v1/tasks/{id}/logs` (providers' signed log lines, kept in memory and
@@ -10,7 +11,6 @@
 
 mod blobs;
 mod chain;
-pub mod client;
 mod error;
 mod feed;
 mod limits;
@@ -26,6 +26,7 @@ use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::{get, post};
 use limits::Guard;
 use logs::TaskLogs;
+use ogpu_client::types::{BatchBody, SubmitBody};
 use ogpu_node::service::NodeHandle;
 use utoipa::OpenApi;
 
@@ -61,7 +62,7 @@ pub use limits::Limits;
         feed::events,
         metrics::metrics,
     ),
-    components(schemas(chain::SubmitBody, chain::BatchBody, error::ErrorBody)),
+    components(schemas(SubmitBody, BatchBody, error::ErrorBody)),
     modifiers(&ErrorResponses)
 )]
 pub struct ApiDoc;

@@ -27,11 +27,11 @@ use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 use ogpu_chain::state::{Phase, State as ChainState, Task};
+use ogpu_client::types::{LogPage, PostedLogs};
 use ogpu_core::tasklog::{SignedLogEntry, limits, verify_all};
 use ogpu_core::{Address, PublicKey, TaskId};
 use ogpu_node::service::NodeHandle;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -269,7 +269,7 @@ pub async fn post(
     State(logs): State<Arc<TaskLogs>>,
     Path(id): Path<String>,
     body: Result<Json<Vec<SignedLogEntry>>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PostedLogs>, ApiError> {
     let id = TaskId(parse("id", &id)?);
     let Json(entries) = body?;
     if entries.len() > MAX_ENTRIES {
@@ -279,7 +279,7 @@ pub async fn post(
     admit(&state, id, &entries)?;
     let total = entries.len();
     let stored = logs.append(id, entries)?;
-    Ok(Json(json!({ "stored": stored, "duplicates": total - stored })))
+    Ok(Json(PostedLogs { stored, duplicates: total - stored }))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -312,13 +312,13 @@ pub async fn read(
     State(logs): State<Arc<TaskLogs>>,
     Path(id): Path<String>,
     query: Result<Query<ReadQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LogPage>, ApiError> {
     let Query(query) = query?;
     let id = known_task(&node, &id)?;
     let kept = logs.read(&id, query.from, page(query.limit)?);
     let next = kept.last().map_or(query.from, |(cursor, _)| cursor + 1);
-    let entries: Vec<&SignedLogEntry> = kept.iter().map(|(_, entry)| entry.as_ref()).collect();
-    Ok(Json(json!({ "entries": entries, "next": next })))
+    let entries = kept.iter().map(|(_, entry)| SignedLogEntry::clone(entry)).collect();
+    Ok(Json(LogPage { entries, next }))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

@@ -4,11 +4,13 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use ogpu_chain::Event;
+use ogpu_client::types::{
+    EventRecord, PartyEvents, PoolList, PoolView, ProviderDetail, ProviderList, ProviderView, TaskDetail, TaskList,
+    TaskView,
+};
 use ogpu_core::{Address, PoolId, TaskId};
 use ogpu_node::service::NodeHandle;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Deserialize;
 
 use crate::error::{ApiError, parse, read_store};
 
@@ -34,33 +36,11 @@ fn limit(requested: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-/// A record with its id (or address) first.
-fn with_id(id_key: &str, id: impl Serialize, record: impl Serialize) -> Result<Value, ApiError> {
-    let mut value = serde_json::to_value(record).map_err(ApiError::internal)?;
-    if let Value::Object(map) = &mut value {
-        map.insert(id_key.into(), serde_json::to_value(id).map_err(ApiError::internal)?);
-    }
-    Ok(value)
-}
-
-/// Up to `limit` records, each with its id under `id_key`.
-fn list<K: Serialize, V: Serialize>(
-    records: impl Iterator<Item = (K, V)>,
-    id_key: &str,
-    limit: usize,
-) -> Result<Vec<Value>, ApiError> {
-    records.take(limit).map(|(id, record)| with_id(id_key, id, record)).collect()
-}
-
-fn history(events: Vec<(u64, Event)>) -> Vec<Value> {
-    events.into_iter().map(|(height, event)| json!({ "height": height, "event": event })).collect()
-}
-
 #[utoipa::path(get, path = "/v1/tasks", params(TaskQuery), responses((status = 200, description = "Tasks, with phase and escrow")))]
 pub async fn tasks(
     State(node): State<NodeHandle>,
     query: Result<Query<TaskQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TaskList>, ApiError> {
     let Query(query) = query?;
     let client = query.client.as_deref().map(|c| parse::<Address>("client", c)).transpose()?;
     let limit = limit(query.limit)?;
@@ -70,20 +50,19 @@ pub async fn tasks(
         .iter()
         .filter(|(_, t)| client.is_none_or(|c| t.client == c))
         .filter(|(_, t)| query.phase.as_deref().is_none_or(|p| t.phase.name() == p));
-    let tasks = list(matching, "id", limit)?;
-    Ok(Json(json!({ "tasks": tasks })))
+    let tasks = matching.take(limit).map(|(id, task)| TaskView { id: *id, task: task.clone() }).collect();
+    Ok(Json(TaskList { tasks }))
 }
 
 #[utoipa::path(get, path = "/v1/tasks/{id}", params(("id" = String, Path, description = "Task id, hex")),
     responses((status = 200, description = "The task and every event about it"), (status = 404, description = "No such task")))]
-pub async fn task(State(node): State<NodeHandle>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn task(State(node): State<NodeHandle>, Path(id): Path<String>) -> Result<Json<TaskDetail>, ApiError> {
     let id = TaskId(parse("id", &id)?);
     let task = node.finalized.borrow().tasks.get(&id).cloned();
     let task = task.ok_or_else(|| ApiError::not_found("unknown_task", format!("no task {id}")))?;
-    let mut view = with_id("id", id, &task)?;
-    view["phase_name"] = json!(task.phase.name());
-    view["events"] = json!(history(read_store(&node, move |store| store.task_events(&id)).await?));
-    Ok(Json(view))
+    let events = EventRecord::list(read_store(&node, move |store| store.task_events(&id)).await?);
+    let phase_name = task.phase.name().to_string();
+    Ok(Json(TaskDetail { view: TaskView { id, task }, phase_name, events }))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -97,11 +76,16 @@ pub struct ListQuery {
 pub async fn providers(
     State(node): State<NodeHandle>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProviderList>, ApiError> {
     let limit = limit(query?.0.limit)?;
     let state = node.finalized.borrow().clone();
-    let providers = list(state.providers.iter(), "address", limit)?;
-    Ok(Json(json!({ "providers": providers })))
+    let providers = state
+        .providers
+        .iter()
+        .take(limit)
+        .map(|(address, provider)| ProviderView { address: *address, provider: provider.clone() })
+        .collect();
+    Ok(Json(ProviderList { providers }))
 }
 
 /// Events listed with an account or provider, newest last.
@@ -109,15 +93,16 @@ const PARTY_EVENTS: usize = 100;
 
 #[utoipa::path(get, path = "/v1/providers/{address}", params(("address" = String, Path)),
     responses((status = 200, description = "Device profile, stake, reputation and recent awards, payments and slashes"), (status = 404, description = "Not a provider")))]
-pub async fn provider(State(node): State<NodeHandle>, Path(address): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn provider(
+    State(node): State<NodeHandle>,
+    Path(address): Path<String>,
+) -> Result<Json<ProviderDetail>, ApiError> {
     let address: Address = parse("address", &address)?;
     let provider = node.finalized.borrow().providers.get(&address).cloned();
     let provider =
         provider.ok_or_else(|| ApiError::not_found("unknown_provider", format!("{address} is not a provider")))?;
-    let mut view = with_id("address", address, provider)?;
     let events = read_store(&node, move |store| store.party_events(&address, PARTY_EVENTS)).await?;
-    view["events"] = json!(history(events));
-    Ok(Json(view))
+    Ok(Json(ProviderDetail { view: ProviderView { address, provider }, events: EventRecord::list(events) }))
 }
 
 #[utoipa::path(get, path = "/v1/accounts/{address}/events", params(("address" = String, Path)),
@@ -125,28 +110,28 @@ pub async fn provider(State(node): State<NodeHandle>, Path(address): Path<String
 pub async fn party_events(
     State(node): State<NodeHandle>,
     Path(address): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PartyEvents>, ApiError> {
     let address: Address = parse("address", &address)?;
     let events = read_store(&node, move |store| store.party_events(&address, PARTY_EVENTS)).await?;
-    Ok(Json(json!({ "address": address, "events": history(events) })))
+    Ok(Json(PartyEvents { address, events: EventRecord::list(events) }))
 }
 
 #[utoipa::path(get, path = "/v1/pools", params(ListQuery), responses((status = 200, description = "Pools with their specs and subscribers")))]
 pub async fn pools(
     State(node): State<NodeHandle>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PoolList>, ApiError> {
     let limit = limit(query?.0.limit)?;
     let state = node.finalized.borrow().clone();
-    let pools = list(state.pools.iter(), "id", limit)?;
-    Ok(Json(json!({ "pools": pools })))
+    let pools = state.pools.iter().take(limit).map(|(id, pool)| PoolView { id: *id, pool: pool.clone() }).collect();
+    Ok(Json(PoolList { pools }))
 }
 
 #[utoipa::path(get, path = "/v1/pools/{id}", params(("id" = String, Path)),
     responses((status = 200, description = "The pool"), (status = 404, description = "No such pool")))]
-pub async fn pool(State(node): State<NodeHandle>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn pool(State(node): State<NodeHandle>, Path(id): Path<String>) -> Result<Json<PoolView>, ApiError> {
     let id = PoolId(parse("id", &id)?);
     let pool = node.finalized.borrow().pools.get(&id).cloned();
     let pool = pool.ok_or_else(|| ApiError::not_found("unknown_pool", format!("no pool {id}")))?;
-    with_id("id", id, pool).map(Json)
+    Ok(Json(PoolView { id, pool }))
 }

@@ -102,13 +102,13 @@ async fn bad_requests_get_a_4xx_naming_the_problem() {
             StatusCode::BAD_REQUEST,
             "malformed_transaction",
         ),
-        ("POST", "/v1/txs".into(), format!(r#"{{"tx":"{}"}}"#, hex(&forged)), StatusCode::BAD_REQUEST, "rejected"),
+        ("POST", "/v1/txs".into(), format!(r#"{{"tx":"{}"}}"#, hex(&forged)), StatusCode::BAD_REQUEST, "bad_signature"),
         (
             "POST",
             "/v1/txs".into(),
             format!(r#"{{"tx":"{}"}}"#, hex(&transfer(9_999))),
             StatusCode::BAD_REQUEST,
-            "rejected",
+            "nonce_too_far_ahead",
         ),
         ("POST", "/v1/txs/batch".into(), r#"{"txs":["00"]}"#.into(), StatusCode::BAD_REQUEST, "malformed_transaction"),
         (

@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Subcommand;
-use ogpu_api::client::Client;
 use ogpu_chain::genesis::{Allocation, GenesisValidator};
 use ogpu_chain::{Genesis, Params, apply_block, propose_block};
+use ogpu_client::Client;
 use ogpu_core::tx::{Transaction, TxBody};
 use ogpu_core::{Address, Amount, SecretKey, crypto};
 use ogpu_runtime::Libraries;
@@ -246,8 +246,8 @@ const DEVNET_SENDERS: usize = 400;
 /// Load is offered in batches this often.
 const BATCH_EVERY_MS: u64 = 100;
 
-fn status(api: &Client) -> Option<serde_json::Value> {
-    api.get("/v1/status").ok()
+fn status(api: &Client) -> Option<ogpu_client::types::Status> {
+    api.status().ok()
 }
 
 /// Starts a devnet, offers `rate` signed transfers per second from many senders for
@@ -294,9 +294,7 @@ fn submit_batches(api: &Client, signed: &[String], per_batch: usize, start: Inst
             std::thread::sleep(wait);
         }
         let sent_at = start.elapsed().as_secs_f64();
-        let (_, body) = api.send_raw("POST", "/v1/txs/batch", &format!("{{\"txs\":[{}]}}", chunk.join(",")))?;
-        let body: serde_json::Value = serde_json::from_str(&body)?;
-        accepted += body["accepted"].as_u64().unwrap_or(0);
+        accepted += api.submit_encoded_batch(chunk.to_vec())?.accepted as u64;
         submitted_at.push((sent_at, accepted));
     }
     Ok(submitted_at)
@@ -304,7 +302,7 @@ fn submit_batches(api: &Client, signed: &[String], per_batch: usize, start: Inst
 
 fn load_devnet(api: &Client, data: &std::path::Path, seconds: u64, rate: u64) -> Result<serde_json::Value> {
     let started = Instant::now();
-    while status(api).and_then(|s| s["finalized_height"].as_u64()).unwrap_or(0) < 1 {
+    while status(api).map_or(0, |s| s.finalized_height) < 1 {
         anyhow::ensure!(started.elapsed().as_secs() < 60, "the devnet did not start finalizing within a minute");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
@@ -320,10 +318,10 @@ fn load_devnet(api: &Client, data: &std::path::Path, seconds: u64, rate: u64) ->
             let body = TxBody::Transfer { to: Address([1; 20]), amount: Amount::from_base_units(1) };
             let tx = Transaction::sign(&senders[s], genesis.chain_id.clone(), nonces[s], genesis.params.min_fee, body);
             nonces[s] += 1;
-            format!("\"{}\"", ogpu_core::hex::encode(&ogpu_core::encoding::Canonical::encode(&tx)))
+            ogpu_core::hex::encode(&ogpu_core::encoding::Canonical::encode(&tx))
         })
         .collect();
-    let base = status(api).and_then(|s| s["finalized_txs"].as_u64()).unwrap_or(0);
+    let base = status(api).map_or(0, |s| s.finalized_txs);
     let start = Instant::now();
     // Finalization is watched while the load is offered: a sample of the finalized count
     // every few milliseconds, so each batch's finality is the first sample covering it.
@@ -332,7 +330,7 @@ fn load_devnet(api: &Client, data: &std::path::Path, seconds: u64, rate: u64) ->
         let watcher = scope.spawn(|| {
             let mut samples = Vec::new();
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some(count) = status(api).and_then(|s| s["finalized_txs"].as_u64()) {
+                if let Some(count) = status(api).map(|s| s.finalized_txs) {
                     samples.push((start.elapsed().as_secs_f64(), count.saturating_sub(base)));
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));
@@ -343,7 +341,7 @@ fn load_devnet(api: &Client, data: &std::path::Path, seconds: u64, rate: u64) ->
         // Let what was accepted drain, for at most ten more seconds.
         let accepted = submitted_at.as_ref().map_or(0, |s| s.last().map_or(0, |(_, n)| *n));
         while start.elapsed().as_secs() < seconds + 10
-            && status(api).and_then(|s| s["finalized_txs"].as_u64()).unwrap_or(0).saturating_sub(base) < accepted
+            && status(api).map_or(0, |s| s.finalized_txs).saturating_sub(base) < accepted
         {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }

@@ -14,16 +14,15 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use ogpu_api::client::{Client, ClientError};
-use ogpu_chain::state::{Phase, Task};
+use ogpu_chain::state::Phase;
+use ogpu_client::wallet::{Verdict, Wallet};
+use ogpu_client::{Client, ClientError};
 use ogpu_core::keystore::Keystore;
 use ogpu_core::spec::{Limits, PoolSpec, Ratio, TaskSpec, WorkloadKind};
 use ogpu_core::tasklog::{LogBody, SignedLogEntry};
 use ogpu_core::tx::TxBody;
 use ogpu_core::{Amount, BlobHash, PoolId, TaskId};
-use ogpu_provider::wallet::{Verdict, Wallet};
 use ogpu_runtime::WasmRuntime;
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::bench_runtime::run_job;
@@ -63,11 +62,11 @@ impl Bench {
     }
 
     fn logs(&self, id: &TaskId) -> Result<Vec<SignedLogEntry>, ClientError> {
-        #[derive(Deserialize)]
-        struct Entries {
-            entries: Vec<SignedLogEntry>,
-        }
-        Ok(self.client.get::<Entries>(&format!("/v1/tasks/{id}/logs"))?.entries)
+        Ok(self.client.task_logs(id, 0)?.entries)
+    }
+
+    fn phase(&self, id: &TaskId) -> Option<Phase> {
+        self.client.task(id).ok().map(|detail| detail.view.task.phase)
     }
 
     /// The earliest time a provider said it started on `id`, waiting up to `timeout`;
@@ -85,9 +84,7 @@ impl Bench {
             if started.is_some() {
                 return Ok(started);
             }
-            if let Ok(task) = self.client.get::<Task>(&format!("/v1/tasks/{id}"))
-                && matches!(task.phase, Phase::Done(_))
-            {
+            if let Some(Phase::Done(_)) = self.phase(id) {
                 return Ok(None);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -99,9 +96,7 @@ impl Bench {
     fn ended_at(&self, id: &TaskId, timeout: Duration) -> Result<u64> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Ok(task) = self.client.get::<Task>(&format!("/v1/tasks/{id}"))
-                && let Phase::Done(outcome) = task.phase
-            {
+            if let Some(Phase::Done(outcome)) = self.phase(id) {
                 let at = now_ms();
                 return match outcome {
                     ogpu_chain::state::Outcome::Completed { .. } => Ok(at),
@@ -212,14 +207,9 @@ fn measure(api: &str, data: &Path, plan: &Plan) -> Result<serde_json::Value> {
         bail!("the pool was refused");
     }
     // The agents register, stake, then join the pool: once all three are in, all are ready.
-    let pool_path = format!("/v1/pools/{}", PoolId(hash));
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        #[derive(Deserialize)]
-        struct Pool {
-            subscribers: std::collections::BTreeMap<ogpu_core::Address, Amount>,
-        }
-        if bench.client.get::<Pool>(&pool_path)?.subscribers.len() == 3 {
+        if bench.client.pool(&PoolId(hash))?.pool.subscribers.len() == 3 {
             break;
         }
         if Instant::now() > deadline {

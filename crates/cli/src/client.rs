@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use ogpu_api::client::Client;
+use ogpu_client::Client;
 use ogpu_core::SecretKey;
 use ogpu_core::keystore::Keystore;
 

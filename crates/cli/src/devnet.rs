@@ -163,9 +163,9 @@ fn start_providers(args: &DevnetArgs, exe: &Path) -> Result<Vec<Child>> {
     if configs.is_empty() {
         return Ok(Vec::new());
     }
-    let client = ogpu_api::client::Client::new(&format!("http://{}", args.api))?;
+    let client = ogpu_client::Client::new(&format!("http://{}", args.api))?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while client.get::<serde_json::Value>("/v1/status").is_err() {
+    while client.status().is_err() {
         if std::time::Instant::now() > deadline {
             bail!("the API at {} did not answer within a minute", args.api);
         }

@@ -9,14 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use ogpu_api::client::EventRecord;
-use ogpu_chain::state::Provider;
+use ogpu_client::EventRecord;
 use ogpu_core::keystore::{Kdf, Keystore};
 use ogpu_core::spec::{DeviceKind, DeviceProfile};
 use ogpu_core::{Address, SecretKey};
 use ogpu_provider::{Agent, ProviderConfig};
 use ogpu_runtime::{Libraries, Runtimes};
-use serde::Deserialize;
 
 use crate::client::{ClientArgs, Format, open_key};
 
@@ -116,23 +114,16 @@ fn run_agent(config_path: &std::path::Path) -> Result<()> {
 }
 
 fn status(client: &ClientArgs, address: &Address) -> Result<()> {
-    let api = client.client()?;
-    let path = format!("/v1/providers/{address}");
+    let view = client.client()?.provider(address)?;
     if client.format == Format::Json {
-        println!("{}", api.get::<serde_json::Value>(&path)?);
+        println!("{}", serde_json::to_string(&view)?);
         return Ok(());
     }
-    #[derive(Deserialize)]
-    struct View {
-        #[serde(flatten)]
-        provider: Provider,
-        events: Vec<EventRecord>,
-    }
-    let view: View = api.get(&path)?;
+    let provider = &view.view.provider;
     println!("provider   {address}");
-    println!("stake      {} oGPU", view.provider.stake);
-    println!("reputation {}/1000", view.provider.reputation);
-    print_profile(&view.provider.profile);
+    println!("stake      {} oGPU", provider.stake);
+    println!("reputation {}/1000", provider.reputation);
+    print_profile(&provider.profile);
     for EventRecord { height, event } in view.events.iter().rev().take(20) {
         println!("  #{height} {event:?}");
     }

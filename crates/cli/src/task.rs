@@ -13,16 +13,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use ogpu_api::client::{Client, EventRecord};
 use ogpu_chain::state::{Outcome, Phase, Task};
-use ogpu_chain::{Event, Params, reservation};
+use ogpu_chain::{Event, reservation};
+use ogpu_client::wallet::{Verdict, Wallet};
+use ogpu_client::{Client, EventRecord, FeedItem};
 use ogpu_core::spec::{Market, TaskSpec};
 use ogpu_core::tasklog::{LogBody, SignedLogEntry};
 use ogpu_core::tx::TxBody;
 use ogpu_core::{Address, Amount, BlobHash, Hash, TaskId};
-use ogpu_provider::wallet::{Verdict, Wallet};
 use ogpu_runtime::{Job, Libraries, Progress, Runtimes};
-use serde::Deserialize;
 
 use crate::client::{ClientArgs, Format};
 
@@ -251,17 +250,10 @@ fn submit(args: &ClientArgs, file: &Path, blobs: Option<PathBuf>, no_wait: bool)
 
 /// What submitting `spec` takes from the client's balance under the chain's parameters.
 fn reserved(client: &Client, spec: &TaskSpec) -> Result<Amount> {
-    let params: Params = client.get("/v1/params")?;
+    let params = client.params()?;
     let (price_cap, pooled) = match &spec.market {
         Market::Auction { max_price, .. } => (*max_price, false),
-        Market::Pool { pool } => {
-            #[derive(Deserialize)]
-            struct Pool {
-                spec: ogpu_core::spec::PoolSpec,
-            }
-            let pool: Pool = client.get(&format!("/v1/pools/{pool}"))?;
-            (pool.spec.price_per_job, true)
-        }
+        Market::Pool { pool } => (client.pool(pool)?.pool.spec.price_per_job, true),
     };
     reservation(&params, spec, price_cap, pooled).and_then(|r| r.total()).context("the reservation overflows")
 }
@@ -269,22 +261,13 @@ fn reserved(client: &Client, spec: &TaskSpec) -> Result<Amount> {
 /// Prints the task's chain events as they are finalized until it ends; fails unless it
 /// completed.
 fn follow_until_settled(client: &Client, id: &TaskId, table: bool) -> Result<()> {
-    #[derive(Deserialize)]
-    struct Chain {
-        height: u64,
-        event: Event,
-    }
     // Subscribe first, then read the task: an end finalized in between shows in one or the other.
-    let events = client.events(&format!("/v1/events?task={id}"))?;
-    if let Some(outcome) = ended(&client.get::<Task>(&format!("/v1/tasks/{id}"))?) {
+    let events = client.events(Some(id))?;
+    if let Some(outcome) = ended(&client.task(id)?.view.task) {
         return settled(id, &outcome, table);
     }
     for event in events {
-        let event = event?;
-        if event.name != "chain" {
-            continue;
-        }
-        let Chain { height, event } = serde_json::from_str(&event.data)?;
+        let Some(FeedItem::Chain { height, event }) = FeedItem::parse(&event?) else { continue };
         if table {
             println!("  #{height} {}", describe(&event));
         } else {
@@ -343,19 +326,12 @@ fn describe(event: &Event) -> String {
 
 fn get(args: &ClientArgs, id: &TaskId) -> Result<()> {
     let client = args.client()?;
+    let view = client.task(id)?;
     if args.format == Format::Json {
-        println!("{}", client.get::<serde_json::Value>(&format!("/v1/tasks/{id}"))?);
+        println!("{}", serde_json::to_string(&view)?);
         return Ok(());
     }
-    #[derive(Deserialize)]
-    struct View {
-        #[serde(flatten)]
-        task: Task,
-        phase_name: String,
-        events: Vec<EventRecord>,
-    }
-    let view: View = client.get(&format!("/v1/tasks/{id}"))?;
-    let task = &view.task;
+    let task = &view.view.task;
     println!("task     {id} ({})", task.spec.name);
     println!("client   {}", task.client);
     println!("phase    {}", view.phase_name);
@@ -407,7 +383,7 @@ fn printable(text: &str) -> String {
 fn logs(args: &ClientArgs, id: &TaskId, follow: bool) -> Result<()> {
     let client = args.client()?;
     if follow {
-        for event in client.events(&format!("/v1/tasks/{id}/logs/stream"))? {
+        for event in client.follow_task_logs(id)? {
             let event = event?;
             if let Ok(entry) = serde_json::from_str::<SignedLogEntry>(&event.data) {
                 print_entry(&entry, args.format)?;
@@ -415,15 +391,10 @@ fn logs(args: &ClientArgs, id: &TaskId, follow: bool) -> Result<()> {
         }
         return Ok(());
     }
-    #[derive(Deserialize)]
-    struct Page {
-        entries: Vec<SignedLogEntry>,
-        next: u64,
-    }
     // Every kept entry, a page at a time.
     let mut from = 0;
     loop {
-        let page: Page = client.get(&format!("/v1/tasks/{id}/logs?from={from}"))?;
+        let page = client.task_logs(id, from)?;
         if page.entries.is_empty() {
             return Ok(());
         }
@@ -436,14 +407,14 @@ fn logs(args: &ClientArgs, id: &TaskId, follow: bool) -> Result<()> {
 
 fn result(args: &ClientArgs, id: &TaskId, out: &Path) -> Result<()> {
     let client = args.client()?;
-    let task: Task = client.get(&format!("/v1/tasks/{id}"))?;
+    let task = client.task(id)?.view.task;
     let output: Hash = match ended(&task) {
         Some(Outcome::Completed { output }) => output,
         Some(other) => bail!("task {id} ended without a result: {other:?}"),
         None => bail!("task {id} has no accepted result yet (phase {})", task.phase.name()),
     };
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let files = ogpu_provider::transfer::fetch(&client, &output, out)?;
+    let files = ogpu_client::transfer::fetch(&client, &output, out)?;
     if args.format == Format::Json {
         let files: Vec<_> =
             files.iter().map(|f| serde_json::json!({ "path": f.path, "size": f.size, "hash": f.hash })).collect();

@@ -16,13 +16,12 @@ use common::market::*;
 use ogpu_chain::Event;
 use ogpu_chain::receipt::{PayReason, SlashReason};
 use ogpu_chain::state::{Outcome, Phase};
+use ogpu_client::wallet::{Verdict, Wallet};
 use ogpu_core::keystore::Keystore;
 use ogpu_core::spec::{PoolSpec, Ratio, TaskSpec, WorkloadKind};
 use ogpu_core::tx::TxBody;
 use ogpu_core::{Address, Amount, PoolId, SecretKey};
-use ogpu_provider::wallet::{Verdict, Wallet};
 use ogpu_runtime::{Job, Outcome as RunOutcome, Runtime, Runtimes, TaskError, WasmRuntime};
-use serde::Deserialize;
 
 /// The wasm-sum example (sum of 1..=100) under `market` and `verification`.
 fn sum_spec(market: &str, verification: &str) -> (tempfile::TempDir, PathBuf) {
@@ -195,11 +194,7 @@ fn a_pool_job_goes_to_the_first_valid_commit_and_matching_later_ones_are_replica
     let id = PoolId(hash);
     // The agents join every pool they can serve as it appears.
     wait_for("three subscribers", Duration::from_secs(60), || {
-        #[derive(Deserialize)]
-        struct Pool {
-            subscribers: BTreeMap<Address, Amount>,
-        }
-        let pool: Pool = devnet.client.get(&format!("/v1/pools/{id}")).ok()?;
+        let pool = devnet.client.pool(&id).ok()?.pool;
         (pool.subscribers.len() == 3).then_some(())
     });
 
@@ -356,11 +351,7 @@ fn too_little_balance_and_a_malformed_spec_are_refused_before_anything_is_reserv
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not a valid task spec"), "{output:?}");
 
-    #[derive(Deserialize)]
-    struct Tasks {
-        tasks: Vec<serde_json::Value>,
-    }
-    let tasks: Tasks = devnet.client.get("/v1/tasks").unwrap();
+    let tasks = devnet.client.tasks(&Default::default()).unwrap();
     assert!(tasks.tasks.is_empty(), "nothing was submitted: {:?}", tasks.tasks);
     let client = Address::of(&devnet.client_key().public());
     assert_eq!(devnet.balance(&client), Amount::ogpu(1_000_000), "nothing was reserved or spent");

@@ -13,22 +13,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
-use ogpu_api::client::{Client, FeedItem};
 use ogpu_chain::Event;
-use ogpu_chain::state::{Pool, Provider, Stage, Task};
+use ogpu_chain::state::{Pool, Stage, Task};
+use ogpu_client::types::PoolView;
+use ogpu_client::wallet::{Verdict, Wallet, WalletError};
+use ogpu_client::{Client, FeedItem};
 use ogpu_core::spec::{DeviceProfile, Market, TaskSpec, VerificationPolicy};
 use ogpu_core::tx::{ResultClaim, StakeRole, TxBody, VerificationReport, bid_commitment, result_commitment};
 use ogpu_core::{Address, Amount, Hash, PoolId, TaskId};
 use ogpu_runtime::{Outcome, Runtimes};
 use rand_core::{OsRng, RngCore};
-use serde::Deserialize;
 
 use crate::config::{PoolChoice, ProviderConfig};
 use crate::feed;
 use crate::fit::fits;
 use crate::run::{self, Done, RunRequest};
 use crate::verify::{self, CheckRequest};
-use crate::wallet::{Verdict, Wallet, WalletError};
 
 /// How long setting up (registering, staking, joining pools) waits for each transaction.
 const SETUP_TX_TIMEOUT: Duration = Duration::from_secs(60);
@@ -161,8 +161,8 @@ impl Agent {
 
     fn register(&mut self) -> Result<(), AgentError> {
         let me = self.address();
-        let provider = match self.client().get::<Provider>(&format!("/v1/providers/{me}")) {
-            Ok(provider) => Some(provider),
+        let provider = match self.client().provider(&me) {
+            Ok(detail) => Some(detail.view.provider),
             Err(error) if error.api_error() == Some("unknown_provider") => None,
             Err(error) => return Err(WalletError::from(error).into()),
         };
@@ -187,18 +187,8 @@ impl Agent {
     }
 
     fn join_pools(&mut self) -> Result<(), AgentError> {
-        #[derive(Deserialize)]
-        struct Listed {
-            id: PoolId,
-            #[serde(flatten)]
-            pool: Pool,
-        }
-        #[derive(Deserialize)]
-        struct Pools {
-            pools: Vec<Listed>,
-        }
-        let listed: Pools = self.client().get("/v1/pools?limit=1000").map_err(WalletError::from)?;
-        for Listed { id, pool } in listed.pools {
+        let listed = self.client().pools(Some(1_000)).map_err(WalletError::from)?;
+        for PoolView { id, pool } in listed.pools {
             if pool.subscribers.contains_key(&self.address()) {
                 self.subscribed.insert(id);
             } else if self.wants_pool(&id, &pool) {
@@ -243,7 +233,7 @@ impl Agent {
     fn on_input(&mut self, input: Input) {
         match input {
             Input::Feed(FeedItem::Block { height }) => self.on_block(height),
-            Input::Feed(FeedItem::Chain(event)) => self.on_event(event),
+            Input::Feed(FeedItem::Chain { event, .. }) => self.on_event(event),
             Input::Feed(FeedItem::Lagged) => {}
             Input::Finished { task, done: Done::Ran(result) } => self.on_finished(task, result),
             Input::Finished { task, done: Done::Checked(reports) } => self.on_checked(task, reports),
@@ -261,7 +251,8 @@ impl Agent {
 
     fn task(&self, id: &TaskId) -> Option<Task> {
         self.client()
-            .get(&format!("/v1/tasks/{id}"))
+            .task(id)
+            .map(|detail| detail.view.task)
             .map_err(|error| tracing::warn!(%error, task = %id, "cannot read"))
             .ok()
     }
@@ -326,7 +317,7 @@ impl Agent {
             Event::RaceOpened { task, commit_end, .. } => self.consider_race(task, commit_end),
             Event::VerificationStarted { task, verifiers, .. } if verifiers.contains(&me) => self.verify(task),
             Event::PoolCreated { pool } => {
-                let listed = self.client().get::<Pool>(&format!("/v1/pools/{pool}"));
+                let listed = self.client().pool(&pool).map(|view| view.pool);
                 if let Ok(spec) = listed.map_err(|error| tracing::warn!(%error, %pool, "cannot read the pool"))
                     && self.wants_pool(&pool, &spec)
                 {

@@ -4,14 +4,14 @@
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
-use ogpu_api::client::{Client, FeedItem};
+use ogpu_client::{Client, FeedItem};
 
 use crate::agent::Input;
 
 /// Forwards the feed to `inputs` until the agent goes away.
 pub(crate) fn follow(client: &Client, inputs: &Sender<Input>) {
     loop {
-        match client.events("/v1/events") {
+        match client.events(None) {
             Ok(stream) => {
                 for event in stream {
                     let event = match event {

@@ -5,10 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ogpu_client::wallet::Wallet;
 use ogpu_core::tasklog::{LogBody, LogEntry, SignedLogEntry, limits};
 use ogpu_core::{Hash, TaskId};
-
-use crate::wallet::Wallet;
 
 /// Entries wait at most this long, or until this many, before they are posted.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Sender;
 
+use ogpu_client::transfer;
+use ogpu_client::wallet::Wallet;
 use ogpu_core::TaskId;
 use ogpu_core::spec::TaskSpec;
 use ogpu_core::tx::VerificationReport;
@@ -14,8 +16,6 @@ use ogpu_runtime::{Job, Outcome, Progress, Runtimes};
 
 use crate::agent::Input;
 use crate::logs::TaskLog;
-use crate::transfer;
-use crate::wallet::Wallet;
 
 /// What a worker hands back to the decision loop.
 pub(crate) enum Done {

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
-use ogpu_api::client::{Client, ClientError};
+use ogpu_client::transfer;
+use ogpu_client::wallet::Wallet;
+use ogpu_client::{Client, ClientError};
 use ogpu_core::spec::{Ratio, TaskSpec};
 use ogpu_core::tx::{ResultClaim, VerificationReport};
 use ogpu_core::{Address, BlobHash, Hash, TaskId};
@@ -19,8 +21,6 @@ use ogpu_runtime::{TaskError, parse_manifest, train};
 use crate::agent::Input;
 use crate::logs::TaskLog;
 use crate::run::{Done, on_worker};
-use crate::transfer;
-use crate::wallet::Wallet;
 
 pub(crate) struct CheckRequest {
     pub task: TaskId,

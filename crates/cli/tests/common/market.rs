@@ -10,17 +10,16 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ogpu_api::client::{Client, EventRecord};
 use ogpu_chain::Event;
 use ogpu_chain::receipt::{PayReason, SlashReason};
 use ogpu_chain::state::{Outcome, Phase, Task};
+use ogpu_client::wallet::{Verdict, Wallet};
+use ogpu_client::{Client, EventRecord};
 use ogpu_core::keystore::Keystore;
 use ogpu_core::tx::TxBody;
 use ogpu_core::{Address, Amount, BlobHash, Hash, SecretKey, TaskId};
-use ogpu_provider::wallet::{Verdict, Wallet};
 use ogpu_provider::{Agent, ProviderConfig};
 use ogpu_runtime::Runtimes;
-use serde::Deserialize;
 
 /// Each devnet wants the machine's cores: the tests of a binary take turns.
 pub static ONE_DEVNET_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -53,16 +52,6 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
-#[derive(Deserialize)]
-struct Listed {
-    stake: Amount,
-}
-
-#[derive(Deserialize)]
-struct Providers {
-    providers: Vec<Listed>,
-}
-
 impl Devnet {
     pub fn start() -> Devnet {
         let data = tempfile::tempdir().unwrap();
@@ -77,8 +66,8 @@ impl Devnet {
         let client = Client::new(&api).unwrap();
         let devnet = Devnet { child, data, api, client };
         wait_for("three staked providers", Duration::from_secs(120), || {
-            let listed: Providers = devnet.client.get("/v1/providers").ok()?;
-            let staked = listed.providers.iter().filter(|p| p.stake >= Amount::ogpu(500)).count();
+            let listed = devnet.client.providers(None).ok()?;
+            let staked = listed.providers.iter().filter(|p| p.provider.stake >= Amount::ogpu(500)).count();
             (staked == 3).then_some(())
         });
         devnet
@@ -114,7 +103,7 @@ impl Devnet {
     }
 
     pub fn task(&self, id: &TaskId) -> Task {
-        self.client.get(&format!("/v1/tasks/{id}")).unwrap()
+        self.client.task(id).unwrap().view.task
     }
 
     pub fn events(&self, id: &TaskId) -> Vec<Event> {
@@ -123,12 +112,8 @@ impl Devnet {
 
     /// The task's events with the heights they happened at.
     pub fn task_events(&self, id: &TaskId) -> Vec<(u64, Event)> {
-        #[derive(Deserialize)]
-        struct View {
-            events: Vec<EventRecord>,
-        }
-        let view: View = self.client.get(&format!("/v1/tasks/{id}")).unwrap();
-        view.events.into_iter().map(|record| (record.height, record.event)).collect()
+        let events = self.client.task(id).unwrap().events;
+        events.into_iter().map(|EventRecord { height, event }| (height, event)).collect()
     }
 
     pub fn wait_until_ended(&self, id: &TaskId, timeout: Duration) -> Outcome {
@@ -144,30 +129,17 @@ impl Devnet {
 
     /// Fees `who` paid for transactions finalized above `height`.
     pub fn fees_since(&self, who: &Address, height: u64) -> Amount {
-        #[derive(Deserialize)]
-        struct Tx {
-            fee: Amount,
-            height: Option<u64>,
-        }
-        #[derive(Deserialize)]
-        struct Txs {
-            txs: Vec<Tx>,
-        }
-        let txs: Txs = self.client.get(&format!("/v1/accounts/{who}/txs")).unwrap();
-        txs.txs
-            .iter()
+        let txs = self.client.account_txs(who).unwrap().txs;
+        txs.iter()
             .filter(|t| t.height.is_some_and(|h| h > height))
-            .fold(Amount::ZERO, |sum, t| sum.checked_add(t.fee).unwrap())
+            .fold(Amount::ZERO, |sum, t| sum.checked_add(t.fee.unwrap()).unwrap())
     }
 
     /// Why `who` was slashed, oldest first (slashes name a party, not a task).
     pub fn slashes(&self, who: &Address) -> Vec<SlashReason> {
-        #[derive(Deserialize)]
-        struct Events {
-            events: Vec<EventRecord>,
-        }
-        let events: Events = self.client.get(&format!("/v1/accounts/{who}/events")).unwrap();
-        events
+        self.client
+            .account_events(who)
+            .unwrap()
             .events
             .into_iter()
             .filter_map(|h| match h.event {
@@ -178,11 +150,7 @@ impl Devnet {
     }
 
     pub fn height(&self) -> u64 {
-        #[derive(Deserialize)]
-        struct Status {
-            finalized_height: u64,
-        }
-        self.client.get::<Status>("/v1/status").unwrap().finalized_height
+        self.client.status().unwrap().finalized_height
     }
 }
 

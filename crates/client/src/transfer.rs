@@ -6,10 +6,10 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use ogpu_api::client::{Client, ClientError};
+use crate::{Client, ClientError};
+use ogpu_core::manifest::{ManifestError, OutputFile};
 use ogpu_core::spec::TaskSpec;
 use ogpu_core::{BlobHash, Hash};
-use ogpu_runtime::{OutputFile, TaskError, parse_manifest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
@@ -18,7 +18,7 @@ pub enum TransferError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
-    Manifest(#[from] TaskError),
+    Manifest(#[from] ManifestError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TransferError + '_ {
@@ -64,9 +64,9 @@ pub fn fetch(client: &Client, output: &Hash, dir: &Path) -> Result<Vec<OutputFil
     let hash = BlobHash(*output);
     let mut manifest = Vec::new();
     client.download_blob(&hash, &mut manifest).map_err(|source| TransferError::Blob { hash, source })?;
-    let files = parse_manifest(&manifest)?;
+    let files = ogpu_core::manifest::parse(&manifest)?;
     for file in &files {
-        // `parse_manifest` admits only plain relative paths, so this stays inside `dir`.
+        // the manifest admits only plain relative paths, so this stays inside `dir`.
         let target = dir.join(&file.path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;

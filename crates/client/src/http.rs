@@ -1,19 +1,17 @@
-//! The blocking client of this API that the CLI, the provider agent and the end-to-end
-//! tests use: typed calls over HTTP/1.1, the API's `{error, detail}` answers turned into
-//! [`ClientError::Api`], blobs streamed both ways, and server-sent events read as an
-//! iterator.
+//! The transport: requests over HTTP/1.1, the API's `{error, detail}` answers turned into
+//! [`ClientError::Api`], blobs streamed both ways with their hashes checked, and
+//! server-sent events read as an iterator. The typed call of each route is in `routes`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::time::Duration;
 
-use ogpu_core::encoding::Canonical;
-use ogpu_core::hex;
-use ogpu_core::tx::Transaction;
-use ogpu_core::{Address, Amount, BlobHash, Hash};
+use ogpu_core::{BlobHash, Hash};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use ureq::http::Response;
 use ureq::{Agent, Body, SendBody};
+
+use crate::types::{EventRecord, Refusal, StoredBlob};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -37,13 +35,11 @@ impl ClientError {
             _ => None,
         }
     }
-}
 
-/// An account as `/v1/accounts/{address}` shows it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct AccountView {
-    pub balance: Amount,
-    pub nonce: u64,
+    /// Why the node's mempool refused a transaction, when that is what went wrong.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.api_error().and_then(Refusal::from_code)
+    }
 }
 
 /// A finalized block or one of its chain events, as `/v1/events` delivers them.
@@ -52,7 +48,11 @@ pub enum FeedItem {
     Block {
         height: u64,
     },
-    Chain(ogpu_chain::Event),
+    /// A chain event of the block at `height`.
+    Chain {
+        height: u64,
+        event: ogpu_chain::Event,
+    },
     /// The node dropped blocks this reader was too slow for.
     Lagged,
 }
@@ -64,25 +64,15 @@ impl FeedItem {
         struct Block {
             height: u64,
         }
-        #[derive(Deserialize)]
-        struct Chain {
-            event: ogpu_chain::Event,
-        }
         match event.name.as_str() {
             "block" => serde_json::from_str::<Block>(&event.data).ok().map(|b| FeedItem::Block { height: b.height }),
-            "chain" => serde_json::from_str::<Chain>(&event.data).ok().map(|c| FeedItem::Chain(c.event)),
+            "chain" => serde_json::from_str::<EventRecord>(&event.data)
+                .ok()
+                .map(|EventRecord { height, event }| FeedItem::Chain { height, event }),
             "lagged" => Some(FeedItem::Lagged),
             _ => None,
         }
     }
-}
-
-/// A chain event with the height of its block, as the API lists a task's, a provider's
-/// or an account's history.
-#[derive(Debug, Clone, Deserialize)]
-pub struct EventRecord {
-    pub height: u64,
-    pub event: ogpu_chain::Event,
 }
 
 /// One server-sent event: its name (`block`, `chain`, `lagged`, ...) and its JSON data.
@@ -164,27 +154,8 @@ impl Client {
         Ok((response.status().as_u16(), text))
     }
 
-    pub fn account(&self, address: &Address) -> Result<AccountView, ClientError> {
-        self.get(&format!("/v1/accounts/{address}"))
-    }
-
-    /// Hands a signed transaction to the node's mempool; returns its hash.
-    pub fn submit(&self, tx: &Transaction) -> Result<Hash, ClientError> {
-        #[derive(Deserialize)]
-        struct Submitted {
-            tx: Hash,
-        }
-        let body = serde_json::json!({ "tx": hex::encode(&tx.encode()) });
-        Ok(self.post::<Submitted>("/v1/txs", &body)?.tx)
-    }
-
     /// Streams `reader` into the blob store; returns the blob's hash and size.
     pub fn upload_blob(&self, mut reader: impl Read) -> Result<(BlobHash, u64), ClientError> {
-        #[derive(Deserialize)]
-        struct Stored {
-            hash: BlobHash,
-            size: u64,
-        }
         let path = "/v1/blobs";
         let response = self
             .streaming
@@ -192,7 +163,7 @@ impl Client {
             .header("content-type", "application/octet-stream")
             .send(SendBody::from_reader(&mut reader))
             .map_err(self.transport(path))?;
-        let stored: Stored = json_answer(path, response)?;
+        let stored: StoredBlob = json_answer(path, response)?;
         Ok((stored.hash, stored.size))
     }
 
@@ -220,17 +191,8 @@ impl Client {
         Ok(size)
     }
 
-    /// Posts a provider's signed log entries for a task.
-    pub fn post_logs(
-        &self,
-        task: &ogpu_core::TaskId,
-        entries: &[ogpu_core::tasklog::SignedLogEntry],
-    ) -> Result<(), ClientError> {
-        self.post::<serde_json::Value>(&format!("/v1/tasks/{task}/logs"), &entries).map(|_| ())
-    }
-
     /// Opens a server-sent event stream, for example `/v1/events?task=ID`.
-    pub fn events(&self, path: &str) -> Result<EventStream, ClientError> {
+    pub(crate) fn stream(&self, path: &str) -> Result<EventStream, ClientError> {
         let response = self
             .streaming
             .get(self.url(path))

@@ -8,18 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ogpu_api::client::{Client, ClientError};
 use ogpu_core::tx::{Transaction, TxBody};
 use ogpu_core::{Address, Amount, ChainId, Hash, SecretKey};
-use serde::Deserialize;
 
-/// What `/v1/txs/{hash}` says of a transaction the node knows.
-#[derive(Deserialize)]
-struct TxStatus {
-    status: String,
-    #[serde(default)]
-    error: Option<String>,
-}
+use crate::types::{Refusal, TxState};
+use crate::{Client, ClientError};
 
 pub struct Wallet {
     key: SecretKey,
@@ -57,22 +50,14 @@ pub enum WalletError {
 }
 
 impl Wallet {
+    /// A wallet for `key` on the chain the node at `client` runs, paying the chain's
+    /// minimum fee as it is now.
     pub fn new(key: SecretKey, client: Client) -> Result<Wallet, WalletError> {
-        #[derive(Deserialize)]
-        struct Status {
-            chain_id: String,
-        }
-        let status: Status = client.get("/v1/status")?;
+        let status = client.status()?;
         let chain_id = status.chain_id.parse().map_err(|_| WalletError::ChainId(status.chain_id.clone()))?;
+        let fee = client.params()?.min_fee;
         let address = Address::of(&key.public());
-        Ok(Wallet {
-            key,
-            address,
-            chain_id,
-            fee: Amount::from_base_units(10u128.pow(14)),
-            client,
-            sequence: Mutex::new(Sequence::default()),
-        })
+        Ok(Wallet { key, address, chain_id, fee, client, sequence: Mutex::new(Sequence::default()) })
     }
 
     pub fn address(&self) -> Address {
@@ -106,7 +91,7 @@ impl Wallet {
                     sequence.unconfirmed.insert(nonce, hash);
                     return Ok(hash);
                 }
-                Err(error) if !retried && error.api_error() == Some("rejected") => {
+                Err(error) if !retried && error.refusal().is_some_and(Refusal::is_about_the_nonce) => {
                     tracing::debug!(%error, "resynchronizing the nonce");
                     retried = true;
                     *sequence = Sequence::default();
@@ -128,7 +113,7 @@ impl Wallet {
         let lost = match sequence.unconfirmed.first_key_value() {
             None => false,
             Some((nonce, _)) if *nonce != on_chain => true,
-            Some((_, hash)) => match self.client.get::<TxStatus>(&format!("/v1/txs/{hash}")) {
+            Some((_, hash)) => match self.client.tx(hash) {
                 Ok(_) => false,
                 Err(error) if error.api_error() == Some("unknown_transaction") => true,
                 Err(error) => return Err(error.into()),
@@ -152,11 +137,12 @@ impl Wallet {
     pub fn wait(&self, hash: &Hash, what: &str, timeout: Duration) -> Result<Verdict, WalletError> {
         let started = Instant::now();
         while started.elapsed() < timeout {
-            match self.client.get::<TxStatus>(&format!("/v1/txs/{hash}")) {
-                Ok(status) if status.status == "finalized" => {
-                    return Ok(status.error.map_or(Verdict::Applied, Verdict::Refused));
+            match self.client.tx(hash) {
+                Ok(view) => {
+                    if let TxState::Finalized { error, .. } = view.state {
+                        return Ok(error.map_or(Verdict::Applied, Verdict::Refused));
+                    }
                 }
-                Ok(_) => {}
                 // Not seen yet: a node that restarted may have lost it from its mempool.
                 Err(error) if error.api_error() == Some("unknown_transaction") => {}
                 Err(error) => return Err(error.into()),

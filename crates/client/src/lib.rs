@@ -1,0 +1,22 @@
+//! `ogpu-client`, the OpenGPU Network's Rust SDK: a blocking client of a node's API.
+//!
+//! - `types`: every request and response body of the API, defined once (the server,
+//!   `ogpu-api`, builds the same types).
+//! - `routes`: one typed call per route on [`Client`], over the transport in `http`.
+//! - `wallet`: signs and sends an account's transactions with one nonce sequence, the
+//!   fee the chain asks for, and waits for their verdicts.
+//! - `transfer`: a task's files through the blob store, each checked by its hash.
+//!
+//! Its dependencies are the chain's pure types, an HTTP/1.1 client and serde: no server,
+//! networking stack or database.
+
+mod http;
+mod routes;
+pub mod transfer;
+pub mod types;
+pub mod wallet;
+
+pub use http::{Client, ClientError, EventStream, FeedItem, SseEvent};
+pub use routes::TaskFilter;
+pub use types::{EventRecord, Refusal};
+pub use wallet::{Verdict, Wallet, WalletError};
