@@ -4,6 +4,7 @@
 mod bench;
 mod bench_market;
 mod bench_runtime;
+mod blob;
 mod client;
 mod devnet;
 mod key;
@@ -68,6 +69,13 @@ enum Command {
         #[command(subcommand)]
         command: provider::ProviderCommand,
     },
+    /// Put files into the blob store and get them back, by hash.
+    Blob {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: blob::BlobCommand,
+    },
     /// Submit tasks and follow them, or run them locally first.
     Task {
         #[command(flatten)]
@@ -90,6 +98,7 @@ fn main() -> Result<()> {
         Command::Key(command) => key::run(command),
         Command::Spec(command) => spec::run(command),
         Command::Bench(command) => bench::run(command),
+        Command::Blob { client, command } => blob::run(client, command),
         Command::Task { client, command } => task::run(client, command),
         Command::Provider { client, command } => provider::run(client, command),
     }

@@ -12,11 +12,11 @@ use ogpu_chain::Genesis;
 use ogpu_core::encoding::Canonical;
 use ogpu_core::keystore::Keystore;
 use ogpu_core::tx::{Transaction, TxBody};
-use ogpu_core::{Address, Amount};
+use ogpu_core::{Address, Amount, Hash};
 use ogpu_node::store::Store;
 
 fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    ogpu_api::client::Client::new(&format!("http://127.0.0.1:{port}")).ok()?.send_raw(method, path, body).ok()
+    ogpu_client::Client::new(&format!("http://127.0.0.1:{port}")).ok()?.send_raw(method, path, body).ok()
 }
 
 fn json(text: &str) -> serde_json::Value {
@@ -103,9 +103,53 @@ fn four_validator_processes_finalize_transfers_with_one_state_root() {
     assert!(json(&body)["error"].is_string());
     let (status, _) = http(port, "GET", "/v1/accounts/nonsense", "").unwrap();
     assert_eq!(status, 400);
+    blobs_go_up_and_come_back_by_hash(port);
 
     drop(devnet);
     assert!(assert_one_state_root(data.path()) >= 2, "every validator finalized blocks");
+}
+
+/// `ogpu` with this devnet's API; its standard output, or its error.
+fn ogpu(port: u16, args: &[&std::ffi::OsStr]) -> Result<String, String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_ogpu"))
+        .args(args)
+        .env("OGPU_API", format!("http://127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    if output.status.success() { Ok(text(output.stdout)) } else { Err(text(output.stderr)) }
+}
+
+/// `ogpu blob hash` gives offline the address `put` stores a file under, and `get` brings
+/// back the same bytes; a missing file or a directory is refused by name.
+fn blobs_go_up_and_come_back_by_hash(port: u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weights.bin");
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let blob = |args: &[&std::ffi::OsStr]| {
+        let mut all: Vec<&std::ffi::OsStr> = vec!["blob".as_ref()];
+        all.extend_from_slice(args);
+        ogpu(port, &all)
+    };
+    let hashed = blob(&["hash".as_ref(), file.as_os_str()]).unwrap();
+    let put = blob(&["put".as_ref(), file.as_os_str()]).unwrap();
+    assert_eq!(put, hashed);
+    assert_eq!(put, format!("{} 200000 bytes\n", Hash::of_bytes(&bytes)));
+
+    let back = dir.path().join("back.bin");
+    let hash = put.split(' ').next().unwrap();
+    blob(&["get".as_ref(), format!("blake3:{hash}").as_ref(), back.as_os_str()]).unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), bytes);
+
+    let missing = blob(&["put".as_ref(), dir.path().join("nothing").as_os_str()]).unwrap_err();
+    assert!(missing.contains("cannot open") && missing.contains("nothing"), "{missing}");
+    let directory = blob(&["put".as_ref(), dir.path().as_os_str()]).unwrap_err();
+    assert!(directory.contains("is not a regular file"), "{directory}");
+    let unknown = dir.path().join("unknown.bin");
+    let absent = blob(&["get".as_ref(), Hash([5; 32]).to_string().as_ref(), unknown.as_os_str()]).unwrap_err();
+    assert!(absent.contains("unknown_blob"), "{absent}");
+    assert!(!unknown.exists(), "a failed download leaves no file");
 }
 
 #[test]

@@ -1,0 +1,66 @@
+//! `ogpu blob`: files in the network's blob store, where a file's address is the blake3
+//! hash of its bytes. `hash` works offline and prints the address `put` would give.
+
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use ogpu_core::{BlobHash, Hash};
+
+use crate::client::{ClientArgs, Format};
+
+#[derive(Subcommand)]
+pub enum BlobCommand {
+    /// Upload FILE; print its hash (its address in the store) and size.
+    Put { file: PathBuf },
+    /// Download blob HASH (hex, or `blake3:` and hex) into FILE, checking its hash first.
+    Get { hash: String, out: PathBuf },
+    /// Print the hash FILE has in the store, without uploading it.
+    Hash { file: PathBuf },
+}
+
+pub fn run(args: ClientArgs, command: BlobCommand) -> Result<()> {
+    let (hash, size) = match command {
+        BlobCommand::Put { file } => args.client()?.upload_blob(open(&file)?)?,
+        BlobCommand::Get { hash, out } => get(&args, &parse_hash(&hash)?, &out)?,
+        BlobCommand::Hash { file } => {
+            let mut hasher = blake3::Hasher::new();
+            let size =
+                std::io::copy(&mut open(&file)?, &mut hasher).with_context(|| format!("reading {}", file.display()))?;
+            (BlobHash(Hash(*hasher.finalize().as_bytes())), size)
+        }
+    };
+    match args.format {
+        Format::Json => println!("{}", serde_json::json!({ "hash": hash, "size": size })),
+        Format::Table => println!("{hash} {size} bytes"),
+    }
+    Ok(())
+}
+
+/// A regular file to read, or an error naming it.
+fn open(file: &Path) -> Result<BufReader<File>> {
+    let opened = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    if !opened.metadata().with_context(|| format!("cannot read {}", file.display()))?.is_file() {
+        bail!("{} is not a regular file", file.display());
+    }
+    Ok(BufReader::new(opened))
+}
+
+fn parse_hash(text: &str) -> Result<BlobHash> {
+    let hex = text.strip_prefix("blake3:").unwrap_or(text);
+    hex.parse().map(BlobHash).map_err(|_| anyhow::anyhow!("{text:?} is not a blob hash (64 hex digits)"))
+}
+
+/// Downloads into a temporary file beside `out` and moves it there only once its bytes
+/// hash to `hash`, so a failed or corrupt download leaves nothing at `out`.
+fn get(args: &ClientArgs, hash: &BlobHash, out: &Path) -> Result<(BlobHash, u64)> {
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut partial =
+        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    let size = args.client()?.download_blob(hash, partial.as_file_mut())?;
+    partial.as_file_mut().flush()?;
+    partial.persist(out).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok((*hash, size))
+}
