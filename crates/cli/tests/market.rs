@@ -57,7 +57,7 @@ fn an_auction_replicated_twice_settles_every_balance_exactly() {
     let providers: Vec<Address> = (0..3).map(|i| devnet.provider_address(i)).collect();
     let parties: Vec<Address> = std::iter::once(client).chain(providers.iter().copied()).collect();
     let before: Vec<Amount> = parties.iter().map(|a| devnet.balance(a)).collect();
-    let start_height = devnet.height();
+    let start_height = devnet.finalized_height();
 
     let output = devnet.ogpu(&["task", "submit", spec_path.to_str().unwrap()]);
     assert_success(&output);

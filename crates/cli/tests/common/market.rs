@@ -149,7 +149,7 @@ impl Devnet {
             .collect()
     }
 
-    pub fn height(&self) -> u64 {
+    pub fn finalized_height(&self) -> u64 {
         self.client.status().unwrap().finalized_height
     }
 }
