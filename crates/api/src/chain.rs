@@ -42,11 +42,20 @@ pub async fn params(State(node): State<NodeHandle>) -> Json<Params> {
 }
 
 #[utoipa::path(get, path = "/v1/accounts/{address}", params(("address" = String, Path, description = "ogpu1... address")),
-    responses((status = 200, description = "Balance and next nonce"), (status = 400, description = "Not an address")))]
+    responses((status = 200, description = "Next nonce, and the balance it may spend beside what sits in escrow, trust locks, stake and unbonding"), (status = 400, description = "Not an address")))]
 pub async fn account(State(node): State<NodeHandle>, Path(address): Path<String>) -> Result<Json<Account>, ApiError> {
     let address: Address = parse("address", &address)?;
-    let account = node.finalized.borrow().account(&address);
-    Ok(Json(Account { address, balance: account.balance, nonce: account.nonce }))
+    let state = node.finalized.borrow().clone();
+    let held = state.holdings(&address).ok_or_else(|| ApiError::internal("the account's holdings overflow"))?;
+    Ok(Json(Account {
+        address,
+        balance: held.available,
+        nonce: state.account(&address).nonce,
+        escrow: held.escrow,
+        trust_lock: held.trust_lock,
+        staked: held.staked,
+        unbonding: held.unbonding,
+    }))
 }
 
 /// How many of an account's transactions are listed, newest last.

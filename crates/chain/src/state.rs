@@ -33,6 +33,21 @@ pub struct Validator {
     pub jailed_until: u64,
 }
 
+/// An account's money by where it sits (see [`State::holdings`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Holdings {
+    /// The balance it may spend.
+    pub available: Amount,
+    /// Reserved for its live tasks' executors and verifiers.
+    pub escrow: Amount,
+    /// Its tasks' client trust locks and its challenge bonds, returned unless forfeited.
+    pub trust_lock: Amount,
+    /// As a validator, a provider and in pools.
+    pub staked: Amount,
+    /// Unstaked and waiting out the unbonding period.
+    pub unbonding: Amount,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct Provider {
     pub profile: DeviceProfile,
@@ -344,6 +359,38 @@ impl State {
             }
         }
         Some(total)
+    }
+
+    /// What `address` holds, by where it sits. Walks every task and pool: for a wallet's
+    /// view, not for block execution.
+    pub fn holdings(&self, address: &Address) -> Option<Holdings> {
+        let mut holdings = Holdings { available: self.balance(address), ..Holdings::default() };
+        let add = |to: &mut Amount, amount: Amount| to.checked_add(amount).map(|sum| *to = sum);
+        if let Some(validator) = self.validators.get(address) {
+            add(&mut holdings.staked, validator.stake)?;
+        }
+        if let Some(provider) = self.providers.get(address) {
+            add(&mut holdings.staked, provider.stake)?;
+        }
+        for pool in self.pools.values() {
+            if let Some(stake) = pool.subscribers.get(address) {
+                add(&mut holdings.staked, *stake)?;
+            }
+        }
+        for (_, entry) in self.unbonding.range((*address, 0)..=(*address, u64::MAX)) {
+            add(&mut holdings.unbonding, entry.amount)?;
+        }
+        for task in self.tasks.values() {
+            if task.client == *address {
+                add(&mut holdings.escrow, task.escrow)?;
+                add(&mut holdings.escrow, task.verification_budget)?;
+                add(&mut holdings.trust_lock, task.client_lock)?;
+            }
+            if let Some(challenge) = task.challenge.as_ref().filter(|c| c.challenger == *address) {
+                add(&mut holdings.trust_lock, challenge.bond)?;
+            }
+        }
+        Some(holdings)
     }
 
     /// Every entry of the state as `(key, value)` leaf hashes in a fixed order, each key

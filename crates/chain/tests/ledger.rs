@@ -252,3 +252,45 @@ fn a_block_that_includes_an_executed_transaction_again_is_invalid() {
     assert_eq!(error, BlockError::NonceAlreadyUsed { index: 1, tx: tx.hash() });
     fresh.block(vec![tx]);
 }
+
+/// A wallet's balance split: what an account may spend, what its tasks hold in escrow and
+/// trust locks, what it has staked and what is unbonding; with the reward pool, the
+/// holdings of every account are all the money there is.
+#[test]
+fn an_accounts_holdings_say_where_its_money_sits() {
+    let client = key("holdings-client");
+    let provider = key("holdings-provider");
+    let mut net = Net::new(&[(&client, "1000"), (&provider, "1000")]);
+    net.provider(&provider, "H100", 80_000, "300");
+    net.ok(&provider, TxBody::Unstake { role: StakeRole::Provider, amount: ogpu("100") });
+    let task = net.submit(&client, auction_spec("2", ogpu_core::spec::VerificationPolicy::None));
+
+    let held = net.state.holdings(&addr(&client)).unwrap();
+    let reserved = net.task(task);
+    assert_eq!(held.available, net.balance(&client));
+    assert_eq!(held.escrow, reserved.escrow.checked_add(reserved.verification_budget).unwrap());
+    assert_eq!(held.trust_lock, reserved.client_lock);
+    assert!(!held.escrow.is_zero() && !held.trust_lock.is_zero());
+    assert_eq!((held.staked, held.unbonding), (Amount::ZERO, Amount::ZERO));
+
+    let held = net.state.holdings(&addr(&provider)).unwrap();
+    assert_eq!((held.staked, held.unbonding), (ogpu("200"), ogpu("100")));
+    assert_eq!((held.escrow, held.trust_lock), (Amount::ZERO, Amount::ZERO));
+
+    let state = &net.state;
+    let owners: std::collections::BTreeSet<Address> = state
+        .accounts
+        .keys()
+        .chain(state.validators.keys())
+        .chain(state.providers.keys())
+        .chain(state.unbonding.keys().map(|(owner, _)| owner))
+        .chain(state.tasks.values().map(|task| &task.client))
+        .copied()
+        .collect();
+    let everyone = owners.iter().map(|owner| state.holdings(owner).unwrap()).fold(state.reward_pool, |sum, held| {
+        [held.available, held.escrow, held.trust_lock, held.staked, held.unbonding]
+            .into_iter()
+            .fold(sum, |sum, part| sum.checked_add(part).unwrap())
+    });
+    assert_eq!(everyone, state.money_held().unwrap());
+}

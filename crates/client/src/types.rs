@@ -22,13 +22,22 @@ pub struct Status {
     pub listen: Vec<String>,
 }
 
-/// `GET /v1/accounts/{address}`: an account's balance and the nonce its next transaction
-/// takes.
+/// `GET /v1/accounts/{address}`: the nonce an account's next transaction takes, and its
+/// money by where it sits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub address: Address,
+    /// What it may spend.
     pub balance: Amount,
     pub nonce: u64,
+    /// Reserved for its live tasks' executors and verifiers.
+    pub escrow: Amount,
+    /// Its tasks' client trust locks and its challenge bonds.
+    pub trust_lock: Amount,
+    /// As a validator, a provider and in pools.
+    pub staked: Amount,
+    /// Unstaked, waiting out the unbonding period.
+    pub unbonding: Amount,
 }
 
 /// A finalized transaction as lists show it: its record, where the node has one.
