@@ -1,7 +1,7 @@
 //! `ogpu key`: encrypted key files (argon2id + XChaCha20-Poly1305, see
 //! `ogpu_core::keystore`). The password comes from `OGPU_PASSWORD`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -26,17 +26,23 @@ fn password() -> Result<String> {
         .context("set OGPU_PASSWORD to the key file's password (it may be empty for devnet keys)")
 }
 
+/// Generates a key, writes it to `file` sealed with the password from `OGPU_PASSWORD`,
+/// and returns its address. Never overwrites a file.
+pub fn create(file: &Path, devnet: bool) -> Result<Address> {
+    if file.exists() {
+        bail!("{} exists; refusing to overwrite a key", file.display());
+    }
+    let key = SecretKey::generate(&mut rand_core::OsRng);
+    let costs = if devnet { Kdf::DEVNET } else { Kdf::STANDARD };
+    let sealed = Keystore::seal(&key, &password()?, costs, &mut rand_core::OsRng)?;
+    std::fs::write(file, sealed.to_json()).with_context(|| format!("writing {}", file.display()))?;
+    Ok(Address::of(&key.public()))
+}
+
 pub fn run(command: KeyCommand) -> Result<()> {
     match command {
         KeyCommand::New { file, devnet } => {
-            if file.exists() {
-                bail!("{} exists; refusing to overwrite a key", file.display());
-            }
-            let key = SecretKey::generate(&mut rand_core::OsRng);
-            let costs = if devnet { Kdf::DEVNET } else { Kdf::STANDARD };
-            let sealed = Keystore::seal(&key, &password()?, costs, &mut rand_core::OsRng)?;
-            std::fs::write(&file, sealed.to_json()).with_context(|| format!("writing {}", file.display()))?;
-            println!("{}", Address::of(&key.public()));
+            println!("{}", create(&file, devnet)?);
             Ok(())
         }
         KeyCommand::Show { file } => {

@@ -7,11 +7,15 @@ mod bench_runtime;
 mod blob;
 mod client;
 mod devnet;
+mod exit;
 mod key;
 mod node;
 mod provider;
 mod spec;
 mod task;
+mod wallet;
+
+use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -23,7 +27,12 @@ use clap::{Parser, Subcommand};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "ogpu", version, about = "The OpenGPU Network: a decentralized market for GPU compute")]
+#[command(
+    name = "ogpu",
+    version,
+    about = "The OpenGPU Network: a decentralized market for GPU compute",
+    after_help = exit::CODES
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -69,6 +78,13 @@ enum Command {
         #[command(subcommand)]
         command: provider::ProviderCommand,
     },
+    /// Keys, balances split by where the money sits, transfers and history.
+    Wallet {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: wallet::WalletCommand,
+    },
     /// Put files into the blob store and get them back, by hash.
     Blob {
         #[command(flatten)]
@@ -85,12 +101,22 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:?}");
+            exit::code(&error)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
         Command::Devnet { validators, api, data, providers, block_ms, fund } => {
             devnet::run(devnet::DevnetArgs { validators, api, data, providers, block_ms, fund })
         }
@@ -98,6 +124,7 @@ fn main() -> Result<()> {
         Command::Key(command) => key::run(command),
         Command::Spec(command) => spec::run(command),
         Command::Bench(command) => bench::run(command),
+        Command::Wallet { client, command } => wallet::run(client, command),
         Command::Blob { client, command } => blob::run(client, command),
         Command::Task { client, command } => task::run(client, command),
         Command::Provider { client, command } => provider::run(client, command),

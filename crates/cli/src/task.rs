@@ -24,6 +24,7 @@ use ogpu_core::{Address, Amount, BlobHash, Hash, TaskId};
 use ogpu_runtime::{Job, Libraries, Progress, Runtimes};
 
 use crate::client::{ClientArgs, Format};
+use crate::exit::{Refused, TaskFailed};
 
 #[derive(Subcommand)]
 pub enum TaskCommand {
@@ -168,7 +169,7 @@ fn run_local(
     };
     let outcome = match runtimes.run(&job) {
         Ok(outcome) => outcome,
-        Err(error) => bail!("{}: the task failed: {error}", spec.name),
+        Err(error) => return Err(TaskFailed(format!("{}: the task failed: {error}", spec.name)).into()),
     };
     if let Some(out) = &out {
         for file in &outcome.files {
@@ -224,7 +225,11 @@ fn submit(args: &ClientArgs, file: &Path, blobs: Option<PathBuf>, no_wait: bool)
         println!("{}: reserves {reserved} oGPU now (unused escrow comes back); balance {balance} oGPU", spec.name);
     }
     if balance < reserved {
-        bail!("too little balance: the task reserves {reserved} oGPU and {} holds {balance} oGPU", wallet.address());
+        let holder = wallet.address();
+        return Err(Refused(format!(
+            "too little balance: the task reserves {reserved} oGPU and {holder} holds {balance} oGPU"
+        ))
+        .into());
     }
     for path in std::iter::once(&program).chain(inputs.values()) {
         let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -232,7 +237,7 @@ fn submit(args: &ClientArgs, file: &Path, blobs: Option<PathBuf>, no_wait: bool)
     }
     let hash = wallet.send(TxBody::SubmitTask { spec: spec.clone() })?;
     if let Verdict::Refused(reason) = wallet.wait(&hash, "the submission", TX_TIMEOUT)? {
-        bail!("the chain refused the task: {reason}");
+        return Err(Refused(format!("the chain refused the task: {reason}")).into());
     }
     let id = TaskId(hash);
     match (no_wait, table) {
@@ -295,9 +300,9 @@ fn settled(id: &TaskId, outcome: &Outcome, table: bool) -> Result<()> {
             }
             Ok(())
         }
-        Outcome::Cancelled => bail!("task {id} was cancelled"),
-        Outcome::Unfilled(report) => bail!("task {id} found no provider: {report:?}"),
-        Outcome::Failed(reason) => bail!("task {id} failed: {reason}"),
+        Outcome::Cancelled => Err(TaskFailed(format!("task {id} was cancelled")).into()),
+        Outcome::Unfilled(report) => Err(TaskFailed(format!("task {id} found no provider: {report:?}")).into()),
+        Outcome::Failed(reason) => Err(TaskFailed(format!("task {id} failed: {reason}")).into()),
     }
 }
 

@@ -121,3 +121,34 @@ fn node_run_without_a_password_and_no_terminal_refuses() {
     std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!status.success() && stderr.contains("OGPU_PASSWORD"), "{stderr}");
 }
+
+/// Scripts tell failures apart by the exit code: 2 for usage (arguments clap refuses, a
+/// hash that is not one), 4 for a node that cannot be reached, 0 for what needs no node.
+#[test]
+fn exit_codes_say_what_kind_of_failure_it_was() {
+    let code = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_ogpu"))
+            .args(args)
+            .env("OGPU_API", "http://127.0.0.1:9")
+            .env_remove("OGPU_KEY")
+            .output()
+            .unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blob.bin");
+    std::fs::write(&file, b"bytes").unwrap();
+    let file = file.to_str().unwrap();
+
+    assert_eq!(code(&["blob", "hash", file]).0, Some(0));
+    let (unreachable, stderr) = code(&["blob", "put", file]);
+    assert_eq!(unreachable, Some(4), "{stderr}");
+    assert!(stderr.contains("cannot reach the API"), "{stderr}");
+    assert_eq!(code(&["wallet", "balance", "not-an-address"]).0, Some(2), "clap refuses the argument");
+    let (bad_hash, stderr) = code(&["blob", "get", "zz", file]);
+    assert_eq!(bad_hash, Some(2), "{stderr}");
+    assert!(stderr.contains("is not a blob hash"), "{stderr}");
+
+    let help = Command::new(env!("CARGO_BIN_EXE_ogpu")).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Exit codes: 0 done"));
+}

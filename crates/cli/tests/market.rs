@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::market::*;
@@ -342,17 +342,46 @@ fn too_little_balance_and_a_malformed_spec_are_refused_before_anything_is_reserv
         .env("OGPU_PASSWORD", "")
         .output()
         .unwrap();
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(3), "refused: {output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("too little balance"), "{output:?}");
 
     let malformed = dir.path().join("malformed.toml");
     std::fs::write(&malformed, "name = \"x\"\n[workload]\nkind = \"quantum\"\n").unwrap();
     let output = devnet.ogpu(&["task", "submit", malformed.to_str().unwrap()]);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(2), "usage: {output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("not a valid task spec"), "{output:?}");
 
     let tasks = devnet.client.tasks(&Default::default()).unwrap();
     assert!(tasks.tasks.is_empty(), "nothing was submitted: {:?}", tasks.tasks);
     let client = Address::of(&devnet.client_key().public());
     assert_eq!(devnet.balance(&client), Amount::ogpu(1_000_000), "nothing was reserved or spent");
+
+    // The wallet: a transfer to the poor key, then one it cannot pay, which the chain refuses.
+    let poor_address = Address::of(&key.public()).to_string();
+    let output = devnet.ogpu(&["wallet", "send", &poor_address, "5"]);
+    assert!(output.status.success(), "{output:?}");
+    let poor_wallet = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ogpu"))
+            .args(["wallet", "--api", &devnet.api, "--key", poor.to_str().unwrap(), "-o", "json"])
+            .args(args)
+            .env("OGPU_PASSWORD", "")
+            .output()
+            .unwrap()
+    };
+    let output = poor_wallet(&["send", &client.to_string(), "100"]);
+    assert_eq!(output.status.code(), Some(3), "refused on chain: {output:?}");
+    let balance = |output: Output| -> serde_json::Value { serde_json::from_slice(&output.stdout).unwrap() };
+    let poor_balance = balance(poor_wallet(&["balance"]));
+    let fee = devnet.client.params().unwrap().min_fee;
+    let left = Amount::ogpu(5).checked_sub(fee).unwrap().to_string();
+    assert_eq!(poor_balance["balance"], left.as_str(), "the refused transfer cost its fee: {poor_balance}");
+    let history = balance(poor_wallet(&["history"]));
+    assert_eq!(history["txs"][0]["kind"], "transfer", "{history}");
+    assert!(history["txs"][0]["error"].is_string(), "the refusal is in the history: {history}");
+
+    // A provider's stake shows as staked, not as available.
+    let provider = devnet.provider_address(0).to_string();
+    let staked = balance(devnet.ogpu(&["wallet", "balance", &provider, "-o", "json"]));
+    let staked: Amount = staked["staked"].as_str().unwrap().parse().unwrap();
+    assert!(staked >= Amount::ogpu(500), "{staked}");
 }
