@@ -15,8 +15,9 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use ogpu_chain::state::{Outcome, Phase, Task};
 use ogpu_chain::{Event, reservation};
+use ogpu_client::types::TaskView;
 use ogpu_client::wallet::{Verdict, Wallet};
-use ogpu_client::{Client, EventRecord, FeedItem};
+use ogpu_client::{Client, EventRecord, FeedItem, TaskFilter};
 use ogpu_core::spec::{Market, TaskSpec};
 use ogpu_core::tasklog::{LogBody, SignedLogEntry};
 use ogpu_core::tx::TxBody;
@@ -55,6 +56,22 @@ pub enum TaskCommand {
     },
     /// Show a task: its phase, executors and history.
     Get { id: String },
+    /// List tasks: the signing key's, or another client's, or everyone's.
+    List {
+        /// Another client than the signing key's.
+        #[arg(long, conflicts_with = "all")]
+        client: Option<Address>,
+        /// Every client's tasks.
+        #[arg(long)]
+        all: bool,
+        /// Only tasks in this phase: bidding, executing, revealing, racing, verifying,
+        /// challengeable or done.
+        #[arg(long)]
+        phase: Option<String>,
+    },
+    /// Cancel a task before any provider sealed a bid for it; its escrow and trust lock
+    /// come back.
+    Cancel { id: String },
     /// Show the signed progress and log lines providers posted for a task.
     Logs {
         id: String,
@@ -78,6 +95,8 @@ pub fn run(client: ClientArgs, command: TaskCommand) -> Result<()> {
         }
         TaskCommand::Submit { file, blobs, no_wait } => submit(&client, &file, blobs, no_wait),
         TaskCommand::Get { id } => get(&client, &parse_id(&id)?),
+        TaskCommand::List { client: of, all, phase } => list(&client, of, all, phase),
+        TaskCommand::Cancel { id } => cancel(&client, &parse_id(&id)?),
         TaskCommand::Logs { id, follow } => logs(&client, &parse_id(&id)?, follow),
         TaskCommand::Result { id, out } => result(&client, &parse_id(&id)?, &out),
     }
@@ -348,6 +367,45 @@ fn get(args: &ClientArgs, id: &TaskId) -> Result<()> {
         println!("  #{height} {}", describe(event));
     }
     Ok(())
+}
+
+fn list(args: &ClientArgs, of: Option<Address>, all: bool, phase: Option<String>) -> Result<()> {
+    let client = match (of, all) {
+        (_, true) => None,
+        (Some(of), false) => Some(of),
+        (None, false) => {
+            Some(Address::of(&args.signing_key().context("name --client ADDRESS, --all or a key")?.public()))
+        }
+    };
+    let listed = args.client()?.tasks(&TaskFilter { client, phase, limit: Some(1_000) })?;
+    if args.format == Format::Json {
+        println!("{}", serde_json::to_string(&listed)?);
+        return Ok(());
+    }
+    for TaskView { id, task } in &listed.tasks {
+        let market = match task.spec.market {
+            Market::Auction { .. } => "auction",
+            Market::Pool { .. } => "pool",
+        };
+        let name = printable(&task.spec.name);
+        println!("{id} {:<14} {market:<7} escrow {:<10} {name}", task.phase.name(), task.escrow.to_string());
+    }
+    Ok(())
+}
+
+fn cancel(args: &ClientArgs, id: &TaskId) -> Result<()> {
+    let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
+    match wallet.send_and_wait(TxBody::CancelTask { task: *id }, TX_TIMEOUT)? {
+        Verdict::Applied => {
+            if args.format == Format::Json {
+                println!("{}", serde_json::json!({ "task": id, "cancelled": true }));
+            } else {
+                println!("task {id} cancelled; its escrow and trust lock are back");
+            }
+            Ok(())
+        }
+        Verdict::Refused(reason) => Err(Refused(format!("the chain refused to cancel task {id}: {reason}")).into()),
+    }
 }
 
 fn print_entry(entry: &SignedLogEntry, format: Format) -> Result<()> {

@@ -329,7 +329,7 @@ policy = "none"
 }
 
 #[test]
-fn too_little_balance_and_a_malformed_spec_are_refused_before_anything_is_reserved() {
+fn the_command_line_refuses_bad_submissions_moves_money_and_cancels_open_tasks() {
     let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let devnet = Devnet::start();
     let (dir, spec_path) = sum_spec(AUCTION, "policy = \"none\"");
@@ -384,4 +384,21 @@ fn too_little_balance_and_a_malformed_spec_are_refused_before_anything_is_reserv
     let staked = balance(devnet.ogpu(&["wallet", "balance", &provider, "-o", "json"]));
     let staked: Amount = staked["staked"].as_str().unwrap().parse().unwrap();
     assert!(staked >= Amount::ogpu(500), "{staked}");
+
+    // A task no provider here can run waits for bids; its client lists it and cancels it,
+    // and a second cancel is refused by the chain.
+    let open_auction = "kind = \"auction\"\nmax_price = \"0.01\"\nbid_window = 30";
+    let (_dir, unbiddable) = sum_spec(open_auction, "policy = \"none\"\n[requirements]\ngpus = 8");
+    let output = devnet.ogpu(&["task", "submit", unbiddable.to_str().unwrap(), "--no-wait"]);
+    assert_success(&output);
+    let id = submitted_id(&output).to_string();
+    let listed = balance(devnet.ogpu(&["task", "list", "-o", "json"]));
+    assert_eq!(listed["tasks"][0]["id"], id.as_str(), "{listed}");
+    let held = balance(devnet.ogpu(&["wallet", "balance", "-o", "json"]));
+    assert_ne!(held["escrow"], "0", "the open task holds escrow: {held}");
+    assert_success(&devnet.ogpu(&["task", "cancel", &id]));
+    let again = devnet.ogpu(&["task", "cancel", &id]);
+    assert_eq!(again.status.code(), Some(3), "{again:?}");
+    let held = balance(devnet.ogpu(&["wallet", "balance", "-o", "json"]));
+    assert_eq!((&held["escrow"], &held["trust_lock"]), (&"0".into(), &"0".into()), "all back: {held}");
 }
