@@ -1,16 +1,18 @@
-//! `ogpu spec check`: validates a task spec (TOML or JSON) and shows what submitting it
-//! would reserve under the default chain parameters.
+//! `ogpu spec check`: reads a task spec (TOML or JSON), hashes the files it names, and
+//! shows the spec the chain would take and what submitting it would reserve under the
+//! default chain parameters.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use ogpu_chain::{Params, reservation};
-use ogpu_core::spec::{Market, TaskSpec};
+use ogpu_client::spec::ResolvedSpec;
+use ogpu_core::spec::Market;
 
 #[derive(Subcommand)]
 pub enum SpecCommand {
-    /// Validate FILE and print what it would reserve.
+    /// Validate FILE, resolve the files it names to hashes, and print what it would reserve.
     Check {
         file: PathBuf,
         /// Print JSON instead of text.
@@ -19,19 +21,21 @@ pub enum SpecCommand {
     },
 }
 
-/// Reads and validates a task spec: JSON when the file ends in `.json`, TOML otherwise.
-pub fn load(file: &Path) -> Result<TaskSpec> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let is_json = file.extension().is_some_and(|e| e == "json");
-    if is_json { TaskSpec::from_json(&text) } else { TaskSpec::from_toml(&text) }
-        .with_context(|| format!("{} is not a valid task spec", file.display()))
+/// Reads a task spec (JSON when the file ends in `.json`, TOML otherwise) and hashes the
+/// files it names.
+pub fn load(file: &Path) -> Result<ResolvedSpec> {
+    Ok(ogpu_client::spec::resolve(file)?)
 }
 
 pub fn run(command: SpecCommand) -> Result<()> {
     let SpecCommand::Check { file, json } = command;
-    let spec = load(&file)?;
+    let ResolvedSpec { spec, files } = load(&file)?;
     let Market::Auction { max_price, .. } = spec.market else {
-        println!("{}: valid pool job; it reserves the pool's price when submitted", spec.name);
+        if json {
+            println!("{}", serde_json::json!({ "spec": spec, "files": files }));
+        } else {
+            println!("{}: valid pool job; it reserves the pool's price when submitted", spec.name);
+        }
         return Ok(());
     };
     let reserved = reservation(&Params::default(), &spec, max_price, false).context("the reservation overflows")?;
@@ -39,6 +43,8 @@ pub fn run(command: SpecCommand) -> Result<()> {
     if json {
         let out = serde_json::json!({
             "name": spec.name,
+            "spec": spec,
+            "files": files,
             "escrow": reserved.escrow.to_string(),
             "trust_lock": reserved.client_lock.to_string(),
             "total": total.to_string(),
@@ -46,6 +52,13 @@ pub fn run(command: SpecCommand) -> Result<()> {
         println!("{out}");
     } else {
         println!("{}: valid", spec.name);
+        println!("program     {}", spec.workload.program);
+        for (name, hash) in &spec.workload.inputs {
+            println!("input       {name} = {hash}");
+        }
+        for (hash, path) in &files {
+            println!("file        {} is {hash}", path.display());
+        }
         println!("reserves {total} oGPU: {} in escrow and a {} trust lock", reserved.escrow, reserved.client_lock);
     }
     Ok(())

@@ -2,9 +2,10 @@
 //! machine's runtimes, without the network, so a client can check a spec (and see its
 //! output hash) before paying for it.
 //!
-//! A spec names its program and inputs by blake3 hash. Locally they are found by content:
-//! every file under the blob directory (by default the spec's own) is hashed, and each
-//! hash the spec names must match one of them.
+//! A spec names its program and inputs by path (relative to the spec) or, for blobs
+//! already in a store, by `blake3:` hash (see `ogpu_client::spec`). `submit` uploads the
+//! files it names; `run-local` finds a `blake3:` blob by content under the blob directory
+//! (by default the spec's own).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use ogpu_chain::state::{Outcome, Phase, Task};
-use ogpu_chain::{Event, reservation};
+use ogpu_chain::{Event, Params, reservation};
+use ogpu_client::spec::ResolvedSpec;
 use ogpu_client::types::TaskView;
 use ogpu_client::wallet::{Verdict, Wallet};
 use ogpu_client::{Client, EventRecord, FeedItem, TaskFilter};
@@ -32,7 +34,7 @@ pub enum TaskCommand {
     /// Run the task in FILE on this machine and print its output hash.
     RunLocal {
         file: PathBuf,
-        /// Where the program and input files are found by their hashes (default: the
+        /// Where blobs the spec names by `blake3:` hash are found by content (default: the
         /// spec's directory, searched two levels deep).
         #[arg(long)]
         blobs: Option<PathBuf>,
@@ -43,13 +45,10 @@ pub enum TaskCommand {
         #[arg(long, env = "OGPU_ONNXRUNTIME")]
         onnxruntime: Option<PathBuf>,
     },
-    /// Upload the task's files, reserve its price and submit it; then follow it until it
-    /// settles (exit 0) or fails (non-zero, with the reason).
+    /// Upload the files the task names, reserve its price and submit it; then follow it
+    /// until it settles (exit 0) or fails (non-zero, with the reason).
     Submit {
         file: PathBuf,
-        /// Where the program and input files are found (default: the spec's directory).
-        #[arg(long)]
-        blobs: Option<PathBuf>,
         /// Print the task id once it is on chain, and do not wait.
         #[arg(long)]
         no_wait: bool,
@@ -93,7 +92,7 @@ pub fn run(client: ClientArgs, command: TaskCommand) -> Result<()> {
             let libraries = Libraries { onnxruntime };
             run_local(&file, blobs, out, &libraries, client.format)
         }
-        TaskCommand::Submit { file, blobs, no_wait } => submit(&client, &file, blobs, no_wait),
+        TaskCommand::Submit { file, no_wait } => submit(&client, &file, no_wait),
         TaskCommand::Get { id } => get(&client, &parse_id(&id)?),
         TaskCommand::List { client: of, all, phase } => list(&client, of, all, phase),
         TaskCommand::Cancel { id } => cancel(&client, &parse_id(&id)?),
@@ -125,10 +124,18 @@ fn index_files(dir: &Path, depth: u32, found: &mut BTreeMap<BlobHash, PathBuf>) 
     Ok(())
 }
 
-/// The files a spec needs, found by hash: the program, then each named input.
-fn locate(spec: &TaskSpec, dir: &Path) -> Result<(PathBuf, BTreeMap<String, PathBuf>)> {
-    let mut found = BTreeMap::new();
-    index_files(dir, 2, &mut found)?;
+/// The files a spec needs, found by hash: the program, then each named input. Those the
+/// spec names by path are known; a `blake3:` blob is looked for under `dir`.
+fn locate(
+    spec: &TaskSpec,
+    files: &BTreeMap<BlobHash, PathBuf>,
+    dir: &Path,
+) -> Result<(PathBuf, BTreeMap<String, PathBuf>)> {
+    let mut found = files.clone();
+    let needed = std::iter::once(&spec.workload.program).chain(spec.workload.inputs.values());
+    if needed.clone().any(|hash| !found.contains_key(hash)) {
+        index_files(dir, 2, &mut found)?;
+    }
     let find = |what: &str, hash: &BlobHash| {
         found
             .get(hash)
@@ -157,8 +164,8 @@ fn run_local(
     libraries: &Libraries,
     format: Format,
 ) -> Result<()> {
-    let spec = crate::spec::load(file)?;
-    let (program, inputs) = locate(&spec, &blob_dir(file, blobs))?;
+    let ResolvedSpec { spec, files } = crate::spec::load(file)?;
+    let (program, inputs) = locate(&spec, &files, &blob_dir(file, blobs))?;
     let work = tempfile::tempdir()?;
     let (input_dir, output_dir) = (work.path().join("input"), work.path().join("output"));
     std::fs::create_dir_all(&input_dir)?;
@@ -232,12 +239,19 @@ fn run_local(
 /// How long a submission waits for its transaction to be finalized.
 const TX_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn submit(args: &ClientArgs, file: &Path, blobs: Option<PathBuf>, no_wait: bool) -> Result<()> {
-    let spec = crate::spec::load(file)?;
-    let (program, inputs) = locate(&spec, &blob_dir(file, blobs))?;
+fn submit(args: &ClientArgs, file: &Path, no_wait: bool) -> Result<()> {
+    let ResolvedSpec { spec, files } = crate::spec::load(file)?;
     let client = args.client()?;
     let wallet = Wallet::new(args.signing_key()?, client.clone())?;
-    let reserved = reserved(&client, &spec)?;
+    let params = client.params()?;
+    for path in files.values() {
+        let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+        if size > params.max_blob_bytes {
+            let max = params.max_blob_bytes;
+            bail!("{} is {size} bytes; the chain takes blobs of at most {max} bytes", path.display());
+        }
+    }
+    let reserved = reserved(&client, &params, &spec)?;
     let balance = client.account(&wallet.address())?.balance;
     let table = args.format == Format::Table;
     if table {
@@ -250,7 +264,7 @@ fn submit(args: &ClientArgs, file: &Path, blobs: Option<PathBuf>, no_wait: bool)
         ))
         .into());
     }
-    for path in std::iter::once(&program).chain(inputs.values()) {
+    for path in files.values() {
         let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         client.upload_blob(file).with_context(|| format!("uploading {}", path.display()))?;
     }
@@ -273,13 +287,12 @@ fn submit(args: &ClientArgs, file: &Path, blobs: Option<PathBuf>, no_wait: bool)
 }
 
 /// What submitting `spec` takes from the client's balance under the chain's parameters.
-fn reserved(client: &Client, spec: &TaskSpec) -> Result<Amount> {
-    let params = client.params()?;
+fn reserved(client: &Client, params: &Params, spec: &TaskSpec) -> Result<Amount> {
     let (price_cap, pooled) = match &spec.market {
         Market::Auction { max_price, .. } => (*max_price, false),
         Market::Pool { pool } => (client.pool(pool)?.pool.spec.price_per_job, true),
     };
-    reservation(&params, spec, price_cap, pooled).and_then(|r| r.total()).context("the reservation overflows")
+    reservation(params, spec, price_cap, pooled).and_then(|r| r.total()).context("the reservation overflows")
 }
 
 /// Prints the task's chain events as they are finalized until it ends; fails unless it

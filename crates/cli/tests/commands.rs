@@ -55,7 +55,7 @@ fn a_spec_whose_files_are_missing_or_malformed_fails_with_the_reason() {
     std::fs::write(&copied, &spec).unwrap();
     let (ok, _, stderr) = ogpu(&["task", "run-local", &copied.display().to_string()]);
     assert!(!ok);
-    assert!(stderr.contains("no file under") && stderr.contains("program"), "{stderr}");
+    assert!(stderr.contains("workload.program names") && stderr.contains("wasm-sum.wat"), "{stderr}");
 
     let broken = dir.path().join("broken.toml");
     std::fs::write(&broken, spec.replace("kind = \"wasm\"", "kind = \"quantum\"")).unwrap();

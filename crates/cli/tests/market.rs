@@ -25,16 +25,14 @@ use ogpu_runtime::{Job, Outcome as RunOutcome, Runtime, Runtimes, TaskError, Was
 
 /// The wasm-sum example (sum of 1..=100) under `market` and `verification`.
 fn sum_spec(market: &str, verification: &str) -> (tempfile::TempDir, PathBuf) {
-    let program = blake3_of(&Path::new(EXAMPLES).join("wasm-sum.wat"));
-    let numbers = blake3_of(&Path::new(EXAMPLES).join("numbers.txt"));
     let spec = format!(
         r#"
 name = "sum"
 deadline_blocks = 30
 [workload]
 kind = "wasm"
-program = "{program}"
-inputs = {{ "numbers.txt" = "{numbers}" }}
+program = "wasm-sum.wat"
+inputs = {{ "numbers.txt" = "numbers.txt" }}
 limits = {{ fuel = 100000000, memory_mb = 16, timeout_s = 60 }}
 [market]
 {market}
@@ -277,7 +275,6 @@ fn a_provider_that_returns_a_wrong_result_is_slashed_and_the_task_completes_else
 fn a_provider_killed_mid_task_is_slashed_and_the_task_is_auctioned_again() {
     let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let devnet = Devnet::start();
-    let program = blake3_of(&Path::new(EXAMPLES).join("wasm-spin.wat"));
     // Two seconds of work (as measured here, now), which the provider killed right after
     // its award cannot finish, and a deadline of 20 blocks (10 s) after the start, which
     // the next one can meet on a loaded machine.
@@ -288,7 +285,7 @@ name = "spin"
 deadline_blocks = 20
 [workload]
 kind = "wasm"
-program = "{program}"
+program = "wasm-spin.wat"
 args = ["{steps}"]
 limits = {{ fuel = 100000000000, memory_mb = 16, timeout_s = 60 }}
 [market]

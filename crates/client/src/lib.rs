@@ -5,6 +5,8 @@
 //! - `routes`: one typed call per route on [`Client`], over the transport in `http`.
 //! - `wallet`: signs and sends an account's transactions with one nonce sequence, the
 //!   fee the chain asks for, and waits for their verdicts.
+//! - `spec`: task specs as people write them, naming files by path, resolved to the spec
+//!   the chain takes (hashes) and the files to upload.
 //! - `transfer`: a task's files through the blob store, each checked by its hash.
 //!
 //! Its dependencies are the chain's pure types, an HTTP/1.1 client and serde: no server,
@@ -12,6 +14,7 @@
 
 mod http;
 mod routes;
+pub mod spec;
 pub mod transfer;
 pub mod types;
 pub mod wallet;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
 
-use ogpu_core::spec::{Limits, TaskSpec, WorkloadKind};
+use ogpu_core::spec::{Limits, WorkloadKind};
 use ogpu_core::{BlobHash, Hash};
 use ogpu_runtime::onnx::npy::{self, Array, DType};
 use ogpu_runtime::{Job, Libraries, OnnxRuntime, Outcome, Progress, Runtime, Runtimes, TaskError};
@@ -22,7 +22,7 @@ use common::{available, bad_input, invalid_program, refused, unsupported};
 
 const DIGITS_MODEL: &[u8] = include_bytes!("../../../examples/digits-infer/digits_mlp.onnx");
 const DIGITS_CASES: &str = include_str!("data/digits_mlp.cases.json");
-const EXAMPLE_SPEC: &str = include_str!("../../../examples/digits-infer.toml");
+const EXAMPLE_SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/digits-infer.toml");
 const EXAMPLE_PIXELS: &[u8] = include_bytes!("../../../examples/digits-infer/pixels.npy");
 const EXAMPLE_LABELS: &[u8] = include_bytes!("../../../examples/digits-infer/labels.npy");
 
@@ -252,7 +252,7 @@ fn outputs_can_be_picked_by_name_and_inputs_bound_by_name() {
 
 #[test]
 fn the_example_spec_names_the_example_files_and_classifies_unseen_digits() {
-    let spec = TaskSpec::from_toml(EXAMPLE_SPEC).unwrap();
+    let spec = ogpu_client::spec::resolve(Path::new(EXAMPLE_SPEC)).unwrap().spec;
     let workload = &spec.workload;
     assert_eq!(workload.kind, WorkloadKind::Onnx);
     assert_eq!(workload.program, BlobHash(Hash::of_bytes(DIGITS_MODEL)), "program is blake3 of digits_mlp.onnx");

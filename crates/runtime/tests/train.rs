@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ogpu_core::spec::{Limits, TaskSpec, VerificationPolicy, WorkloadKind};
+use ogpu_core::spec::{Limits, VerificationPolicy, WorkloadKind};
 use ogpu_core::{BlobHash, Hash};
 use ogpu_runtime::onnx::npy::{self, Array, DType};
 use ogpu_runtime::train::{self, Distances};
@@ -18,7 +18,7 @@ use serde_json::Value;
 mod common;
 use common::{available, bad_input, bad_output, invalid_program, refused, unsupported};
 
-const EXAMPLE_SPEC: &str = include_str!("../../../examples/digits-train.toml");
+const EXAMPLE_SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/digits-train.toml");
 const DIGITS_CONFIG: &str = include_str!("../../../examples/digits-train/mlp.toml");
 const DIGITS_CSV_GZ: &[u8] = include_bytes!("../../../examples/digits-train/digits.csv.gz");
 
@@ -142,7 +142,7 @@ fn first_and_last(losses: &[f64], n: usize) -> (f64, f64) {
 
 #[test]
 fn the_digits_example_names_its_files_and_reaches_91_percent_on_unseen_rows() {
-    let spec = TaskSpec::from_toml(EXAMPLE_SPEC).unwrap();
+    let spec = ogpu_client::spec::resolve(Path::new(EXAMPLE_SPEC)).unwrap().spec;
     let workload = &spec.workload;
     assert_eq!(workload.kind, WorkloadKind::Train);
     assert_eq!(workload.program, BlobHash(Hash::of_bytes(DIGITS_CONFIG.as_bytes())), "program is blake3 of mlp.toml");

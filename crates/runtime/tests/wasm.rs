@@ -8,14 +8,14 @@ use std::sync::{LazyLock, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ogpu_core::spec::{Limits, TaskSpec, WorkloadKind};
+use ogpu_core::spec::{Limits, WorkloadKind};
 use ogpu_core::{BlobHash, Hash};
 use ogpu_runtime::{Job, Libraries, Outcome, Progress, Runtime, Runtimes, TaskError, WasmRuntime, hash_dir};
 
 mod common;
 
 const SUM_WAT: &str = include_str!("../../../examples/wasm-sum.wat");
-const SUM_SPEC: &str = include_str!("../../../examples/wasm-sum.toml");
+const SUM_SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/wasm-sum.toml");
 const SUM_NUMBERS: &str = include_str!("../../../examples/numbers.txt");
 
 /// One engine for every test, as on a provider: a timeout in one test must not disturb
@@ -163,7 +163,7 @@ fn the_example_reads_inputs_longer_than_its_buffer() {
 
 #[test]
 fn the_example_spec_names_the_example_files_and_runs() {
-    let spec = TaskSpec::from_toml(SUM_SPEC).unwrap();
+    let spec = ogpu_client::spec::resolve(Path::new(SUM_SPEC)).unwrap().spec;
     let workload = &spec.workload;
     assert_eq!(workload.kind, WorkloadKind::Wasm);
     assert_eq!(workload.program, BlobHash(Hash::of_bytes(SUM_WAT.as_bytes())), "program is blake3 of wasm-sum.wat");

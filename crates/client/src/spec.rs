@@ -1,0 +1,196 @@
+//! Task specs as people write them. `program` and each input name a file, by a path
+//! relative to the spec file (or absolute), or a blob some store already holds, by
+//! `blake3:` and its hash. Resolving a spec hashes its files and gives the spec the chain
+//! takes (hashes only), with the files to upload before submitting it.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use ogpu_core::spec::TaskSpec;
+use ogpu_core::{BlobHash, Hash};
+use serde_json::Value;
+
+/// What a blob named by hash is prefixed with in a spec file.
+pub const HASH_PREFIX: &str = "blake3:";
+
+/// A spec with its files hashed.
+#[derive(Debug, Clone)]
+pub struct ResolvedSpec {
+    /// The spec the chain takes: every file named by its hash.
+    pub spec: TaskSpec,
+    /// The local files it names, by hash: what must be in a store before the task runs.
+    pub files: BTreeMap<BlobHash, PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read the spec {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{spec}: {field} names {file}: {reason}")]
+    File { spec: PathBuf, field: String, file: PathBuf, reason: String },
+    #[error("{spec}: {field} is {value:?}; name a file by its path, or a stored blob as blake3:<64 hex digits>")]
+    Reference { spec: PathBuf, field: String, value: String },
+    #[error("{spec} is not a valid task spec: {reason}")]
+    Invalid { spec: PathBuf, reason: String },
+}
+
+/// Reads the spec at `path` (JSON when it ends in `.json`, TOML otherwise) and hashes the
+/// files it names.
+pub fn resolve(path: &Path) -> Result<ResolvedSpec, SpecError> {
+    let invalid = |reason: String| SpecError::Invalid { spec: path.to_path_buf(), reason };
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
+    let mut document: Value = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?
+    } else {
+        let table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        serde_json::to_value(table).map_err(|e| invalid(e.to_string()))?
+    };
+    let base = path.parent().unwrap_or(Path::new(""));
+    let mut files = BTreeMap::new();
+    let mut resolve_field = |field: String, value: &mut Value| -> Result<(), SpecError> {
+        // A value that is not text is left for the spec's own parsing to refuse.
+        let Some(text) = value.as_str() else { return Ok(()) };
+        let hash = reference(path, base, &field, text, &mut files)?;
+        *value = Value::String(hash.to_string());
+        Ok(())
+    };
+    if let Some(workload) = document.get_mut("workload") {
+        if let Some(program) = workload.get_mut("program") {
+            resolve_field("workload.program".into(), program)?;
+        }
+        if let Some(Value::Object(inputs)) = workload.get_mut("inputs") {
+            for (name, value) in inputs.iter_mut() {
+                resolve_field(format!("workload.inputs.{name:?}"), value)?;
+            }
+        }
+    }
+    let spec: TaskSpec = serde_json::from_value(document).map_err(|e| invalid(e.to_string()))?;
+    spec.validate().map_err(|e| invalid(e.to_string()))?;
+    Ok(ResolvedSpec { spec, files })
+}
+
+/// The hash `text` names: the hash after `blake3:`, or the hash of the file at the path.
+fn reference(
+    spec: &Path,
+    base: &Path,
+    field: &str,
+    text: &str,
+    files: &mut BTreeMap<BlobHash, PathBuf>,
+) -> Result<BlobHash, SpecError> {
+    if let Some(hex) = text.strip_prefix(HASH_PREFIX) {
+        let hash = hex.parse::<Hash>().map_err(|_| SpecError::Reference {
+            spec: spec.to_path_buf(),
+            field: field.to_string(),
+            value: text.to_string(),
+        })?;
+        return Ok(BlobHash(hash));
+    }
+    if text.is_empty() {
+        return Err(SpecError::Reference { spec: spec.to_path_buf(), field: field.to_string(), value: text.into() });
+    }
+    let file = base.join(text);
+    let failed = |reason: String| SpecError::File {
+        spec: spec.to_path_buf(),
+        field: field.to_string(),
+        file: file.clone(),
+        reason,
+    };
+    // Following every link first: a loop or a dangling link is an error here, by name.
+    let real = file.canonicalize().map_err(|e| failed(e.to_string()))?;
+    if !real.is_file() {
+        return Err(failed("not a regular file".into()));
+    }
+    let hash = hash_file(&real).map_err(|e| failed(e.to_string()))?;
+    files.insert(hash, real);
+    Ok(hash)
+}
+
+/// The blake3 hash of a file's bytes, read as a stream.
+pub fn hash_file(path: &Path) -> std::io::Result<BlobHash> {
+    let mut hasher = blake3::Hasher::new();
+    std::io::copy(&mut File::open(path)?, &mut hasher)?;
+    Ok(BlobHash(Hash(*hasher.finalize().as_bytes())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = r#"
+name = "sum"
+deadline_blocks = 10
+[workload]
+kind = "wasm"
+program = "PROGRAM"
+inputs = { "numbers.txt" = "INPUT" }
+limits = { fuel = 1000, memory_mb = 16, timeout_s = 10 }
+[market]
+kind = "auction"
+max_price = "0.01"
+bid_window = 2
+"#;
+
+    /// A directory with `sum.wat`, `data/numbers.txt` and a spec naming them as given.
+    fn written(program: &str, input: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("sum.wat"), "(module)").unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("data/numbers.txt"), "1\n2\n").unwrap();
+        let spec = dir.path().join("sum.toml");
+        std::fs::write(&spec, SPEC.replace("PROGRAM", program).replace("INPUT", input)).unwrap();
+        (dir, spec)
+    }
+
+    #[test]
+    fn paths_become_hashes_and_files_to_upload() {
+        let (dir, spec) = written("sum.wat", "data/numbers.txt");
+        let resolved = resolve(&spec).unwrap();
+        let program = BlobHash(Hash::of_bytes(b"(module)"));
+        let numbers = BlobHash(Hash::of_bytes(b"1\n2\n"));
+        assert_eq!(resolved.spec.workload.program, program);
+        assert_eq!(resolved.spec.workload.inputs["numbers.txt"], numbers);
+        let real = |p: &str| dir.path().join(p).canonicalize().unwrap();
+        assert_eq!(resolved.files, BTreeMap::from([(program, real("sum.wat")), (numbers, real("data/numbers.txt"))]));
+    }
+
+    #[test]
+    fn a_blake3_reference_names_a_stored_blob_and_uploads_nothing() {
+        let hash = Hash([7; 32]);
+        let (_dir, spec) = written(&format!("blake3:{hash}"), "data/numbers.txt");
+        let resolved = resolve(&spec).unwrap();
+        assert_eq!(resolved.spec.workload.program, BlobHash(hash));
+        assert_eq!(resolved.files.len(), 1, "only the input is a local file");
+    }
+
+    #[test]
+    fn bad_references_are_refused_naming_the_field_and_the_file() {
+        let refused = |program: &str| resolve(&written(program, "data/numbers.txt").1).unwrap_err().to_string();
+        let missing = refused("nothing.wat");
+        assert!(missing.contains("workload.program names") && missing.contains("nothing.wat"), "{missing}");
+        let directory = refused("data");
+        assert!(directory.contains("not a regular file"), "{directory}");
+        let bad_hash = refused("blake3:1234");
+        assert!(bad_hash.contains("workload.program is \"blake3:1234\""), "{bad_hash}");
+        assert!(refused("").contains("name a file by its path"));
+    }
+
+    #[test]
+    fn a_symlink_loop_is_an_error_not_a_hang() {
+        let (dir, spec) = written("loop/a", "data/numbers.txt");
+        std::fs::create_dir(dir.path().join("loop")).unwrap();
+        std::os::unix::fs::symlink("b", dir.path().join("loop/a")).unwrap();
+        std::os::unix::fs::symlink("a", dir.path().join("loop/b")).unwrap();
+        let error = resolve(&spec).unwrap_err().to_string();
+        assert!(error.contains("loop/a") && error.contains("symbolic links"), "{error}");
+    }
+
+    #[test]
+    fn a_spec_that_does_not_parse_names_the_spec_and_the_problem() {
+        let (_dir, spec) = written("sum.wat", "data/numbers.txt");
+        let text = std::fs::read_to_string(&spec).unwrap().replace("deadline_blocks", "deadline_blockz");
+        std::fs::write(&spec, text).unwrap();
+        let error = resolve(&spec).unwrap_err().to_string();
+        assert!(error.contains("sum.toml is not a valid task spec") && error.contains("deadline_blockz"), "{error}");
+    }
+}
