@@ -57,6 +57,9 @@ fn a_spec_whose_files_are_missing_or_malformed_fails_with_the_reason() {
     assert!(!ok);
     assert!(stderr.contains("workload.program names") && stderr.contains("wasm-sum.wat"), "{stderr}");
 
+    for file in ["wasm-sum.wat", "numbers.txt"] {
+        std::fs::copy(example(file), dir.path().join(file)).unwrap();
+    }
     let broken = dir.path().join("broken.toml");
     std::fs::write(&broken, spec.replace("kind = \"wasm\"", "kind = \"quantum\"")).unwrap();
     let (ok, _, stderr) = ogpu(&["task", "run-local", &broken.display().to_string()]);

@@ -18,7 +18,7 @@ use ogpu_chain::receipt::{PayReason, SlashReason};
 use ogpu_chain::state::{Outcome, Phase};
 use ogpu_client::wallet::{Verdict, Wallet};
 use ogpu_core::keystore::Keystore;
-use ogpu_core::spec::{PoolSpec, Ratio, TaskSpec, WorkloadKind};
+use ogpu_core::spec::{PoolSpec, Ratio, WorkloadKind};
 use ogpu_core::tx::TxBody;
 use ogpu_core::{Address, Amount, PoolId, SecretKey};
 use ogpu_runtime::{Job, Outcome as RunOutcome, Runtime, Runtimes, TaskError, WasmRuntime};
@@ -50,7 +50,7 @@ fn an_auction_replicated_twice_settles_every_balance_exactly() {
     let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let devnet = Devnet::start();
     let (_dir, spec_path) = sum_spec(AUCTION, "policy = \"replicate\"\nn = 2\nquorum = 2");
-    let spec = TaskSpec::from_toml(&std::fs::read_to_string(&spec_path).unwrap()).unwrap();
+    let spec = ogpu_client::spec::resolve(&spec_path).unwrap().spec;
     let client = Address::of(&devnet.client_key().public());
     let providers: Vec<Address> = (0..3).map(|i| devnet.provider_address(i)).collect();
     let parties: Vec<Address> = std::iter::once(client).chain(providers.iter().copied()).collect();
