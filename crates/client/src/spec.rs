@@ -1,18 +1,30 @@
 //! Task specs as people write them. `program` and each input name a file, by a path
 //! relative to the spec file (or absolute), or a blob some store already holds, by
-//! `blake3:` and its hash. Resolving a spec hashes its files and gives the spec the chain
-//! takes (hashes only), with the files to upload before submitting it.
+//! `blake3:` and its hash. `limits` may be left out in part or whole: each kind has
+//! defaults ([`default_limits`]), and `fuel` belongs to `wasm` alone. Resolving a spec
+//! hashes its files and gives the spec the chain takes (hashes only, every limit stated),
+//! with the files to upload before submitting it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use ogpu_core::spec::TaskSpec;
+use ogpu_core::spec::{Limits, TaskSpec, WorkloadKind};
 use ogpu_core::{BlobHash, Hash};
 use serde_json::Value;
 
 /// What a blob named by hash is prefixed with in a spec file.
 pub const HASH_PREFIX: &str = "blake3:";
+
+/// What a spec of `kind` gets for each limit it leaves out. Only WebAssembly counts fuel;
+/// the chain's spec carries a fuel of 1 for the other kinds, which their runtimes ignore.
+pub fn default_limits(kind: WorkloadKind) -> Limits {
+    match kind {
+        WorkloadKind::Wasm => Limits { fuel: 100_000_000_000, memory_mb: 256, timeout_s: 600 },
+        WorkloadKind::Onnx => Limits { fuel: 1, memory_mb: 2_048, timeout_s: 600 },
+        WorkloadKind::Train => Limits { fuel: 1, memory_mb: 4_096, timeout_s: 3_600 },
+    }
+}
 
 /// A spec with its files hashed.
 #[derive(Debug, Clone)]
@@ -56,6 +68,7 @@ pub fn resolve(path: &Path) -> Result<ResolvedSpec, SpecError> {
         Ok(())
     };
     if let Some(workload) = document.get_mut("workload") {
+        fill_limits(workload).map_err(invalid)?;
         if let Some(program) = workload.get_mut("program") {
             resolve_field("workload.program".into(), program)?;
         }
@@ -68,6 +81,31 @@ pub fn resolve(path: &Path) -> Result<ResolvedSpec, SpecError> {
     let spec: TaskSpec = serde_json::from_value(document).map_err(|e| invalid(e.to_string()))?;
     spec.validate().map_err(|e| invalid(e.to_string()))?;
     Ok(ResolvedSpec { spec, files })
+}
+
+/// States every limit the workload leaves out, by its kind's defaults; refuses `fuel` for
+/// kinds that do not count it. A workload without a known kind is left for the spec's own
+/// parsing to refuse.
+fn fill_limits(workload: &mut Value) -> Result<(), String> {
+    let Some(kind) = workload.get("kind").and_then(|k| serde_json::from_value::<WorkloadKind>(k.clone()).ok()) else {
+        return Ok(());
+    };
+    let Some(fields) = workload.as_object_mut() else { return Ok(()) };
+    let limits = fields.entry("limits").or_insert_with(|| Value::Object(Default::default()));
+    let Some(limits) = limits.as_object_mut() else { return Ok(()) };
+    if kind != WorkloadKind::Wasm && limits.contains_key("fuel") {
+        return Err("workload.limits.fuel: only wasm tasks count fuel; leave it out".into());
+    }
+    let defaults = default_limits(kind);
+    let stated = [
+        ("fuel", Value::from(defaults.fuel)),
+        ("memory_mb", Value::from(defaults.memory_mb)),
+        ("timeout_s", Value::from(defaults.timeout_s)),
+    ];
+    for (key, value) in stated {
+        limits.entry(key).or_insert(value);
+    }
+    Ok(())
 }
 
 /// The hash `text` names: the hash after `blake3:`, or the hash of the file at the path.
@@ -173,6 +211,36 @@ bid_window = 2
         let bad_hash = refused("blake3:1234");
         assert!(bad_hash.contains("workload.program is \"blake3:1234\""), "{bad_hash}");
         assert!(refused("").contains("name a file by its path"));
+    }
+
+    #[test]
+    fn limits_left_out_take_the_kinds_defaults_and_fuel_is_for_wasm_alone() {
+        let (dir, spec) = written("sum.wat", "data/numbers.txt");
+        let text = std::fs::read_to_string(&spec).unwrap();
+        let without =
+            text.replace("limits = { fuel = 1000, memory_mb = 16, timeout_s = 10 }", "limits = { memory_mb = 16 }");
+        std::fs::write(&spec, &without).unwrap();
+        let limits = resolve(&spec).unwrap().spec.workload.limits;
+        let wasm = default_limits(WorkloadKind::Wasm);
+        assert_eq!(limits, Limits { memory_mb: 16, ..wasm });
+
+        let onnx = dir.path().join("onnx.toml");
+        std::fs::write(
+            &onnx,
+            without.replace("kind = \"wasm\"", "kind = \"onnx\"").replace("limits = { memory_mb = 16 }\n", ""),
+        )
+        .unwrap();
+        assert_eq!(resolve(&onnx).unwrap().spec.workload.limits, default_limits(WorkloadKind::Onnx));
+        std::fs::write(&onnx, text.replace("kind = \"wasm\"", "kind = \"onnx\"")).unwrap();
+        let fuel = resolve(&onnx).unwrap_err().to_string();
+        assert!(fuel.contains("only wasm tasks count fuel"), "{fuel}");
+
+        std::fs::write(&spec, text.replace("memory_mb = 16", "memory_mib = 16")).unwrap();
+        let unknown = resolve(&spec).unwrap_err().to_string();
+        assert!(
+            unknown.contains("memory_mib") && unknown.contains("memory_mb"),
+            "names the key and the allowed ones: {unknown}"
+        );
     }
 
     #[test]
