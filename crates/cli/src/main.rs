@@ -12,6 +12,7 @@ mod key;
 mod node;
 mod provider;
 mod spec;
+mod stake;
 mod task;
 mod wallet;
 
@@ -85,6 +86,13 @@ enum Command {
         #[command(subcommand)]
         command: wallet::WalletCommand,
     },
+    /// Stake as a validator or provider, unbond, withdraw.
+    Stake {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: stake::StakeCommand,
+    },
     /// Put files into the blob store and get them back, by hash.
     Blob {
         #[command(flatten)]
@@ -125,6 +133,7 @@ fn run(command: Command) -> Result<()> {
         Command::Spec(command) => spec::run(command),
         Command::Bench(command) => bench::run(command),
         Command::Wallet { client, command } => wallet::run(client, command),
+        Command::Stake { client, command } => stake::run(client, command),
         Command::Blob { client, command } => blob::run(client, command),
         Command::Task { client, command } => task::run(client, command),
         Command::Provider { client, command } => provider::run(client, command),

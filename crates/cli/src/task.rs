@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -18,7 +17,7 @@ use ogpu_chain::state::{Outcome, Phase, Task};
 use ogpu_chain::{Event, Params, reservation};
 use ogpu_client::spec::ResolvedSpec;
 use ogpu_client::types::TaskView;
-use ogpu_client::wallet::{Verdict, Wallet};
+use ogpu_client::wallet::Wallet;
 use ogpu_client::{Client, EventRecord, FeedItem, TaskFilter};
 use ogpu_core::spec::{Market, TaskSpec};
 use ogpu_core::tasklog::{LogBody, SignedLogEntry};
@@ -26,7 +25,7 @@ use ogpu_core::tx::TxBody;
 use ogpu_core::{Address, Amount, BlobHash, Hash, TaskId};
 use ogpu_runtime::{Job, Libraries, Progress, Runtimes};
 
-use crate::client::{ClientArgs, Format};
+use crate::client::{ClientArgs, Format, settle};
 use crate::exit::{Refused, TaskFailed};
 
 #[derive(Subcommand)]
@@ -236,9 +235,6 @@ fn run_local(
     Ok(())
 }
 
-/// How long a submission waits for its transaction to be finalized.
-const TX_TIMEOUT: Duration = Duration::from_secs(60);
-
 fn submit(args: &ClientArgs, file: &Path, no_wait: bool) -> Result<()> {
     let ResolvedSpec { spec, files } = crate::spec::load(file)?;
     let client = args.client()?;
@@ -268,11 +264,7 @@ fn submit(args: &ClientArgs, file: &Path, no_wait: bool) -> Result<()> {
         let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         client.upload_blob(file).with_context(|| format!("uploading {}", path.display()))?;
     }
-    let hash = wallet.send(TxBody::SubmitTask { spec: spec.clone() })?;
-    if let Verdict::Refused(reason) = wallet.wait(&hash, "the submission", TX_TIMEOUT)? {
-        return Err(Refused(format!("the chain refused the task: {reason}")).into());
-    }
-    let id = TaskId(hash);
+    let id = TaskId(settle(&wallet, TxBody::SubmitTask { spec: spec.clone() }, "the task")?);
     match (no_wait, table) {
         (true, true) => println!("task {id} submitted"),
         (true, false) => println!("{}", serde_json::json!({ "task": id, "reserved": reserved })),
@@ -408,17 +400,13 @@ fn list(args: &ClientArgs, of: Option<Address>, all: bool, phase: Option<String>
 
 fn cancel(args: &ClientArgs, id: &TaskId) -> Result<()> {
     let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
-    match wallet.send_and_wait(TxBody::CancelTask { task: *id }, TX_TIMEOUT)? {
-        Verdict::Applied => {
-            if args.format == Format::Json {
-                println!("{}", serde_json::json!({ "task": id, "cancelled": true }));
-            } else {
-                println!("task {id} cancelled; its escrow and trust lock are back");
-            }
-            Ok(())
-        }
-        Verdict::Refused(reason) => Err(Refused(format!("the chain refused to cancel task {id}: {reason}")).into()),
+    settle(&wallet, TxBody::CancelTask { task: *id }, "the cancel")?;
+    if args.format == Format::Json {
+        println!("{}", serde_json::json!({ "task": id, "cancelled": true }));
+    } else {
+        println!("task {id} cancelled; its escrow and trust lock are back");
     }
+    Ok(())
 }
 
 fn print_entry(entry: &SignedLogEntry, format: Format) -> Result<()> {

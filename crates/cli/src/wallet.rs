@@ -3,17 +3,15 @@
 //! it has staked and what is unbonding.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use ogpu_client::Wallet;
 use ogpu_client::types::Account;
-use ogpu_client::{Verdict, Wallet};
 use ogpu_core::tx::TxBody;
 use ogpu_core::{Address, Amount};
 
-use crate::client::{ClientArgs, Format};
-use crate::exit::Refused;
+use crate::client::{ClientArgs, Format, settle};
 
 #[derive(Subcommand)]
 pub enum WalletCommand {
@@ -40,9 +38,6 @@ pub enum WalletCommand {
     },
 }
 
-/// How long `send` waits for its transaction to be finalized.
-const SEND_TIMEOUT: Duration = Duration::from_secs(60);
-
 pub fn run(args: ClientArgs, command: WalletCommand) -> Result<()> {
     let json = args.format == Format::Json;
     match command {
@@ -60,10 +55,7 @@ pub fn run(args: ClientArgs, command: WalletCommand) -> Result<()> {
         }
         WalletCommand::Send { to, amount } => {
             let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
-            let hash = wallet.send(TxBody::Transfer { to, amount })?;
-            if let Verdict::Refused(reason) = wallet.wait(&hash, "the transfer", SEND_TIMEOUT)? {
-                return Err(Refused(format!("the chain refused the transfer {hash}: {reason}")).into());
-            }
+            let hash = settle(&wallet, TxBody::Transfer { to, amount }, "the transfer")?;
             if json {
                 println!("{}", serde_json::json!({ "tx": hash, "to": to, "amount": amount }));
             } else {

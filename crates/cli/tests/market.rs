@@ -326,7 +326,7 @@ policy = "none"
 }
 
 #[test]
-fn the_command_line_refuses_bad_submissions_moves_money_and_cancels_open_tasks() {
+fn the_command_line_refuses_bad_submissions_moves_money_cancels_open_tasks_and_stakes() {
     let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let devnet = Devnet::start();
     let (dir, spec_path) = sum_spec(AUCTION, "policy = \"none\"");
@@ -398,4 +398,15 @@ fn the_command_line_refuses_bad_submissions_moves_money_and_cancels_open_tasks()
     assert_eq!(again.status.code(), Some(3), "{again:?}");
     let held = balance(devnet.ogpu(&["wallet", "balance", "-o", "json"]));
     assert_eq!((&held["escrow"], &held["trust_lock"]), (&"0".into(), &"0".into()), "all back: {held}");
+
+    // Stake: refused as a provider it is not; as a validator it locks, then unbonds.
+    let refused = devnet.ogpu(&["stake", "add", "provider", "10"]);
+    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    let min = devnet.client.params().unwrap().min_validator_stake.to_string();
+    assert_success(&devnet.ogpu(&["stake", "add", "validator", &min]));
+    let staked = balance(devnet.ogpu(&["stake", "status", "-o", "json"]));
+    assert_eq!(staked["staked"], min.as_str(), "{staked}");
+    assert_success(&devnet.ogpu(&["stake", "unstake", "validator", &min]));
+    let unbonding = balance(devnet.ogpu(&["stake", "status", "-o", "json"]));
+    assert_eq!((&unbonding["staked"], &unbonding["unbonding"]), (&"0".into(), &min.as_str().into()), "{unbonding}");
 }
