@@ -58,6 +58,11 @@ pub fn settle(wallet: &Wallet, body: TxBody, what: &str) -> Result<Hash> {
     }
 }
 
+/// The id (a task's, a pool's) written as 64 hex digits in `text`.
+pub fn parse_hash(text: &str, what: &str) -> Result<Hash> {
+    text.parse().with_context(|| format!("{text:?} is not {what} (64 hex digits)"))
+}
+
 /// Opens a keystore with the password from `OGPU_PASSWORD`, or asked for on a terminal.
 pub fn open_key(path: &Path) -> Result<SecretKey> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading the key file {}", path.display()))?;

@@ -9,6 +9,7 @@ mod client;
 mod devnet;
 mod exit;
 mod key;
+mod market;
 mod node;
 mod provider;
 mod spec;
@@ -93,6 +94,20 @@ enum Command {
         #[command(subcommand)]
         command: stake::StakeCommand,
     },
+    /// Browse open auctions.
+    Auction {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: market::AuctionCommand,
+    },
+    /// Browse pools, join and leave them.
+    Pool {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: market::PoolCommand,
+    },
     /// Put files into the blob store and get them back, by hash.
     Blob {
         #[command(flatten)]
@@ -134,6 +149,8 @@ fn run(command: Command) -> Result<()> {
         Command::Bench(command) => bench::run(command),
         Command::Wallet { client, command } => wallet::run(client, command),
         Command::Stake { client, command } => stake::run(client, command),
+        Command::Auction { client, command } => market::auctions(client, command),
+        Command::Pool { client, command } => market::pools(client, command),
         Command::Blob { client, command } => blob::run(client, command),
         Command::Task { client, command } => task::run(client, command),
         Command::Provider { client, command } => provider::run(client, command),

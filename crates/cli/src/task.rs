@@ -101,7 +101,7 @@ pub fn run(client: ClientArgs, command: TaskCommand) -> Result<()> {
 }
 
 fn parse_id(text: &str) -> Result<TaskId> {
-    Ok(TaskId(text.parse().with_context(|| format!("{text:?} is not a task id (64 hex digits)"))?))
+    Ok(TaskId(crate::client::parse_hash(text, "a task id")?))
 }
 
 /// Files this big are not hashed while looking for blobs.
@@ -440,7 +440,7 @@ fn render(entry: &SignedLogEntry) -> String {
 
 /// `text` with every control character (escape sequences, carriage returns, bells)
 /// written out as an escape, and everything else as it is.
-fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 

@@ -195,6 +195,14 @@ fn a_pool_job_goes_to_the_first_valid_commit_and_matching_later_ones_are_replica
         let pool = devnet.client.pool(&id).ok()?.pool;
         (pool.subscribers.len() == 3).then_some(())
     });
+    let listed = devnet.ogpu(&["pool", "list", "-o", "json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed["pools"][0]["id"], id.to_string().as_str(), "{listed}");
+    let shown = devnet.ogpu(&["pool", "show", &id.to_string()]);
+    assert_success(&shown);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("3 subscriber(s)"), "{shown:?}");
+    let not_a_provider = devnet.ogpu(&["pool", "join", &id.to_string(), "10"]);
+    assert_eq!(not_a_provider.status.code(), Some(3), "{not_a_provider:?}");
 
     let (_dir, spec_path) = sum_spec(&format!("kind = \"pool\"\npool = \"{id}\""), "policy = \"none\"");
     let output = devnet.ogpu(&["task", "submit", spec_path.to_str().unwrap()]);
@@ -391,6 +399,10 @@ fn the_command_line_refuses_bad_submissions_moves_money_cancels_open_tasks_and_s
     let id = submitted_id(&output).to_string();
     let listed = balance(devnet.ogpu(&["task", "list", "-o", "json"]));
     assert_eq!(listed["tasks"][0]["id"], id.as_str(), "{listed}");
+    let auctions = devnet.ogpu(&["auction", "list"]);
+    assert_success(&auctions);
+    let line = String::from_utf8_lossy(&auctions.stdout).lines().find(|l| l.starts_with(&id)).map(str::to_owned);
+    assert!(line.as_deref().is_some_and(|l| l.contains("8 GPU(s)") && l.contains("0 bid(s)")), "{auctions:?}");
     let held = balance(devnet.ogpu(&["wallet", "balance", "-o", "json"]));
     assert_ne!(held["escrow"], "0", "the open task holds escrow: {held}");
     assert_success(&devnet.ogpu(&["task", "cancel", &id]));
