@@ -12,16 +12,20 @@ use ogpu_node::service::Request;
 /// Finding 17: the transport's map from validators to peers was fixed at start, so a
 /// validator seated in a later epoch was never sent a query. Four genesis validators and
 /// a fifth node that stakes; once the fifth is seated it must be asked, which shows in the
-/// lease on poll numbers it records before answering.
+/// lease on poll numbers it records before answering. It stakes as much as each of the
+/// others: polls sample by stake, and a small stake is asked too rarely for a bounded wait.
+/// The seat is read from whichever node finalized it first: one replica sometimes falls
+/// behind here (see docs/security.md, "not done"), which is not what this test is about.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_validator_seated_in_a_later_epoch_is_polled() {
     let mut genesis = common::genesis(4);
     genesis.params.epoch_blocks = 4;
     let newcomer = common::keys(5)[4].clone();
-    genesis.allocations.push(Allocation { address: Address::of(&newcomer.public()), amount: Amount::ogpu(2_000) });
+    let stake = genesis.validators[0].stake;
+    genesis.allocations.push(Allocation { address: Address::of(&newcomer.public()), amount: Amount::ogpu(20_000) });
     let network = common::start_nodes(5, &genesis);
 
-    let stake = TxBody::Stake { role: StakeRole::Validator, amount: genesis.params.min_validator_stake };
+    let stake = TxBody::Stake { role: StakeRole::Validator, amount: stake };
     let tx = Transaction::sign(&newcomer, genesis.chain_id.clone(), 0, genesis.params.min_fee, stake);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -36,7 +40,7 @@ async fn a_validator_seated_in_a_later_epoch_is_polled() {
     let seated = |node: &ogpu_node::service::NodeHandle| {
         node.finalized.borrow().active_set.contains_key(&Address::of(&newcomer.public()))
     };
-    while !seated(&network.nodes[0]) {
+    while !network.nodes.iter().any(seated) {
         assert!(tokio::time::Instant::now() < deadline, "the newcomer was never seated");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
