@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use ogpu_core::{BlobHash, Hash};
+use ogpu_client::spec::{HASH_PREFIX, hash_file};
+use ogpu_core::BlobHash;
 
 use crate::client::{ClientArgs, Format};
 
@@ -26,10 +27,8 @@ pub fn run(args: ClientArgs, command: BlobCommand) -> Result<()> {
         BlobCommand::Put { file } => args.client()?.upload_blob(open(&file)?)?,
         BlobCommand::Get { hash, out } => get(&args, &parse_hash(&hash)?, &out)?,
         BlobCommand::Hash { file } => {
-            let mut hasher = blake3::Hasher::new();
-            let size =
-                std::io::copy(&mut open(&file)?, &mut hasher).with_context(|| format!("reading {}", file.display()))?;
-            (BlobHash(Hash(*hasher.finalize().as_bytes())), size)
+            let size = open(&file)?.get_ref().metadata()?.len();
+            (hash_file(&file).with_context(|| format!("reading {}", file.display()))?, size)
         }
     };
     match args.format {
@@ -49,8 +48,8 @@ fn open(file: &Path) -> Result<BufReader<File>> {
 }
 
 fn parse_hash(text: &str) -> Result<BlobHash> {
-    let hex = text.strip_prefix("blake3:").unwrap_or(text);
-    hex.parse().map(BlobHash).map_err(|_| anyhow::anyhow!("{text:?} is not a blob hash (64 hex digits)"))
+    let hex = text.strip_prefix(HASH_PREFIX).unwrap_or(text);
+    Ok(BlobHash(crate::client::parse_hash(hex, "a blob hash")?))
 }
 
 /// Downloads into a temporary file beside `out` and moves it there only once its bytes

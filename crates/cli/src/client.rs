@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use ogpu_client::{Client, Verdict, Wallet};
 use ogpu_core::keystore::Keystore;
 use ogpu_core::tx::TxBody;
-use ogpu_core::{Hash, SecretKey};
+use ogpu_core::{Address, Hash, SecretKey};
 
 use crate::exit::Refused;
 
@@ -40,6 +40,14 @@ pub struct ClientArgs {
 impl ClientArgs {
     pub fn client(&self) -> Result<Client> {
         Ok(Client::new(&self.api)?)
+    }
+
+    /// `address`, or the signing key's when none is named.
+    pub fn account_or_own(&self, address: Option<Address>) -> Result<Address> {
+        match address {
+            Some(address) => Ok(address),
+            None => Ok(Address::of(&self.signing_key().context("name an ADDRESS or a signing key")?.public())),
+        }
     }
 
     pub fn signing_key(&self) -> Result<SecretKey> {

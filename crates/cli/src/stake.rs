@@ -59,10 +59,7 @@ pub fn run(args: ClientArgs, command: StakeCommand) -> Result<()> {
 }
 
 fn status(args: &ClientArgs, address: Option<Address>) -> Result<()> {
-    let address = match address {
-        Some(address) => address,
-        None => Address::of(&args.signing_key()?.public()),
-    };
+    let address = args.account_or_own(address)?;
     let account = args.client()?.account(&address)?;
     if args.format == Format::Json {
         let status =

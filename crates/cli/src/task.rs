@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use ogpu_chain::state::{Outcome, Phase, Task};
 use ogpu_chain::{Event, Params, reservation};
-use ogpu_client::spec::ResolvedSpec;
+use ogpu_client::spec::{ResolvedSpec, hash_file};
 use ogpu_client::types::TaskView;
 use ogpu_client::wallet::Wallet;
 use ogpu_client::{Client, EventRecord, FeedItem, TaskFilter};
@@ -115,9 +115,7 @@ fn index_files(dir: &Path, depth: u32, found: &mut BTreeMap<BlobHash, PathBuf>) 
         if kind.is_dir() && depth > 0 {
             index_files(&entry.path(), depth - 1, found)?;
         } else if kind.is_file() && entry.metadata()?.len() <= MAX_LOCAL_BLOB {
-            let mut hasher = blake3::Hasher::new();
-            hasher.update_reader(std::fs::File::open(entry.path())?)?;
-            found.entry(BlobHash(Hash(*hasher.finalize().as_bytes()))).or_insert(entry.path());
+            found.entry(hash_file(&entry.path())?).or_insert(entry.path());
         }
     }
     Ok(())

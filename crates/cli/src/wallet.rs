@@ -50,7 +50,7 @@ pub fn run(args: ClientArgs, command: WalletCommand) -> Result<()> {
             if json { println!("{}", serde_json::json!({ "address": address })) } else { println!("{address}") }
         }
         WalletCommand::Balance { address } => {
-            let account = args.client()?.account(&whose(&args, address)?)?;
+            let account = args.client()?.account(&args.account_or_own(address)?)?;
             if json { println!("{}", serde_json::to_string(&account)?) } else { print_balance(&account)? }
         }
         WalletCommand::Send { to, amount } => {
@@ -63,7 +63,7 @@ pub fn run(args: ClientArgs, command: WalletCommand) -> Result<()> {
             }
         }
         WalletCommand::History { address } => {
-            let history = args.client()?.account_txs(&whose(&args, address)?)?;
+            let history = args.client()?.account_txs(&args.account_or_own(address)?)?;
             if json {
                 println!("{}", serde_json::to_string(&history)?);
                 return Ok(());
@@ -78,14 +78,6 @@ pub fn run(args: ClientArgs, command: WalletCommand) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The account asked about, or the signing key's.
-fn whose(args: &ClientArgs, address: Option<Address>) -> Result<Address> {
-    match address {
-        Some(address) => Ok(address),
-        None => Ok(Address::of(&args.signing_key().context("name an ADDRESS or a signing key")?.public())),
-    }
 }
 
 fn print_balance(account: &Account) -> Result<()> {

@@ -129,6 +129,21 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    pub const ALL: [Refusal; 12] = [
+        Refusal::Malformed,
+        Refusal::WrongChain,
+        Refusal::BadSignature,
+        Refusal::NonceUsed,
+        Refusal::NonceTooFarAhead,
+        Refusal::FeeTooLow,
+        Refusal::CannotPayFee,
+        Refusal::FeesOverBalance,
+        Refusal::Duplicate,
+        Refusal::ReplacementUnderpriced,
+        Refusal::SenderFull,
+        Refusal::PoolFull,
+    ];
+
     /// The name the API gives it (`nonce_used`, ...).
     pub fn code(self) -> &'static str {
         match self {
@@ -303,22 +318,7 @@ mod tests {
 
     #[test]
     fn every_refusal_reads_back_from_its_code() {
-        use Refusal::*;
-        let all = [
-            Malformed,
-            WrongChain,
-            BadSignature,
-            NonceUsed,
-            NonceTooFarAhead,
-            FeeTooLow,
-            CannotPayFee,
-            FeesOverBalance,
-            Duplicate,
-            ReplacementUnderpriced,
-            SenderFull,
-            PoolFull,
-        ];
-        for refusal in all {
+        for refusal in Refusal::ALL {
             assert_eq!(Refusal::from_code(refusal.code()), Some(refusal));
             assert_eq!(serde_json::to_value(refusal).unwrap(), refusal.code());
         }

@@ -5,15 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Node, agent, free_port, genesis};
+use common::{Node, agent, free_port, genesis, transfer};
 use ogpu_client::types::TxState;
 use ogpu_client::{Client, Refusal, TaskFilter, Verdict, Wallet};
-use ogpu_core::tx::{Transaction, TxBody};
+use ogpu_core::tx::Transaction;
 use ogpu_core::{Address, Amount, BlobHash, Hash, TaskId};
-
-fn transfer() -> TxBody {
-    TxBody::Transfer { to: Address([9; 20]), amount: Amount::ogpu(1) }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_in_the_types_the_client_reads() {

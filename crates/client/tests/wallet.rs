@@ -4,15 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Node, agent, free_port, genesis};
+use common::{Node, agent, free_port, genesis, transfer};
 use ogpu_client::types::TxState;
 use ogpu_client::wallet::{Verdict, Wallet};
-use ogpu_core::tx::TxBody;
-use ogpu_core::{Address, Amount};
-
-fn transfer() -> TxBody {
-    TxBody::Transfer { to: Address([4; 20]), amount: Amount::ogpu(1) }
-}
 
 /// Finding 7: the wallet re-read its nonce only when the node refused a transaction. A
 /// transaction it sent that then disappeared (here: the node restarted before a block took

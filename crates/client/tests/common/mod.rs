@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use ogpu_chain::Genesis;
 use ogpu_chain::genesis::{Allocation, GenesisValidator};
+use ogpu_core::tx::TxBody;
 use ogpu_core::{Address, Amount, SecretKey};
 use ogpu_node::service::{self, NodeConfig};
 use tokio::sync::oneshot;
@@ -60,6 +61,11 @@ impl Node {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// A transfer of 1 oGPU from the agent.
+pub fn transfer() -> TxBody {
+    TxBody::Transfer { to: Address([4; 20]), amount: Amount::ogpu(1) }
 }
 
 pub fn free_port() -> u16 {
