@@ -50,8 +50,12 @@ pub enum TxError {
     UnknownPool(Hash),
     #[error("no proposal {0}")]
     UnknownProposal(Hash),
-    #[error("only the task's client may cancel it")]
+    #[error("only the task's client may cancel it or top it up")]
     NotTheClient,
+    #[error("only an auction task takes a top-up: a pool job is paid the pool's price")]
+    NotAnAuction,
+    #[error("a top-up must raise the price cap above {cap:?}; it names {got:?}")]
+    TopUpNotHigher { cap: Amount, got: Amount },
     #[error("a task can be cancelled only before its auction ends; it is {phase}")]
     NotCancellable { phase: &'static str },
     #[error("the task is {phase}, which does not take this transaction")]

@@ -278,6 +278,7 @@ fn dispatch(ctx: &mut Ctx, tx: &Transaction, sender: Address, hash: Hash) -> Res
         TxBody::UpdateProvider { profile } => market::update_provider(ctx, sender, profile),
         TxBody::SubmitTask { spec } => market::submit_task(ctx, sender, hash, spec),
         TxBody::CancelTask { task } => market::cancel_task(ctx, sender, *task),
+        TxBody::TopUpTask { task, max_price } => market::top_up_task(ctx, sender, *task, *max_price),
         TxBody::CommitBid { task, commitment } => market::commit_bid(ctx, sender, *task, *commitment),
         TxBody::RevealBid { task, price, salt } => market::reveal_bid(ctx, sender, *task, *price, salt),
         TxBody::StartTask { task } => market::start_task(ctx, sender, *task),

@@ -72,6 +72,12 @@ pub enum Event {
         client: Address,
         amount: Amount,
     },
+    /// The client raised the task's price cap and reserved `added` more.
+    ToppedUp {
+        task: TaskId,
+        price_cap: Amount,
+        added: Amount,
+    },
     TaskEnded {
         task: TaskId,
         outcome: Outcome,
@@ -127,6 +133,7 @@ impl Event {
             | Event::VerificationSkipped { task, .. }
             | Event::Paid { task, .. }
             | Event::Refunded { task, .. }
+            | Event::ToppedUp { task, .. }
             | Event::TaskEnded { task, .. } => Some(*task),
             Event::Slashed { .. }
             | Event::PoolCreated { .. }

@@ -200,6 +200,7 @@ fn event_label(event: &Event) -> String {
 fn task_of_tx(body: &TxBody) -> Option<TaskId> {
     match body {
         TxBody::CancelTask { task }
+        | TxBody::TopUpTask { task, .. }
         | TxBody::CommitBid { task, .. }
         | TxBody::RevealBid { task, .. }
         | TxBody::StartTask { task }
@@ -445,7 +446,7 @@ impl World {
             77..=80 => self.evidence(pick, &mut dice),
             81..=86 => self.staking(pick, &mut dice),
             87..=90 => self.pool_membership(pick, &mut dice),
-            91..=92 => self.cancel(pick, &mut dice),
+            91..=92 => self.adjust(pick, &mut dice),
             93..=94 => self.transfer(pick, &mut dice),
             _ => self.stray(pick, &mut dice),
         }
@@ -847,7 +848,8 @@ impl World {
         }
     }
 
-    fn cancel(&mut self, pick: u64, dice: &mut Dice) {
+    /// A client (or, one time in five, someone else) cancels a live task or tops it up.
+    fn adjust(&mut self, pick: u64, dice: &mut Dice) {
         let live = self.live_tasks();
         if live.is_empty() {
             return;
@@ -859,7 +861,13 @@ impl World {
             self.actors[dice.below(ACTORS as u64) as usize].clone()
         };
         let expect = if addr(&key) == task.client { Expect::Anything } else { Expect::Error(TxError::NotTheClient) };
-        self.push_expecting(&key, TxBody::CancelTask { task: *id }, Remember::Nothing, expect);
+        let body = if dice.chance(50) {
+            let max_price = task.price_cap.checked_add(ogpu(&(1 + dice.below(5)).to_string())).unwrap();
+            TxBody::TopUpTask { task: *id, max_price }
+        } else {
+            TxBody::CancelTask { task: *id }
+        };
+        self.push_expecting(&key, body, Remember::Nothing, expect);
     }
 
     fn transfer(&mut self, pick: u64, dice: &mut Dice) {

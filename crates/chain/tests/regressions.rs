@@ -6,10 +6,10 @@ use common::*;
 use ogpu_chain::receipt::{PayReason, SlashReason};
 use ogpu_chain::state::{Outcome, Phase, VerifyReason};
 use ogpu_chain::{Event, Ineligible, Params, TxError};
-use ogpu_core::spec::{Market, PoolSpec, Ratio, SpecError, VerificationPolicy, WorkloadKind};
+use ogpu_core::spec::{Market, Ratio, SpecError, VerificationPolicy, WorkloadKind};
 use ogpu_core::tx::{ParamChange, ParamKey, StakeRole, TxBody, VerificationReport};
 use ogpu_core::vote::{Chit, Evidence};
-use ogpu_core::{Address, Amount, BlobHash, Hash, PoolId, SecretKey, TaskId};
+use ogpu_core::{Address, Amount, Hash, PoolId, SecretKey, TaskId};
 
 /// Two conflicting chits signed by `signer` for one poll at `height`.
 fn double_chit(net: &Net, signer: &SecretKey, height: u64) -> TxBody {
@@ -34,17 +34,6 @@ fn auction(net: &mut Net, task: TaskId, bids: &[(&SecretKey, &str)]) {
     let receipts = net.block(reveals).receipts;
     assert!(receipts.iter().all(|r| r.result.is_ok()), "reveals: {receipts:?}");
     assert!(matches!(net.task(task).phase, Phase::Executing), "awarded: {:?}", net.task(task).phase);
-}
-
-fn pool_spec(min_stake: Amount) -> PoolSpec {
-    PoolSpec {
-        name: "embeddings".into(),
-        kind: WorkloadKind::Onnx,
-        model: BlobHash(Hash::of_bytes(b"model")),
-        price_per_job: ogpu("1"),
-        verification_rate: Ratio(0),
-        min_stake,
-    }
 }
 
 fn create_pool(net: &mut Net, owner: &SecretKey) -> PoolId {

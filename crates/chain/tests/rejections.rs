@@ -9,10 +9,10 @@ use std::collections::BTreeSet;
 
 use ogpu_chain::state::Phase;
 use ogpu_chain::{BlockError, Event, Ineligible, Params, Receipt, State, TxError, propose_block};
-use ogpu_core::spec::{Market, Ratio, SpecError, VerificationPolicy};
+use ogpu_core::spec::{Market, Ratio, SpecError, VerificationPolicy, WorkloadKind};
 use ogpu_core::tx::{ParamChange, ParamKey, StakeRole, Transaction, TxBody, VerificationReport, bid_commitment};
 use ogpu_core::vote::{Chit, Evidence, EvidenceError};
-use ogpu_core::{Address, Amount, ChainId, Hash, ProposalId, SecretKey, TaskId};
+use ogpu_core::{Address, Amount, ChainId, Hash, PoolId, ProposalId, SecretKey, TaskId};
 
 /// The harness parameters with a reveal window of several blocks, so that a bid can be
 /// revealed (or refused) in a block where no auction timer fires.
@@ -407,6 +407,53 @@ fn a_task_cannot_be_cancelled_once_a_bid_is_sealed() {
     let bid = net.commit_bid(&p1, task, "5");
     ok_tx(&mut net, bid);
     assert_fails(&mut net, &client, TxBody::CancelTask { task }, TxError::NotCancellable { phase: "bidding" });
+}
+
+#[test]
+fn an_ended_task_cannot_be_cancelled_again() {
+    let (client, p1) = (key("client"), key("p1"));
+    let mut net = market(&client, &[&p1], &[]);
+    let task = net.submit(&client, auction_spec("10", no_checks()));
+    net.ok(&client, TxBody::CancelTask { task });
+    assert_fails(&mut net, &client, TxBody::CancelTask { task }, TxError::NotCancellable { phase: "done" });
+}
+
+// Topping up.
+
+#[test]
+fn a_top_up_must_come_from_the_client_and_raise_the_cap() {
+    let (client, stranger, p1) = (key("client"), key("stranger"), key("p1"));
+    let mut net = market(&client, &[&p1], &[(&stranger, "100")]);
+    let task = net.submit(&client, auction_spec("10", no_checks()));
+    let raise = |to: &str| TxBody::TopUpTask { task, max_price: ogpu(to) };
+    assert_fails(&mut net, &stranger, raise("20"), TxError::NotTheClient);
+    let not_higher = |got: &str| TxError::TopUpNotHigher { cap: ogpu("10"), got: ogpu(got) };
+    assert_fails(&mut net, &client, raise("10"), not_higher("10"));
+    assert_fails(&mut net, &client, raise("9"), not_higher("9"));
+    // 1000 oGPU raises the reservation by 1257.3 (escrow 1020, verification 150, lock
+    // 100, less the 12.7 held): more than the client has left.
+    let have = net.balance(&client).checked_sub(net.fee()).unwrap();
+    let need = ogpu("1257.3");
+    assert_fails(&mut net, &client, raise("1000"), TxError::InsufficientFunds { need, have });
+}
+
+#[test]
+fn a_top_up_is_refused_after_the_award_and_for_pool_jobs() {
+    let (client, p1) = (key("client"), key("p1"));
+    let mut net = market(&client, &[&p1], &[]);
+    let task = net.submit(&client, auction_spec("10", no_checks()));
+    award(&mut net, task, &p1, "5");
+    let raise = TxBody::TopUpTask { task, max_price: ogpu("20") };
+    assert_fails(&mut net, &client, raise, TxError::WrongPhase { phase: "executing" });
+
+    let create = net.tx(&client, TxBody::CreatePool { spec: pool_spec(ogpu("10")) });
+    let pool = PoolId(create.hash());
+    ok_tx(&mut net, create);
+    let mut job = auction_spec("1", no_checks());
+    job.workload.kind = WorkloadKind::Onnx;
+    job.market = Market::Pool { pool };
+    let job = net.submit(&client, job);
+    assert_fails(&mut net, &client, TxBody::TopUpTask { task: job, max_price: ogpu("2") }, TxError::NotAnAuction);
 }
 
 #[test]

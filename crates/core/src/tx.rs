@@ -131,6 +131,12 @@ pub enum TxBody {
         proposal: ProposalId,
         approve: bool,
     },
+    /// Raises an auction task's price cap to `max_price` before its award, for the round
+    /// under way and any later one, reserving what the higher cap adds.
+    TopUpTask {
+        task: TaskId,
+        max_price: Amount,
+    },
 }
 
 impl TxBody {
@@ -158,6 +164,7 @@ impl TxBody {
             TxBody::Evidence { .. } => "evidence",
             TxBody::Propose { .. } => "propose",
             TxBody::Vote { .. } => "vote",
+            TxBody::TopUpTask { .. } => "top_up_task",
         }
     }
 }

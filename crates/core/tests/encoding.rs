@@ -254,6 +254,7 @@ fn tx_body() -> impl Strategy<Value = TxBody> {
         (param_key(), any::<u128>()).prop_map(|(key, value)| TxBody::Propose { change: ParamChange { key, value } }),
         (hash(), any::<bool>())
             .prop_map(|(proposal, approve)| TxBody::Vote { proposal: ProposalId(proposal), approve }),
+        (task_id(), amount()).prop_map(|(task, max_price)| TxBody::TopUpTask { task, max_price }),
     ]
 }
 
@@ -519,6 +520,7 @@ fn variant(body: &TxBody) -> &'static str {
         },
         TxBody::Propose { .. } => "Propose",
         TxBody::Vote { .. } => "Vote",
+        TxBody::TopUpTask { .. } => "TopUpTask",
     }
 }
 
@@ -547,6 +549,7 @@ fn the_body_generator_yields_every_variant_and_both_kinds_of_evidence() {
         "Evidence::DoubleChit",
         "Propose",
         "Vote",
+        "TopUpTask",
     ]
     .into();
     let mut runner = TestRunner::deterministic();

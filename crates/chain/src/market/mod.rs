@@ -178,6 +178,45 @@ pub(crate) fn cancel_task(ctx: &mut Ctx, who: Address, id: TaskId) -> Result<(),
     Ok(())
 }
 
+/// Raises an auction task's price cap while it is being auctioned (bids sealed under the
+/// old cap stand; reveals and later rounds take the new one), reserving from the client's
+/// balance what the higher cap adds to the escrow, the verification budget and the trust
+/// lock under the parameters now.
+pub(crate) fn top_up_task(ctx: &mut Ctx, who: Address, id: TaskId, max_price: Amount) -> Result<(), TxError> {
+    let mut task = load(ctx.state, id)?;
+    if task.client != who {
+        return Err(TxError::NotTheClient);
+    }
+    let Market::Auction { max_price: stated, .. } = &mut task.spec.market else {
+        return Err(TxError::NotAnAuction);
+    };
+    if !matches!(task.phase, Phase::Bidding { .. }) {
+        return Err(TxError::WrongPhase { phase: task.phase.name() });
+    }
+    if max_price <= task.price_cap {
+        return Err(TxError::TopUpNotHigher { cap: task.price_cap, got: max_price });
+    }
+    *stated = max_price;
+    let raised = reservation(&ctx.state.params, &task.spec, max_price, false).ok_or(TxError::Overflow)?;
+    // Before the award nothing has been paid from the reservation: each part grows to what
+    // the new cap reserves (and never shrinks, should the parameters have fallen since).
+    let mut added = Amount::ZERO;
+    for (held, wanted) in [
+        (&mut task.escrow, raised.escrow),
+        (&mut task.verification_budget, raised.verification),
+        (&mut task.client_lock, raised.client_lock),
+    ] {
+        let more = wanted.saturating_sub(*held);
+        *held = held.checked_add(more).ok_or(TxError::Overflow)?;
+        added = added.checked_add(more).ok_or(TxError::Overflow)?;
+    }
+    ctx.state.debit(who, added)?;
+    task.price_cap = max_price;
+    ctx.emit(Event::ToppedUp { task: id, price_cap: max_price, added });
+    store(ctx, id, task);
+    Ok(())
+}
+
 pub(crate) fn load(state: &State, id: TaskId) -> Result<Task, TxError> {
     state.tasks.get(&id).cloned().ok_or(TxError::UnknownTask(id.0))
 }

@@ -6,8 +6,8 @@ use ogpu_chain::genesis::{Allocation, GenesisValidator};
 use ogpu_chain::params::SUPPLY_CAP;
 use ogpu_chain::{BlockOutcome, Event, Genesis, Params, State, TxError, apply_block, propose_block};
 use ogpu_core::spec::{
-    Device, DeviceKind, DeviceProfile, Limits, Market, Requirements, TaskSpec, VerificationPolicy, Workload,
-    WorkloadKind,
+    Device, DeviceKind, DeviceProfile, Limits, Market, PoolSpec, Ratio, Requirements, TaskSpec, VerificationPolicy,
+    Workload, WorkloadKind,
 };
 use ogpu_core::tx::{ResultClaim, StakeRole, Transaction, TxBody, bid_commitment, result_commitment};
 use ogpu_core::{Address, Amount, BlobHash, Hash, SecretKey, TaskId};
@@ -201,6 +201,18 @@ pub fn auction_spec(max_price: &str, verification: VerificationPolicy) -> TaskSp
         requirements: Requirements { gpus: 1, min_vram_mb: 16_000, models: vec![], min_reputation: 0 },
         deadline_blocks: 10,
         verification,
+    }
+}
+
+/// An onnx pool paying 1 oGPU a job, never verifying, open to members staking `min_stake`.
+pub fn pool_spec(min_stake: Amount) -> PoolSpec {
+    PoolSpec {
+        name: "embeddings".into(),
+        kind: WorkloadKind::Onnx,
+        model: BlobHash(Hash::of_bytes(b"model")),
+        price_per_job: ogpu("1"),
+        verification_rate: Ratio(0),
+        min_stake,
     }
 }
 
