@@ -5,18 +5,10 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use std::time::Duration;
-
 use anyhow::{Context, Result, bail};
-use ogpu_client::{Client, Verdict, Wallet};
+use ogpu_client::Client;
 use ogpu_core::keystore::Keystore;
-use ogpu_core::tx::TxBody;
 use ogpu_core::{Address, Hash, SecretKey};
-
-use crate::exit::Refused;
-
-/// How long a command waits for its transaction to be finalized.
-const TX_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -53,16 +45,6 @@ impl ClientArgs {
     pub fn signing_key(&self) -> Result<SecretKey> {
         let path = self.key.as_deref().context("this command signs: pass --key FILE or set OGPU_KEY")?;
         open_key(path)
-    }
-}
-
-/// Sends `body` as `what` and waits for the chain's verdict; a refusal is the error that
-/// exits 3.
-pub fn settle(wallet: &Wallet, body: TxBody, what: &str) -> Result<Hash> {
-    let hash = wallet.send(body)?;
-    match wallet.wait(&hash, what, TX_TIMEOUT)? {
-        Verdict::Applied => Ok(hash),
-        Verdict::Refused(reason) => Err(Refused(format!("the chain refused {what} ({hash}): {reason}")).into()),
     }
 }
 

@@ -3,7 +3,8 @@
 
 use std::process::ExitCode;
 
-use ogpu_client::{ClientError, WalletError};
+use ogpu_client::transfer::TransferError;
+use ogpu_client::{ClientError, TaskError, WalletError};
 
 pub const CODES: &str = "Exit codes: 0 done; 1 the task failed (ended without a result); 2 usage \
 (bad arguments, files or specs, or something the node does not know); 3 refused by the \
@@ -21,22 +22,47 @@ pub struct Refused(pub String);
 
 /// The code for `error`, by the first cause in its chain that says what went wrong.
 pub fn code(error: &anyhow::Error) -> ExitCode {
-    for cause in error.chain() {
+    let code = error.chain().find_map(|cause| {
         if cause.is::<TaskFailed>() {
-            return ExitCode::from(1);
+            return Some(1);
         }
         if cause.is::<Refused>() {
-            return ExitCode::from(3);
+            return Some(3);
         }
-        let client = match cause.downcast_ref::<WalletError>() {
-            Some(WalletError::Client(client)) => Some(client),
-            _ => cause.downcast_ref::<ClientError>(),
-        };
-        match client {
-            Some(ClientError::Transport { .. } | ClientError::BadAddress(_)) => return ExitCode::from(4),
-            Some(refused) if refused.refusal().is_some() => return ExitCode::from(3),
-            _ => {}
+        if let Some(task) = cause.downcast_ref::<TaskError>() {
+            return task_code(task);
         }
+        if let Some(wallet) = cause.downcast_ref::<WalletError>() {
+            return wallet_code(wallet);
+        }
+        cause.downcast_ref::<ClientError>().and_then(client_code)
+    });
+    ExitCode::from(code.unwrap_or(2))
+}
+
+fn task_code(error: &TaskError) -> Option<u8> {
+    match error {
+        TaskError::TooLittleBalance { .. } => Some(3),
+        TaskError::Client(client) | TaskError::Transfer(TransferError::Blob { source: client, .. }) => {
+            client_code(client)
+        }
+        TaskError::Wallet(wallet) => wallet_code(wallet),
+        _ => None,
     }
-    ExitCode::from(2)
+}
+
+fn wallet_code(error: &WalletError) -> Option<u8> {
+    match error {
+        WalletError::Refused { .. } => Some(3),
+        WalletError::Client(client) => client_code(client),
+        _ => None,
+    }
+}
+
+fn client_code(error: &ClientError) -> Option<u8> {
+    match error {
+        ClientError::Transport { .. } | ClientError::BadAddress(_) => Some(4),
+        refused if refused.refusal().is_some() => Some(3),
+        _ => None,
+    }
 }

@@ -10,7 +10,7 @@ use ogpu_core::spec::Market;
 use ogpu_core::tx::TxBody;
 use ogpu_core::{Amount, PoolId};
 
-use crate::client::{ClientArgs, Format, settle};
+use crate::client::{ClientArgs, Format};
 
 #[derive(Subcommand)]
 pub enum AuctionCommand {
@@ -81,12 +81,12 @@ pub fn pools(args: ClientArgs, command: PoolCommand) -> Result<()> {
         }
         PoolCommand::Join { id, stake } => {
             let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
-            let hash = settle(&wallet, TxBody::JoinPool { pool: parse_id(&id)?, stake }, "the join")?;
+            let hash = wallet.settle(TxBody::JoinPool { pool: parse_id(&id)?, stake }, "the join")?;
             if json { println!("{}", serde_json::json!({ "tx": hash })) } else { println!("joined pool {id}") }
         }
         PoolCommand::Leave { id } => {
             let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
-            let hash = settle(&wallet, TxBody::LeavePool { pool: parse_id(&id)? }, "the leave")?;
+            let hash = wallet.settle(TxBody::LeavePool { pool: parse_id(&id)? }, "the leave")?;
             if json { println!("{}", serde_json::json!({ "tx": hash })) } else { println!("left pool {id}") }
         }
     }

@@ -7,7 +7,7 @@ use ogpu_client::Wallet;
 use ogpu_core::tx::{StakeRole, TxBody};
 use ogpu_core::{Address, Amount};
 
-use crate::client::{ClientArgs, Format, settle};
+use crate::client::{ClientArgs, Format};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Role {
@@ -49,7 +49,7 @@ pub fn run(args: ClientArgs, command: StakeCommand) -> Result<()> {
     };
     let what = body.kind();
     let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
-    let hash = settle(&wallet, body, what)?;
+    let hash = wallet.settle(body, what)?;
     if args.format == Format::Json {
         println!("{}", serde_json::json!({ "tx": hash, "done": done }));
     } else {

@@ -11,21 +11,22 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Subcommand;
-use ogpu_chain::state::{Outcome, Phase, Task};
-use ogpu_chain::{Event, Params, reservation};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use ogpu_chain::Event;
+use ogpu_chain::state::Outcome;
 use ogpu_client::spec::{ResolvedSpec, hash_file};
+use ogpu_client::task::{Quote, Step, TaskError, TaskHandle, quote};
 use ogpu_client::types::TaskView;
 use ogpu_client::wallet::Wallet;
-use ogpu_client::{Client, EventRecord, FeedItem, TaskFilter};
+use ogpu_client::{EventRecord, TaskFilter};
 use ogpu_core::spec::{Market, TaskSpec};
 use ogpu_core::tasklog::{LogBody, SignedLogEntry};
-use ogpu_core::tx::TxBody;
-use ogpu_core::{Address, Amount, BlobHash, Hash, TaskId};
+use ogpu_core::{Address, Amount, BlobHash, TaskId};
 use ogpu_runtime::{Job, Libraries, Progress, Runtimes};
 
-use crate::client::{ClientArgs, Format, settle};
+use crate::client::{ClientArgs, Format};
 use crate::exit::{Refused, TaskFailed};
 
 #[derive(Subcommand)]
@@ -67,9 +68,17 @@ pub enum TaskCommand {
         #[arg(long)]
         phase: Option<String>,
     },
-    /// Cancel a task before any provider sealed a bid for it; its escrow and trust lock
-    /// come back.
+    /// Cancel a task before any provider sealed a bid for it (or, for a pool job, before
+    /// any commit); everything it reserved comes back, to the base unit.
     Cancel { id: String },
+    /// Raise the price cap of a task still being auctioned (for the round under way and
+    /// any later one); what the higher cap adds is reserved from the balance.
+    TopUp {
+        id: String,
+        /// The new most an executor may be paid, in oGPU (above the current cap).
+        #[arg(long)]
+        max_price: Amount,
+    },
     /// Show the signed progress and log lines providers posted for a task.
     Logs {
         id: String,
@@ -95,6 +104,7 @@ pub fn run(client: ClientArgs, command: TaskCommand) -> Result<()> {
         TaskCommand::Get { id } => get(&client, &parse_id(&id)?),
         TaskCommand::List { client: of, all, phase } => list(&client, of, all, phase),
         TaskCommand::Cancel { id } => cancel(&client, &parse_id(&id)?),
+        TaskCommand::TopUp { id, max_price } => top_up(&client, &parse_id(&id)?, max_price),
         TaskCommand::Logs { id, follow } => logs(&client, &parse_id(&id)?, follow),
         TaskCommand::Result { id, out } => result(&client, &parse_id(&id)?, &out),
     }
@@ -129,8 +139,7 @@ fn locate(
     dir: &Path,
 ) -> Result<(PathBuf, BTreeMap<String, PathBuf>)> {
     let mut found = files.clone();
-    let needed = std::iter::once(&spec.workload.program).chain(spec.workload.inputs.values());
-    if needed.clone().any(|hash| !found.contains_key(hash)) {
+    if spec.workload.blobs().any(|hash| !found.contains_key(&hash)) {
         index_files(dir, 2, &mut found)?;
     }
     let find = |what: &str, hash: &BlobHash| {
@@ -234,35 +243,29 @@ fn run_local(
 }
 
 fn submit(args: &ClientArgs, file: &Path, no_wait: bool) -> Result<()> {
-    let ResolvedSpec { spec, files } = crate::spec::load(file)?;
-    let client = args.client()?;
-    let wallet = Wallet::new(args.signing_key()?, client.clone())?;
-    let params = client.params()?;
-    for path in files.values() {
-        let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
-        if size > params.max_blob_bytes {
-            let max = params.max_blob_bytes;
-            bail!("{} is {size} bytes; the chain takes blobs of at most {max} bytes", path.display());
-        }
-    }
-    let reserved = reserved(&client, &params, &spec)?;
-    let balance = client.account(&wallet.address())?.balance;
+    let resolved = crate::spec::load(file)?;
+    let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
     let table = args.format == Format::Table;
+    let Quote { reserved, balance } = quote(&wallet, &resolved.spec)?;
     if table {
-        println!("{}: reserves {reserved} oGPU now (unused escrow comes back); balance {balance} oGPU", spec.name);
+        let name = printable(&resolved.spec.name);
+        println!("{name}: reserves {reserved} oGPU now (unused escrow comes back); balance {balance} oGPU");
     }
-    if balance < reserved {
-        let holder = wallet.address();
-        return Err(Refused(format!(
-            "too little balance: the task reserves {reserved} oGPU and {holder} holds {balance} oGPU"
-        ))
-        .into());
-    }
-    for path in files.values() {
-        let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        client.upload_blob(file).with_context(|| format!("uploading {}", path.display()))?;
-    }
-    let id = TaskId(settle(&wallet, TxBody::SubmitTask { spec: spec.clone() }, "the task")?);
+    let bars = MultiProgress::new();
+    let mut uploading: Option<(PathBuf, ProgressBar)> = None;
+    let task = ogpu_client::task::submit(&wallet, &resolved, |upload| {
+        if uploading.as_ref().is_none_or(|(path, _)| path != upload.path) {
+            let bar = bars.add(ProgressBar::new(upload.size).with_style(upload_style()));
+            bar.set_message(upload.path.display().to_string());
+            uploading = Some((upload.path.to_path_buf(), bar));
+        }
+        if let Some((_, bar)) = &uploading {
+            bar.set_position(upload.sent);
+        }
+    })
+    .map_err(refused_if_too_poor)?;
+    drop(uploading);
+    let id = task.id();
     match (no_wait, table) {
         (true, true) => println!("task {id} submitted"),
         (true, false) => println!("{}", serde_json::json!({ "task": id, "reserved": reserved })),
@@ -270,48 +273,56 @@ fn submit(args: &ClientArgs, file: &Path, no_wait: bool) -> Result<()> {
             if table {
                 println!("task {id} submitted; following it (Ctrl-C stops following, not the task)");
             }
-            follow_until_settled(&client, &id, table)?;
+            let outcome = follow(&task, table)?;
+            return settled(&id, &outcome, table);
         }
     }
     Ok(())
 }
 
-/// What submitting `spec` takes from the client's balance under the chain's parameters.
-fn reserved(client: &Client, params: &Params, spec: &TaskSpec) -> Result<Amount> {
-    let (price_cap, pooled) = match &spec.market {
-        Market::Auction { max_price, .. } => (*max_price, false),
-        Market::Pool { pool } => (client.pool(pool)?.pool.spec.price_per_job, true),
-    };
-    reservation(params, spec, price_cap, pooled).and_then(|r| r.total()).context("the reservation overflows")
+/// Too little balance is the chain's refusal, told before anything is sent.
+fn refused_if_too_poor(error: TaskError) -> anyhow::Error {
+    match error {
+        TaskError::TooLittleBalance { .. } => Refused(error.to_string()).into(),
+        other => other.into(),
+    }
 }
 
-/// Prints the task's chain events as they are finalized until it ends; fails unless it
-/// completed.
-fn follow_until_settled(client: &Client, id: &TaskId, table: bool) -> Result<()> {
-    // Subscribe first, then read the task: an end finalized in between shows in one or the other.
-    let events = client.events(Some(id))?;
-    if let Some(outcome) = ended(&client.task(id)?.view.task) {
-        return settled(id, &outcome, table);
+fn upload_style() -> ProgressStyle {
+    ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// Prints the task's chain events as they are finalized, with a live line of the latest
+/// step and its metrics beneath them (on a terminal), until the task ends.
+fn follow(task: &TaskHandle, table: bool) -> Result<Outcome> {
+    let line = ProgressBar::new_spinner();
+    if table {
+        let (steps, line) = (task.clone(), line.clone());
+        // The step line follows the provider's log; the thread ends with the process.
+        std::thread::spawn(move || {
+            let Ok(progress) = steps.progress() else { return };
+            for step in progress.map_while(Result::ok) {
+                line.set_message(describe_step(&step));
+                line.tick();
+            }
+        });
     }
-    for event in events {
-        let Some(FeedItem::Chain { height, event }) = FeedItem::parse(&event?) else { continue };
+    let outcome = task.follow(None, |height, event| {
         if table {
-            println!("  #{height} {}", describe(&event));
+            line.println(format!("  #{height} {}", describe(event)));
         } else {
             println!("{}", serde_json::json!({ "height": height, "event": event }));
         }
-        if let Event::TaskEnded { outcome, .. } = event {
-            return settled(id, &outcome, table);
-        }
-    }
-    bail!("the API closed the event stream before task {id} ended")
+    })?;
+    line.finish_and_clear();
+    Ok(outcome)
 }
 
-fn ended(task: &Task) -> Option<Outcome> {
-    match &task.phase {
-        Phase::Done(outcome) => Some(outcome.clone()),
-        _ => None,
-    }
+fn describe_step(step: &Step) -> String {
+    let total = step.total.map(|t| format!("/{t}")).unwrap_or_default();
+    let metrics: String = step.metrics.iter().map(|(name, value)| format!(" {name} {value:.4}")).collect();
+    printable(&format!("step {}{total}{metrics}", step.step))
 }
 
 fn settled(id: &TaskId, outcome: &Outcome, table: bool) -> Result<()> {
@@ -346,6 +357,7 @@ fn describe(event: &Event) -> String {
         Event::Slashed { who, amount, reason } => format!("{who} slashed {amount} oGPU ({reason:?})"),
         Event::Paid { to, amount, why, .. } => format!("paid {amount} oGPU to {to} ({why:?})"),
         Event::Refunded { amount, .. } => format!("refunded {amount} oGPU to the client"),
+        Event::ToppedUp { price_cap, added, .. } => format!("topped up: cap {price_cap} oGPU, {added} oGPU more reserved"),
         Event::TaskEnded { outcome, .. } => format!("ended: {outcome:?}"),
         other => format!("{other:?}"),
     }
@@ -398,11 +410,27 @@ fn list(args: &ClientArgs, of: Option<Address>, all: bool, phase: Option<String>
 
 fn cancel(args: &ClientArgs, id: &TaskId) -> Result<()> {
     let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
-    settle(&wallet, TxBody::CancelTask { task: *id }, "the cancel")?;
+    TaskHandle::new(args.client()?, *id).cancel(&wallet)?;
     if args.format == Format::Json {
         println!("{}", serde_json::json!({ "task": id, "cancelled": true }));
     } else {
         println!("task {id} cancelled; its escrow and trust lock are back");
+    }
+    Ok(())
+}
+
+fn top_up(args: &ClientArgs, id: &TaskId, max_price: Amount) -> Result<()> {
+    let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
+    let task = TaskHandle::new(args.client()?, *id);
+    task.top_up(&wallet, max_price)?;
+    let view = task.detail()?.view.task;
+    // As the wallet counts it: what executors and verifiers may be paid.
+    let escrow = view.escrow.checked_add(view.verification_budget).context("the escrow overflows")?;
+    let (cap, lock) = (view.price_cap, view.client_lock);
+    if args.format == Format::Json {
+        println!("{}", serde_json::json!({ "task": id, "price_cap": cap, "escrow": escrow, "trust_lock": lock }));
+    } else {
+        println!("task {id}: price cap {cap} oGPU; {escrow} oGPU in escrow, {lock} oGPU trust lock");
     }
     Ok(())
 }
@@ -443,47 +471,27 @@ pub(crate) fn printable(text: &str) -> String {
 }
 
 fn logs(args: &ClientArgs, id: &TaskId, follow: bool) -> Result<()> {
-    let client = args.client()?;
+    let task = TaskHandle::new(args.client()?, *id);
     if follow {
-        for event in client.follow_task_logs(id)? {
-            let event = event?;
-            if let Ok(entry) = serde_json::from_str::<SignedLogEntry>(&event.data) {
-                print_entry(&entry, args.format)?;
-            }
+        for entry in task.follow_logs()? {
+            print_entry(&entry?, args.format)?;
         }
         return Ok(());
     }
-    // Every kept entry, a page at a time.
-    let mut from = 0;
-    loop {
-        let page = client.task_logs(id, from)?;
-        if page.entries.is_empty() {
-            return Ok(());
-        }
-        for entry in &page.entries {
-            print_entry(entry, args.format)?;
-        }
-        from = page.next;
+    for entry in task.logs()? {
+        print_entry(&entry, args.format)?;
     }
+    Ok(())
 }
 
 fn result(args: &ClientArgs, id: &TaskId, out: &Path) -> Result<()> {
-    let client = args.client()?;
-    let task = client.task(id)?.view.task;
-    let output: Hash = match ended(&task) {
-        Some(Outcome::Completed { output }) => output,
-        Some(other) => bail!("task {id} ended without a result: {other:?}"),
-        None => bail!("task {id} has no accepted result yet (phase {})", task.phase.name()),
-    };
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let files = ogpu_client::transfer::fetch(&client, &output, out)?;
+    let task = TaskHandle::new(args.client()?, *id);
+    let written = task.result(out)?;
     if args.format == Format::Json {
-        let files: Vec<_> =
-            files.iter().map(|f| serde_json::json!({ "path": f.path, "size": f.size, "hash": f.hash })).collect();
-        println!("{}", serde_json::json!({ "task": id, "output": output, "files": files }));
+        println!("{}", serde_json::json!({ "task": id, "files": written }));
     } else {
-        for file in &files {
-            println!("{} ({} bytes)", out.join(&file.path).display(), file.size);
+        for path in &written {
+            println!("{}", path.display());
         }
     }
     Ok(())

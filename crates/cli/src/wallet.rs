@@ -11,7 +11,7 @@ use ogpu_client::types::Account;
 use ogpu_core::tx::TxBody;
 use ogpu_core::{Address, Amount};
 
-use crate::client::{ClientArgs, Format, settle};
+use crate::client::{ClientArgs, Format};
 
 #[derive(Subcommand)]
 pub enum WalletCommand {
@@ -55,7 +55,7 @@ pub fn run(args: ClientArgs, command: WalletCommand) -> Result<()> {
         }
         WalletCommand::Send { to, amount } => {
             let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
-            let hash = settle(&wallet, TxBody::Transfer { to, amount }, "the transfer")?;
+            let hash = wallet.settle(TxBody::Transfer { to, amount }, "the transfer")?;
             if json {
                 println!("{}", serde_json::json!({ "tx": hash, "to": to, "amount": amount }));
             } else {

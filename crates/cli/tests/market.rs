@@ -405,6 +405,17 @@ fn the_command_line_refuses_bad_submissions_moves_money_cancels_open_tasks_and_s
     assert!(line.as_deref().is_some_and(|l| l.contains("8 GPU(s)") && l.contains("0 bid(s)")), "{auctions:?}");
     let held = balance(devnet.ogpu(&["wallet", "balance", "-o", "json"]));
     assert_ne!(held["escrow"], "0", "the open task holds escrow: {held}");
+    // Its client raises the cap: 0.01 -> 0.02 reserves 0.0117 more in escrow (0.01 and the
+    // 2% protocol fee for the executor, 5% of 0.01 for each of 3 dispute verifiers) and
+    // 0.001 more trust lock (10%). A cap that is not higher is refused by the chain.
+    let raised = balance(devnet.ogpu(&["task", "top-up", &id, "--max-price", "0.02", "-o", "json"]));
+    assert_eq!(raised["price_cap"], "0.02", "{raised}");
+    let amount = |value: &serde_json::Value, key: &str| value[key].as_str().unwrap().parse::<Amount>().unwrap();
+    let more = |key: &str, by: &str| amount(&held, key).checked_add(by.parse().unwrap()).unwrap();
+    assert_eq!((amount(&raised, "escrow"), amount(&raised, "trust_lock")), (more("escrow", "0.0117"), more("trust_lock", "0.001")));
+    let lower = devnet.ogpu(&["task", "top-up", &id, "--max-price", "0.015"]);
+    assert_eq!(lower.status.code(), Some(3), "{lower:?}");
+    assert!(String::from_utf8_lossy(&lower.stderr).contains("must raise the price cap"), "{lower:?}");
     assert_success(&devnet.ogpu(&["task", "cancel", &id]));
     let again = devnet.ogpu(&["task", "cancel", &id]);
     assert_eq!(again.status.code(), Some(3), "{again:?}");

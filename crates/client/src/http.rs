@@ -191,12 +191,26 @@ impl Client {
         Ok(size)
     }
 
-    /// Opens a server-sent event stream, for example `/v1/events?task=ID`.
-    pub(crate) fn stream(&self, path: &str) -> Result<EventStream, ClientError> {
+    /// Whether the store holds the blob: a `HEAD` of its route, which sends no bytes.
+    pub fn has_blob(&self, hash: &BlobHash) -> Result<bool, ClientError> {
+        let path = format!("/v1/blobs/{hash}");
+        let response = self.agent.head(self.url(&path)).call().map_err(self.transport(&path))?;
+        match response.status().as_u16() {
+            404 => Ok(false),
+            _ => success(&path, response).map(|_| true),
+        }
+    }
+
+    /// Opens a server-sent event stream, for example `/v1/events?task=ID`; reading it
+    /// fails once `within` has passed since it was opened, when one is given.
+    pub(crate) fn stream(&self, path: &str, within: Option<Duration>) -> Result<EventStream, ClientError> {
         let response = self
             .streaming
             .get(self.url(path))
             .header("accept", "text/event-stream")
+            .config()
+            .timeout_global(within)
+            .build()
             .call()
             .map_err(self.transport(path))?;
         let body = success(path, response)?.into_body().into_reader();

@@ -1,5 +1,7 @@
 //! One typed call per route of the API. Every path the client asks for is written here.
 
+use std::time::Duration;
+
 use ogpu_chain::Params;
 use ogpu_core::encoding::Canonical;
 use ogpu_core::tasklog::SignedLogEntry;
@@ -122,7 +124,7 @@ impl Client {
 
     /// The task's log entries as they arrive (`log` events, each a signed entry).
     pub fn follow_task_logs(&self, id: &TaskId) -> Result<EventStream, ClientError> {
-        self.stream(&format!("/v1/tasks/{id}/logs/stream"))
+        self.stream(&format!("/v1/tasks/{id}/logs/stream"), None)
     }
 
     /// Posts a provider's signed log entries for a task.
@@ -150,9 +152,14 @@ impl Client {
     /// The feed of finalized blocks and chain events, or only one task's events; read it
     /// with [`crate::FeedItem::parse`].
     pub fn events(&self, task: Option<&TaskId>) -> Result<EventStream, ClientError> {
+        self.events_within(task, None)
+    }
+
+    /// [`Client::events`], read until `within` has passed (then reading fails).
+    pub fn events_within(&self, task: Option<&TaskId>, within: Option<Duration>) -> Result<EventStream, ClientError> {
         match task {
-            Some(task) => self.stream(&format!("/v1/events?task={task}")),
-            None => self.stream("/v1/events"),
+            Some(task) => self.stream(&format!("/v1/events?task={task}"), within),
+            None => self.stream("/v1/events", within),
         }
     }
 }

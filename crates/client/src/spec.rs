@@ -52,18 +52,24 @@ pub enum SpecError {
 pub fn resolve(path: &Path) -> Result<ResolvedSpec, SpecError> {
     let invalid = |reason: String| SpecError::Invalid { spec: path.to_path_buf(), reason };
     let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
-    let mut document: Value = if path.extension().is_some_and(|e| e == "json") {
+    let document: Value = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?
     } else {
         let table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         serde_json::to_value(table).map_err(|e| invalid(e.to_string()))?
     };
-    let base = path.parent().unwrap_or(Path::new(""));
+    resolve_document(document, path.parent().unwrap_or(Path::new("")), path)
+}
+
+/// Resolves a spec already parsed into a JSON document (the shape of a spec file), naming
+/// files relative to `base`; errors call the spec `origin`.
+pub fn resolve_document(mut document: Value, base: &Path, origin: &Path) -> Result<ResolvedSpec, SpecError> {
+    let invalid = |reason: String| SpecError::Invalid { spec: origin.to_path_buf(), reason };
     let mut files = BTreeMap::new();
     let mut resolve_field = |field: String, value: &mut Value| -> Result<(), SpecError> {
         // A value that is not text is left for the spec's own parsing to refuse.
         let Some(text) = value.as_str() else { return Ok(()) };
-        let hash = reference(path, base, &field, text, &mut files)?;
+        let hash = reference(origin, base, &field, text, &mut files)?;
         *value = Value::String(hash.to_string());
         Ok(())
     };

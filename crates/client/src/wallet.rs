@@ -47,7 +47,13 @@ pub enum WalletError {
     Timeout { what: String, seconds: u64 },
     #[error("the API names chain {0:?}, which is not a chain id")]
     ChainId(String),
+    /// Included, but the chain refused it (its fee and nonce are spent).
+    #[error("the chain refused {what} ({tx}): {reason}")]
+    Refused { what: String, tx: Hash, reason: String },
 }
+
+/// How long [`Wallet::settle`] waits for a transaction to be finalized.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Wallet {
     /// A wallet for `key` on the chain the node at `client` runs, paying the chain's
@@ -131,6 +137,16 @@ impl Wallet {
         let what = body.kind();
         let hash = self.send(body)?;
         self.wait(&hash, what, timeout)
+    }
+
+    /// Sends `body` (described as `what` in errors) and waits until it is finalized; a
+    /// transaction the chain refused is [`WalletError::Refused`]. Returns its hash.
+    pub fn settle(&self, body: TxBody, what: &str) -> Result<Hash, WalletError> {
+        let tx = self.send(body)?;
+        match self.wait(&tx, what, SETTLE_TIMEOUT)? {
+            Verdict::Applied => Ok(tx),
+            Verdict::Refused(reason) => Err(WalletError::Refused { what: what.to_string(), tx, reason }),
+        }
     }
 
     /// Waits for a transaction sent earlier to be finalized.

@@ -275,6 +275,11 @@ impl TaskSpec {
 }
 
 impl Workload {
+    /// Every blob the workload runs on: the program, then each input.
+    pub fn blobs(&self) -> impl Iterator<Item = BlobHash> + '_ {
+        std::iter::once(self.program).chain(self.inputs.values().copied())
+    }
+
     fn validate(&self) -> Result<(), SpecError> {
         check(self.inputs.len() <= limits::INPUTS, "workload.inputs", || format!("at most {} inputs", limits::INPUTS))?;
         for name in self.inputs.keys() {

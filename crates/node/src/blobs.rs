@@ -165,8 +165,7 @@ pub fn pinned(state: &State, store: &BlobStore) -> BTreeSet<BlobHash> {
     let mut pinned = BTreeSet::new();
     let mut results = Vec::new();
     for task in state.tasks.values() {
-        pinned.insert(task.spec.workload.program);
-        pinned.extend(task.spec.workload.inputs.values().copied());
+        pinned.extend(task.spec.workload.blobs());
         for executor in &task.executors {
             if let Stage::Revealed(claim) = &executor.stage {
                 results.push(claim.output);

@@ -1,0 +1,330 @@
+//! Submitting a task and following it to its end: what it reserves ([`quote`]), its
+//! files uploaded where the store lacks them and the spec put on chain ([`submit`]), then a
+//! [`TaskHandle`] to wait for it, read its progress and logs, fetch its result, or cancel
+//! it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ogpu_chain::state::{Outcome, Phase};
+use ogpu_chain::{Event, reservation};
+use ogpu_core::spec::{Market, TaskSpec};
+use ogpu_core::tasklog::{LogBody, SignedLogEntry};
+use ogpu_core::tx::TxBody;
+use ogpu_core::{Address, Amount, BlobHash, Hash, TaskId};
+
+use crate::spec::ResolvedSpec;
+use crate::transfer::TransferError;
+use crate::types::TaskDetail;
+use crate::{Client, ClientError, FeedItem, Wallet, WalletError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Wallet(#[from] WalletError),
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+    #[error("{path}: {size} bytes; the chain takes blobs of at most {max} bytes")]
+    TooBig { path: PathBuf, size: u64, max: u64 },
+    #[error("the spec names blob blake3:{0}, which the node's store does not hold; upload it first")]
+    NotStored(BlobHash),
+    #[error("too little balance: the task reserves {reserved} oGPU and {holder} holds {balance} oGPU")]
+    TooLittleBalance { reserved: Amount, balance: Amount, holder: Address },
+    #[error("the task's reservation overflows")]
+    Overflow,
+    #[error("task {id} did not end within {seconds} s")]
+    Timeout { id: TaskId, seconds: u64 },
+    #[error("task {id} has no result: {why}")]
+    NoResult { id: TaskId, why: String },
+}
+
+impl TaskError {
+    /// A stable name for what went wrong: the API's error name when the API answered
+    /// (`insufficient_funds`, `unknown_task`, ...), the chain's `refused` for a
+    /// transaction it refused, and this crate's own names otherwise.
+    pub fn name(&self) -> &str {
+        match self {
+            TaskError::Client(error) | TaskError::Wallet(WalletError::Client(error)) => client_error_name(error),
+            TaskError::Transfer(TransferError::Blob { source, .. }) => client_error_name(source),
+            TaskError::Transfer(_) => "transfer",
+            TaskError::Wallet(WalletError::Refused { .. }) => "refused",
+            TaskError::Wallet(WalletError::Timeout { .. }) | TaskError::Timeout { .. } => "timeout",
+            TaskError::Wallet(WalletError::ChainId(_)) => "bad_chain_id",
+            TaskError::TooBig { .. } => "blob_too_large",
+            TaskError::NotStored(_) => "unknown_blob",
+            TaskError::TooLittleBalance { .. } => "insufficient_funds",
+            TaskError::Overflow => "overflow",
+            TaskError::NoResult { .. } => "no_result",
+        }
+    }
+}
+
+fn client_error_name(error: &ClientError) -> &str {
+    match error {
+        ClientError::Api { error, .. } => error,
+        ClientError::Transport { .. } | ClientError::BadAddress(_) => "network",
+        ClientError::Decode { .. } | ClientError::Io(_) => "transfer",
+    }
+}
+
+/// What submitting a spec takes from a balance, and what the balance is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quote {
+    /// Escrow and trust lock together; unused escrow comes back when the task ends.
+    pub reserved: Amount,
+    pub balance: Amount,
+}
+
+/// What submitting `spec` from `wallet` would reserve under the chain's parameters now.
+pub fn quote(wallet: &Wallet, spec: &TaskSpec) -> Result<Quote, TaskError> {
+    let client = wallet.client();
+    let params = client.params()?;
+    let (price_cap, pooled) = match &spec.market {
+        Market::Auction { max_price, .. } => (*max_price, false),
+        Market::Pool { pool } => (client.pool(pool)?.pool.spec.price_per_job, true),
+    };
+    let reserved = reservation(&params, spec, price_cap, pooled).and_then(|r| r.total()).ok_or(TaskError::Overflow)?;
+    let balance = client.account(&wallet.address())?.balance;
+    Ok(Quote { reserved, balance })
+}
+
+/// How far an upload has come: `sent` of `size` bytes of the file at `path`.
+#[derive(Debug, Clone, Copy)]
+pub struct Upload<'a> {
+    pub path: &'a Path,
+    pub sent: u64,
+    pub size: u64,
+}
+
+/// Submits a resolved spec: checks every file fits the chain's blob limit, every blob it
+/// names by hash is stored and the balance covers the reservation, uploads the files the
+/// store lacks (reporting each read to `on_upload`), and puts the task on chain. Nothing
+/// is reserved unless every check passed.
+pub fn submit(
+    wallet: &Wallet,
+    resolved: &ResolvedSpec,
+    mut on_upload: impl FnMut(Upload<'_>),
+) -> Result<TaskHandle, TaskError> {
+    let client = wallet.client();
+    let max = client.params()?.max_blob_bytes;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TaskError::Transfer(TransferError::Io { path, source })
+    };
+    let mut missing = Vec::new();
+    for hash in resolved.spec.workload.blobs() {
+        if client.has_blob(&hash)? {
+            continue;
+        }
+        let path = resolved.files.get(&hash).ok_or(TaskError::NotStored(hash))?;
+        let size = std::fs::metadata(path).map_err(io(path))?.len();
+        if size > max {
+            return Err(TaskError::TooBig { path: path.clone(), size, max });
+        }
+        missing.push((hash, path, size));
+    }
+    let Quote { reserved, balance } = quote(wallet, &resolved.spec)?;
+    if balance < reserved {
+        return Err(TaskError::TooLittleBalance { reserved, balance, holder: wallet.address() });
+    }
+    for (hash, path, size) in missing {
+        let file = std::fs::File::open(path).map_err(io(path))?;
+        let reader = Counting { inner: file, sent: 0, report: |sent| on_upload(Upload { path, sent, size }) };
+        client.upload_blob(reader).map_err(|source| TransferError::Blob { hash, source })?;
+    }
+    let id = TaskId(wallet.settle(TxBody::SubmitTask { spec: resolved.spec.clone() }, "the task")?);
+    Ok(TaskHandle::new(client.clone(), id))
+}
+
+/// A reader that reports how many bytes have passed through it.
+struct Counting<R, F> {
+    inner: R,
+    sent: u64,
+    report: F,
+}
+
+impl<R: Read, F: FnMut(u64)> Read for Counting<R, F> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.sent += read as u64;
+        (self.report)(self.sent);
+        Ok(read)
+    }
+}
+
+/// One step a provider reported: its number, the steps planned, and metrics such as
+/// `loss`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub step: u64,
+    pub total: Option<u64>,
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// A task on chain, by id: everything a client does with it after submitting.
+#[derive(Clone)]
+pub struct TaskHandle {
+    client: Client,
+    id: TaskId,
+}
+
+impl TaskHandle {
+    pub fn new(client: Client, id: TaskId) -> TaskHandle {
+        TaskHandle { client, id }
+    }
+
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// The task, its phase and every event about it.
+    pub fn detail(&self) -> Result<TaskDetail, ClientError> {
+        self.client.task(&self.id)
+    }
+
+    /// How the task ended, or `None` while it runs.
+    pub fn outcome(&self) -> Result<Option<Outcome>, ClientError> {
+        Ok(ended(&self.detail()?.view.task.phase))
+    }
+
+    /// Waits until the task ends, for at most `timeout` when one is given, and says how it
+    /// ended.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<Outcome, TaskError> {
+        self.follow(timeout, |_, _| {})
+    }
+
+    /// [`TaskHandle::wait`], handing each chain event about the task to `on_event` (with
+    /// its block height) as it is finalized.
+    pub fn follow(&self, timeout: Option<Duration>, mut on_event: impl FnMut(u64, &Event)) -> Result<Outcome, TaskError> {
+        let started = Instant::now();
+        let timed_out = || TaskError::Timeout { id: self.id, seconds: timeout.unwrap_or_default().as_secs() };
+        // Subscribe first, then read the task: an end finalized in between shows in one or the other.
+        let events = self.client.events_within(Some(&self.id), timeout)?;
+        if let Some(outcome) = self.outcome()? {
+            return Ok(outcome);
+        }
+        for event in events {
+            let event = match event {
+                Ok(event) => event,
+                Err(_) if timeout.is_some_and(|t| started.elapsed() >= t) => return Err(timed_out()),
+                Err(error) => return Err(ClientError::Io(error).into()),
+            };
+            let Some(FeedItem::Chain { height, event }) = FeedItem::parse(&event) else { continue };
+            on_event(height, &event);
+            if let Event::TaskEnded { outcome, .. } = event {
+                return Ok(outcome);
+            }
+        }
+        // The stream ended: the node closed it, or the timeout cut it short.
+        match self.outcome()? {
+            Some(outcome) => Ok(outcome),
+            None if timeout.is_some_and(|t| started.elapsed() >= t) => Err(timed_out()),
+            None => Err(ClientError::Decode {
+                what: format!("the events of task {}", self.id),
+                reason: "the API closed the stream before the task ended".into(),
+            }
+            .into()),
+        }
+    }
+
+    /// Every log entry the node keeps for the task, oldest first.
+    pub fn logs(&self) -> Result<Vec<SignedLogEntry>, ClientError> {
+        let mut entries = Vec::new();
+        let mut from = 0;
+        loop {
+            let page = self.client.task_logs(&self.id, from)?;
+            if page.entries.is_empty() {
+                return Ok(entries);
+            }
+            entries.extend(page.entries);
+            from = page.next;
+        }
+    }
+
+    /// The task's log entries from the first kept one on, then each as it arrives; the
+    /// iterator ends only when the node closes the stream.
+    pub fn follow_logs(&self) -> Result<impl Iterator<Item = Result<SignedLogEntry, ClientError>> + Send + use<>, ClientError> {
+        let stream = self.client.follow_task_logs(&self.id)?;
+        Ok(stream.filter_map(|event| match event {
+            Ok(event) => serde_json::from_str::<SignedLogEntry>(&event.data).ok().map(Ok),
+            Err(error) => Some(Err(ClientError::Io(error))),
+        }))
+    }
+
+    /// The steps providers reported, with their metrics: those kept so far when the task
+    /// has ended, otherwise each as it arrives until an executor reports that it finished
+    /// or failed. Only entries whose signature holds count.
+    pub fn progress(&self) -> Result<Box<dyn Iterator<Item = Result<Step, ClientError>> + Send>, ClientError> {
+        if self.outcome()?.is_some() {
+            let kept = self.logs()?.into_iter().filter_map(|entry| step_of(&entry)).map(Ok);
+            return Ok(Box::new(kept.collect::<Vec<_>>().into_iter()));
+        }
+        let mut entries = self.follow_logs()?;
+        let mut over = false;
+        // Ends right after the executor's last entry, without waiting for one more.
+        let live = std::iter::from_fn(move || {
+            while !over {
+                match entries.next()? {
+                    Err(error) => return Some(Err(error)),
+                    Ok(entry) => {
+                        over = matches!(entry.entry.body, LogBody::Finished { .. } | LogBody::Failed { .. });
+                        if let Some(step) = step_of(&entry) {
+                            return Some(Ok(step));
+                        }
+                    }
+                }
+            }
+            None
+        });
+        Ok(Box::new(live))
+    }
+
+    /// Downloads the task's result into `dir`, each file checked against the hash its
+    /// manifest gives and the manifest against the result hash on chain; returns the paths
+    /// written.
+    pub fn result(&self, dir: &Path) -> Result<Vec<PathBuf>, TaskError> {
+        let task = self.detail()?.view.task;
+        let output: Hash = match ended(&task.phase) {
+            Some(Outcome::Completed { output }) => output,
+            Some(other) => return Err(TaskError::NoResult { id: self.id, why: format!("it ended {other:?}") }),
+            None => return Err(TaskError::NoResult { id: self.id, why: format!("it is {}", task.phase.name()) }),
+        };
+        std::fs::create_dir_all(dir).map_err(|source| TransferError::Io { path: dir.to_path_buf(), source })?;
+        let files = crate::transfer::fetch(&self.client, &output, dir)?;
+        Ok(files.iter().map(|file| dir.join(&file.path)).collect())
+    }
+
+    /// Cancels the task before any provider sealed a bid for it; its escrow and trust lock
+    /// come back to the client.
+    pub fn cancel(&self, wallet: &Wallet) -> Result<(), TaskError> {
+        wallet.settle(TxBody::CancelTask { task: self.id }, "the cancel")?;
+        Ok(())
+    }
+
+    /// Raises the task's price cap to `max_price` while it is being auctioned (for the
+    /// round under way and any later one), reserving what the higher cap adds to its
+    /// escrow, verification budget and trust lock.
+    pub fn top_up(&self, wallet: &Wallet, max_price: Amount) -> Result<(), TaskError> {
+        wallet.settle(TxBody::TopUpTask { task: self.id, max_price }, "the top-up")?;
+        Ok(())
+    }
+}
+
+fn ended(phase: &Phase) -> Option<Outcome> {
+    match phase {
+        Phase::Done(outcome) => Some(outcome.clone()),
+        _ => None,
+    }
+}
+
+fn step_of(entry: &SignedLogEntry) -> Option<Step> {
+    match &entry.entry.body {
+        LogBody::Step { step, total, metrics } if entry.verify().is_ok() => {
+            Some(Step { step: *step, total: *total, metrics: metrics.clone() })
+        }
+        _ => None,
+    }
+}
