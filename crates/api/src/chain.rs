@@ -6,8 +6,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use ogpu_chain::Params;
 use ogpu_client::types::{
-    Account, AccountTxs, BatchBody, BatchRefusal, BatchVerdicts, BlockView, Refusal, Status, SubmitBody, Submitted,
-    TxState, TxSummary, TxView,
+    Account, AccountTxs, BatchBody, BatchRefusal, BatchVerdicts, BlockView, ProposalList, ProposalView, Refusal,
+    Status, SubmitBody, Submitted, TxState, TxSummary, TxView,
 };
 use ogpu_core::encoding::Canonical;
 use ogpu_core::tx::Transaction;
@@ -39,6 +39,13 @@ pub async fn status(State(node): State<NodeHandle>) -> Result<Json<Status>, ApiE
 #[utoipa::path(get, path = "/v1/params", responses((status = 200, description = "The chain's current parameters")))]
 pub async fn params(State(node): State<NodeHandle>) -> Json<Params> {
     Json(node.finalized.borrow().params.clone())
+}
+
+#[utoipa::path(get, path = "/v1/proposals", responses((status = 200, description = "Proposals to change a parameter that are still being voted on, with their votes")))]
+pub async fn proposals(State(node): State<NodeHandle>) -> Json<ProposalList> {
+    let state = node.finalized.borrow().clone();
+    let proposals = state.proposals.iter().map(|(id, proposal)| ProposalView { id: *id, proposal: proposal.clone() });
+    Json(ProposalList { proposals: proposals.collect() })
 }
 
 #[utoipa::path(get, path = "/v1/accounts/{address}", params(("address" = String, Path, description = "ogpu1... address")),

@@ -13,16 +13,43 @@ use ureq::{Agent, Body, SendBody};
 
 use crate::types::{EventRecord, Refusal, StoredBlob};
 
+/// What went wrong talking to a node's API.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// [`Client::new`] was given something other than `http://HOST:PORT`.
     #[error("{0:?} is not an API address; expected http://HOST:PORT")]
     BadAddress(String),
+    /// No answer came: the connection failed, was cut or timed out.
     #[error("cannot reach the API at {url}: {source}")]
-    Transport { url: String, source: Box<ureq::Error> },
+    Transport {
+        /// The full URL asked for.
+        url: String,
+        /// What the HTTP client reported.
+        source: Box<ureq::Error>,
+    },
+    /// The API answered with a status other than 2xx.
     #[error("the API refused {what}: {error}: {detail}")]
-    Api { what: String, status: u16, error: String, detail: String },
+    Api {
+        /// The path asked for.
+        what: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The API's error name (`unknown_task`, ...), or `http_{status}` for a body
+        /// that is not the API's `{error, detail}`.
+        error: String,
+        /// The API's explanation, or the raw body when it was not the API's JSON.
+        detail: String,
+    },
+    /// An answer this client cannot use: a body that does not parse, a blob whose bytes
+    /// do not hash to what was asked for, or a stream that ended too soon.
     #[error("unexpected answer to {what}: {reason}")]
-    Decode { what: String, reason: String },
+    Decode {
+        /// The path asked for, or what was being read.
+        what: String,
+        /// Why the answer was not what the client expected.
+        reason: String,
+    },
+    /// Reading a response body or stream, or writing a downloaded blob, failed.
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -45,12 +72,16 @@ impl ClientError {
 /// A finalized block or one of its chain events, as `/v1/events` delivers them.
 #[derive(Debug, Clone)]
 pub enum FeedItem {
+    /// A block was finalized.
     Block {
+        /// The finalized block's height.
         height: u64,
     },
     /// A chain event of the block at `height`.
     Chain {
+        /// The height of the block the event belongs to.
         height: u64,
+        /// The event itself.
         event: ogpu_chain::Event,
     },
     /// The node dropped blocks this reader was too slow for.
@@ -78,10 +109,20 @@ impl FeedItem {
 /// One server-sent event: its name (`block`, `chain`, `lagged`, ...) and its JSON data.
 #[derive(Debug, Clone)]
 pub struct SseEvent {
+    /// The `event:` field; `message` when the server sent none.
     pub name: String,
+    /// The `data:` lines, joined by newlines (JSON for every event the API sends).
     pub data: String,
 }
 
+impl SseEvent {
+    /// The name a comment arrives under: the keep-alive the API sends every 15 s while a
+    /// stream is quiet, delivered so that a reader can look at other things meanwhile.
+    pub const KEEP_ALIVE: &str = "keep-alive";
+}
+
+/// A blocking client of one node's API. Cheap to clone: clones share their connection
+/// pools.
 #[derive(Clone)]
 pub struct Client {
     base: String,
@@ -112,6 +153,7 @@ impl Client {
         Ok(Client { base: trimmed.to_string(), agent: agent(Some(Duration::from_secs(60))), streaming: agent(None) })
     }
 
+    /// The API's address as given to [`Client::new`], without a trailing `/`.
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -125,11 +167,15 @@ impl Client {
         move |source| ClientError::Transport { url, source: Box::new(source) }
     }
 
+    /// `GET`s `path` (such as `/v1/status`) and reads the JSON answer as `T`; for routes
+    /// without a typed call.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let response = self.agent.get(self.url(path)).call().map_err(self.transport(path))?;
         json_answer(path, response)
     }
 
+    /// `POST`s `body` as JSON to `path` and reads the JSON answer as `T`; for routes
+    /// without a typed call.
     pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
         let body = serde_json::to_vec(body).map_err(|e| decode_error(path, e))?;
         let response = self
@@ -139,19 +185,6 @@ impl Client {
             .send(&body[..])
             .map_err(self.transport(path))?;
         json_answer(path, response)
-    }
-
-    /// Sends `body` as is and returns the status and the body, whatever they are: for tools
-    /// that pre-serialize their load, and for tests of how the API meets bad requests.
-    pub fn send_raw(&self, method: &str, path: &str, body: &str) -> Result<(u16, String), ClientError> {
-        let url = self.url(path);
-        let mut response = match method {
-            "GET" => self.agent.get(url).call(),
-            _ => self.agent.post(url).header("content-type", "application/json").send(body),
-        }
-        .map_err(self.transport(path))?;
-        let text = response.body_mut().read_to_string().map_err(|e| decode_error(path, e))?;
-        Ok((response.status().as_u16(), text))
     }
 
     /// Streams `reader` into the blob store; returns the blob's hash and size.
@@ -258,6 +291,7 @@ impl Iterator for EventStream {
     fn next(&mut self) -> Option<io::Result<SseEvent>> {
         let mut name = String::new();
         let mut data = String::new();
+        let mut comment = false;
         let mut line = String::new();
         loop {
             line.clear();
@@ -268,11 +302,16 @@ impl Iterator for EventStream {
             }
             let line = line.trim_end_matches(['\r', '\n']);
             if line.is_empty() {
-                // A blank line ends an event; keep-alive comments leave nothing to deliver.
+                // A blank line ends an event, or a comment.
                 if !data.is_empty() || !name.is_empty() {
                     let name = if name.is_empty() { "message".to_string() } else { std::mem::take(&mut name) };
                     return Some(Ok(SseEvent { name, data: std::mem::take(&mut data) }));
                 }
+                if comment {
+                    return Some(Ok(SseEvent { name: SseEvent::KEEP_ALIVE.into(), data: String::new() }));
+                }
+            } else if line.starts_with(':') {
+                comment = true;
             } else if let Some(value) = line.strip_prefix("event:") {
                 name = value.trim_start().to_string();
             } else if let Some(value) = line.strip_prefix("data:") {
@@ -282,5 +321,30 @@ impl Iterator for EventStream {
                 data.push_str(value.strip_prefix(' ').unwrap_or(value));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(text: &'static str) -> Vec<(String, String)> {
+        let stream = EventStream { lines: Box::new(text.as_bytes()) };
+        stream.map(|event| event.map(|e| (e.name, e.data))).collect::<io::Result<_>>().unwrap()
+    }
+
+    #[test]
+    fn events_and_keep_alive_comments_are_delivered_in_order() {
+        let text = ":\n\nevent: log\ndata: {\"a\":\ndata: 1}\nid: 7\n\ndata: plain\n\n: still here\n\n";
+        let named = |name: &str, data: &str| (name.to_string(), data.to_string());
+        assert_eq!(
+            events(text),
+            vec![
+                named(SseEvent::KEEP_ALIVE, ""),
+                named("log", "{\"a\":\n1}"),
+                named("message", "plain"),
+                named(SseEvent::KEEP_ALIVE, ""),
+            ]
+        );
     }
 }

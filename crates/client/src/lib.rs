@@ -15,6 +15,70 @@
 //!
 //! Its dependencies are the chain's pure types, an HTTP/1.1 client and serde: no server,
 //! networking stack or database.
+//!
+//! # Example
+//!
+//! A spec names its program and inputs by path; resolving it hashes them, giving the spec
+//! the chain takes and the files to upload:
+//!
+//! ```
+//! use std::error::Error;
+//! use std::path::Path;
+//!
+//! use ogpu_client::spec::{self, ResolvedSpec};
+//! use ogpu_client::{Client, TaskError, Wallet};
+//! use ogpu_core::{BlobHash, Hash, SecretKey};
+//!
+//! # fn main() -> Result<(), Box<dyn Error>> {
+//! let dir = tempfile::tempdir()?;
+//! std::fs::write(dir.path().join("sum.wat"), "(module)")?;
+//! std::fs::write(dir.path().join("numbers.txt"), "1\n2\n")?;
+//! let spec_file = dir.path().join("sum.toml");
+//! std::fs::write(
+//!     &spec_file,
+//!     r#"
+//! name = "sum"
+//! deadline_blocks = 10
+//!
+//! [workload]
+//! kind = "wasm"
+//! program = "sum.wat"
+//! inputs = { "numbers.txt" = "numbers.txt" }
+//! limits = { fuel = 1000, memory_mb = 16, timeout_s = 10 }
+//!
+//! [market]
+//! kind = "auction"
+//! max_price = "0.01"
+//! bid_window = 2
+//! "#,
+//! )?;
+//!
+//! let resolved = spec::resolve(&spec_file)?;
+//! let program = BlobHash(Hash::of_bytes(b"(module)"));
+//! assert_eq!(resolved.spec.workload.program, program);
+//! assert!(resolved.files.contains_key(&program), "a local file, to upload");
+//! # Ok(())
+//! # }
+//!
+//! /// Submits the task from `key`'s account (uploading the files the node's store
+//! /// lacks), waits for it to end and downloads its result into `out`. It needs a
+//! /// running node, so this example compiles it without calling it.
+//! fn run(key: SecretKey, resolved: &ResolvedSpec, out: &Path) -> Result<(), TaskError> {
+//!     let client = Client::new("http://127.0.0.1:8080")?;
+//!     let wallet = Wallet::new(key, client)?;
+//!     let task = ogpu_client::task::submit(&wallet, resolved, |upload| {
+//!         println!("{}: {}/{} bytes", upload.path.display(), upload.sent, upload.size);
+//!     })?;
+//!     let outcome = task.wait(None)?;
+//!     println!("task {} ended: {outcome:?}", task.id());
+//!     for path in task.result(out)? {
+//!         println!("{}", path.display());
+//!     }
+//!     Ok(())
+//! }
+//! ```
+
+#![warn(missing_docs)]
 
 mod http;
 pub mod onnx;

@@ -3,10 +3,13 @@
 //! since ONNX's first release: `ModelProto.graph` = 7, `GraphProto.initializer` = 5 and
 //! `.input` = 11, `TensorProto.name` = 8, `ValueInfoProto.name` = 1).
 
+/// Why a model's input names could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OnnxError {
+    /// The bytes are not valid protobuf, or a name is not UTF-8; says what was wrong.
     #[error("not an ONNX model: {0}")]
     Malformed(&'static str),
+    /// The model has no graph field (an empty file reads this way).
     #[error("the model has no graph")]
     NoGraph,
 }
@@ -50,7 +53,8 @@ fn fields(mut message: &[u8]) -> Result<Vec<(u64, &[u8])>, OnnxError> {
             1 => 8,
             5 => 4,
             2 => {
-                let length = usize::try_from(varint(&mut message)?).map_err(|_| OnnxError::Malformed("a length overflows"))?;
+                let length =
+                    usize::try_from(varint(&mut message)?).map_err(|_| OnnxError::Malformed("a length overflows"))?;
                 let value = message.get(..length).ok_or(OnnxError::Malformed("a field runs past the end"))?;
                 found.push((key >> 3, value));
                 length

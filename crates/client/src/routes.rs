@@ -54,6 +54,7 @@ fn limit_query(limit: Option<usize>) -> String {
 }
 
 impl Client {
+    /// The node's chain id, height, validator and peer counts and mempool size.
     pub fn status(&self) -> Result<Status, ClientError> {
         self.get("/v1/status")
     }
@@ -63,6 +64,13 @@ impl Client {
         self.get("/v1/params")
     }
 
+    /// Proposals to change a parameter that are still being voted on.
+    pub fn proposals(&self) -> Result<ProposalList, ClientError> {
+        self.get("/v1/proposals")
+    }
+
+    /// The account's next nonce and its money: spendable, in escrow, locked, staked and
+    /// unbonding. An address the chain has never seen reads as all zeros.
     pub fn account(&self, address: &Address) -> Result<Account, ClientError> {
         self.get(&format!("/v1/accounts/{address}"))
     }
@@ -100,14 +108,18 @@ impl Client {
         self.get(&format!("/v1/txs/{hash}"))
     }
 
+    /// The finalized block at `height`, with its transactions' verdicts and its events;
+    /// `unknown_block` until that height is finalized.
     pub fn block(&self, height: u64) -> Result<BlockView, ClientError> {
         self.get(&format!("/v1/blocks/{height}"))
     }
 
+    /// The newest finalized block; `unknown_block` while only genesis exists.
     pub fn latest_block(&self) -> Result<BlockView, ClientError> {
         self.get("/v1/blocks/latest")
     }
 
+    /// The tasks on chain that match `filter`, in task id order.
     pub fn tasks(&self, filter: &TaskFilter) -> Result<TaskList, ClientError> {
         self.get(&format!("/v1/tasks{}", filter.query()))
     }
@@ -132,6 +144,8 @@ impl Client {
         self.post(&format!("/v1/tasks/{task}/logs"), &entries)
     }
 
+    /// Registered providers, in address order: at most `limit` (the node's default is
+    /// 100, its most 1,000).
     pub fn providers(&self, limit: Option<usize>) -> Result<ProviderList, ClientError> {
         self.get(&format!("/v1/providers{}", limit_query(limit)))
     }
@@ -141,10 +155,13 @@ impl Client {
         self.get(&format!("/v1/providers/{address}"))
     }
 
+    /// Pools with their specs and subscribers, in id order: at most `limit` (the node's
+    /// default is 100, its most 1,000).
     pub fn pools(&self, limit: Option<usize>) -> Result<PoolList, ClientError> {
         self.get(&format!("/v1/pools{}", limit_query(limit)))
     }
 
+    /// The pool with id `id`; `unknown_pool` when there is none.
     pub fn pool(&self, id: &PoolId) -> Result<PoolView, ClientError> {
         self.get(&format!("/v1/pools/{id}"))
     }

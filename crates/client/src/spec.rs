@@ -35,16 +35,50 @@ pub struct ResolvedSpec {
     pub files: BTreeMap<BlobHash, PathBuf>,
 }
 
+/// Why a spec could not be resolved; each names the spec, and the field where one is to
+/// blame.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
+    /// The spec file itself could not be read.
     #[error("cannot read the spec {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The spec file.
+        path: PathBuf,
+        /// Why reading it failed.
+        source: std::io::Error,
+    },
+    /// A field names a file that cannot be hashed: missing, not a regular file, a link
+    /// loop or unreadable.
     #[error("{spec}: {field} names {file}: {reason}")]
-    File { spec: PathBuf, field: String, file: PathBuf, reason: String },
+    File {
+        /// The spec file.
+        spec: PathBuf,
+        /// The field, such as `workload.program` or `workload.inputs."numbers.txt"`.
+        field: String,
+        /// The file it names, joined to the spec's directory.
+        file: PathBuf,
+        /// What is wrong with the file.
+        reason: String,
+    },
+    /// A field is empty, or `blake3:` followed by something other than a hash.
     #[error("{spec}: {field} is {value:?}; name a file by its path, or a stored blob as blake3:<64 hex digits>")]
-    Reference { spec: PathBuf, field: String, value: String },
+    Reference {
+        /// The spec file.
+        spec: PathBuf,
+        /// The field, such as `workload.program`.
+        field: String,
+        /// What the field says.
+        value: String,
+    },
+    /// The spec does not parse as TOML or JSON, does not have a task spec's shape, or
+    /// breaks the chain's rules for specs.
     #[error("{spec} is not a valid task spec: {reason}")]
-    Invalid { spec: PathBuf, reason: String },
+    Invalid {
+        /// The spec file.
+        spec: PathBuf,
+        /// What is wrong, as the parser or the spec's validation put it.
+        reason: String,
+    },
 }
 
 /// Reads the spec at `path` (JSON when it ends in `.json`, TOML otherwise) and hashes the

@@ -3,6 +3,7 @@
 //! [`TaskHandle`] to wait for it, read its progress and logs, fetch its result, or cancel
 //! it.
 
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -17,28 +18,65 @@ use ogpu_core::{Address, Amount, BlobHash, Hash, TaskId};
 use crate::spec::ResolvedSpec;
 use crate::transfer::TransferError;
 use crate::types::TaskDetail;
-use crate::{Client, ClientError, FeedItem, Wallet, WalletError};
+use crate::{Client, ClientError, FeedItem, SseEvent, Wallet, WalletError};
 
+/// What went wrong submitting or following a task; [`TaskError::name`] gives a stable
+/// name for each.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
+    /// A call to the API failed.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// Sending a transaction failed, or the chain refused it.
     #[error(transparent)]
     Wallet(#[from] WalletError),
+    /// Reading, uploading or downloading one of the task's files failed.
     #[error(transparent)]
     Transfer(#[from] TransferError),
+    /// A file to upload is larger than the chain's blob limit; nothing was uploaded.
     #[error("{path}: {size} bytes; the chain takes blobs of at most {max} bytes")]
-    TooBig { path: PathBuf, size: u64, max: u64 },
+    TooBig {
+        /// The file.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+        /// The chain's `max_blob_bytes` now.
+        max: u64,
+    },
+    /// The spec names by hash a blob that the store lacks and no local file provides.
     #[error("the spec names blob blake3:{0}, which the node's store does not hold; upload it first")]
     NotStored(BlobHash),
+    /// The balance does not cover what the task would reserve; nothing was submitted.
     #[error("too little balance: the task reserves {reserved} oGPU and {holder} holds {balance} oGPU")]
-    TooLittleBalance { reserved: Amount, balance: Amount, holder: Address },
+    TooLittleBalance {
+        /// What the task would reserve: escrow and trust lock together.
+        reserved: Amount,
+        /// What the account may spend now.
+        balance: Amount,
+        /// The account that would pay.
+        holder: Address,
+    },
+    /// What the task would reserve does not fit in an [`Amount`].
     #[error("the task's reservation overflows")]
     Overflow,
+    /// The task was still running when the timeout given to [`TaskHandle::wait`] or
+    /// [`TaskHandle::follow`] ran out.
     #[error("task {id} did not end within {seconds} s")]
-    Timeout { id: TaskId, seconds: u64 },
+    Timeout {
+        /// The task.
+        id: TaskId,
+        /// The timeout, in whole seconds.
+        seconds: u64,
+    },
+    /// The task has no result to fetch: it is still running, or ended other than
+    /// completed.
     #[error("task {id} has no result: {why}")]
-    NoResult { id: TaskId, why: String },
+    NoResult {
+        /// The task.
+        id: TaskId,
+        /// Its phase, or how it ended.
+        why: String,
+    },
 }
 
 impl TaskError {
@@ -75,6 +113,7 @@ fn client_error_name(error: &ClientError) -> &str {
 pub struct Quote {
     /// Escrow and trust lock together; unused escrow comes back when the task ends.
     pub reserved: Amount,
+    /// What the wallet's account may spend now.
     pub balance: Amount,
 }
 
@@ -94,8 +133,11 @@ pub fn quote(wallet: &Wallet, spec: &TaskSpec) -> Result<Quote, TaskError> {
 /// How far an upload has come: `sent` of `size` bytes of the file at `path`.
 #[derive(Debug, Clone, Copy)]
 pub struct Upload<'a> {
+    /// The local file being uploaded.
     pub path: &'a Path,
+    /// Bytes read from it so far.
     pub sent: u64,
+    /// Its size in bytes when the upload began.
     pub size: u64,
 }
 
@@ -115,7 +157,9 @@ pub fn submit(
         move |source| TaskError::Transfer(TransferError::Io { path, source })
     };
     let mut missing = Vec::new();
-    for hash in resolved.spec.workload.blobs() {
+    // A file named twice (as program and input, say) is checked and uploaded once.
+    let named: BTreeSet<BlobHash> = resolved.spec.workload.blobs().collect();
+    for hash in named {
         if client.has_blob(&hash)? {
             continue;
         }
@@ -159,8 +203,11 @@ impl<R: Read, F: FnMut(u64)> Read for Counting<R, F> {
 /// `loss`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
+    /// The step's number, as the provider counts them.
     pub step: u64,
+    /// How many steps the provider plans, when it says.
     pub total: Option<u64>,
+    /// Named values at this step (`loss`, `accuracy`, ...), in the provider's order.
     pub metrics: Vec<(String, f64)>,
 }
 
@@ -172,10 +219,13 @@ pub struct TaskHandle {
 }
 
 impl TaskHandle {
+    /// A handle on task `id`, read through `client`: for a task submitted earlier or by
+    /// someone else.
     pub fn new(client: Client, id: TaskId) -> TaskHandle {
         TaskHandle { client, id }
     }
 
+    /// The task's id: the hash of the transaction that submitted it.
     pub fn id(&self) -> TaskId {
         self.id
     }
@@ -198,7 +248,11 @@ impl TaskHandle {
 
     /// [`TaskHandle::wait`], handing each chain event about the task to `on_event` (with
     /// its block height) as it is finalized.
-    pub fn follow(&self, timeout: Option<Duration>, mut on_event: impl FnMut(u64, &Event)) -> Result<Outcome, TaskError> {
+    pub fn follow(
+        &self,
+        timeout: Option<Duration>,
+        mut on_event: impl FnMut(u64, &Event),
+    ) -> Result<Outcome, TaskError> {
         let started = Instant::now();
         let timed_out = || TaskError::Timeout { id: self.id, seconds: timeout.unwrap_or_default().as_secs() };
         // Subscribe first, then read the task: an end finalized in between shows in one or the other.
@@ -246,7 +300,9 @@ impl TaskHandle {
 
     /// The task's log entries from the first kept one on, then each as it arrives; the
     /// iterator ends only when the node closes the stream.
-    pub fn follow_logs(&self) -> Result<impl Iterator<Item = Result<SignedLogEntry, ClientError>> + Send + use<>, ClientError> {
+    pub fn follow_logs(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<SignedLogEntry, ClientError>> + Send + use<>, ClientError> {
         let stream = self.client.follow_task_logs(&self.id)?;
         Ok(stream.filter_map(|event| match event {
             Ok(event) => serde_json::from_str::<SignedLogEntry>(&event.data).ok().map(Ok),
@@ -256,25 +312,34 @@ impl TaskHandle {
 
     /// The steps providers reported, with their metrics: those kept so far when the task
     /// has ended, otherwise each as it arrives until an executor reports that it finished
-    /// or failed. Only entries whose signature holds count.
+    /// or failed, or (checked at each of the stream's keep-alives) until the task ended some
+    /// other way. Only entries whose signature holds count.
     pub fn progress(&self) -> Result<Box<dyn Iterator<Item = Result<Step, ClientError>> + Send>, ClientError> {
         if self.outcome()?.is_some() {
             let kept = self.logs()?.into_iter().filter_map(|entry| step_of(&entry)).map(Ok);
             return Ok(Box::new(kept.collect::<Vec<_>>().into_iter()));
         }
-        let mut entries = self.follow_logs()?;
+        let mut events = self.client.follow_task_logs(&self.id)?;
+        let task = self.clone();
         let mut over = false;
-        // Ends right after the executor's last entry, without waiting for one more.
+        // Ends right after an executor's last entry, without waiting for one more.
         let live = std::iter::from_fn(move || {
             while !over {
-                match entries.next()? {
-                    Err(error) => return Some(Err(error)),
-                    Ok(entry) => {
-                        over = matches!(entry.entry.body, LogBody::Finished { .. } | LogBody::Failed { .. });
-                        if let Some(step) = step_of(&entry) {
-                            return Some(Ok(step));
-                        }
+                let event = match events.next()? {
+                    Ok(event) => event,
+                    Err(error) => return Some(Err(ClientError::Io(error))),
+                };
+                if event.name == SseEvent::KEEP_ALIVE {
+                    match task.outcome() {
+                        Ok(outcome) => over = outcome.is_some(),
+                        Err(error) => return Some(Err(error)),
                     }
+                    continue;
+                }
+                let Ok(entry) = serde_json::from_str::<SignedLogEntry>(&event.data) else { continue };
+                over = matches!(entry.entry.body, LogBody::Finished { .. } | LogBody::Failed { .. });
+                if let Some(step) = step_of(&entry) {
+                    return Some(Ok(step));
                 }
             }
             None

@@ -11,12 +11,26 @@ use ogpu_core::manifest::{ManifestError, OutputFile};
 use ogpu_core::spec::TaskSpec;
 use ogpu_core::{BlobHash, Hash};
 
+/// What went wrong moving a task's files.
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
+    /// Uploading or downloading a blob failed, or its bytes did not match its hash.
     #[error("blob {hash}: {source}")]
-    Blob { hash: BlobHash, source: ClientError },
+    Blob {
+        /// The blob's hash: the one asked for, or the one the file should have.
+        hash: BlobHash,
+        /// What the API or the transport reported.
+        source: ClientError,
+    },
+    /// A local file or directory could not be read, created or written.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// A result's manifest does not parse.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
 }

@@ -3,22 +3,30 @@
 //! (tasks, providers, pools, events) are `ogpu-chain`'s own types, listed with their id.
 
 use ogpu_chain::Event;
-use ogpu_chain::state::{Pool, Provider, Task};
+use ogpu_chain::state::{Pool, Proposal, Provider, Task};
 use ogpu_core::tasklog::SignedLogEntry;
-use ogpu_core::{Address, Amount, BlobHash, Hash, PoolId, TaskId};
+use ogpu_core::{Address, Amount, BlobHash, Hash, PoolId, ProposalId, TaskId};
 use serde::{Deserialize, Serialize};
 
 /// `GET /v1/status`: the node's view of the chain and the network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
+    /// The chain's id, which every transaction must be signed for.
     pub chain_id: String,
+    /// The node's chain height; it reports its finalized height here, as in
+    /// `finalized_height`.
     pub height: u64,
+    /// The height of the newest finalized block.
     pub finalized_height: u64,
+    /// How many validators are in the active set.
     pub validators: usize,
+    /// How many peers the node is connected to now.
     pub peers: usize,
+    /// How many transactions wait in the node's mempool.
     pub mempool: usize,
     /// Transactions finalized since the node started.
     pub finalized_txs: u64,
+    /// The peer-to-peer addresses (multiaddrs) the node listens on.
     pub listen: Vec<String>,
 }
 
@@ -26,9 +34,11 @@ pub struct Status {
 /// money by where it sits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
+    /// The account asked about.
     pub address: Address,
     /// What it may spend.
     pub balance: Amount,
+    /// The nonce its next transaction must carry.
     pub nonce: u64,
     /// Reserved for its live tasks' executors and verifiers.
     pub escrow: Amount,
@@ -43,12 +53,17 @@ pub struct Account {
 /// A finalized transaction as lists show it: its record, where the node has one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxSummary {
+    /// The transaction's hash.
     pub hash: Hash,
+    /// The signer's address; absent, like every field below, without a record.
     pub sender: Option<Address>,
+    /// The nonce it carried.
     pub nonce: Option<u64>,
+    /// The fee it offered; what was charged is in [`TxState::Finalized`].
     pub fee: Option<Amount>,
     /// The body's kind (`transfer`, `submit_task`, ...).
     pub kind: Option<String>,
+    /// The height of the block that holds it.
     pub height: Option<u64>,
     /// Why the chain refused it, if it did.
     pub error: Option<String>,
@@ -57,7 +72,9 @@ pub struct TxSummary {
 /// `GET /v1/accounts/{address}/txs`: the account's latest finalized transactions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountTxs {
+    /// The account asked about.
     pub address: Address,
+    /// The transactions it sent, oldest first: at most its latest 100.
     pub txs: Vec<TxSummary>,
 }
 
@@ -80,21 +97,27 @@ pub struct BatchBody {
 /// The answer to `POST /v1/txs`: the admitted transaction's hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Submitted {
+    /// The transaction's hash, by which `GET /v1/txs/{hash}` follows it.
     pub tx: Hash,
 }
 
 /// The answer to `POST /v1/txs/batch`: how many were admitted, and why each other was not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchVerdicts {
+    /// How many the mempool admitted.
     pub accepted: usize,
+    /// Each one it refused, in batch order.
     pub rejected: Vec<BatchRefusal>,
 }
 
+/// One transaction of a batch that the mempool refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchRefusal {
     /// The transaction's place in the batch.
     pub index: usize,
+    /// Why it was refused.
     pub error: Refusal,
+    /// The mempool's explanation, with the numbers (next nonce, minimum fee, ...).
     pub detail: String,
 }
 
@@ -107,11 +130,13 @@ pub enum Refusal {
     Malformed,
     /// Signed for another chain.
     WrongChain,
+    /// The signature does not verify against the sender's key.
     BadSignature,
     /// The account has used this nonce.
     NonceUsed,
     /// Too many nonces past the account's next one.
     NonceTooFarAhead,
+    /// The fee is below the chain's minimum fee.
     FeeTooLow,
     /// The sender cannot pay the fee.
     CannotPayFee,
@@ -129,6 +154,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every refusal there is, in declaration order.
     pub const ALL: [Refusal; 12] = [
         Refusal::Malformed,
         Refusal::WrongChain,
@@ -181,11 +207,14 @@ impl Refusal {
 /// `GET /v1/txs/{hash}`: a transaction the node knows, pending or finalized.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxView {
+    /// The transaction's hash.
     pub hash: Hash,
+    /// Where it stands; its fields sit beside `hash` in the JSON.
     #[serde(flatten)]
     pub state: TxState,
 }
 
+/// Where a transaction stands, tagged in the JSON by `status`: `pending` or `finalized`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum TxState {
@@ -193,22 +222,45 @@ pub enum TxState {
     Pending,
     /// In a finalized block, applied (`ok`) or refused by the chain with `error` (its fee
     /// and nonce spent all the same).
-    Finalized { height: u64, index: u32, fee_paid: Amount, ok: bool, error: Option<String> },
+    Finalized {
+        /// The height of the block that holds it.
+        height: u64,
+        /// Its place among that block's transactions.
+        index: u32,
+        /// The fee charged; zero when the chain refused it before charging (a stale
+        /// nonce, a fee below the minimum or more than the balance).
+        fee_paid: Amount,
+        /// Whether the chain applied it: `true` exactly when `error` is absent.
+        ok: bool,
+        /// Why the chain refused it, when it did.
+        error: Option<String>,
+    },
 }
 
 /// `GET /v1/blocks/{height}`: a finalized block's header, its transactions with their
 /// verdicts, and its events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockView {
+    /// The block's height.
     pub height: u64,
+    /// The hash of its header.
     pub hash: Hash,
+    /// The hash of the block before it.
     pub parent: Hash,
+    /// The address of the validator that proposed it.
     pub proposer: Address,
+    /// When the proposer made it, in ms since the Unix epoch; informative only, as the
+    /// protocol counts windows in blocks.
     pub time_ms: u64,
+    /// The Merkle root of its transactions' hashes, in block order.
     pub tx_root: Hash,
+    /// The root of the state after its transactions.
     pub state_root: Hash,
+    /// The proposer's VRF output, the randomness the chain draws from at this height.
     pub randomness: Hash,
+    /// Its transactions in block order, each with the chain's verdict.
     pub txs: Vec<TxSummary>,
+    /// The chain events it produced, in order.
     pub events: Vec<Event>,
 }
 
@@ -216,7 +268,9 @@ pub struct BlockView {
 /// or an account's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {
+    /// The height of the block that produced the event.
     pub height: u64,
+    /// The event itself.
     pub event: Event,
 }
 
@@ -230,76 +284,99 @@ impl EventRecord {
 /// A task with its id, as `GET /v1/tasks` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskView {
+    /// The task's id: the hash of the transaction that submitted it.
     pub id: TaskId,
+    /// The task as the finalized state holds it; its fields sit beside `id` in the JSON.
     #[serde(flatten)]
     pub task: Task,
 }
 
+/// `GET /v1/tasks`: the tasks that match the filter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskList {
+    /// In task id order, at most the filter's limit.
     pub tasks: Vec<TaskView>,
 }
 
 /// `GET /v1/tasks/{id}`: the task, the name of its phase, and every event about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskDetail {
+    /// The task with its id; its fields sit at the top level of the JSON.
     #[serde(flatten)]
     pub view: TaskView,
+    /// The name of its phase (`bidding`, `executing`, ..., `done`).
     pub phase_name: String,
+    /// Every event about it, oldest first.
     pub events: Vec<EventRecord>,
 }
 
 /// A provider with its address, as `GET /v1/providers` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderView {
+    /// The provider's account address.
     pub address: Address,
+    /// Its device profile, stake, reputation and jail term; its fields sit beside
+    /// `address` in the JSON.
     #[serde(flatten)]
     pub provider: Provider,
 }
 
+/// `GET /v1/providers`: registered providers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderList {
+    /// In address order, at most the limit asked for.
     pub providers: Vec<ProviderView>,
 }
 
 /// `GET /v1/providers/{address}`: the provider and its recent awards, payments and slashes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderDetail {
+    /// The provider with its address; its fields sit at the top level of the JSON.
     #[serde(flatten)]
     pub view: ProviderView,
+    /// Events naming it, oldest first: at most its latest 100.
     pub events: Vec<EventRecord>,
 }
 
 /// `GET /v1/accounts/{address}/events`: recent events naming the account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartyEvents {
+    /// The account asked about.
     pub address: Address,
+    /// Up to its latest 100 events naming it (awards, payments, slashes), oldest first.
     pub events: Vec<EventRecord>,
 }
 
 /// A pool with its id, as `GET /v1/pools` and `GET /v1/pools/{id}` show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolView {
+    /// The pool's id.
     pub id: PoolId,
+    /// Its owner, spec and subscribers' stakes; its fields sit beside `id` in the JSON.
     #[serde(flatten)]
     pub pool: Pool,
 }
 
+/// `GET /v1/pools`: the pools on chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolList {
+    /// In id order, at most the limit asked for.
     pub pools: Vec<PoolView>,
 }
 
 /// The answer to `POST /v1/blobs`: the stored blob's hash and size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredBlob {
+    /// The blake3 hash of its bytes, by which it is fetched.
     pub hash: BlobHash,
+    /// Its length in bytes.
     pub size: u64,
 }
 
 /// The answer to `POST /v1/tasks/{id}/logs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PostedLogs {
+    /// Entries the node kept from this request.
     pub stored: usize,
     /// Entries the node had already.
     pub duplicates: usize,
@@ -308,8 +385,29 @@ pub struct PostedLogs {
 /// `GET /v1/tasks/{id}/logs`: signed entries oldest first, and the cursor to read on from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogPage {
+    /// Kept entries from the cursor asked for on, exactly as signed; empty when there
+    /// are none.
     pub entries: Vec<SignedLogEntry>,
+    /// The cursor to ask for next: one past the last entry's, or the one asked for when
+    /// there were none.
     pub next: u64,
+}
+
+/// A proposal to change a parameter, with its id, as `GET /v1/proposals` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposalView {
+    /// The proposal's id: the hash of the transaction that made it.
+    pub id: ProposalId,
+    /// What it changes, who proposed it, when voting ends and the votes so far. Nested,
+    /// not flattened: serde cannot read a flattened `u128` (the change's value) back.
+    pub proposal: Proposal,
+}
+
+/// `GET /v1/proposals`: every proposal still being voted on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposalList {
+    /// In order of id.
+    pub proposals: Vec<ProposalView>,
 }
 
 #[cfg(test)]

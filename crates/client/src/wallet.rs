@@ -14,6 +14,9 @@ use ogpu_core::{Address, Amount, ChainId, Hash, SecretKey};
 use crate::types::{Refusal, TxState};
 use crate::{Client, ClientError};
 
+/// An account's key with a client of a node: signs the account's transactions with
+/// consecutive nonces and the fee fixed when it was made, sends them, and waits for their
+/// verdicts. Safe to share between threads.
 pub struct Wallet {
     key: SecretKey,
     address: Address,
@@ -34,22 +37,39 @@ struct Sequence {
 /// What became of a transaction on chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// Included and applied.
     Applied,
     /// Included, but the chain refused it, with its reason (fee and nonce are spent).
     Refused(String),
 }
 
+/// What went wrong sending a transaction or waiting for it.
 #[derive(Debug, thiserror::Error)]
 pub enum WalletError {
+    /// A call to the API failed, or the mempool refused the transaction.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// The transaction was not finalized in time; it may still be.
     #[error("{what} was not finalized within {seconds} s")]
-    Timeout { what: String, seconds: u64 },
+    Timeout {
+        /// What the transaction was for, as the caller described it.
+        what: String,
+        /// The timeout, in whole seconds.
+        seconds: u64,
+    },
+    /// The node's status gives a chain id that does not parse.
     #[error("the API names chain {0:?}, which is not a chain id")]
     ChainId(String),
     /// Included, but the chain refused it (its fee and nonce are spent).
     #[error("the chain refused {what} ({tx}): {reason}")]
-    Refused { what: String, tx: Hash, reason: String },
+    Refused {
+        /// What the transaction was for, as the caller described it.
+        what: String,
+        /// The transaction's hash.
+        tx: Hash,
+        /// The chain's reason.
+        reason: String,
+    },
 }
 
 /// How long [`Wallet::settle`] waits for a transaction to be finalized.
@@ -66,14 +86,17 @@ impl Wallet {
         Ok(Wallet { key, address, chain_id, fee, client, sequence: Mutex::new(Sequence::default()) })
     }
 
+    /// The address of the account this wallet signs for.
     pub fn address(&self) -> Address {
         self.address
     }
 
+    /// The key this wallet signs with.
     pub fn key(&self) -> &SecretKey {
         &self.key
     }
 
+    /// The client of the node this wallet sends through.
     pub fn client(&self) -> &Client {
         &self.client
     }
