@@ -42,7 +42,10 @@ fn a_cancel_before_any_bid_gives_back_every_base_unit_it_reserved() {
     assert!(net.events().contains(&Event::Refunded { task, client: addr(&client), amount: ogpu("12.7") }));
     let ended = net.task(task);
     assert_eq!(ended.phase, Phase::Done(Outcome::Cancelled));
-    assert_eq!((ended.escrow, ended.verification_budget, ended.client_lock), (Amount::ZERO, Amount::ZERO, Amount::ZERO));
+    assert_eq!(
+        (ended.escrow, ended.verification_budget, ended.client_lock),
+        (Amount::ZERO, Amount::ZERO, Amount::ZERO)
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod blob;
 mod client;
 mod devnet;
 mod exit;
+mod gov;
 mod key;
 mod market;
 mod node;
@@ -108,6 +109,13 @@ enum Command {
         #[command(subcommand)]
         command: market::PoolCommand,
     },
+    /// The chain's parameters, and proposals to change them.
+    Gov {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: gov::GovCommand,
+    },
     /// Put files into the blob store and get them back, by hash.
     Blob {
         #[command(flatten)]
@@ -152,7 +160,44 @@ fn run(command: Command) -> Result<()> {
         Command::Auction { client, command } => market::auctions(client, command),
         Command::Pool { client, command } => market::pools(client, command),
         Command::Blob { client, command } => blob::run(client, command),
+        Command::Gov { client, command } => gov::run(client, command),
         Command::Task { client, command } => task::run(client, command),
         Command::Provider { client, command } => provider::run(client, command),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// The ids of arguments a subcommand defines that a global argument above it already
+    /// uses, as `command path: id`.
+    fn shadowed(command: &clap::Command, path: &str, globals: &[String], found: &mut Vec<String>) {
+        let mut globals = globals.to_vec();
+        for arg in command.get_arguments() {
+            let id = arg.get_id().to_string();
+            if arg.is_global_set() {
+                globals.push(id);
+            } else if globals.contains(&id) {
+                found.push(format!("{path}: {id}"));
+            }
+        }
+        for sub in command.get_subcommands() {
+            shadowed(sub, &format!("{path} {}", sub.get_name()), &globals, found);
+        }
+    }
+
+    /// `gov propose KEY VALUE` named its first argument `key`, which `--key` (global to
+    /// every client command) already is: clap then panicked on every `gov propose`. No
+    /// subcommand may reuse a global argument's name.
+    #[test]
+    fn no_subcommand_argument_shadows_a_global_one() {
+        let command = Cli::command();
+        command.clone().debug_assert();
+        let mut found = Vec::new();
+        shadowed(&command, "ogpu", &[], &mut found);
+        assert_eq!(found, Vec::<String>::new());
     }
 }

@@ -1,14 +1,17 @@
-//! `ogpu auction` and `ogpu pool`: the two markets as a client or provider browses them,
-//! and joining or leaving a pool.
+//! `ogpu auction` and `ogpu pool`: the two markets as a client or provider browses them;
+//! creating, joining and leaving a pool, and submitting a job to one.
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use ogpu_chain::state::Phase;
+use ogpu_client::spec::{HASH_PREFIX, hash_file};
 use ogpu_client::types::{PoolView, TaskView};
-use ogpu_client::{TaskFilter, Wallet};
-use ogpu_core::spec::Market;
+use ogpu_client::{Client, TaskFilter, Wallet};
+use ogpu_core::spec::{Market, PoolSpec, Ratio};
 use ogpu_core::tx::TxBody;
-use ogpu_core::{Amount, PoolId};
+use ogpu_core::{Amount, BlobHash, PoolId};
 
 use crate::client::{ClientArgs, Format};
 
@@ -28,6 +31,38 @@ pub enum PoolCommand {
     Join { id: String, stake: Amount },
     /// Unsubscribe the signing key; its pool stake comes back.
     Leave { id: String },
+    /// Create a pool serving one model: providers subscribe with stake and race for its
+    /// jobs at a fixed price.
+    Create {
+        /// The pool's name.
+        #[arg(long)]
+        name: String,
+        /// The runtime its jobs run on (onnx, wasm, train).
+        #[arg(long, value_parser = ["onnx", "wasm", "train"])]
+        kind: String,
+        /// The model every job runs: a file (uploaded unless the store has it) or
+        /// blake3:<hex> for a stored blob.
+        #[arg(long)]
+        model: String,
+        /// What each job pays its provider, in oGPU.
+        #[arg(long)]
+        price: Amount,
+        /// The pool stake a subscriber must lock, in oGPU.
+        #[arg(long)]
+        min_stake: Amount,
+        /// The share of jobs a verifier re-executes, from 0 to 1.
+        #[arg(long, default_value = "0.1")]
+        verification_rate: f64,
+    },
+    /// Submit a job to a pool: the spec in FILE with its market set to this pool; then
+    /// follow it as `task submit` does.
+    Submit {
+        id: String,
+        file: PathBuf,
+        /// Print the task id once it is on chain, and do not wait.
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 /// The most records a list asks the node for.
@@ -84,6 +119,26 @@ pub fn pools(args: ClientArgs, command: PoolCommand) -> Result<()> {
             let hash = wallet.settle(TxBody::JoinPool { pool: parse_id(&id)?, stake }, "the join")?;
             if json { println!("{}", serde_json::json!({ "tx": hash })) } else { println!("joined pool {id}") }
         }
+        PoolCommand::Create { name, kind, model, price, min_stake, verification_rate } => {
+            let client = args.client()?;
+            let spec = PoolSpec {
+                name,
+                kind: serde_json::from_value(serde_json::Value::String(kind))?,
+                model: stored_model(&client, &model)?,
+                price_per_job: price,
+                verification_rate: ratio(verification_rate)?,
+                min_stake,
+            };
+            spec.validate()?;
+            let wallet = Wallet::new(args.signing_key()?, client)?;
+            let id = wallet.settle(TxBody::CreatePool { spec }, "the pool")?;
+            if json { println!("{}", serde_json::json!({ "pool": id })) } else { println!("pool {id} created") }
+        }
+        PoolCommand::Submit { id, file, no_wait } => {
+            let mut resolved = crate::spec::load(&file)?;
+            resolved.spec.market = Market::Pool { pool: parse_id(&id)? };
+            return crate::task::submit(&args, resolved, no_wait);
+        }
         PoolCommand::Leave { id } => {
             let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
             let hash = wallet.settle(TxBody::LeavePool { pool: parse_id(&id)? }, "the leave")?;
@@ -103,6 +158,29 @@ fn print_pool(PoolView { id, pool }: &PoolView) {
         pool.subscribers.len(),
         crate::task::printable(&spec.name)
     );
+}
+
+/// The hash of the model `text` names: a stored blob (`blake3:<hex>`, which must be in the
+/// store) or a file, uploaded unless the store already has it.
+fn stored_model(client: &Client, text: &str) -> Result<BlobHash> {
+    if let Some(hex) = text.strip_prefix(HASH_PREFIX) {
+        let hash = BlobHash(crate::client::parse_hash(hex, "a blob hash")?);
+        if !client.has_blob(&hash)? {
+            bail!("the model {text} is not in the node's store; upload it with `ogpu blob put`");
+        }
+        return Ok(hash);
+    }
+    let path = Path::new(text);
+    let hash = hash_file(path).with_context(|| format!("reading the model {}", path.display()))?;
+    if !client.has_blob(&hash)? {
+        client.upload_blob(std::fs::File::open(path)?).with_context(|| format!("uploading {}", path.display()))?;
+    }
+    Ok(hash)
+}
+
+fn ratio(fraction: f64) -> Result<Ratio> {
+    serde_json::from_value(serde_json::json!(fraction))
+        .with_context(|| format!("--verification-rate {fraction} must be from 0 to 1"))
 }
 
 fn parse_id(text: &str) -> Result<PoolId> {

@@ -1,7 +1,7 @@
 //! `ogpu provider`: what a GPU provider runs. `init` writes a key and a config, `run`
 //! starts the agent (register, stake, bid, race, run, verify) until Ctrl-C, `status` shows
-//! what the chain knows of a provider, and `detect` the device profile this machine would
-//! register.
+//! what the chain knows of a provider, `bids` its bids and awards, `earnings` what it was
+//! paid and slashed, and `detect` the device profile this machine would register.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,12 +9,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use ogpu_client::EventRecord;
+use std::collections::BTreeMap;
+
+use ogpu_chain::Event;
+use ogpu_chain::state::Phase;
+use ogpu_client::types::TaskView;
+use ogpu_client::{EventRecord, TaskFilter};
 use ogpu_core::keystore::{Kdf, Keystore};
 use ogpu_core::spec::{DeviceKind, DeviceProfile};
-use ogpu_core::{Address, SecretKey};
+use ogpu_core::{Address, Amount, SecretKey, TaskId};
 use ogpu_provider::{Agent, ProviderConfig};
 use ogpu_runtime::{Libraries, Runtimes};
+use serde_json::json;
 
 use crate::client::{ClientArgs, Format, open_key};
 
@@ -34,12 +40,18 @@ pub enum ProviderCommand {
     },
     /// What the chain knows of a provider: devices, stake, reputation, recent events.
     Status {
-        /// The provider's config file (its key names the provider).
-        #[arg(long, conflicts_with = "address")]
-        config: Option<PathBuf>,
-        /// Or the provider's address.
-        #[arg(long)]
-        address: Option<Address>,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// The provider's sealed bids in open auctions, and the awards it won lately.
+    Bids {
+        #[command(flatten)]
+        who: Who,
+    },
+    /// What the provider was paid lately, per task and by reason, and what it was slashed.
+    Earnings {
+        #[command(flatten)]
+        who: Who,
     },
     /// Detect and measure this machine's devices.
     Detect {
@@ -49,24 +61,40 @@ pub enum ProviderCommand {
     },
 }
 
+/// Which provider a command is about.
+#[derive(clap::Args)]
+pub struct Who {
+    /// The provider's config file (its key names the provider).
+    #[arg(long, conflicts_with = "address")]
+    config: Option<PathBuf>,
+    /// Or the provider's address (default: the signing key's).
+    #[arg(long)]
+    address: Option<Address>,
+}
+
+impl Who {
+    fn address(self, client: &ClientArgs) -> Result<Address> {
+        match (self.config, self.address) {
+            (_, Some(address)) => Ok(address),
+            (Some(config), None) => {
+                let config = ProviderConfig::load(&config)?;
+                Ok(Address::of(&open_key(&config.key)?.public()))
+            }
+            (None, None) => match &client.key {
+                Some(key) => Ok(Address::of(&open_key(key)?.public())),
+                None => bail!("name the provider: --config FILE, --address ADDRESS or --key FILE"),
+            },
+        }
+    }
+}
+
 pub fn run(client: ClientArgs, command: ProviderCommand) -> Result<()> {
     match command {
         ProviderCommand::Init { dir, devnet } => init(&client, &dir, devnet),
         ProviderCommand::Run { config } => run_agent(&config),
-        ProviderCommand::Status { config, address } => {
-            let address = match (config, address) {
-                (_, Some(address)) => address,
-                (Some(config), None) => {
-                    let config = ProviderConfig::load(&config)?;
-                    Address::of(&open_key(&config.key)?.public())
-                }
-                (None, None) => match &client.key {
-                    Some(key) => Address::of(&open_key(key)?.public()),
-                    None => bail!("name the provider: --config FILE, --address ADDRESS or --key FILE"),
-                },
-            };
-            status(&client, &address)
-        }
+        ProviderCommand::Status { who } => status(&client, &who.address(&client)?),
+        ProviderCommand::Bids { who } => bids(&client, &who.address(&client)?),
+        ProviderCommand::Earnings { who } => earnings(&client, &who.address(&client)?),
         ProviderCommand::Detect { region } => detect(&region, client.format),
     }
 }
@@ -126,6 +154,90 @@ fn status(client: &ClientArgs, address: &Address) -> Result<()> {
     print_profile(&provider.profile);
     for EventRecord { height, event } in view.events.iter().rev().take(20) {
         println!("  #{height} {event:?}");
+    }
+    Ok(())
+}
+
+/// Sealed bids in auctions still open, and recent awards.
+fn bids(client: &ClientArgs, address: &Address) -> Result<()> {
+    let api = client.client()?;
+    let filter = TaskFilter { phase: Some("bidding".into()), limit: Some(1_000), ..TaskFilter::default() };
+    let open: Vec<(TaskId, bool)> = api
+        .tasks(&filter)?
+        .tasks
+        .into_iter()
+        .filter_map(|TaskView { id, task }| match task.phase {
+            Phase::Bidding { bids, .. } => bids.get(address).map(|bid| (id, bid.revealed.is_some())),
+            _ => None,
+        })
+        .collect();
+    let won: Vec<(u64, TaskId, Amount)> = api
+        .provider(address)?
+        .events
+        .into_iter()
+        .filter_map(|EventRecord { height, event }| match event {
+            Event::Awarded { task, provider, price } if provider == *address => Some((height, task, price)),
+            _ => None,
+        })
+        .collect();
+    if client.format == Format::Json {
+        let open: Vec<_> = open.iter().map(|(task, revealed)| json!({ "task": task, "revealed": revealed })).collect();
+        let won: Vec<_> =
+            won.iter().map(|(height, task, price)| json!({ "height": height, "task": task, "price": price })).collect();
+        println!("{}", json!({ "provider": address, "open": open, "won": won }));
+        return Ok(());
+    }
+    println!("{} sealed bid(s) in open auctions", open.len());
+    for (task, revealed) in &open {
+        println!("  {task} {}", if *revealed { "revealed" } else { "sealed" });
+    }
+    println!("{} recent award(s)", won.len());
+    for (height, task, price) in &won {
+        println!("  #{height} {task} won at {price} oGPU");
+    }
+    Ok(())
+}
+
+/// Payments and slashes among the provider's recent events, per task and in total.
+fn earnings(client: &ClientArgs, address: &Address) -> Result<()> {
+    let events = client.client()?.provider(address)?.events;
+    let mut by_task: BTreeMap<TaskId, Amount> = BTreeMap::new();
+    let mut by_reason: BTreeMap<String, Amount> = BTreeMap::new();
+    let mut slashes = Vec::new();
+    let add =
+        |to: &mut Amount, amount: Amount| to.checked_add(amount).map(|sum| *to = sum).context("earnings overflow");
+    for EventRecord { height, event } in events {
+        match event {
+            Event::Paid { task, to, amount, why } if to == *address => {
+                add(by_task.entry(task).or_default(), amount)?;
+                add(by_reason.entry(format!("{why:?}").to_lowercase()).or_default(), amount)?;
+            }
+            Event::Slashed { who, amount, reason } if who == *address => slashes.push((height, amount, reason)),
+            _ => {}
+        }
+    }
+    let mut total = Amount::ZERO;
+    for amount in by_task.values() {
+        add(&mut total, *amount)?;
+    }
+    if client.format == Format::Json {
+        let slashes: Vec<_> = slashes
+            .iter()
+            .map(|(height, amount, reason)| json!({ "height": height, "amount": amount, "reason": reason }))
+            .collect();
+        let out = json!({ "provider": address, "total": total, "by_task": by_task, "by_reason": by_reason, "slashes": slashes });
+        println!("{out}");
+        return Ok(());
+    }
+    println!("earned {total} oGPU lately over {} task(s)", by_task.len());
+    for (why, amount) in &by_reason {
+        println!("  {why:<13} {amount} oGPU");
+    }
+    for (task, amount) in &by_task {
+        println!("  {task} {amount} oGPU");
+    }
+    for (height, amount, reason) in &slashes {
+        println!("  #{height} slashed {amount} oGPU ({reason:?})");
     }
     Ok(())
 }

@@ -100,7 +100,7 @@ pub fn run(client: ClientArgs, command: TaskCommand) -> Result<()> {
             let libraries = Libraries { onnxruntime };
             run_local(&file, blobs, out, &libraries, client.format)
         }
-        TaskCommand::Submit { file, no_wait } => submit(&client, &file, no_wait),
+        TaskCommand::Submit { file, no_wait } => submit(&client, crate::spec::load(&file)?, no_wait),
         TaskCommand::Get { id } => get(&client, &parse_id(&id)?),
         TaskCommand::List { client: of, all, phase } => list(&client, of, all, phase),
         TaskCommand::Cancel { id } => cancel(&client, &parse_id(&id)?),
@@ -242,8 +242,9 @@ fn run_local(
     Ok(())
 }
 
-fn submit(args: &ClientArgs, file: &Path, no_wait: bool) -> Result<()> {
-    let resolved = crate::spec::load(file)?;
+/// Submits a resolved spec: prints what it reserves, uploads what the store lacks, puts
+/// it on chain and, unless `no_wait`, follows it to its end.
+pub fn submit(args: &ClientArgs, resolved: ResolvedSpec, no_wait: bool) -> Result<()> {
     let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
     let table = args.format == Format::Table;
     let Quote { reserved, balance } = quote(&wallet, &resolved.spec)?;
@@ -357,7 +358,9 @@ fn describe(event: &Event) -> String {
         Event::Slashed { who, amount, reason } => format!("{who} slashed {amount} oGPU ({reason:?})"),
         Event::Paid { to, amount, why, .. } => format!("paid {amount} oGPU to {to} ({why:?})"),
         Event::Refunded { amount, .. } => format!("refunded {amount} oGPU to the client"),
-        Event::ToppedUp { price_cap, added, .. } => format!("topped up: cap {price_cap} oGPU, {added} oGPU more reserved"),
+        Event::ToppedUp { price_cap, added, .. } => {
+            format!("topped up: cap {price_cap} oGPU, {added} oGPU more reserved")
+        }
         Event::TaskEnded { outcome, .. } => format!("ended: {outcome:?}"),
         other => format!("{other:?}"),
     }

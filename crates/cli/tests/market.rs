@@ -16,11 +16,9 @@ use common::market::*;
 use ogpu_chain::Event;
 use ogpu_chain::receipt::{PayReason, SlashReason};
 use ogpu_chain::state::{Outcome, Phase};
-use ogpu_client::wallet::{Verdict, Wallet};
 use ogpu_core::keystore::Keystore;
-use ogpu_core::spec::{PoolSpec, Ratio, WorkloadKind};
-use ogpu_core::tx::TxBody;
-use ogpu_core::{Address, Amount, PoolId, SecretKey};
+use ogpu_core::spec::WorkloadKind;
+use ogpu_core::{Address, Amount, Hash, PoolId, SecretKey};
 use ogpu_runtime::{Job, Outcome as RunOutcome, Runtime, Runtimes, TaskError, WasmRuntime};
 
 /// The wasm-sum example (sum of 1..=100) under `market` and `verification`.
@@ -133,6 +131,12 @@ fn an_auction_replicated_twice_settles_every_balance_exactly() {
     let stdout = std::fs::read_to_string(out.path().join("sum.txt"));
     assert_eq!(stdout.ok().as_deref(), Some("5050\n"), "{fetched:?}");
     assert_eq!(result, ogpu_runtime::hash_dir(out.path()).unwrap());
+    for (winner, price) in &awarded {
+        let bids = devnet.ogpu(&["provider", "bids", "--address", &winner.to_string(), "-o", "json"]);
+        let bids: serde_json::Value = serde_json::from_slice(&bids.stdout).unwrap();
+        let won = bids["won"].as_array().unwrap().iter().find(|w| w["task"] == id.to_string().as_str());
+        assert_eq!(won.map(|w| w["price"].clone()), Some(price.to_string().into()), "{bids}");
+    }
     let logs = devnet.ogpu(&["task", "logs", &id.to_string()]);
     assert_success(&logs);
     let logs = String::from_utf8_lossy(&logs.stdout);
@@ -178,18 +182,20 @@ fn a_sealed_bid_does_not_keep_a_provider_from_other_tasks() {
 fn a_pool_job_goes_to_the_first_valid_commit_and_matching_later_ones_are_replicas() {
     let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let devnet = Devnet::start();
-    let wallet = Wallet::new(devnet.client_key(), devnet.client.clone()).unwrap();
-    let pool = PoolSpec {
-        name: "wasm".into(),
-        kind: WorkloadKind::Wasm,
-        model: blake3_of(&Path::new(EXAMPLES).join("wasm-sum.wat")),
-        price_per_job: Amount::from_base_units(10u128.pow(15)),
-        verification_rate: Ratio(0),
-        min_stake: Amount::ogpu(10),
+    let price = Amount::from_base_units(10u128.pow(15));
+    let model = Path::new(EXAMPLES).join("wasm-sum.wat");
+    let create = |model: &str, price: &str| {
+        let args = ["pool", "create", "--name", "wasm", "--kind", "wasm", "--model", model, "--price", price];
+        devnet.ogpu(&[&args[..], &["--min-stake", "10", "--verification-rate", "0", "-o", "json"]].concat())
     };
-    let hash = wallet.send(TxBody::CreatePool { spec: pool }).unwrap();
-    assert_eq!(wallet.wait(&hash, "pool", Duration::from_secs(30)).unwrap(), Verdict::Applied);
-    let id = PoolId(hash);
+    let unknown_model = create(&format!("blake3:{}", Hash::of_bytes(b"no such model")), "0.001");
+    assert_eq!(unknown_model.status.code(), Some(2), "{unknown_model:?}");
+    assert!(String::from_utf8_lossy(&unknown_model.stderr).contains("not in the node's store"), "{unknown_model:?}");
+    let created = create(model.to_str().unwrap(), &price.to_string());
+    assert_success(&created);
+    let created: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    let id: PoolId = PoolId(created["pool"].as_str().unwrap().parse().unwrap());
+    assert_eq!(devnet.client.pool(&id).unwrap().pool.spec.model, blake3_of(&model), "the model was uploaded");
     // The agents join every pool they can serve as it appears.
     wait_for("three subscribers", Duration::from_secs(60), || {
         let pool = devnet.client.pool(&id).ok()?.pool;
@@ -204,8 +210,9 @@ fn a_pool_job_goes_to_the_first_valid_commit_and_matching_later_ones_are_replica
     let not_a_provider = devnet.ogpu(&["pool", "join", &id.to_string(), "10"]);
     assert_eq!(not_a_provider.status.code(), Some(3), "{not_a_provider:?}");
 
-    let (_dir, spec_path) = sum_spec(&format!("kind = \"pool\"\npool = \"{id}\""), "policy = \"none\"");
-    let output = devnet.ogpu(&["task", "submit", spec_path.to_str().unwrap()]);
+    // A job: any spec, its market set to the pool.
+    let (_dir, spec_path) = sum_spec(AUCTION, "policy = \"none\"");
+    let output = devnet.ogpu(&["pool", "submit", &id.to_string(), spec_path.to_str().unwrap()]);
     assert_success(&output);
     let task = submitted_id(&output);
     assert!(matches!(devnet.wait_until_ended(&task, Duration::from_secs(60)), Outcome::Completed { .. }));
@@ -213,7 +220,11 @@ fn a_pool_job_goes_to_the_first_valid_commit_and_matching_later_ones_are_replica
     let events = devnet.events(&task);
     assert!(executors.len() >= 2, "at least one replica: {executors:?}");
     let winner = executors[0].provider;
-    assert_eq!(paid(&events, &winner, PayReason::Execution), Amount::from_base_units(10u128.pow(15)));
+    assert_eq!(paid(&events, &winner, PayReason::Execution), price);
+    let earnings = devnet.ogpu(&["provider", "earnings", "--address", &winner.to_string(), "-o", "json"]);
+    let earnings: serde_json::Value = serde_json::from_slice(&earnings.stdout).unwrap();
+    let earned: Amount = earnings["by_task"][task.to_string()].as_str().unwrap().parse().unwrap();
+    assert_eq!(earned, price, "{earnings}");
     for replica in &executors[1..] {
         // Every honest agent computes the same output, so later commits match and earn the
         // replica fee (5% of the job's price).
@@ -412,7 +423,10 @@ fn the_command_line_refuses_bad_submissions_moves_money_cancels_open_tasks_and_s
     assert_eq!(raised["price_cap"], "0.02", "{raised}");
     let amount = |value: &serde_json::Value, key: &str| value[key].as_str().unwrap().parse::<Amount>().unwrap();
     let more = |key: &str, by: &str| amount(&held, key).checked_add(by.parse().unwrap()).unwrap();
-    assert_eq!((amount(&raised, "escrow"), amount(&raised, "trust_lock")), (more("escrow", "0.0117"), more("trust_lock", "0.001")));
+    assert_eq!(
+        (amount(&raised, "escrow"), amount(&raised, "trust_lock")),
+        (more("escrow", "0.0117"), more("trust_lock", "0.001"))
+    );
     let lower = devnet.ogpu(&["task", "top-up", &id, "--max-price", "0.015"]);
     assert_eq!(lower.status.code(), Some(3), "{lower:?}");
     assert!(String::from_utf8_lossy(&lower.stderr).contains("must raise the price cap"), "{lower:?}");
@@ -432,4 +446,60 @@ fn the_command_line_refuses_bad_submissions_moves_money_cancels_open_tasks_and_s
     assert_success(&devnet.ogpu(&["stake", "unstake", "validator", &min]));
     let unbonding = balance(devnet.ogpu(&["stake", "status", "-o", "json"]));
     assert_eq!((&unbonding["staked"], &unbonding["unbonding"]), (&"0".into(), &min.as_str().into()), "{unbonding}");
+}
+
+/// `ogpu gov`: the parameters as the chain has them; a validator proposes a change and
+/// another votes on it; a non-validator, an unknown parameter and a second vote are refused.
+#[test]
+fn validators_propose_and_vote_on_parameters_from_the_command_line() {
+    let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let devnet = Devnet::start();
+    let json = |output: Output| -> serde_json::Value {
+        assert_success(&output);
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let params = json(devnet.ogpu(&["gov", "params", "-o", "json"]));
+    assert_eq!(params["min_fee"], devnet.client.params().unwrap().min_fee.to_string().as_str(), "{params}");
+    let table = devnet.ogpu(&["gov", "params"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("max_auction_rounds"), "{table:?}");
+
+    let not_a_validator = devnet.ogpu(&["gov", "propose", "max_auction_rounds", "5"]);
+    assert_eq!(not_a_validator.status.code(), Some(3), "{not_a_validator:?}");
+    let unknown = devnet.ogpu(&["gov", "propose", "max_auction_round", "5"]);
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("max_auction_rounds"),
+        "names the parameters: {unknown:?}"
+    );
+
+    let validator_key = |i: usize| devnet.path().join(format!("validator-{i}/validator.key"));
+    let validator = |i: usize, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ogpu"))
+            .args(args)
+            .args(["-o", "json", "--api", &devnet.api, "--key"])
+            .arg(validator_key(i))
+            .env("OGPU_PASSWORD", "")
+            .output()
+            .unwrap()
+    };
+    // A devnet's validators stake all they have: the client pays for their transactions.
+    for i in 0..2 {
+        let key = Keystore::from_json(&std::fs::read_to_string(validator_key(i)).unwrap()).unwrap();
+        let address = Address::of(&key.open("").unwrap().public()).to_string();
+        assert_success(&devnet.ogpu(&["wallet", "send", &address, "1"]));
+    }
+    let proposed = json(validator(0, &["gov", "propose", "min_fee", "0.002"]));
+    let id = proposed["proposal"].as_str().unwrap().to_string();
+    json(validator(1, &["gov", "vote", &id, "no"]));
+    let again = validator(1, &["gov", "vote", &id, "yes"]);
+    assert_eq!(again.status.code(), Some(3), "one vote each: {again:?}");
+
+    let listed = json(devnet.ogpu(&["gov", "list", "-o", "json"]));
+    let (listed_id, proposal) = (&listed["proposals"][0]["id"], &listed["proposals"][0]["proposal"]);
+    assert_eq!((listed_id.as_str(), &proposal["change"]["key"]), (Some(id.as_str()), &"min_fee".into()));
+    let votes = proposal["votes"].as_object().unwrap();
+    assert_eq!(votes.values().filter(|v| **v == true).count(), 1, "the proposer's own: {proposal}");
+    assert_eq!(votes.values().filter(|v| **v == false).count(), 1, "{proposal}");
+    let table = devnet.ogpu(&["gov", "list"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("set min_fee to 0.002 oGPU"), "{table:?}");
 }

@@ -262,6 +262,15 @@ impl ParamKey {
         ParamKey::MaxAuctionRounds,
         ParamKey::MaxBlobBytes,
     ];
+
+    /// Whether the value is an amount of oGPU (in base units); the others are counts of
+    /// blocks, basis points, rounds or bytes.
+    pub fn is_amount(self) -> bool {
+        matches!(
+            self,
+            ParamKey::MinFee | ParamKey::MinValidatorStake | ParamKey::MinProviderStake | ParamKey::ChallengeBond
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
