@@ -156,6 +156,18 @@ struct Fetch {
     total: Option<u64>,
     /// When the fetch gives up, whoever it is asking (ms).
     deadline_ms: u64,
+    /// When to ask `peer` again for `chunk` (ms), after it declined for now.
+    resume: Option<Resume>,
+    /// Declines in a row from the peer being asked.
+    declined: u32,
+}
+
+/// A chunk to ask for again once a peer's rate allowance has refilled.
+#[derive(Debug, Clone, Copy)]
+struct Resume {
+    at_ms: u64,
+    peer: PeerId,
+    chunk: u64,
 }
 
 /// Blob fetches in progress at once, at most.
@@ -163,6 +175,11 @@ const MAX_FETCHES: usize = 8;
 /// A fetch gets this long, plus a second per MiB of the blob, before it fails.
 const FETCH_BASE_MS: u64 = 30_000;
 const FETCH_MS_PER_MIB: u64 = 1_000;
+/// How long to wait before asking again a peer that declined a chunk of a blob it has been
+/// serving (it is over its rate allowance), and how many declines in a row it gets before
+/// the next peer is tried (the peer may have dropped the blob).
+const DECLINED_RETRY_MS: u64 = 100;
+const MAX_DECLINES: u32 = 50;
 
 /// A node ready to run: see [`start`].
 pub struct Service {
@@ -300,8 +317,11 @@ impl Service {
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         loop {
             let next_timer = node.timers.first().copied();
-            let sleep =
-                next_timer.map_or(Duration::from_secs(3600), |at| Duration::from_millis(at.saturating_sub(now_ms())));
+            let until = |at: Option<u64>| {
+                at.map_or(Duration::from_secs(3600), |at| Duration::from_millis(at.saturating_sub(now_ms())))
+            };
+            let sleep = until(next_timer);
+            let next_resume = node.next_resume();
             tokio::select! {
                 event = node.swarm.select_next_some() => node.on_event(event)?,
                 () = tokio::time::sleep(sleep), if next_timer.is_some() => {
@@ -310,6 +330,7 @@ impl Service {
                     let actions = node.replica.tick(now);
                     node.dispatch(actions)?;
                 }
+                () = tokio::time::sleep(until(next_resume)), if next_resume.is_some() => node.resume_fetches(),
                 Some(request) = requests.recv() => node.on_request(request)?,
                 Some(done) = checked.recv() => node.on_checked(done)?,
                 Some(done) = read.recv() => node.on_read(done),
@@ -692,7 +713,8 @@ impl Node {
         match self.blobs.writer(self.max_blob_bytes()) {
             Ok(writer) => {
                 let deadline_ms = now_ms() + FETCH_BASE_MS;
-                self.fetches.insert(hash, Fetch { writer, untried, waiters, total: None, deadline_ms });
+                let fetch = Fetch { writer, untried, waiters, total: None, deadline_ms, resume: None, declined: 0 };
+                self.fetches.insert(hash, fetch);
                 self.request_chunk(hash, peer, 0);
             }
             Err(error) => answer(waiters, Err(error.to_string())),
@@ -719,6 +741,14 @@ impl Node {
         let Some(fetch) = self.fetches.get_mut(&hash) else { return };
         let (total, bytes) = match ChunkAnswer::decode(answer_bytes) {
             Ok(ChunkAnswer(Some(found))) => found,
+            // A peer that served this blob's earlier chunks has it: it declines because this
+            // node is over its rate allowance there, so ask again once that has refilled.
+            Ok(ChunkAnswer(None)) if fetch.total.is_some() && fetch.declined < MAX_DECLINES => {
+                fetch.declined += 1;
+                let chunk = fetch.writer.written() / crate::blobs::CHUNK_BYTES as u64;
+                fetch.resume = Some(Resume { at_ms: now_ms() + DECLINED_RETRY_MS, peer, chunk });
+                return;
+            }
             Ok(ChunkAnswer(None)) => return self.next_peer(hash, format!("{peer} does not have it")),
             Err(error) => return self.next_peer(hash, format!("{peer} sent a malformed chunk: {error}")),
         };
@@ -742,6 +772,7 @@ impl Node {
             self.strike(peer, "sent a blob chunk of the wrong length");
             return self.next_peer(hash, format!("{peer} sent {} bytes where {expected} were due", bytes.len()));
         }
+        fetch.declined = 0;
         if let Err(error) = fetch.writer.write(&bytes) {
             return self.next_peer(hash, error.to_string());
         }
@@ -789,6 +820,25 @@ impl Node {
         self.limits.retain(|_, bucket| !bucket.is_full(now));
         self.serving.retain(|_, (allowance, reads)| *reads > 0 || !allowance.is_full(now));
         self.strikes.forget_old(now);
+    }
+
+    /// When the next fetch that a peer declined is due to ask again (ms).
+    fn next_resume(&self) -> Option<u64> {
+        self.fetches.values().filter_map(|fetch| fetch.resume.map(|r| r.at_ms)).min()
+    }
+
+    /// Asks again for the chunks whose wait is over.
+    fn resume_fetches(&mut self) {
+        let now = now_ms();
+        let mut due = Vec::new();
+        for (hash, fetch) in &mut self.fetches {
+            if let Some(resume) = fetch.resume.take_if(|resume| resume.at_ms <= now) {
+                due.push((*hash, resume));
+            }
+        }
+        for (hash, Resume { peer, chunk, .. }) in due {
+            self.request_chunk(hash, peer, chunk);
+        }
     }
 
     /// Fails the fetches past their deadline, whichever peer they are waiting on.

@@ -66,6 +66,23 @@ async fn a_node_fetches_a_peers_blob_in_chunks_and_checks_it() {
     assert!(error.contains("does not have it"), "{error}");
 }
 
+/// `ogpu bench blobs` found it: a peer over its rate allowance answered "not here", so a
+/// blob larger than the allowance's burst could never be fetched from a peer at full speed
+/// (256 MiB against a 128 MiB burst by default). A peer that has served a blob's earlier
+/// chunks is now waited for, and the fetch goes at the rate the peer allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_larger_than_a_peers_burst_allowance_is_fetched_at_its_rate() {
+    use ogpu_node::service::NodeConfig;
+
+    let config = NodeConfig { peer_bytes_per_s: 2 * CHUNK_BYTES as u64, ..NodeConfig::default() };
+    let network = common::start_configured(2, &common::genesis(2), config);
+    connected(&network).await;
+    let bytes: Vec<u8> = (0..10 * CHUNK_BYTES).map(|i| (i * 31 % 251) as u8).collect();
+    let hash = network.nodes[0].blobs.put(&bytes, u64::MAX).unwrap();
+    fetch(&network.nodes[1], hash).await.unwrap();
+    assert!(network.nodes[1].blobs.contains(&hash));
+}
+
 /// A lying peer named `name` connects to validator 1, which then fetches `hash` with the
 /// liar among the peers it asks; the liar answers each chunk request with `answer` (given
 /// how many it answered before). Returns the network (still running), the fetch's result
