@@ -56,15 +56,23 @@ pub async fn upload(
     let limit = node.finalized.borrow().params.max_blob_bytes;
     let mut writer = node.blobs.writer(limit)?;
     let mut stream = body.into_data_stream();
+    // The body's frames are small (tens of KiB): they are gathered into whole chunks so
+    // that a trip to a blocking thread (hashing and writing) carries a MiB, not a frame.
+    let mut batch = Vec::with_capacity(CHUNK_BYTES);
     // An upload may take long, but not pause long: each frame must come within the limit.
-    while let Some(chunk) = tokio::time::timeout(UPLOAD_PAUSE, stream.next())
+    while let Some(frame) = tokio::time::timeout(UPLOAD_PAUSE, stream.next())
         .await
         .map_err(|_| ApiError::bad_request("body_stalled", format!("no bytes for {} s", UPLOAD_PAUSE.as_secs())))?
     {
-        let chunk = chunk.map_err(|e| ApiError::bad_request("body_interrupted", e))?;
-        guard.upload(client, chunk.len())?;
-        writer = blocking(move || writer.write(&chunk).map(|()| writer)).await?;
+        let frame = frame.map_err(|e| ApiError::bad_request("body_interrupted", e))?;
+        guard.upload(client, frame.len())?;
+        batch.extend_from_slice(&frame);
+        if batch.len() >= CHUNK_BYTES {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(CHUNK_BYTES));
+            writer = blocking(move || writer.write(&full).map(|()| writer)).await?;
+        }
     }
+    writer = blocking(move || writer.write(&batch).map(|()| writer)).await?;
     let size = writer.written();
     let hash = blocking(move || writer.finish(None)).await?;
     Ok((StatusCode::CREATED, Json(StoredBlob { hash, size })))

@@ -20,6 +20,16 @@ use serde_json::json;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Blob upload and download through the API, and a fetch between two nodes over
+    /// libp2p, against loopback TCP in the same run.
+    Blobs {
+        /// Print one JSON object (the only output format for now).
+        #[arg(long)]
+        json: bool,
+        /// The blob's size in MiB (at most the chain's max_blob_bytes).
+        #[arg(long, default_value_t = 256)]
+        mib: usize,
+    },
     /// Finalized transfers per second on a local devnet of separate processes.
     Devnet {
         /// Print one JSON object (the only output format for now).
@@ -103,6 +113,7 @@ pub enum BenchCommand {
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Chain { json: _, senders, rounds } => chain(senders, rounds),
+        BenchCommand::Blobs { json: _, mib } => crate::bench_blobs::run(mib),
         BenchCommand::Devnet { json: _, validators, seconds, rate } => devnet(validators, seconds, rate),
         BenchCommand::Market { json: _, tasks, task_seconds, block_ms } => {
             crate::bench_market::run(tasks, task_seconds, block_ms)

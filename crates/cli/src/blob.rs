@@ -2,7 +2,7 @@
 //! hash of its bytes. `hash` works offline and prints the address `put` would give.
 
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -11,6 +11,7 @@ use ogpu_client::spec::{HASH_PREFIX, hash_file};
 use ogpu_core::BlobHash;
 
 use crate::client::{ClientArgs, Format};
+use crate::progress::Bars;
 
 #[derive(Subcommand)]
 pub enum BlobCommand {
@@ -24,7 +25,11 @@ pub enum BlobCommand {
 
 pub fn run(args: ClientArgs, command: BlobCommand) -> Result<()> {
     let (hash, size) = match command {
-        BlobCommand::Put { file } => args.client()?.upload_blob(open(&file)?)?,
+        BlobCommand::Put { file } => {
+            open(&file)?;
+            let mut bars = Bars::new();
+            ogpu_client::transfer::upload(&args.client()?, &file, |progress| bars.show(progress))?
+        }
         BlobCommand::Get { hash, out } => get(&args, &parse_hash(&hash)?, &out)?,
         BlobCommand::Hash { file } => {
             let size = open(&file)?.get_ref().metadata()?.len();
@@ -56,10 +61,9 @@ fn parse_hash(text: &str) -> Result<BlobHash> {
 /// hash to `hash`, so a failed or corrupt download leaves nothing at `out`.
 fn get(args: &ClientArgs, hash: &BlobHash, out: &Path) -> Result<(BlobHash, u64)> {
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut partial =
-        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
-    let size = args.client()?.download_blob(hash, partial.as_file_mut())?;
-    partial.as_file_mut().flush()?;
+    let partial = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    let mut bars = Bars::new();
+    let size = ogpu_client::transfer::download(&args.client()?, hash, partial.path(), |progress| bars.show(progress))?;
     partial.persist(out).with_context(|| format!("cannot write {}", out.display()))?;
     Ok((*hash, size))
 }

@@ -27,7 +27,9 @@ pub const BLOCK_MS: u64 = 500;
 
 pub struct DevnetArgs {
     pub validators: usize,
-    pub api: SocketAddr,
+    /// Where validator `i` serves the API, for the first `apis.len()` validators; the
+    /// first is the one providers use.
+    pub apis: Vec<SocketAddr>,
     pub data: PathBuf,
     pub providers: usize,
     pub block_ms: u64,
@@ -38,6 +40,13 @@ pub struct DevnetArgs {
 /// The key of the `i`-th account a devnet funds for load tests.
 pub fn bench_sender(i: usize) -> SecretKey {
     SecretKey::from_name(&format!("devnet-bench-sender-{i}"))
+}
+
+impl DevnetArgs {
+    /// The API providers and the printed hints use: the first validator's.
+    pub fn api(&self) -> SocketAddr {
+        self.apis[0]
+    }
 }
 
 fn node_dir(data: &Path, i: usize) -> PathBuf {
@@ -65,7 +74,7 @@ fn prepare_providers(args: &DevnetArgs) -> Result<Vec<SecretKey>> {
             let key = SecretKey::generate(&mut rand_core::OsRng);
             write_key(&dir.join("provider.key"), &key)?;
             let config = ProviderConfig {
-                api: format!("http://{}", args.api),
+                api: format!("http://{}", args.api()),
                 pools: vec!["*".into()],
                 pricing: Pricing {
                     floor: Amount::from_base_units(10u128.pow(12)),
@@ -163,11 +172,11 @@ fn start_providers(args: &DevnetArgs, exe: &Path) -> Result<Vec<Child>> {
     if configs.is_empty() {
         return Ok(Vec::new());
     }
-    let client = ogpu_client::Client::new(&format!("http://{}", args.api))?;
+    let client = ogpu_client::Client::new(&format!("http://{}", args.api()))?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while client.status().is_err() {
         if std::time::Instant::now() > deadline {
-            bail!("the API at {} did not answer within a minute", args.api);
+            bail!("the API at {} did not answer within a minute", args.api());
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -183,6 +192,9 @@ fn start_providers(args: &DevnetArgs, exe: &Path) -> Result<Vec<Child>> {
 }
 
 pub fn run(args: DevnetArgs) -> Result<()> {
+    if args.apis.is_empty() || args.apis.len() > args.validators {
+        bail!("give --api once per validator that serves it, 1 to {} times", args.validators);
+    }
     let keys = prepare(&args)?;
     let ports: Vec<u16> = (0..keys.len()).map(|_| free_port()).collect::<Result<_>>()?;
     let addresses: Vec<String> = keys
@@ -217,21 +229,23 @@ pub fn run(args: DevnetArgs) -> Result<()> {
             .env_remove("OGPU_API_LISTEN")
             .env_remove("OGPU_LISTEN")
             .env_remove("OGPU_BOOTSTRAP");
-        if i == 0 {
-            command.args(["--api", &args.api.to_string()]);
+        if let Some(api) = args.apis.get(i) {
+            command.args(["--api", &api.to_string()]);
         }
         children.push(command.spawn().with_context(|| format!("starting validator {i}"))?);
     }
     children.extend(start_providers(&args, &exe)?);
     println!("OpenGPU devnet: {} validators and {} providers on 127.0.0.1", keys.len(), children.len() - keys.len());
-    println!("  API         http://{}/v1/status", args.api);
+    for api in &args.apis {
+        println!("  API         http://{api}/v1/status");
+    }
     println!("  client key  {} (empty password)", args.data.join("client.key").display());
     println!("  data        {}", args.data.display());
-    println!("Next: curl http://{}/v1/status", args.api);
+    println!("Next: curl http://{}/v1/status", args.api());
     println!(
         "Submit a task: OGPU_KEY={} OGPU_PASSWORD= ogpu task submit examples/wasm-sum.toml --api http://{}",
         args.data.join("client.key").display(),
-        args.api
+        args.api()
     );
     println!("Ctrl-C stops every process; running `ogpu devnet` again resumes.");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -32,6 +32,9 @@ pub fn code(error: &anyhow::Error) -> ExitCode {
         if let Some(task) = cause.downcast_ref::<TaskError>() {
             return task_code(task);
         }
+        if let Some(TransferError::Blob { source, .. } | TransferError::Upload { source, .. }) = cause.downcast_ref() {
+            return client_code(source);
+        }
         if let Some(wallet) = cause.downcast_ref::<WalletError>() {
             return wallet_code(wallet);
         }
@@ -43,9 +46,10 @@ pub fn code(error: &anyhow::Error) -> ExitCode {
 fn task_code(error: &TaskError) -> Option<u8> {
     match error {
         TaskError::TooLittleBalance { .. } => Some(3),
-        TaskError::Client(client) | TaskError::Transfer(TransferError::Blob { source: client, .. }) => {
-            client_code(client)
-        }
+        TaskError::Client(client)
+        | TaskError::Transfer(
+            TransferError::Blob { source: client, .. } | TransferError::Upload { source: client, .. },
+        ) => client_code(client),
         TaskError::Wallet(wallet) => wallet_code(wallet),
         _ => None,
     }

@@ -2,6 +2,7 @@
 //! printing over the library crates.
 
 mod bench;
+mod bench_blobs;
 mod bench_market;
 mod bench_runtime;
 mod blob;
@@ -12,6 +13,7 @@ mod gov;
 mod key;
 mod market;
 mod node;
+mod progress;
 mod provider;
 mod spec;
 mod stake;
@@ -47,8 +49,10 @@ enum Command {
     Devnet {
         #[arg(long, default_value_t = 4)]
         validators: usize,
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        api: std::net::SocketAddr,
+        /// Where the first validator serves the API; given again, where the second does,
+        /// and so on.
+        #[arg(long = "api", default_value = "127.0.0.1:8080")]
+        apis: Vec<std::net::SocketAddr>,
         #[arg(long, default_value = "devnet-data")]
         data: std::path::PathBuf,
         /// Also start this many provider agents, each with its own funded key.
@@ -148,8 +152,8 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Devnet { validators, api, data, providers, block_ms, fund } => {
-            devnet::run(devnet::DevnetArgs { validators, api, data, providers, block_ms, fund })
+        Command::Devnet { validators, apis, data, providers, block_ms, fund } => {
+            devnet::run(devnet::DevnetArgs { validators, apis, data, providers, block_ms, fund })
         }
         Command::Node(command) => node::run(command),
         Command::Key(command) => key::run(command),

@@ -10,14 +10,16 @@ use ogpu_chain::{Params, reservation};
 use ogpu_client::spec::ResolvedSpec;
 use ogpu_core::spec::Market;
 
+use crate::client::Format;
+
 #[derive(Subcommand)]
 pub enum SpecCommand {
     /// Validate FILE, resolve the files it names to hashes, and print what it would reserve.
     Check {
         file: PathBuf,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
+        /// Print a table for people or one JSON document for programs.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        format: Format,
     },
 }
 
@@ -28,7 +30,8 @@ pub fn load(file: &Path) -> Result<ResolvedSpec> {
 }
 
 pub fn run(command: SpecCommand) -> Result<()> {
-    let SpecCommand::Check { file, json } = command;
+    let SpecCommand::Check { file, format } = command;
+    let json = format == Format::Json;
     let ResolvedSpec { spec, files } = load(&file)?;
     let Market::Auction { max_price, .. } = spec.market else {
         if json {

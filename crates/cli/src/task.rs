@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use ogpu_chain::Event;
 use ogpu_chain::state::Outcome;
 use ogpu_client::spec::{ResolvedSpec, hash_file};
@@ -28,6 +28,7 @@ use ogpu_runtime::{Job, Libraries, Progress, Runtimes};
 
 use crate::client::{ClientArgs, Format};
 use crate::exit::{Refused, TaskFailed};
+use crate::progress::Bars;
 
 #[derive(Subcommand)]
 pub enum TaskCommand {
@@ -252,20 +253,9 @@ pub fn submit(args: &ClientArgs, resolved: ResolvedSpec, no_wait: bool) -> Resul
         let name = printable(&resolved.spec.name);
         println!("{name}: reserves {reserved} oGPU now (unused escrow comes back); balance {balance} oGPU");
     }
-    let bars = MultiProgress::new();
-    let mut uploading: Option<(PathBuf, ProgressBar)> = None;
-    let task = ogpu_client::task::submit(&wallet, &resolved, |upload| {
-        if uploading.as_ref().is_none_or(|(path, _)| path != upload.path) {
-            let bar = bars.add(ProgressBar::new(upload.size).with_style(upload_style()));
-            bar.set_message(upload.path.display().to_string());
-            uploading = Some((upload.path.to_path_buf(), bar));
-        }
-        if let Some((_, bar)) = &uploading {
-            bar.set_position(upload.sent);
-        }
-    })
-    .map_err(refused_if_too_poor)?;
-    drop(uploading);
+    let mut bars = Bars::new();
+    let task =
+        ogpu_client::task::submit(&wallet, &resolved, |progress| bars.show(progress)).map_err(refused_if_too_poor)?;
     let id = task.id();
     match (no_wait, table) {
         (true, true) => println!("task {id} submitted"),
@@ -287,11 +277,6 @@ fn refused_if_too_poor(error: TaskError) -> anyhow::Error {
         TaskError::TooLittleBalance { .. } => Refused(error.to_string()).into(),
         other => other.into(),
     }
-}
-
-fn upload_style() -> ProgressStyle {
-    ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
 /// Prints the task's chain events as they are finalized, with a live line of the latest

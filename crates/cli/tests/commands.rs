@@ -48,6 +48,21 @@ fn the_digits_training_example_reaches_91_percent_on_unseen_rows_locally() {
 }
 
 #[test]
+fn spec_check_shows_the_hashes_a_spec_resolves_to_and_what_it_reserves() {
+    let (ok, stdout, stderr) = ogpu(&["spec", "check", &example("wasm-sum.toml"), "-o", "json"]);
+    assert!(ok, "{stderr}");
+    let checked: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let program = blake3::hash(&std::fs::read(example("wasm-sum.wat")).unwrap()).to_hex().to_string();
+    assert_eq!(checked["spec"]["workload"]["program"], program.as_str(), "{checked}");
+    // A 0.01 cap for each of 3 replicas: 0.0306 escrow with the 2% protocol fee, 0.0015 for
+    // three dispute verifiers (5% of the cap each) and a 0.003 trust lock (10%).
+    assert_eq!((&checked["escrow"], &checked["trust_lock"]), (&"0.0306".into(), &"0.003".into()), "{checked}");
+    assert_eq!(checked["total"], "0.0351", "{checked}");
+    let (ok, stdout, _) = ogpu(&["spec", "check", &example("wasm-sum.toml")]);
+    assert!(ok && stdout.contains("reserves 0.0351 oGPU"), "{stdout}");
+}
+
+#[test]
 fn a_spec_whose_files_are_missing_or_malformed_fails_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let spec = std::fs::read_to_string(example("wasm-sum.toml")).unwrap();

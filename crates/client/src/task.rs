@@ -4,7 +4,6 @@
 //! it.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use ogpu_core::tx::TxBody;
 use ogpu_core::{Address, Amount, BlobHash, Hash, TaskId};
 
 use crate::spec::ResolvedSpec;
-use crate::transfer::TransferError;
+use crate::transfer::{Progress, TransferError};
 use crate::types::TaskDetail;
 use crate::{Client, ClientError, FeedItem, SseEvent, Wallet, WalletError};
 
@@ -86,7 +85,9 @@ impl TaskError {
     pub fn name(&self) -> &str {
         match self {
             TaskError::Client(error) | TaskError::Wallet(WalletError::Client(error)) => client_error_name(error),
-            TaskError::Transfer(TransferError::Blob { source, .. }) => client_error_name(source),
+            TaskError::Transfer(TransferError::Blob { source, .. } | TransferError::Upload { source, .. }) => {
+                client_error_name(source)
+            }
             TaskError::Transfer(_) => "transfer",
             TaskError::Wallet(WalletError::Refused { .. }) => "refused",
             TaskError::Wallet(WalletError::Timeout { .. }) | TaskError::Timeout { .. } => "timeout",
@@ -130,17 +131,6 @@ pub fn quote(wallet: &Wallet, spec: &TaskSpec) -> Result<Quote, TaskError> {
     Ok(Quote { reserved, balance })
 }
 
-/// How far an upload has come: `sent` of `size` bytes of the file at `path`.
-#[derive(Debug, Clone, Copy)]
-pub struct Upload<'a> {
-    /// The local file being uploaded.
-    pub path: &'a Path,
-    /// Bytes read from it so far.
-    pub sent: u64,
-    /// Its size in bytes when the upload began.
-    pub size: u64,
-}
-
 /// Submits a resolved spec: checks every file fits the chain's blob limit, every blob it
 /// names by hash is stored and the balance covers the reservation, uploads the files the
 /// store lacks (reporting each read to `on_upload`), and puts the task on chain. Nothing
@@ -148,7 +138,7 @@ pub struct Upload<'a> {
 pub fn submit(
     wallet: &Wallet,
     resolved: &ResolvedSpec,
-    mut on_upload: impl FnMut(Upload<'_>),
+    mut on_upload: impl FnMut(Progress<'_>),
 ) -> Result<TaskHandle, TaskError> {
     let client = wallet.client();
     let max = client.params()?.max_blob_bytes;
@@ -174,29 +164,11 @@ pub fn submit(
     if balance < reserved {
         return Err(TaskError::TooLittleBalance { reserved, balance, holder: wallet.address() });
     }
-    for (hash, path, size) in missing {
-        let file = std::fs::File::open(path).map_err(io(path))?;
-        let reader = Counting { inner: file, sent: 0, report: |sent| on_upload(Upload { path, sent, size }) };
-        client.upload_blob(reader).map_err(|source| TransferError::Blob { hash, source })?;
+    for (_, path, _) in missing {
+        crate::transfer::upload(client, path, &mut on_upload)?;
     }
     let id = TaskId(wallet.settle(TxBody::SubmitTask { spec: resolved.spec.clone() }, "the task")?);
     Ok(TaskHandle::new(client.clone(), id))
-}
-
-/// A reader that reports how many bytes have passed through it.
-struct Counting<R, F> {
-    inner: R,
-    sent: u64,
-    report: F,
-}
-
-impl<R: Read, F: FnMut(u64)> Read for Counting<R, F> {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.inner.read(buffer)?;
-        self.sent += read as u64;
-        (self.report)(self.sent);
-        Ok(read)
-    }
 }
 
 /// One step a provider reported: its number, the steps planned, and metrics such as

@@ -1,9 +1,9 @@
-//! Moving a task's files through the blob store: staging a spec's program and inputs for
-//! a runtime, delivering a result (its manifest and every file), and fetching a result
-//! back by its hash, checking each file on arrival.
+//! Moving files through the blob store: one file up or down with progress reports, a
+//! spec's program and inputs staged for a runtime, a result delivered (its manifest and
+//! every file), and a result fetched back by its hash, each file checked on arrival.
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::{Client, ClientError};
@@ -19,6 +19,14 @@ pub enum TransferError {
     Blob {
         /// The blob's hash: the one asked for, or the one the file should have.
         hash: BlobHash,
+        /// What the API or the transport reported.
+        source: ClientError,
+    },
+    /// Uploading a file failed.
+    #[error("uploading {path}: {source}")]
+    Upload {
+        /// The file.
+        path: PathBuf,
         /// What the API or the transport reported.
         source: ClientError,
     },
@@ -39,12 +47,83 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TransferError + '_ {
     move |source| TransferError::Io { path: path.to_path_buf(), source }
 }
 
-fn download(client: &Client, hash: &BlobHash, target: &Path) -> Result<u64, TransferError> {
+/// How far a transfer of the file at `path` has come: `done` bytes of `size` (a download's
+/// size is known only once it ends).
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    /// The local file read from or written to.
+    pub path: &'a Path,
+    /// Bytes moved so far.
+    pub done: u64,
+    /// The whole transfer's size in bytes, when known.
+    pub size: Option<u64>,
+}
+
+/// Uploads the file at `path`, reporting each read to `on_progress`; returns its hash and
+/// size as the store has them.
+pub fn upload(
+    client: &Client,
+    path: &Path,
+    mut on_progress: impl FnMut(Progress<'_>),
+) -> Result<(BlobHash, u64), TransferError> {
+    let file = File::open(path).map_err(io(path))?;
+    let size = file.metadata().map_err(io(path))?.len();
+    let reader =
+        Counting { inner: file, done: 0, report: |done| on_progress(Progress { path, done, size: Some(size) }) };
+    client.upload_blob(reader).map_err(|source| TransferError::Upload { path: path.to_path_buf(), source })
+}
+
+/// Downloads blob `hash` into a new file at `target`, reporting each write to
+/// `on_progress`; the bytes are checked against the hash as they arrive, and a download
+/// that fails its check is an error (the file then holds what arrived).
+pub fn download(
+    client: &Client,
+    hash: &BlobHash,
+    target: &Path,
+    mut on_progress: impl FnMut(Progress<'_>),
+) -> Result<u64, TransferError> {
     let file = File::create(target).map_err(io(target))?;
-    let mut out = BufWriter::new(file);
+    let mut out = Counting {
+        inner: BufWriter::new(file),
+        done: 0,
+        report: |done| on_progress(Progress { path: target, done, size: None }),
+    };
     let size = client.download_blob(hash, &mut out).map_err(|source| TransferError::Blob { hash: *hash, source })?;
-    std::io::Write::flush(&mut out).map_err(io(target))?;
+    out.inner.flush().map_err(io(target))?;
     Ok(size)
+}
+
+/// A reader or writer that reports how many bytes have passed through it.
+struct Counting<T, F> {
+    inner: T,
+    done: u64,
+    report: F,
+}
+
+impl<T, F: FnMut(u64)> Counting<T, F> {
+    fn count(&mut self, bytes: usize) -> usize {
+        self.done += bytes as u64;
+        (self.report)(self.done);
+        bytes
+    }
+}
+
+impl<R: Read, F: FnMut(u64)> Read for Counting<R, F> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        Ok(self.count(read))
+    }
+}
+
+impl<W: Write, F: FnMut(u64)> Write for Counting<W, F> {
+    fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buffer)?;
+        Ok(self.count(written))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Downloads the spec's inputs into `input_dir`, each under its name, and returns the
@@ -52,7 +131,7 @@ fn download(client: &Client, hash: &BlobHash, target: &Path) -> Result<u64, Tran
 pub fn stage(client: &Client, spec: &TaskSpec, input_dir: &Path) -> Result<Vec<u8>, TransferError> {
     std::fs::create_dir_all(input_dir).map_err(io(input_dir))?;
     for (name, hash) in &spec.workload.inputs {
-        download(client, hash, &input_dir.join(name))?;
+        download(client, hash, &input_dir.join(name), |_| {})?;
     }
     let mut program = Vec::new();
     let hash = spec.workload.program;
@@ -85,7 +164,7 @@ pub fn fetch(client: &Client, output: &Hash, dir: &Path) -> Result<Vec<OutputFil
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        download(client, &file.hash, &target)?;
+        download(client, &file.hash, &target, |_| {})?;
     }
     Ok(files)
 }
