@@ -67,7 +67,7 @@
 //!     let client = Client::new("http://127.0.0.1:8080")?;
 //!     let wallet = Wallet::new(key, client)?;
 //!     let task = ogpu_client::task::submit(&wallet, resolved, |upload| {
-//!         println!("{}: {}/{} bytes", upload.path.display(), upload.sent, upload.size);
+//!         println!("{}: {} of {:?} bytes", upload.path.display(), upload.done, upload.size);
 //!     })?;
 //!     let outcome = task.wait(None)?;
 //!     println!("task {} ended: {outcome:?}", task.id());
