@@ -15,13 +15,15 @@ use crate::types::{Refusal, TxState};
 use crate::{Client, ClientError};
 
 /// An account's key with a client of a node: signs the account's transactions with
-/// consecutive nonces and the fee fixed when it was made, sends them, and waits for their
+/// consecutive nonces and the chain's minimum fee, sends them, and waits for their
 /// verdicts. Safe to share between threads.
 pub struct Wallet {
     key: SecretKey,
     address: Address,
     chain_id: ChainId,
-    fee: Amount,
+    /// The chain's minimum fee as last read: when the wallet was made, and again whenever
+    /// a node says it is too low (governance raised it).
+    fee: Mutex<Amount>,
     client: Client,
     sequence: Mutex<Sequence>,
 }
@@ -83,7 +85,7 @@ impl Wallet {
         let chain_id = status.chain_id.parse().map_err(|_| WalletError::ChainId(status.chain_id.clone()))?;
         let fee = client.params()?.min_fee;
         let address = Address::of(&key.public());
-        Ok(Wallet { key, address, chain_id, fee, client, sequence: Mutex::new(Sequence::default()) })
+        Ok(Wallet { key, address, chain_id, fee: Mutex::new(fee), client, sequence: Mutex::new(Sequence::default()) })
     }
 
     /// The address of the account this wallet signs for.
@@ -101,19 +103,21 @@ impl Wallet {
         &self.client
     }
 
-    /// Signs `body` with the next nonce and hands it to the node. A refusal (most often a
-    /// nonce that another client of this key used, or one lost with a dropped
-    /// transaction) re-reads the nonce from the chain and tries once more.
+    /// Signs `body` with the next nonce and hands it to the node. A refusal of the nonce
+    /// (most often one that another client of this key used, or one lost with a dropped
+    /// transaction) re-reads the nonce from the chain and tries once more; a refusal of
+    /// the fee re-reads the chain's minimum fee and tries once more.
     pub fn send(&self, body: TxBody) -> Result<Hash, WalletError> {
         let mut sequence = self.sequence.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.resync_if_lost(&mut sequence)?;
-        let mut retried = false;
+        let (mut retried, mut repriced) = (false, false);
         loop {
             let nonce = match sequence.next {
                 Some(nonce) => nonce,
                 None => self.client.account(&self.address)?.nonce,
             };
-            let tx = Transaction::sign(&self.key, self.chain_id.clone(), nonce, self.fee, body.clone());
+            let fee = *self.fee.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let tx = Transaction::sign(&self.key, self.chain_id.clone(), nonce, fee, body.clone());
             match self.client.submit(&tx) {
                 Ok(hash) => {
                     sequence.next = Some(nonce + 1);
@@ -124,6 +128,12 @@ impl Wallet {
                     tracing::debug!(%error, "resynchronizing the nonce");
                     retried = true;
                     *sequence = Sequence::default();
+                }
+                Err(error) if !repriced && error.refusal() == Some(Refusal::FeeTooLow) => {
+                    tracing::debug!(%error, "re-reading the chain's minimum fee");
+                    repriced = true;
+                    let min_fee = self.client.params()?.min_fee;
+                    *self.fee.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = min_fee;
                 }
                 Err(error) => return Err(error.into()),
             }

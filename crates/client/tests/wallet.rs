@@ -38,3 +38,44 @@ async fn the_wallet_resynchronises_when_a_transaction_it_sent_disappears() {
     assert_eq!(verdict.unwrap(), Verdict::Applied, "the transaction after the lost one was finalized");
     node.stop().await;
 }
+
+/// Found in review: the wallet read the chain's minimum fee once, when it was made. After
+/// governance raised it, every transaction the wallet sent was refused `fee_too_low` until
+/// the program built a new wallet. It now re-reads the fee once when the node says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wallet_pays_a_minimum_fee_raised_by_governance() {
+    use ogpu_core::tx::{ParamChange, ParamKey};
+    use ogpu_core::{Address, Amount, SecretKey};
+
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let validator = SecretKey::from_name("client-test-validator");
+    let mut genesis = genesis();
+    genesis.params.voting_blocks = 3;
+    genesis
+        .allocations
+        .push(ogpu_chain::genesis::Allocation { address: Address::of(&validator.public()), amount: Amount::ogpu(10) });
+    let raised = genesis.params.min_fee.checked_mul(3).unwrap();
+    let node = Node::start(data.path(), &genesis, port, 100).await;
+    let verdict = tokio::task::spawn_blocking(move || {
+        let client = ogpu_client::Client::new(&format!("http://127.0.0.1:{port}")).unwrap();
+        while client.status().unwrap().finalized_height < 1 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let wallet = Wallet::new(agent(), client.clone()).unwrap();
+        // The only validator proposes, and its own vote carries the proposal.
+        let governor = Wallet::new(validator, client.clone()).unwrap();
+        let change = ParamChange { key: ParamKey::MinFee, value: raised.base_units() };
+        governor.settle(ogpu_core::tx::TxBody::Propose { change }, "the proposal").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while client.params().unwrap().min_fee != raised {
+            assert!(std::time::Instant::now() < deadline, "the proposal did not pass");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        wallet.send_and_wait(transfer(), Duration::from_secs(20))
+    })
+    .await
+    .unwrap();
+    assert_eq!(verdict.unwrap(), Verdict::Applied);
+    node.stop().await;
+}
