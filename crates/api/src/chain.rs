@@ -1,4 +1,4 @@
-//! Status, accounts, transactions and blocks.
+//! Status, parameters, proposals, validators, accounts, transactions and blocks.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use ogpu_chain::Params;
 use ogpu_client::types::{
     Account, AccountTxs, BatchBody, BatchRefusal, BatchVerdicts, BlockView, ProposalList, ProposalView, Refusal,
-    Status, SubmitBody, Submitted, TxState, TxSummary, TxView,
+    Status, SubmitBody, Submitted, TxState, TxSummary, TxView, ValidatorList, ValidatorView,
 };
 use ogpu_core::encoding::Canonical;
 use ogpu_core::tx::Transaction;
@@ -39,6 +39,17 @@ pub async fn status(State(node): State<NodeHandle>) -> Result<Json<Status>, ApiE
 #[utoipa::path(get, path = "/v1/params", responses((status = 200, description = "The chain's current parameters")))]
 pub async fn params(State(node): State<NodeHandle>) -> Json<Params> {
     Json(node.finalized.borrow().params.clone())
+}
+
+#[utoipa::path(get, path = "/v1/validators", responses((status = 200, description = "Every bonded validator: key, stake, jail term, and whether it is in the current epoch's set")))]
+pub async fn validators(State(node): State<NodeHandle>) -> Json<ValidatorList> {
+    let state = node.finalized.borrow().clone();
+    let validators = state.validators.iter().map(|(address, validator)| ValidatorView {
+        address: *address,
+        validator: validator.clone(),
+        active: state.active_set.contains_key(address),
+    });
+    Json(ValidatorList { validators: validators.collect() })
 }
 
 #[utoipa::path(get, path = "/v1/proposals", responses((status = 200, description = "Proposals to change a parameter that are still being voted on, with their votes")))]

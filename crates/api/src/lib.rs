@@ -41,6 +41,7 @@ pub use limits::Limits;
         chain::status,
         chain::params,
         chain::proposals,
+        chain::validators,
         chain::account,
         chain::account_txs,
         chain::submit,
@@ -147,6 +148,7 @@ pub fn router_with(node: NodeHandle, limits: Limits) -> Router {
         .route("/v1/status", get(chain::status))
         .route("/v1/params", get(chain::params))
         .route("/v1/proposals", get(chain::proposals))
+        .route("/v1/validators", get(chain::validators))
         .route("/v1/accounts/{address}", get(chain::account))
         .route("/v1/accounts/{address}/txs", get(chain::account_txs))
         .route("/v1/accounts/{address}/events", get(market::party_events))

@@ -64,6 +64,11 @@ impl Client {
         self.get("/v1/params")
     }
 
+    /// Every bonded validator, and whether it is in the current epoch's set.
+    pub fn validators(&self) -> Result<ValidatorList, ClientError> {
+        self.get("/v1/validators")
+    }
+
     /// Proposals to change a parameter that are still being voted on.
     pub fn proposals(&self) -> Result<ProposalList, ClientError> {
         self.get("/v1/proposals")

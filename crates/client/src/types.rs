@@ -3,7 +3,7 @@
 //! (tasks, providers, pools, events) are `ogpu-chain`'s own types, listed with their id.
 
 use ogpu_chain::Event;
-use ogpu_chain::state::{Pool, Proposal, Provider, Task};
+use ogpu_chain::state::{Pool, Proposal, Provider, Task, Validator};
 use ogpu_core::tasklog::SignedLogEntry;
 use ogpu_core::{Address, Amount, BlobHash, Hash, PoolId, ProposalId, TaskId};
 use serde::{Deserialize, Serialize};
@@ -391,6 +391,24 @@ pub struct LogPage {
     /// The cursor to ask for next: one past the last entry's, or the one asked for when
     /// there were none.
     pub next: u64,
+}
+
+/// A validator with its address, as `GET /v1/validators` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorView {
+    /// The validator's account.
+    pub address: Address,
+    /// Its signing key, bonded stake and jail term.
+    pub validator: Validator,
+    /// Whether it is in the current epoch's validator set (it votes and proposes).
+    pub active: bool,
+}
+
+/// `GET /v1/validators`: every bonded validator, in order of address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorList {
+    /// In order of address.
+    pub validators: Vec<ValidatorView>,
 }
 
 /// A proposal to change a parameter, with its id, as `GET /v1/proposals` lists it.

@@ -26,6 +26,11 @@ async fn every_route_answers_in_the_types_the_client_reads() {
         assert_eq!((status.chain_id.as_str(), status.validators), ("ogpu-test", 1));
         let params = client.params().unwrap();
         assert_eq!(params, genesis.params);
+        let validators = client.validators().unwrap().validators;
+        let seated: Vec<_> = validators.iter().map(|v| (v.validator.key, v.validator.stake, v.active)).collect();
+        let genesis_set: Vec<_> = genesis.validators.iter().map(|v| (v.public_key, v.stake, true)).collect();
+        assert_eq!(seated, genesis_set);
+        assert!(client.proposals().unwrap().proposals.is_empty());
 
         let me = Address::of(&agent().public());
         let account = client.account(&me).unwrap();
