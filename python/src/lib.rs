@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ogpu_client::spec::{ResolvedSpec, SpecError};
 use ogpu_client::task::Step;
-use ogpu_client::{Client, ClientError, TaskError, TaskHandle, Wallet, WalletError};
+use ogpu_client::{Client, ClientError, ErrorKind, TaskError, TaskHandle, Wallet};
 use ogpu_core::keystore::Keystore;
 use ogpu_core::{Address, Amount, TaskId};
 use pyo3::create_exception;
@@ -33,17 +33,13 @@ fn raise(name: &str, error: impl std::fmt::Display) -> PyErr {
 
 /// The exception for `error`, of the kind the package has a subclass for.
 fn task_error(error: TaskError) -> PyErr {
-    let refused_by_mempool = |client: &ClientError| client.refusal().is_some();
-    let kind = match &error {
-        TaskError::Client(client) | TaskError::Wallet(WalletError::Client(client)) if refused_by_mempool(client) => {
-            "refused"
-        }
-        TaskError::Wallet(WalletError::Refused { .. }) | TaskError::TooLittleBalance { .. } => "refused",
-        TaskError::TooBig { .. } | TaskError::NotStored(_) | TaskError::Overflow => BAD_INPUT,
-        TaskError::Timeout { .. } | TaskError::Wallet(WalletError::Timeout { .. }) => "timeout",
-        TaskError::NoResult { .. } => "task_failed",
-        _ if error.name() == "network" => "network",
-        _ => "api",
+    let kind = match error.kind() {
+        ErrorKind::BadInput => BAD_INPUT,
+        ErrorKind::Refused => "refused",
+        ErrorKind::Network => "network",
+        ErrorKind::Timeout => "timeout",
+        ErrorKind::TaskFailed => "task_failed",
+        ErrorKind::Other => "api",
     };
     NativeError::new_err((kind, error.name().to_string(), error.to_string()))
 }

@@ -72,7 +72,9 @@ pub async fn upload(
             writer = blocking(move || writer.write(&full).map(|()| writer)).await?;
         }
     }
-    writer = blocking(move || writer.write(&batch).map(|()| writer)).await?;
+    if !batch.is_empty() {
+        writer = blocking(move || writer.write(&batch).map(|()| writer)).await?;
+    }
     let size = writer.written();
     let hash = blocking(move || writer.finish(None)).await?;
     Ok((StatusCode::CREATED, Json(StoredBlob { hash, size })))

@@ -52,7 +52,8 @@ fn open(file: &Path) -> Result<BufReader<File>> {
     Ok(BufReader::new(opened))
 }
 
-fn parse_hash(text: &str) -> Result<BlobHash> {
+/// A blob hash written as hex, with or without `blake3:` before it.
+pub fn parse_hash(text: &str) -> Result<BlobHash> {
     let hex = text.strip_prefix(HASH_PREFIX).unwrap_or(text);
     Ok(BlobHash(crate::client::parse_hash(hex, "a blob hash")?))
 }

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use ogpu_client::Client;
+use ogpu_client::{Client, Wallet};
 use ogpu_core::keystore::Keystore;
 use ogpu_core::{Address, Hash, SecretKey};
 
@@ -40,6 +40,11 @@ impl ClientArgs {
             Some(address) => Ok(address),
             None => Ok(Address::of(&self.signing_key().context("name an ADDRESS or a signing key")?.public())),
         }
+    }
+
+    /// The signing key's wallet on the node at `--api`.
+    pub fn wallet(&self) -> Result<Wallet> {
+        Ok(Wallet::new(self.signing_key()?, self.client()?)?)
     }
 
     pub fn signing_key(&self) -> Result<SecretKey> {

@@ -3,7 +3,6 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use ogpu_client::Wallet;
 use ogpu_client::types::ProposalView;
 use ogpu_core::tx::{ParamChange, ParamKey, TxBody};
 use ogpu_core::{Amount, ProposalId};
@@ -34,7 +33,7 @@ pub fn run(args: ClientArgs, command: GovCommand) -> Result<()> {
         GovCommand::Propose { parameter, value } => {
             let key = parse_key(&parameter)?;
             let change = ParamChange { key, value: parse_value(key, &value)? };
-            let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
+            let wallet = args.wallet()?;
             let id = wallet.settle(TxBody::Propose { change }, "the proposal")?;
             match args.format {
                 Format::Json => println!("{}", json!({ "proposal": id })),
@@ -44,7 +43,7 @@ pub fn run(args: ClientArgs, command: GovCommand) -> Result<()> {
         }
         GovCommand::Vote { id, vote } => {
             let proposal = ProposalId(crate::client::parse_hash(&id, "a proposal id")?);
-            let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
+            let wallet = args.wallet()?;
             let tx = wallet.settle(TxBody::Vote { proposal, approve: vote == "yes" }, "the vote")?;
             match args.format {
                 Format::Json => println!("{}", json!({ "proposal": proposal.0, "vote": vote, "tx": tx })),

@@ -14,6 +14,7 @@ use ogpu_core::tx::TxBody;
 use ogpu_core::{Amount, BlobHash, PoolId};
 
 use crate::client::{ClientArgs, Format};
+use crate::progress::Bars;
 
 #[derive(Subcommand)]
 pub enum AuctionCommand {
@@ -115,7 +116,7 @@ pub fn pools(args: ClientArgs, command: PoolCommand) -> Result<()> {
             }
         }
         PoolCommand::Join { id, stake } => {
-            let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
+            let wallet = args.wallet()?;
             let hash = wallet.settle(TxBody::JoinPool { pool: parse_id(&id)?, stake }, "the join")?;
             if json { println!("{}", serde_json::json!({ "tx": hash })) } else { println!("joined pool {id}") }
         }
@@ -140,7 +141,7 @@ pub fn pools(args: ClientArgs, command: PoolCommand) -> Result<()> {
             return crate::task::submit(&args, resolved, no_wait);
         }
         PoolCommand::Leave { id } => {
-            let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
+            let wallet = args.wallet()?;
             let hash = wallet.settle(TxBody::LeavePool { pool: parse_id(&id)? }, "the leave")?;
             if json { println!("{}", serde_json::json!({ "tx": hash })) } else { println!("left pool {id}") }
         }
@@ -163,8 +164,8 @@ fn print_pool(PoolView { id, pool }: &PoolView) {
 /// The hash of the model `text` names: a stored blob (`blake3:<hex>`, which must be in the
 /// store) or a file, uploaded unless the store already has it.
 fn stored_model(client: &Client, text: &str) -> Result<BlobHash> {
-    if let Some(hex) = text.strip_prefix(HASH_PREFIX) {
-        let hash = BlobHash(crate::client::parse_hash(hex, "a blob hash")?);
+    if text.starts_with(HASH_PREFIX) {
+        let hash = crate::blob::parse_hash(text)?;
         if !client.has_blob(&hash)? {
             bail!("the model {text} is not in the node's store; upload it with `ogpu blob put`");
         }
@@ -173,7 +174,8 @@ fn stored_model(client: &Client, text: &str) -> Result<BlobHash> {
     let path = Path::new(text);
     let hash = hash_file(path).with_context(|| format!("reading the model {}", path.display()))?;
     if !client.has_blob(&hash)? {
-        client.upload_blob(std::fs::File::open(path)?).with_context(|| format!("uploading {}", path.display()))?;
+        let mut bars = Bars::new();
+        ogpu_client::transfer::upload(client, path, |progress| bars.show(progress))?;
     }
     Ok(hash)
 }

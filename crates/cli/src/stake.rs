@@ -3,7 +3,6 @@
 
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
-use ogpu_client::Wallet;
 use ogpu_core::tx::{StakeRole, TxBody};
 use ogpu_core::{Address, Amount};
 
@@ -48,7 +47,7 @@ pub fn run(args: ClientArgs, command: StakeCommand) -> Result<()> {
         StakeCommand::Withdraw => (TxBody::Withdraw, "withdrawn"),
     };
     let what = body.kind();
-    let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
+    let wallet = args.wallet()?;
     let hash = wallet.settle(body, what)?;
     if args.format == Format::Json {
         println!("{}", serde_json::json!({ "tx": hash, "done": done }));

@@ -17,9 +17,8 @@ use indicatif::ProgressBar;
 use ogpu_chain::Event;
 use ogpu_chain::state::Outcome;
 use ogpu_client::spec::{ResolvedSpec, hash_file};
-use ogpu_client::task::{Quote, Step, TaskError, TaskHandle, quote};
+use ogpu_client::task::{Quote, TaskHandle, quote};
 use ogpu_client::types::TaskView;
-use ogpu_client::wallet::Wallet;
 use ogpu_client::{EventRecord, TaskFilter};
 use ogpu_core::spec::{Market, TaskSpec};
 use ogpu_core::tasklog::{LogBody, SignedLogEntry};
@@ -27,7 +26,7 @@ use ogpu_core::{Address, Amount, BlobHash, TaskId};
 use ogpu_runtime::{Job, Libraries, Progress, Runtimes};
 
 use crate::client::{ClientArgs, Format};
-use crate::exit::{Refused, TaskFailed};
+use crate::exit::TaskFailed;
 use crate::progress::Bars;
 
 #[derive(Subcommand)]
@@ -185,10 +184,7 @@ fn run_local(
     let cancel = AtomicBool::new(false);
     let progress = |progress: Progress| match progress {
         Progress::Log(line) => eprintln!("| {}", printable(&line)),
-        Progress::Step { done, total, metrics } => {
-            let metrics: String = metrics.iter().map(|(name, value)| format!(" {name} {value:.4}")).collect();
-            eprintln!("step {done}/{total}{metrics}");
-        }
+        Progress::Step { done, total, metrics } => eprintln!("{}", step_line(done, Some(total), &metrics)),
     };
     let job = Job {
         kind: spec.workload.kind,
@@ -246,7 +242,7 @@ fn run_local(
 /// Submits a resolved spec: prints what it reserves, uploads what the store lacks, puts
 /// it on chain and, unless `no_wait`, follows it to its end.
 pub fn submit(args: &ClientArgs, resolved: ResolvedSpec, no_wait: bool) -> Result<()> {
-    let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
+    let wallet = args.wallet()?;
     let table = args.format == Format::Table;
     let Quote { reserved, balance } = quote(&wallet, &resolved.spec)?;
     if table {
@@ -254,8 +250,7 @@ pub fn submit(args: &ClientArgs, resolved: ResolvedSpec, no_wait: bool) -> Resul
         println!("{name}: reserves {reserved} oGPU now (unused escrow comes back); balance {balance} oGPU");
     }
     let mut bars = Bars::new();
-    let task =
-        ogpu_client::task::submit(&wallet, &resolved, |progress| bars.show(progress)).map_err(refused_if_too_poor)?;
+    let task = ogpu_client::task::submit(&wallet, &resolved, |progress| bars.show(progress))?;
     let id = task.id();
     match (no_wait, table) {
         (true, true) => println!("task {id} submitted"),
@@ -271,14 +266,6 @@ pub fn submit(args: &ClientArgs, resolved: ResolvedSpec, no_wait: bool) -> Resul
     Ok(())
 }
 
-/// Too little balance is the chain's refusal, told before anything is sent.
-fn refused_if_too_poor(error: TaskError) -> anyhow::Error {
-    match error {
-        TaskError::TooLittleBalance { .. } => Refused(error.to_string()).into(),
-        other => other.into(),
-    }
-}
-
 /// Prints the task's chain events as they are finalized, with a live line of the latest
 /// step and its metrics beneath them (on a terminal), until the task ends.
 fn follow(task: &TaskHandle, table: bool) -> Result<Outcome> {
@@ -289,7 +276,7 @@ fn follow(task: &TaskHandle, table: bool) -> Result<Outcome> {
         std::thread::spawn(move || {
             let Ok(progress) = steps.progress() else { return };
             for step in progress.map_while(Result::ok) {
-                line.set_message(describe_step(&step));
+                line.set_message(step_line(step.step, step.total, &step.metrics));
                 line.tick();
             }
         });
@@ -305,10 +292,11 @@ fn follow(task: &TaskHandle, table: bool) -> Result<Outcome> {
     Ok(outcome)
 }
 
-fn describe_step(step: &Step) -> String {
-    let total = step.total.map(|t| format!("/{t}")).unwrap_or_default();
-    let metrics: String = step.metrics.iter().map(|(name, value)| format!(" {name} {value:.4}")).collect();
-    printable(&format!("step {}{total}{metrics}", step.step))
+/// `step 150/1200 loss 0.3102 ...`, for a terminal.
+fn step_line(step: u64, total: Option<u64>, metrics: &[(impl std::fmt::Display, f64)]) -> String {
+    let total = total.map(|t| format!("/{t}")).unwrap_or_default();
+    let metrics: String = metrics.iter().map(|(name, value)| format!(" {name} {value:.4}")).collect();
+    printable(&format!("step {step}{total}{metrics}"))
 }
 
 fn settled(id: &TaskId, outcome: &Outcome, table: bool) -> Result<()> {
@@ -397,8 +385,8 @@ fn list(args: &ClientArgs, of: Option<Address>, all: bool, phase: Option<String>
 }
 
 fn cancel(args: &ClientArgs, id: &TaskId) -> Result<()> {
-    let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
-    TaskHandle::new(args.client()?, *id).cancel(&wallet)?;
+    let wallet = args.wallet()?;
+    TaskHandle::new(wallet.client().clone(), *id).cancel(&wallet)?;
     if args.format == Format::Json {
         println!("{}", serde_json::json!({ "task": id, "cancelled": true }));
     } else {
@@ -408,8 +396,8 @@ fn cancel(args: &ClientArgs, id: &TaskId) -> Result<()> {
 }
 
 fn top_up(args: &ClientArgs, id: &TaskId, max_price: Amount) -> Result<()> {
-    let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
-    let task = TaskHandle::new(args.client()?, *id);
+    let wallet = args.wallet()?;
+    let task = TaskHandle::new(wallet.client().clone(), *id);
     task.top_up(&wallet, max_price)?;
     let view = task.detail()?.view.task;
     // As the wallet counts it: what executors and verifiers may be paid.

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use ogpu_client::Wallet;
 use ogpu_client::types::Account;
 use ogpu_core::tx::TxBody;
 use ogpu_core::{Address, Amount};
@@ -54,7 +53,7 @@ pub fn run(args: ClientArgs, command: WalletCommand) -> Result<()> {
             if json { println!("{}", serde_json::to_string(&account)?) } else { print_balance(&account)? }
         }
         WalletCommand::Send { to, amount } => {
-            let wallet = Wallet::new(args.signing_key()?, args.client()?)?;
+            let wallet = args.wallet()?;
             let hash = wallet.settle(TxBody::Transfer { to, amount }, "the transfer")?;
             if json {
                 println!("{}", serde_json::json!({ "tx": hash, "to": to, "amount": amount }));

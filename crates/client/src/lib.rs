@@ -12,6 +12,7 @@
 //! - `task`: submitting a resolved spec (uploading what the store lacks) and a
 //!   [`TaskHandle`] to wait for the task, read its progress and logs, fetch its result and
 //!   cancel it.
+//! - `kind`: [`ErrorKind`], the kind of failure each error is (refused, network, ...).
 //!
 //! Its dependencies are the chain's pure types, an HTTP/1.1 client and serde: no server,
 //! networking stack or database.
@@ -81,6 +82,7 @@
 #![warn(missing_docs)]
 
 mod http;
+mod kind;
 pub mod onnx;
 mod routes;
 pub mod spec;
@@ -90,6 +92,7 @@ pub mod types;
 pub mod wallet;
 
 pub use http::{Client, ClientError, EventStream, FeedItem, SseEvent};
+pub use kind::ErrorKind;
 pub use routes::TaskFilter;
 pub use task::{TaskError, TaskHandle};
 pub use types::{EventRecord, Refusal};

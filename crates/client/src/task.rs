@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ogpu_chain::state::{Outcome, Phase};
-use ogpu_chain::{Event, reservation};
+use ogpu_chain::{Event, Params, reservation};
 use ogpu_core::spec::{Market, TaskSpec};
 use ogpu_core::tasklog::{LogBody, SignedLogEntry};
 use ogpu_core::tx::TxBody;
@@ -85,10 +85,7 @@ impl TaskError {
     pub fn name(&self) -> &str {
         match self {
             TaskError::Client(error) | TaskError::Wallet(WalletError::Client(error)) => client_error_name(error),
-            TaskError::Transfer(TransferError::Blob { source, .. } | TransferError::Upload { source, .. }) => {
-                client_error_name(source)
-            }
-            TaskError::Transfer(_) => "transfer",
+            TaskError::Transfer(error) => error.client_error().map_or("transfer", client_error_name),
             TaskError::Wallet(WalletError::Refused { .. }) => "refused",
             TaskError::Wallet(WalletError::Timeout { .. }) | TaskError::Timeout { .. } => "timeout",
             TaskError::Wallet(WalletError::ChainId(_)) => "bad_chain_id",
@@ -120,13 +117,16 @@ pub struct Quote {
 
 /// What submitting `spec` from `wallet` would reserve under the chain's parameters now.
 pub fn quote(wallet: &Wallet, spec: &TaskSpec) -> Result<Quote, TaskError> {
+    quote_under(wallet, &wallet.client().params()?, spec)
+}
+
+fn quote_under(wallet: &Wallet, params: &Params, spec: &TaskSpec) -> Result<Quote, TaskError> {
     let client = wallet.client();
-    let params = client.params()?;
     let (price_cap, pooled) = match &spec.market {
         Market::Auction { max_price, .. } => (*max_price, false),
         Market::Pool { pool } => (client.pool(pool)?.pool.spec.price_per_job, true),
     };
-    let reserved = reservation(&params, spec, price_cap, pooled).and_then(|r| r.total()).ok_or(TaskError::Overflow)?;
+    let reserved = reservation(params, spec, price_cap, pooled).and_then(|r| r.total()).ok_or(TaskError::Overflow)?;
     let balance = client.account(&wallet.address())?.balance;
     Ok(Quote { reserved, balance })
 }
@@ -141,7 +141,8 @@ pub fn submit(
     mut on_upload: impl FnMut(Progress<'_>),
 ) -> Result<TaskHandle, TaskError> {
     let client = wallet.client();
-    let max = client.params()?.max_blob_bytes;
+    let params = client.params()?;
+    let max = params.max_blob_bytes;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| TaskError::Transfer(TransferError::Io { path, source })
@@ -158,13 +159,13 @@ pub fn submit(
         if size > max {
             return Err(TaskError::TooBig { path: path.clone(), size, max });
         }
-        missing.push((hash, path, size));
+        missing.push(path);
     }
-    let Quote { reserved, balance } = quote(wallet, &resolved.spec)?;
+    let Quote { reserved, balance } = quote_under(wallet, &params, &resolved.spec)?;
     if balance < reserved {
         return Err(TaskError::TooLittleBalance { reserved, balance, holder: wallet.address() });
     }
-    for (_, path, _) in missing {
+    for path in missing {
         crate::transfer::upload(client, path, &mut on_upload)?;
     }
     let id = TaskId(wallet.settle(TxBody::SubmitTask { spec: resolved.spec.clone() }, "the task")?);
@@ -277,7 +278,7 @@ impl TaskHandle {
     ) -> Result<impl Iterator<Item = Result<SignedLogEntry, ClientError>> + Send + use<>, ClientError> {
         let stream = self.client.follow_task_logs(&self.id)?;
         Ok(stream.filter_map(|event| match event {
-            Ok(event) => serde_json::from_str::<SignedLogEntry>(&event.data).ok().map(Ok),
+            Ok(event) => log_entry(&event).map(Ok),
             Err(error) => Some(Err(ClientError::Io(error))),
         }))
     }
@@ -288,8 +289,7 @@ impl TaskHandle {
     /// other way. Only entries whose signature holds count.
     pub fn progress(&self) -> Result<Box<dyn Iterator<Item = Result<Step, ClientError>> + Send>, ClientError> {
         if self.outcome()?.is_some() {
-            let kept = self.logs()?.into_iter().filter_map(|entry| step_of(&entry)).map(Ok);
-            return Ok(Box::new(kept.collect::<Vec<_>>().into_iter()));
+            return Ok(Box::new(self.logs()?.into_iter().filter_map(|entry| step_of(&entry)).map(Ok)));
         }
         let mut events = self.client.follow_task_logs(&self.id)?;
         let task = self.clone();
@@ -308,7 +308,7 @@ impl TaskHandle {
                     }
                     continue;
                 }
-                let Ok(entry) = serde_json::from_str::<SignedLogEntry>(&event.data) else { continue };
+                let Some(entry) = log_entry(&event) else { continue };
                 over = matches!(entry.entry.body, LogBody::Finished { .. } | LogBody::Failed { .. });
                 if let Some(step) = step_of(&entry) {
                     return Some(Ok(step));
@@ -355,6 +355,11 @@ fn ended(phase: &Phase) -> Option<Outcome> {
         Phase::Done(outcome) => Some(outcome.clone()),
         _ => None,
     }
+}
+
+/// The log entry a `log` event of a task's log stream carries.
+fn log_entry(event: &SseEvent) -> Option<SignedLogEntry> {
+    serde_json::from_str(&event.data).ok()
 }
 
 fn step_of(entry: &SignedLogEntry) -> Option<Step> {

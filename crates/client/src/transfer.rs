@@ -43,6 +43,16 @@ pub enum TransferError {
     Manifest(#[from] ManifestError),
 }
 
+impl TransferError {
+    /// What the API or the transport reported, when moving a blob failed there.
+    pub fn client_error(&self) -> Option<&ClientError> {
+        match self {
+            TransferError::Blob { source, .. } | TransferError::Upload { source, .. } => Some(source),
+            TransferError::Io { .. } | TransferError::Manifest(_) => None,
+        }
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TransferError + '_ {
     move |source| TransferError::Io { path: path.to_path_buf(), source }
 }

@@ -5,9 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Node, agent, free_port, genesis, transfer};
+use common::{Node, agent, client_once_finalizing, free_port, genesis, transfer};
 use ogpu_client::types::TxState;
-use ogpu_client::{Client, Refusal, TaskFilter, Verdict, Wallet};
+use ogpu_client::{Refusal, TaskFilter, Verdict, Wallet};
 use ogpu_core::tx::Transaction;
 use ogpu_core::{Address, Amount, BlobHash, Hash, TaskId};
 
@@ -18,10 +18,7 @@ async fn every_route_answers_in_the_types_the_client_reads() {
     let genesis = genesis();
     let node = Node::start(data.path(), &genesis, port, 100).await;
     tokio::task::spawn_blocking(move || {
-        let client = Client::new(&format!("http://127.0.0.1:{port}")).unwrap();
-        while client.status().map_or(0, |s| s.finalized_height) < 1 {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let client = client_once_finalizing(port);
         let status = client.status().unwrap();
         assert_eq!((status.chain_id.as_str(), status.validators), ("ogpu-test", 1));
         let params = client.params().unwrap();

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Node, agent, free_port, genesis, transfer};
+use common::{Node, agent, client_once_finalizing, free_port, genesis, transfer};
 use ogpu_client::types::TxState;
 use ogpu_client::wallet::{Verdict, Wallet};
 
@@ -19,10 +19,7 @@ async fn the_wallet_resynchronises_when_a_transaction_it_sent_disappears() {
     let genesis = genesis();
     let node = Node::start(data.path(), &genesis, port, 3_600_000).await;
     let wallet = tokio::task::spawn_blocking(move || {
-        let client = ogpu_client::Client::new(&format!("http://127.0.0.1:{port}")).unwrap();
-        while client.status().unwrap().finalized_height < 1 {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let client = client_once_finalizing(port);
         let wallet = Wallet::new(agent(), client.clone()).unwrap();
         let sent = wallet.send(transfer()).unwrap();
         assert_eq!(client.tx(&sent).unwrap().state, TxState::Pending);
@@ -58,10 +55,7 @@ async fn the_wallet_pays_a_minimum_fee_raised_by_governance() {
     let raised = genesis.params.min_fee.checked_mul(3).unwrap();
     let node = Node::start(data.path(), &genesis, port, 100).await;
     let verdict = tokio::task::spawn_blocking(move || {
-        let client = ogpu_client::Client::new(&format!("http://127.0.0.1:{port}")).unwrap();
-        while client.status().unwrap().finalized_height < 1 {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let client = client_once_finalizing(port);
         let wallet = Wallet::new(agent(), client.clone()).unwrap();
         // The only validator proposes, and its own vote carries the proposal.
         let governor = Wallet::new(validator, client.clone()).unwrap();

@@ -156,18 +156,17 @@ struct Fetch {
     total: Option<u64>,
     /// When the fetch gives up, whoever it is asking (ms).
     deadline_ms: u64,
-    /// When to ask `peer` again for `chunk` (ms), after it declined for now.
-    resume: Option<Resume>,
+    /// When to ask this peer again for the next chunk (ms), after it declined for now.
+    resume: Option<(u64, PeerId)>,
     /// Declines in a row from the peer being asked.
     declined: u32,
 }
 
-/// A chunk to ask for again once a peer's rate allowance has refilled.
-#[derive(Debug, Clone, Copy)]
-struct Resume {
-    at_ms: u64,
-    peer: PeerId,
-    chunk: u64,
+impl Fetch {
+    /// The chunk to ask for next: the one after those written.
+    fn next_chunk(&self) -> u64 {
+        self.writer.written() / crate::blobs::CHUNK_BYTES as u64
+    }
 }
 
 /// Blob fetches in progress at once, at most.
@@ -745,8 +744,7 @@ impl Node {
             // node is over its rate allowance there, so ask again once that has refilled.
             Ok(ChunkAnswer(None)) if fetch.total.is_some() && fetch.declined < MAX_DECLINES => {
                 fetch.declined += 1;
-                let chunk = fetch.writer.written() / crate::blobs::CHUNK_BYTES as u64;
-                fetch.resume = Some(Resume { at_ms: now_ms() + DECLINED_RETRY_MS, peer, chunk });
+                fetch.resume = Some((now_ms() + DECLINED_RETRY_MS, peer));
                 return;
             }
             Ok(ChunkAnswer(None)) => return self.next_peer(hash, format!("{peer} does not have it")),
@@ -777,7 +775,7 @@ impl Node {
             return self.next_peer(hash, error.to_string());
         }
         if fetch.writer.written() < total {
-            let chunk = fetch.writer.written() / crate::blobs::CHUNK_BYTES as u64;
+            let chunk = fetch.next_chunk();
             return self.request_chunk(hash, peer, chunk);
         }
         let Some(Fetch { writer, untried, waiters, .. }) = self.fetches.remove(&hash) else { return };
@@ -824,7 +822,7 @@ impl Node {
 
     /// When the next fetch that a peer declined is due to ask again (ms).
     fn next_resume(&self) -> Option<u64> {
-        self.fetches.values().filter_map(|fetch| fetch.resume.map(|r| r.at_ms)).min()
+        self.fetches.values().filter_map(|fetch| fetch.resume.map(|(at_ms, _)| at_ms)).min()
     }
 
     /// Asks again for the chunks whose wait is over.
@@ -832,11 +830,11 @@ impl Node {
         let now = now_ms();
         let mut due = Vec::new();
         for (hash, fetch) in &mut self.fetches {
-            if let Some(resume) = fetch.resume.take_if(|resume| resume.at_ms <= now) {
-                due.push((*hash, resume));
+            if let Some((_, peer)) = fetch.resume.take_if(|(at_ms, _)| *at_ms <= now) {
+                due.push((*hash, peer, fetch.next_chunk()));
             }
         }
-        for (hash, Resume { peer, chunk, .. }) in due {
+        for (hash, peer, chunk) in due {
             self.request_chunk(hash, peer, chunk);
         }
     }

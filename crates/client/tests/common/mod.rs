@@ -68,6 +68,16 @@ pub fn transfer() -> TxBody {
     TxBody::Transfer { to: Address([4; 20]), amount: Amount::ogpu(1) }
 }
 
+/// A client of the API on `port`, once the node behind it has finalized a block (call it
+/// from a blocking thread).
+pub fn client_once_finalizing(port: u16) -> ogpu_client::Client {
+    let client = ogpu_client::Client::new(&format!("http://127.0.0.1:{port}")).unwrap();
+    while client.status().map_or(0, |s| s.finalized_height) < 1 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    client
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
