@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::Method;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ogpu_node::rate::TokenBucket;
@@ -121,6 +121,12 @@ fn take(
     buckets.entry(client).or_insert_with(new).take(now, cost)
 }
 
+/// A refusal made before the request was looked at, which the same request may pass in a
+/// second: `Retry-After` tells clients to send it again then (`ogpu-client` does).
+fn try_again_soon(error: ApiError) -> Response {
+    ([(header::RETRY_AFTER, "1")], error).into_response()
+}
+
 /// The middleware every request passes: the caller's allowance, a place among the
 /// requests in progress, and the time limit.
 pub(crate) async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
@@ -128,11 +134,13 @@ pub(crate) async fn guard(State(guard): State<Arc<Guard>>, request: Request, nex
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
     if client.is_some_and(|client| !guard.allow(client)) {
         let detail = format!("over {} requests a second from one address", guard.limits.requests_per_s);
-        return ApiError::too_many("rate_limited", detail).into_response();
+        return try_again_soon(ApiError::too_many("rate_limited", detail));
     }
     let Ok(_permit) = guard.in_flight.clone().try_acquire_owned() else {
-        return ApiError::unavailable_because("busy", "the node is answering as many requests as it can")
-            .into_response();
+        return try_again_soon(ApiError::unavailable_because(
+            "busy",
+            "the node is answering as many requests as it can",
+        ));
     };
     let uploading = request.method() == Method::POST && request.uri().path() == "/v1/blobs";
     if uploading {

@@ -123,14 +123,11 @@ fn connect(api: SocketAddr) -> Result<Client> {
     Ok(Client::new(&format!("http://{api}"))?)
 }
 
-fn free_port() -> Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
 pub fn run(mib: usize) -> Result<()> {
     let mut bytes = payload(mib << 20);
     let data = std::env::temp_dir().join(format!("ogpu-bench-blobs-{}", std::process::id()));
-    let (first, second) = (free_port()?, free_port()?);
+    let ports = crate::devnet::free_ports(2, &[])?;
+    let [first, second] = [ports[0], ports[1]].map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
     let mut devnet = std::process::Command::new(std::env::current_exe()?)
         .args(["devnet", "--validators", "2", "--providers", "0"])
         .args(["--api", &first.to_string(), "--api", &second.to_string(), "--data"])

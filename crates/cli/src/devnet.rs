@@ -148,8 +148,18 @@ fn prepare(args: &DevnetArgs) -> Result<Vec<SecretKey>> {
     Ok(keys)
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// `count` ports free now and different from each other and from the API's: each is held
+/// until all are chosen, since a port given back can be handed out again at once.
+pub(crate) fn free_ports(count: usize, api: &[SocketAddr]) -> Result<Vec<u16>> {
+    let mut held = Vec::new();
+    while held.len() < count {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        if api.iter().all(|api| api.port() != port) {
+            held.push(listener);
+        }
+    }
+    held.iter().map(|listener| Ok(listener.local_addr()?.port())).collect()
 }
 
 fn child_name(args: &DevnetArgs, validators: usize, i: usize) -> String {
@@ -196,7 +206,7 @@ pub fn run(args: DevnetArgs) -> Result<()> {
         bail!("give --api once per validator that serves it, 1 to {} times", args.validators);
     }
     let keys = prepare(&args)?;
-    let ports: Vec<u16> = (0..keys.len()).map(|_| free_port()).collect::<Result<_>>()?;
+    let ports = free_ports(keys.len(), &args.apis)?;
     let addresses: Vec<String> = keys
         .iter()
         .zip(&ports)

@@ -167,10 +167,32 @@ impl Client {
         move |source| ClientError::Transport { url, source: Box::new(source) }
     }
 
+    /// Sends what `send` makes, and again while the API answers that the same request may
+    /// pass shortly (`Retry-After`: a rate limit or a full house, refused before the
+    /// request was looked at), at most [`RETRIES`] times.
+    fn call(
+        &self,
+        path: &str,
+        send: impl Fn() -> Result<Response<Body>, ureq::Error>,
+    ) -> Result<Response<Body>, ClientError> {
+        let mut retries = 0;
+        loop {
+            let response = send().map_err(self.transport(path))?;
+            match retry_after(&response) {
+                Some(wait) if retries < RETRIES => {
+                    tracing::debug!(path, ?wait, "the API asked for the request again later");
+                    retries += 1;
+                    std::thread::sleep(wait);
+                }
+                _ => return Ok(response),
+            }
+        }
+    }
+
     /// `GET`s `path` (such as `/v1/status`) and reads the JSON answer as `T`; for routes
     /// without a typed call.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let response = self.agent.get(self.url(path)).call().map_err(self.transport(path))?;
+        let response = self.call(path, || self.agent.get(self.url(path)).call())?;
         json_answer(path, response)
     }
 
@@ -178,12 +200,9 @@ impl Client {
     /// without a typed call.
     pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
         let body = serde_json::to_vec(body).map_err(|e| decode_error(path, e))?;
-        let response = self
-            .agent
-            .post(self.url(path))
-            .header("content-type", "application/json")
-            .send(&body[..])
-            .map_err(self.transport(path))?;
+        let response = self.call(path, || {
+            self.agent.post(self.url(path)).header("content-type", "application/json").send(&body[..])
+        })?;
         json_answer(path, response)
     }
 
@@ -203,7 +222,7 @@ impl Client {
     /// Streams a blob into `out` and checks that what arrived has the hash asked for.
     pub fn download_blob(&self, hash: &BlobHash, out: &mut impl Write) -> Result<u64, ClientError> {
         let path = format!("/v1/blobs/{hash}");
-        let response = self.streaming.get(self.url(&path)).call().map_err(self.transport(&path))?;
+        let response = self.call(&path, || self.streaming.get(self.url(&path)).call())?;
         let mut body = success(&path, response)?.into_body().into_reader();
         let mut hasher = blake3::Hasher::new();
         let mut buffer = vec![0u8; 64 * 1024];
@@ -227,7 +246,7 @@ impl Client {
     /// Whether the store holds the blob: a `HEAD` of its route, which sends no bytes.
     pub fn has_blob(&self, hash: &BlobHash) -> Result<bool, ClientError> {
         let path = format!("/v1/blobs/{hash}");
-        let response = self.agent.head(self.url(&path)).call().map_err(self.transport(&path))?;
+        let response = self.call(&path, || self.agent.head(self.url(&path)).call())?;
         match response.status().as_u16() {
             404 => Ok(false),
             _ => success(&path, response).map(|_| true),
@@ -237,18 +256,27 @@ impl Client {
     /// Opens a server-sent event stream, for example `/v1/events?task=ID`; reading it
     /// fails once `within` has passed since it was opened, when one is given.
     pub(crate) fn stream(&self, path: &str, within: Option<Duration>) -> Result<EventStream, ClientError> {
-        let response = self
-            .streaming
-            .get(self.url(path))
-            .header("accept", "text/event-stream")
-            .config()
-            .timeout_global(within)
-            .build()
-            .call()
-            .map_err(self.transport(path))?;
+        let response = self.call(path, || {
+            let request = self.streaming.get(self.url(path)).header("accept", "text/event-stream");
+            request.config().timeout_global(within).build().call()
+        })?;
         let body = success(path, response)?.into_body().into_reader();
         Ok(EventStream { lines: Box::new(BufReader::new(body)) })
     }
+}
+
+/// How many times a request the API asked to have sent again is sent again.
+const RETRIES: u32 = 5;
+
+/// The longest `Retry-After` obeyed; an answer asking for a longer wait is the error it
+/// carries, for the caller to decide.
+const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// The wait an answer asks for before the same request is sent again, when it asks for one
+/// this client obeys (whole seconds, the form the API sends).
+fn retry_after(response: &Response<Body>) -> Option<Duration> {
+    let seconds: u64 = response.headers().get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds)).filter(|wait| *wait <= LONGEST_RETRY_AFTER)
 }
 
 fn decode_error(what: &str, error: impl std::fmt::Display) -> ClientError {

@@ -185,6 +185,9 @@ impl Wallet {
     /// Waits for a transaction sent earlier to be finalized.
     pub fn wait(&self, hash: &Hash, what: &str, timeout: Duration) -> Result<Verdict, WalletError> {
         let started = Instant::now();
+        // Soon at first (a devnet finalizes within a block or two), then gentler: a wallet
+        // waiting a minute should not spend the node's allowance for its address.
+        let mut poll = Duration::from_millis(50);
         while started.elapsed() < timeout {
             match self.client.tx(hash) {
                 Ok(view) => {
@@ -196,7 +199,8 @@ impl Wallet {
                 Err(error) if error.api_error() == Some("unknown_transaction") => {}
                 Err(error) => return Err(error.into()),
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(poll);
+            poll = (poll * 2).min(Duration::from_millis(200));
         }
         Err(WalletError::Timeout { what: what.to_string(), seconds: timeout.as_secs() })
     }

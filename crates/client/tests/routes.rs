@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Node, agent, client_once_finalizing, free_port, genesis, transfer};
+use ogpu_api::Limits;
 use ogpu_client::types::TxState;
 use ogpu_client::{Refusal, TaskFilter, Verdict, Wallet};
 use ogpu_core::tx::Transaction;
@@ -74,6 +75,30 @@ async fn every_route_answers_in_the_types_the_client_reads() {
         let mut back = Vec::new();
         client.download_blob(&blob, &mut back).unwrap();
         assert_eq!(back, bytes);
+    })
+    .await
+    .unwrap();
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_rate_limit_is_sent_again_when_the_api_says_so() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let limits = Limits { requests_per_s: 2, burst: 2, ..Limits::default() };
+    let node = Node::start_with(data.path(), &genesis(), port, 100, limits).await;
+    tokio::task::spawn_blocking(move || {
+        let url = format!("http://127.0.0.1:{port}/v1/status");
+        let raw = ureq::Agent::new_with_config(ureq::config::Config::builder().http_status_as_error(false).build());
+        let statuses: Vec<u16> = (0..3).map(|_| raw.get(&url).call().unwrap().status().as_u16()).collect();
+        assert_eq!(statuses, [200, 200, 429], "a burst of 2 lets the third request through only later");
+        let refused = raw.get(&url).call().unwrap();
+        assert_eq!(refused.headers().get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
+
+        let client = ogpu_client::Client::new(&format!("http://127.0.0.1:{port}")).unwrap();
+        for i in 0..6 {
+            client.status().unwrap_or_else(|error| panic!("request {i} over the limit: {error}"));
+        }
     })
     .await
     .unwrap();

@@ -65,12 +65,24 @@ impl Devnet {
             .unwrap();
         let client = Client::new(&api).unwrap();
         let devnet = Devnet { child, data, api, client };
-        wait_for("three staked providers", Duration::from_secs(120), || {
-            let listed = devnet.client.providers(None).ok()?;
-            let staked = listed.providers.iter().filter(|p| p.provider.stake >= Amount::ogpu(500)).count();
-            (staked == 3).then_some(())
-        });
-        devnet
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let listed = devnet.client.providers(None);
+            let staked = listed
+                .as_ref()
+                .map_or(0, |listed| listed.providers.iter().filter(|p| p.provider.stake >= Amount::ogpu(500)).count());
+            if staked == 3 {
+                return devnet;
+            }
+            // What the chain had got to tells a stalled chain from stalled providers.
+            assert!(
+                Instant::now() < deadline,
+                "timed out after 120 s waiting for three staked providers; the API says {:?} and {:?}",
+                devnet.client.status(),
+                listed.map(|listed| listed.providers)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     pub fn path(&self) -> &Path {

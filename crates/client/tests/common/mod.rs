@@ -1,8 +1,10 @@
 //! A one-validator node with its API, in the test's process, for the client to talk to.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use ogpu_api::Limits;
 use ogpu_chain::Genesis;
 use ogpu_chain::genesis::{Allocation, GenesisValidator};
 use ogpu_core::tx::TxBody;
@@ -40,15 +42,21 @@ pub struct Node {
 
 impl Node {
     pub async fn start(data: &Path, genesis: &Genesis, port: u16, block_ms: u64) -> Node {
+        Node::start_with(data, genesis, port, block_ms, Limits::default()).await
+    }
+
+    /// A node whose API keeps to `limits`, served as the node binary serves it: with each
+    /// caller's address, which the per-address allowance is kept by.
+    pub async fn start_with(data: &Path, genesis: &Genesis, port: u16, block_ms: u64, limits: Limits) -> Node {
         let config = NodeConfig { min_block_interval_ms: block_ms, ..NodeConfig::default() };
         let key = SecretKey::from_name("client-test-validator");
         let (handle, node) = service::start(config, data.to_path_buf(), key, genesis.clone()).unwrap();
         let (stop, shutdown) = oneshot::channel();
         tokio::spawn(node.run(shutdown));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-        let router = ogpu_api::router(handle);
+        let service = ogpu_api::router_with(handle, limits).into_make_service_with_connect_info::<SocketAddr>();
         let api = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = axum::serve(listener, service).await;
         });
         Node { stop: Some(stop), api }
     }
