@@ -70,8 +70,17 @@ pub enum SpecError {
         /// What the field says.
         value: String,
     },
-    /// The spec does not parse as TOML or JSON, does not have a task spec's shape, or
-    /// breaks the chain's rules for specs.
+    /// A field breaks the chain's rules for specs (a price of 0, a limit it does not take).
+    #[error("{spec} is not a valid task spec: {field}: {problem}")]
+    Rule {
+        /// The spec file.
+        spec: PathBuf,
+        /// The field, such as `market.max_price`.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The spec does not parse as TOML or JSON, or does not have a task spec's shape.
     #[error("{spec} is not a valid task spec: {reason}")]
     Invalid {
         /// The spec file.
@@ -79,6 +88,19 @@ pub enum SpecError {
         /// What is wrong, as the parser or the spec's validation put it.
         reason: String,
     },
+}
+
+impl SpecError {
+    /// The field of the spec that is wrong, when one is: `workload.program`,
+    /// `market.max_price`, ...
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            SpecError::File { field, .. } | SpecError::Reference { field, .. } | SpecError::Rule { field, .. } => {
+                Some(field)
+            }
+            SpecError::Read { .. } | SpecError::Invalid { .. } => None,
+        }
+    }
 }
 
 /// Reads the spec at `path` (JSON when it ends in `.json`, TOML otherwise) and hashes the
@@ -99,6 +121,8 @@ pub fn resolve(path: &Path) -> Result<ResolvedSpec, SpecError> {
 /// files relative to `base`; errors call the spec `origin`.
 pub fn resolve_document(mut document: Value, base: &Path, origin: &Path) -> Result<ResolvedSpec, SpecError> {
     let invalid = |reason: String| SpecError::Invalid { spec: origin.to_path_buf(), reason };
+    let rule =
+        |field: &str, problem: String| SpecError::Rule { spec: origin.to_path_buf(), field: field.into(), problem };
     let mut files = BTreeMap::new();
     let mut resolve_field = |field: String, value: &mut Value| -> Result<(), SpecError> {
         // A value that is not text is left for the spec's own parsing to refuse.
@@ -108,7 +132,7 @@ pub fn resolve_document(mut document: Value, base: &Path, origin: &Path) -> Resu
         Ok(())
     };
     if let Some(workload) = document.get_mut("workload") {
-        fill_limits(workload).map_err(invalid)?;
+        fill_limits(workload).map_err(|problem| rule("workload.limits.fuel", problem))?;
         if let Some(program) = workload.get_mut("program") {
             resolve_field("workload.program".into(), program)?;
         }
@@ -119,7 +143,7 @@ pub fn resolve_document(mut document: Value, base: &Path, origin: &Path) -> Resu
         }
     }
     let spec: TaskSpec = serde_json::from_value(document).map_err(|e| invalid(e.to_string()))?;
-    spec.validate().map_err(|e| invalid(e.to_string()))?;
+    spec.validate().map_err(|e| rule(e.field, e.problem))?;
     Ok(ResolvedSpec { spec, files })
 }
 
@@ -134,7 +158,7 @@ fn fill_limits(workload: &mut Value) -> Result<(), String> {
     let limits = fields.entry("limits").or_insert_with(|| Value::Object(Default::default()));
     let Some(limits) = limits.as_object_mut() else { return Ok(()) };
     if kind != WorkloadKind::Wasm && limits.contains_key("fuel") {
-        return Err("workload.limits.fuel: only wasm tasks count fuel; leave it out".into());
+        return Err("only wasm tasks count fuel; leave it out".into());
     }
     let defaults = default_limits(kind);
     let stated = [

@@ -288,8 +288,18 @@ impl TaskHandle {
     /// or failed, or (checked at each of the stream's keep-alives) until the task ended some
     /// other way. Only entries whose signature holds count.
     pub fn progress(&self) -> Result<Box<dyn Iterator<Item = Result<Step, ClientError>> + Send>, ClientError> {
+        let entries = self.verified_entries()?;
+        Ok(Box::new(entries.filter_map(|entry| entry.map(|entry| step_of(&entry)).transpose())))
+    }
+
+    /// The task's log entries whose signature holds, as [`TaskHandle::progress`] reads
+    /// them: those kept so far when the task has ended, otherwise each as it arrives until
+    /// an executor finished or failed, or the task ended some other way.
+    pub fn verified_entries(
+        &self,
+    ) -> Result<Box<dyn Iterator<Item = Result<SignedLogEntry, ClientError>> + Send>, ClientError> {
         if self.outcome()?.is_some() {
-            return Ok(Box::new(self.logs()?.into_iter().filter_map(|entry| step_of(&entry)).map(Ok)));
+            return Ok(Box::new(self.logs()?.into_iter().filter(|entry| entry.verify().is_ok()).map(Ok)));
         }
         let mut events = self.client.follow_task_logs(&self.id)?;
         let task = self.clone();
@@ -308,11 +318,9 @@ impl TaskHandle {
                     }
                     continue;
                 }
-                let Some(entry) = log_entry(&event) else { continue };
+                let Some(entry) = log_entry(&event).filter(|entry| entry.verify().is_ok()) else { continue };
                 over = matches!(entry.entry.body, LogBody::Finished { .. } | LogBody::Failed { .. });
-                if let Some(step) = step_of(&entry) {
-                    return Some(Ok(step));
-                }
+                return Some(Ok(entry));
             }
             None
         });
@@ -362,11 +370,10 @@ fn log_entry(event: &SseEvent) -> Option<SignedLogEntry> {
     serde_json::from_str(&event.data).ok()
 }
 
-fn step_of(entry: &SignedLogEntry) -> Option<Step> {
+/// The step an entry reports, if it reports one (its signature is checked by the caller).
+pub fn step_of(entry: &SignedLogEntry) -> Option<Step> {
     match &entry.entry.body {
-        LogBody::Step { step, total, metrics } if entry.verify().is_ok() => {
-            Some(Step { step: *step, total: *total, metrics: metrics.clone() })
-        }
+        LogBody::Step { step, total, metrics } => Some(Step { step: *step, total: *total, metrics: metrics.clone() }),
         _ => None,
     }
 }

@@ -1,0 +1,165 @@
+// Small helpers shared by the dashboards' pages: JSON requests, server-sent events, a DOM
+// builder, field errors, exact amounts and uPlot charts. No framework; data only ever
+// reaches the page as text (textContent, attributes), never as HTML.
+
+/**
+ * Fetches a same-origin path. A plain object or array `body` is sent as JSON; anything
+ * else (a string, Blob, File) is sent as is, so a caller that needs an exact
+ * Content-Type wraps it in a typed Blob. Answers the parsed JSON, or the Response when
+ * `json` is false. A non-2xx answer throws an Error with the server's
+ * `{error, detail, field}` as `.error`, `.detail`, `.field` (and `.status`).
+ */
+export async function api(path, { method = 'GET', body, json = true } = {}) {
+  const init = { method, headers: { Accept: 'application/json' } };
+  if (isPlain(body)) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  } else if (body !== undefined) {
+    init.body = body;
+  }
+  const response = await fetch(path, init);
+  if (!response.ok) {
+    const answer = await response.json().catch(() => ({}));
+    const error = new Error(answer.detail || answer.error || `${response.status} ${response.statusText}`);
+    error.error = answer.error ?? 'http';
+    error.detail = error.message;
+    error.field = answer.field ?? null;
+    error.status = response.status;
+    throw error;
+  }
+  return json ? response.json() : response;
+}
+
+function isPlain(value) {
+  return Array.isArray(value) || (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype);
+}
+
+/**
+ * Opens an EventSource on `path` and calls `handlers[name](data, event)` for each named
+ * event, with its data parsed as JSON. Answers the EventSource: the caller closes it.
+ */
+export function stream(path, handlers) {
+  const source = new EventSource(path);
+  for (const [name, handle] of Object.entries(handlers)) {
+    source.addEventListener(name, (event) => handle(JSON.parse(event.data), event));
+  }
+  return source;
+}
+
+/**
+ * Builds an element. `attrs`: `class`, any attribute (true: present, false/null/undefined:
+ * absent), and `onNAME` functions, added as listeners (the CSP forbids inline handlers).
+ * Children: nodes, strings and numbers (as text), arrays of them; null and false are skipped.
+ */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs ?? {})) {
+    if (typeof value === 'function' && key.startsWith('on')) node.addEventListener(key.slice(2), value);
+    else if (value === true) node.setAttribute(key, '');
+    else if (value !== false && value != null) node.setAttribute(key, String(value));
+  }
+  // append() turns strings and numbers into text nodes.
+  node.append(...children.flat(Infinity).filter((child) => child != null && child !== false));
+  return node;
+}
+
+/**
+ * Shows `errors` ([{field, detail}]) as `<p class="field-error" data-field=FIELD>` right
+ * after the control in `container` whose `data-field` is FIELD, or at the top of
+ * `container` when none matches. Clears the errors shown before.
+ */
+export function showFieldErrors(container, errors) {
+  container.querySelectorAll('.field-error').forEach((old) => old.remove());
+  container.querySelectorAll('[aria-invalid]').forEach((control) => control.removeAttribute('aria-invalid'));
+  const last = new Map(); // where each anchor's previous error went, to keep their order
+  for (const { field, detail } of errors) {
+    const control = field ? container.querySelector(`[data-field="${CSS.escape(field)}"]:not(.field-error)`) : null;
+    const message = el('p', { class: 'field-error', 'data-field': field }, detail);
+    const anchor = control ?? container;
+    if (last.has(anchor)) last.get(anchor).after(message);
+    else if (control) control.after(message);
+    else container.prepend(message);
+    last.set(anchor, message);
+    control?.setAttribute('aria-invalid', 'true');
+  }
+}
+
+/** A long hex id or address shortened for display: `0x1234ab…cdef`. */
+export function shortId(hex) {
+  return hex.length > 14 ? `${hex.slice(0, 8)}…${hex.slice(-4)}` : hex;
+}
+
+/**
+ * An amount's decimal string ("999.9649") as a BigInt of base units (18 decimals), so
+ * amounts compare exactly. Throws on anything else.
+ */
+export function toUnits(amount) {
+  const match = /^(\d+)(?:\.(\d{1,18}))?$/.exec(String(amount).trim());
+  if (!match) throw new Error(`not an amount: ${amount}`);
+  return BigInt(match[1] + (match[2] ?? '').padEnd(18, '0'));
+}
+
+/**
+ * A uPlot chart filling `div`'s width, resized with the window. `series`:
+ * [{name, label, stroke, scale, range, stepped}] plotted against x (a step, or with `time`
+ * a time in seconds); series sharing a `scale` share an axis (the first on the left,
+ * others on the right), `range` fixes a scale, such as [0, 1], and `stepped` draws a value
+ * that holds until the next point (a running total). Answers:
+ * - `push(x, valuesByName)`: appends a point (a missing value leaves a gap); redraws at
+ *   most once per animation frame, however fast points arrive;
+ * - `clear()`: drops every point;
+ * - `destroy()`: removes the chart and its resize listener.
+ */
+export function chart(div, series, { time = false, height = 240 } = {}) {
+  const scales = { x: { time } };
+  const axes = [{}];
+  for (const { scale = 'y', range } of series) {
+    if (scale in scales) continue;
+    scales[scale] = range ? { range } : {};
+    const first = axes.length === 1;
+    axes.push({ scale, side: first ? 3 : 1, grid: { show: first } });
+  }
+  const data = [[], ...series.map(() => [])];
+  const width = () => Math.max(div.clientWidth, 200);
+  const plot = new globalThis.uPlot({
+    width: width(),
+    height,
+    scales,
+    axes,
+    series: [
+      { label: time ? 'time' : 'step' },
+      ...series.map(({ name, label, stroke, scale = 'y', stepped }) => ({
+        label: label ?? name, stroke, scale, width: 2, spanGaps: true,
+        ...(stepped && { paths: globalThis.uPlot.paths.stepped({ align: 1 }) }),
+      })),
+    ],
+  }, data.map((column) => column.slice()), div);
+
+  let frame = 0;
+  const draw = () => {
+    frame ||= requestAnimationFrame(() => {
+      frame = 0;
+      // Copies: uPlot keeps the arrays it is given, and push() grows these between frames.
+      plot.setData(data.map((column) => column.slice()));
+    });
+  };
+  const resize = () => plot.setSize({ width: width(), height });
+  window.addEventListener('resize', resize);
+
+  return {
+    push(x, values) {
+      data[0].push(x);
+      series.forEach(({ name }, i) => data[i + 1].push(typeof values[name] === 'number' ? values[name] : null));
+      draw();
+    },
+    clear() {
+      data.forEach((column) => { column.length = 0; });
+      draw();
+    },
+    destroy() {
+      cancelAnimationFrame(frame);
+      window.removeEventListener('resize', resize);
+      plot.destroy();
+    },
+  };
+}
