@@ -40,7 +40,7 @@ class Devnet:
         self.data = data
         self.log = open(data / "devnet.log", "wb")
         self.process = subprocess.Popen(
-            [ogpu_bin(), "devnet", "--validators", "3", "--providers", "3", "--api", f"127.0.0.1:{port}",
+            [ogpu_bin(), "devnet", "--dashboard", "127.0.0.1:0", "--validators", "3", "--providers", "3", "--api", f"127.0.0.1:{port}",
              "--data", str(data / "net")],
             stdout=self.log, stderr=subprocess.STDOUT)
 

@@ -270,6 +270,8 @@ fn devnet(validators: usize, seconds: u64, rate: u64) -> Result<()> {
     let mut devnet = std::process::Command::new(std::env::current_exe()?)
         .args([
             "devnet",
+            "--dashboard",
+            "127.0.0.1:0",
             "--validators",
             &validators.to_string(),
             "--api",

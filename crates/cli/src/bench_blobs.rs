@@ -129,7 +129,7 @@ pub fn run(mib: usize) -> Result<()> {
     let ports = crate::devnet::free_ports(2, &[])?;
     let [first, second] = [ports[0], ports[1]].map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
     let mut devnet = std::process::Command::new(std::env::current_exe()?)
-        .args(["devnet", "--validators", "2", "--providers", "0"])
+        .args(["devnet", "--dashboard", "127.0.0.1:0", "--validators", "2", "--providers", "0"])
         .args(["--api", &first.to_string(), "--api", &second.to_string(), "--data"])
         .arg(&data)
         .stdout(std::process::Stdio::null())

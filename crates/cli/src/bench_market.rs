@@ -151,7 +151,7 @@ pub fn run(tasks: usize, task_seconds: u64, block_ms: u64) -> Result<()> {
     let data = std::env::temp_dir().join(format!("ogpu-bench-market-{}", std::process::id()));
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let mut devnet = std::process::Command::new(std::env::current_exe()?)
-        .args(["devnet", "--validators", "3", "--providers", &PROVIDERS.to_string()])
+        .args(["devnet", "--dashboard", "127.0.0.1:0", "--validators", "3", "--providers", &PROVIDERS.to_string()])
         .args(["--api", &format!("127.0.0.1:{port}")])
         .args(["--block-ms", &block_ms.to_string(), "--data"])
         .arg(&data)

@@ -35,6 +35,8 @@ pub struct DevnetArgs {
     pub block_ms: u64,
     /// Extra accounts funded at genesis, keys `bench_sender(i)`, for load tests.
     pub fund: usize,
+    /// Where the client dashboard listens; port 0 for any free one.
+    pub dashboard: SocketAddr,
 }
 
 /// The key of the `i`-th account a devnet funds for load tests.
@@ -162,26 +164,9 @@ pub(crate) fn free_ports(count: usize, api: &[SocketAddr]) -> Result<Vec<u16>> {
     held.iter().map(|listener| Ok(listener.local_addr()?.port())).collect()
 }
 
-fn child_name(args: &DevnetArgs, validators: usize, i: usize) -> String {
-    match i.checked_sub(validators) {
-        None => format!("validator {i}; restart it with: ogpu node run --data {}", node_dir(&args.data, i).display()),
-        Some(p) => {
-            let config = provider_dir(&args.data, p).join("provider.toml");
-            format!("provider {p}; restart it with: ogpu provider run --config {}", config.display())
-        }
-    }
-}
-
-/// Starts the provider agents once the API answers; a devnet resumed with fewer
-/// provider directories than asked for starts those it has.
-fn start_providers(args: &DevnetArgs, exe: &Path) -> Result<Vec<Child>> {
-    let configs: Vec<PathBuf> = (0..args.providers)
-        .map(|i| provider_dir(&args.data, i).join("provider.toml"))
-        .take_while(|config| config.exists())
-        .collect();
-    if configs.is_empty() {
-        return Ok(Vec::new());
-    }
+/// Waits until the first validator's API answers: the provider agents and the dashboard
+/// read the chain as they start.
+fn wait_for_api(args: &DevnetArgs) -> Result<()> {
     let client = ogpu_client::Client::new(&format!("http://{}", args.api()))?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while client.status().is_err() {
@@ -190,23 +175,67 @@ fn start_providers(args: &DevnetArgs, exe: &Path) -> Result<Vec<Child>> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    Ok(())
+}
+
+/// Starts the provider agents; a devnet resumed with fewer provider directories than
+/// asked for starts those it has.
+fn start_providers(args: &DevnetArgs, exe: &Path) -> Result<Vec<(String, Child)>> {
+    let configs: Vec<PathBuf> = (0..args.providers)
+        .map(|i| provider_dir(&args.data, i).join("provider.toml"))
+        .take_while(|config| config.exists())
+        .collect();
+    if configs.is_empty() {
+        return Ok(Vec::new());
+    }
     configs
         .iter()
         .enumerate()
         .map(|(i, config)| {
             let mut command = Command::new(exe);
             command.args(["provider", "run", "--config"]).arg(config).env("OGPU_PASSWORD", "");
-            command.spawn().with_context(|| format!("starting provider {i}"))
+            let name = format!("provider {i}; restart it with: ogpu provider run --config {}", config.display());
+            Ok((name, command.spawn().with_context(|| format!("starting provider {i}"))?))
         })
         .collect()
 }
 
-pub fn run(args: DevnetArgs) -> Result<()> {
+/// Starts the customer dashboard for the demo client's key; returns it and its link.
+fn start_dashboard(args: &DevnetArgs, exe: &Path) -> Result<((String, Child), String)> {
+    let token = crate::dashboard::token()?;
+    let url = format!("http://{}/?token={}", args.dashboard, token.as_str());
+    let child = Command::new(exe)
+        .args(["dashboard", "--listen", &args.dashboard.to_string(), "--api", &format!("http://{}", args.api())])
+        .arg("--key")
+        .arg(args.data.join("client.key"))
+        .arg("--dir")
+        .arg(args.data.join("dashboard"))
+        .env("OGPU_PASSWORD", "")
+        .env("OGPU_DASHBOARD_TOKEN", token.as_str())
+        // Its own link would repeat the one the devnet prints.
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("starting the client dashboard")?;
+    let name = format!(
+        "the client dashboard; restart it with: OGPU_PASSWORD= ogpu dashboard --listen {} --api http://{} --key {} --dir {}",
+        args.dashboard,
+        args.api(),
+        args.data.join("client.key").display(),
+        args.data.join("dashboard").display()
+    );
+    Ok(((name, child), url))
+}
+
+pub fn run(mut args: DevnetArgs) -> Result<()> {
     if args.apis.is_empty() || args.apis.len() > args.validators {
         bail!("give --api once per validator that serves it, 1 to {} times", args.validators);
     }
     let keys = prepare(&args)?;
-    let ports = free_ports(keys.len(), &args.apis)?;
+    let mut ports = free_ports(keys.len() + 1, &args.apis)?;
+    if args.dashboard.port() == 0 {
+        args.dashboard.set_port(ports[keys.len()]);
+    }
+    ports.truncate(keys.len());
     let addresses: Vec<String> = keys
         .iter()
         .zip(&ports)
@@ -216,7 +245,8 @@ pub fn run(args: DevnetArgs) -> Result<()> {
         })
         .collect();
     let exe = std::env::current_exe()?;
-    let mut children: Vec<Child> = Vec::new();
+    // Each with what to call it when it exits early.
+    let mut children: Vec<(String, Child)> = Vec::new();
     for (i, port) in ports.iter().enumerate() {
         let dir = node_dir(&args.data, i);
         let bootstrap: Vec<&str> =
@@ -242,14 +272,19 @@ pub fn run(args: DevnetArgs) -> Result<()> {
         if let Some(api) = args.apis.get(i) {
             command.args(["--api", &api.to_string()]);
         }
-        children.push(command.spawn().with_context(|| format!("starting validator {i}"))?);
+        let name = format!("validator {i}; restart it with: ogpu node run --data {}", dir.display());
+        children.push((name, command.spawn().with_context(|| format!("starting validator {i}"))?));
     }
+    wait_for_api(&args)?;
     children.extend(start_providers(&args, &exe)?);
     println!("OpenGPU devnet: {} validators and {} providers on 127.0.0.1", keys.len(), children.len() - keys.len());
+    let (dashboard, url) = start_dashboard(&args, &exe)?;
+    children.push(dashboard);
     for api in &args.apis {
         println!("  API         http://{api}/v1/status");
     }
     println!("  client key  {} (empty password)", args.data.join("client.key").display());
+    println!("  client dashboard  {url}");
     println!("  data        {}", args.data.display());
     println!("Next: curl http://{}/v1/status", args.api());
     println!(
@@ -267,23 +302,23 @@ pub fn run(args: DevnetArgs) -> Result<()> {
                 () = tokio::time::sleep(Duration::from_millis(500)) => {
                     // A validator that dies does not take the network down: the others go
                     // on, and it can be restarted on its own from its data directory.
-                    for (i, child) in children.iter_mut().enumerate() {
+                    for (i, (name, child)) in children.iter_mut().enumerate() {
                         if let (Ok(Some(status)), false) = (child.try_wait(), reported[i]) {
                             reported[i] = true;
-                            eprintln!("{} exited ({status})", child_name(&args, keys.len(), i));
+                            eprintln!("{name} exited ({status})");
                         }
                     }
                 }
             }
         }
     });
-    for child in &mut children {
+    for (_, child) in &mut children {
         if matches!(child.try_wait(), Ok(None)) {
             // SIGTERM lets each node close its store cleanly.
             let _ = Command::new("kill").arg(child.id().to_string()).status();
         }
     }
-    for child in &mut children {
+    for (_, child) in &mut children {
         let _ = child.wait();
     }
     Ok(())

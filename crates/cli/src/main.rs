@@ -7,6 +7,7 @@ mod bench_market;
 mod bench_runtime;
 mod blob;
 mod client;
+mod dashboard;
 mod devnet;
 mod exit;
 mod gov;
@@ -62,6 +63,10 @@ enum Command {
         /// block-count windows (bids, starts, reveals) last.
         #[arg(long, default_value_t = devnet::BLOCK_MS)]
         block_ms: u64,
+        /// Where the client dashboard (for the demo client's key) listens; port 0 for any
+        /// free one.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        dashboard: std::net::SocketAddr,
         /// Fund this many load-test accounts at genesis (used by `ogpu bench devnet`).
         #[arg(long, default_value_t = 0, hide = true)]
         fund: usize,
@@ -127,6 +132,13 @@ enum Command {
         #[command(subcommand)]
         command: blob::BlobCommand,
     },
+    /// Serve the customer dashboard for your key on 127.0.0.1 and print its link.
+    Dashboard {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(flatten)]
+        args: dashboard::DashboardArgs,
+    },
     /// Submit tasks and follow them, or run them locally first.
     Task {
         #[command(flatten)]
@@ -152,8 +164,8 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Devnet { validators, apis, data, providers, block_ms, fund } => {
-            devnet::run(devnet::DevnetArgs { validators, apis, data, providers, block_ms, fund })
+        Command::Devnet { validators, apis, data, providers, block_ms, dashboard, fund } => {
+            devnet::run(devnet::DevnetArgs { validators, apis, data, providers, block_ms, fund, dashboard })
         }
         Command::Node(command) => node::run(command),
         Command::Key(command) => key::run(command),
@@ -166,6 +178,7 @@ fn run(command: Command) -> Result<()> {
         Command::Blob { client, command } => blob::run(client, command),
         Command::Gov { client, command } => gov::run(client, command),
         Command::Task { client, command } => task::run(client, command),
+        Command::Dashboard { client, args } => dashboard::run(client, args),
         Command::Provider { client, command } => provider::run(client, command),
     }
 }

@@ -40,7 +40,18 @@ fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 fn start_devnet(data: &std::path::Path) -> (Devnet, u16) {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(env!("CARGO_BIN_EXE_ogpu"))
-        .args(["devnet", "--validators", "4", "--providers", "0", "--api", &format!("127.0.0.1:{port}"), "--data"])
+        .args([
+            "devnet",
+            "--dashboard",
+            "127.0.0.1:0",
+            "--validators",
+            "4",
+            "--providers",
+            "0",
+            "--api",
+            &format!("127.0.0.1:{port}"),
+            "--data",
+        ])
         .arg(data)
         .spawn()
         .unwrap();

@@ -58,7 +58,18 @@ impl Devnet {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let api = format!("http://127.0.0.1:{port}");
         let child = Command::new(env!("CARGO_BIN_EXE_ogpu"))
-            .args(["devnet", "--validators", "3", "--providers", "3", "--api", &format!("127.0.0.1:{port}"), "--data"])
+            .args([
+                "devnet",
+                "--dashboard",
+                "127.0.0.1:0",
+                "--validators",
+                "3",
+                "--providers",
+                "3",
+                "--api",
+                &format!("127.0.0.1:{port}"),
+                "--data",
+            ])
             .arg(data.path())
             .stdout(std::process::Stdio::null())
             .spawn()
