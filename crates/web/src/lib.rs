@@ -66,7 +66,11 @@ mod tests {
         let text = std::str::from_utf8(get(path).unwrap().bytes).unwrap();
         let folder = path.rsplit_once('/').map_or("", |(folder, _)| folder);
         let quoted = |marker: &str| {
-            text.split(marker).skip(1).filter_map(|rest| rest.split(['"', '\'']).next()).map(str::to_string).collect::<Vec<_>>()
+            text.split(marker)
+                .skip(1)
+                .filter_map(|rest| rest.split(['"', '\'']).next())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
         };
         let absolute = [quoted("src=\""), quoted("href=\"")].concat();
         let absolute = absolute.iter().filter_map(|link| link.strip_prefix("/assets/")).map(str::to_string);

@@ -32,6 +32,8 @@ pub struct Devnet {
     data: tempfile::TempDir,
     pub api: String,
     pub client: Client,
+    /// The links the devnet printed, as they come: the client dashboard's first.
+    links: std::sync::mpsc::Receiver<String>,
 }
 
 impl Drop for Devnet {
@@ -39,6 +41,22 @@ impl Drop for Devnet {
         let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
     }
+}
+
+/// Reads the devnet's output to its end (so it never blocks on a full pipe), passing on
+/// each link with a token in it.
+fn read_links(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (sender, links) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let link = line.split_whitespace().find(|word| word.starts_with("http://") && word.contains("token="));
+            if let Some(link) = link {
+                let _ = sender.send(link.to_string());
+            }
+        }
+    });
+    links
 }
 
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
@@ -57,7 +75,7 @@ impl Devnet {
         let data = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let api = format!("http://127.0.0.1:{port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_ogpu"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ogpu"))
             .args([
                 "devnet",
                 "--dashboard",
@@ -71,11 +89,12 @@ impl Devnet {
                 "--data",
             ])
             .arg(data.path())
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
+        let links = read_links(child.stdout.take().unwrap());
         let client = Client::new(&api).unwrap();
-        let devnet = Devnet { child, data, api, client };
+        let devnet = Devnet { child, data, api, client, links };
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let listed = devnet.client.providers(None);
@@ -94,6 +113,11 @@ impl Devnet {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// The client dashboard's link, with its token, as the devnet printed it.
+    pub fn dashboard_link(&self) -> String {
+        self.links.recv_timeout(Duration::from_secs(60)).expect("the devnet prints the dashboard's link")
     }
 
     pub fn path(&self) -> &Path {

@@ -16,3 +16,8 @@ pub fn pids_running(needle: &str) -> Vec<u32> {
     }
     pids
 }
+
+/// Whether what a test needs is here; see `ogpu_testkit::available!`.
+pub fn available(what: &str, present: bool) -> bool {
+    ogpu_testkit::available!(what, present)
+}

@@ -19,25 +19,9 @@ pub fn staged(inputs: &[(&str, &[u8])]) -> tempfile::TempDir {
     root
 }
 
-/// Whether what a test needs (a GPU backend, a library such as onnxruntime, the shared
-/// data set) is here. Without it the test says so and skips, unless `OGPU_TEST_REQUIRE`
-/// names it (CI names what it installs), where it fails rather than skips in silence.
-/// Every skip goes through here, and is also written to the file `OGPU_SKIP_LOG` names,
-/// for CI to list at the end: a skip must not look like a pass.
+/// Whether what a test needs is here; see `ogpu_testkit::available!`.
 pub fn available(what: &str, present: bool) -> bool {
-    let required = std::env::var("OGPU_TEST_REQUIRE").unwrap_or_default();
-    let required = required.split(',').any(|name| name.trim() == what);
-    assert!(present || !required, "OGPU_TEST_REQUIRE names {what}, but this machine has none");
-    if !present {
-        let test = std::thread::current().name().unwrap_or("a test").to_string();
-        println!("skipped: {test}: no {what} on this machine");
-        if let Some(log) = std::env::var_os("OGPU_SKIP_LOG") {
-            use std::io::Write;
-            let mut file = fs::OpenOptions::new().create(true).append(true).open(log).expect("the skip log opens");
-            writeln!(file, "{} {test}: no {what}", env!("CARGO_CRATE_NAME")).expect("the skip log is written");
-        }
-    }
-    present
+    ogpu_testkit::available!(what, present)
 }
 
 /// Asserts that `result` is an error of the kind `wanted` whose message says `words`.
