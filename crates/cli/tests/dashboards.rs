@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::market::{Devnet, EXAMPLES, ONE_DEVNET_AT_A_TIME};
+use common::market::{Devnet, EXAMPLES};
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use ogpu_core::Address;
 use serde_json::{Value, json};
@@ -138,7 +138,7 @@ async fn a_training_task_goes_from_the_form_to_a_live_chart_and_a_paid_result() 
     if !common::available("chromium", present) {
         return;
     }
-    let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    // The only test of this binary: no other devnet to take turns with.
     let devnet = tokio::task::block_in_place(Devnet::start);
     let link = devnet.dashboard_link();
     let base = link.split("/?").next().unwrap().to_string();
