@@ -27,6 +27,10 @@ static ASSETS: &[(&str, &[u8])] = assets![
     "common/dash.js",
     "customer/index.html",
     "customer/app.js",
+    "provider/index.html",
+    "provider/app.js",
+    "explorer/index.html",
+    "explorer/app.js",
     "vendor/uPlot.iife.min.js",
     "vendor/uPlot.min.css",
     // MIT asks that the notice go wherever uPlot goes: into the binary with it.
@@ -98,8 +102,10 @@ mod tests {
                 assert!(get(&reference).is_some(), "{page} loads {reference}, which is not embedded");
             }
         }
-        assert_eq!(references("customer/index.html").len(), 4, "the stylesheets and scripts of the page");
-        assert_eq!(references("customer/app.js"), ["common/dash.js"]);
+        for app in ["customer", "provider"] {
+            assert_eq!(references(&format!("{app}/index.html")).len(), 4, "{app}: the stylesheets and scripts");
+            assert_eq!(references(&format!("{app}/app.js")), ["common/dash.js"]);
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 // Small helpers shared by the dashboards' pages: JSON requests, server-sent events, a DOM
-// builder, field errors, exact amounts and uPlot charts. No framework; data only ever
+// builder, field errors, exact amounts, uPlot charts, tables, a task's live progress, and
+// the page itself (header, hash router, live stream). No framework; data only ever
 // reaches the page as text (textContent, attributes), never as HTML.
 
 /**
@@ -162,4 +163,180 @@ export function chart(div, series, { time = false, height = 240 } = {}) {
       plot.destroy();
     },
   };
+}
+
+/**
+ * Runs `load` one at a time: a call while it runs schedules one more run after it, so
+ * answers are shown in order and the last one is never older than the last event.
+ */
+export function coalesce(load) {
+  let busy = false;
+  let again = false;
+  return async function run() {
+    if (busy) {
+      again = true;
+      return;
+    }
+    busy = true;
+    await load();
+    busy = false;
+    if (again) {
+      again = false;
+      run();
+    }
+  };
+}
+
+/** A hidden `.error` paragraph, for report(). */
+export const errorLine = () => el('p', { class: 'error', role: 'alert', hidden: true });
+
+/** Shows `error`'s message in `line`, or hides the line when `error` is null. */
+export function report(line, error) {
+  line.textContent = error ? error.message : '';
+  line.hidden = !error;
+}
+
+/** A long id or address, shortened, in monospace, in full in its title. */
+export const mono = (hex) => el('span', { class: 'mono', title: hex }, shortId(hex));
+
+/** A table inside a horizontally scrolling wrapper, so wide tables never widen the page. */
+export function table(id, columns, body) {
+  return el('div', { class: 'table-wrap' },
+    el('table', { id },
+      el('thead', {}, el('tr', {}, columns.map((name) => el('th', { scope: 'col' }, name)))),
+      body));
+}
+
+/** [[name, value]] as the <dt> and <dd> children of a `<dl class="facts">`. */
+export const facts = (pairs) => pairs.flatMap(([name, value]) => [el('dt', {}, name), el('dd', {}, value)]);
+
+/** A row of one cell across `columns` columns, saying the table is empty. */
+export const emptyRow = (columns, text) => el('tr', {}, el('td', { colspan: columns, class: 'muted' }, text));
+
+const LOG_LINES = 200;
+
+/**
+ * Follows a task's training steps and log (the SSE of /api/tasks/ID/steps) until `end`.
+ * `div` gets a chart of loss, eval loss and accuracy against the step, and in `data-points`
+ * the number of steps received so far; `log` (a <pre>) the last 200 lines, following the
+ * tail unless the reader scrolled up; `note` the latest "Step N of M". Call it once `div`
+ * is in the page (the chart takes its width). Answers a function that stops it all.
+ */
+export function progress(div, log, taskId, note) {
+  div.setAttribute('data-points', 0);
+  log.tabIndex = 0; // scrollable from the keyboard
+  log.setAttribute('aria-label', `Log, last ${LOG_LINES} lines`);
+  note.textContent = 'Waiting for steps…';
+  const plot = chart(div, [
+    { name: 'loss', stroke: '#2563eb' },
+    { name: 'eval_loss', label: 'eval loss', stroke: '#d97706' },
+    { name: 'accuracy', stroke: '#059669', scale: 'accuracy', range: [0, 1] },
+  ]);
+
+  let points = 0;
+  const lines = [];
+  const steps = stream(`/api/tasks/${encodeURIComponent(taskId)}/steps`, {
+    step: ({ step, total, metrics }) => {
+      plot.push(step, metrics);
+      div.setAttribute('data-points', ++points);
+      note.textContent = `Step ${step} of ${total}`;
+    },
+    log: ({ text }) => {
+      const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+      lines.push(text);
+      if (lines.length > LOG_LINES) lines.splice(0, lines.length - LOG_LINES);
+      log.textContent = lines.join('\n');
+      if (atEnd) log.scrollTop = log.scrollHeight;
+    },
+    end: () => {
+      steps.close();
+      if (!points) note.textContent = 'This task reported no training steps.';
+    },
+  });
+  return () => {
+    steps.close();
+    plot.destroy();
+  };
+}
+
+/**
+ * Runs a dashboard page: the header's account line, a hash router rendering views into
+ * `view`, and the live /api/stream. The page never polls: views re-fetch on its events.
+ * - `account()` fetches what the header shows, an object with `address`,
+ *   `balance.available` and `height` (into #me-address, #me-balance, #me-height); it is
+ *   fetched at the start and again on every `changed` event.
+ * - `routes`: [[RegExp, render]]; the first pattern matching location.hash renders with
+ *   render(ctx, ...its groups). A render may set `ctx.refresh()` (re-fetch what it shows:
+ *   called on every `changed` event, after the account), `ctx.onBlock(height)` (called on
+ *   every block), and push to `ctx.cleanups` what to stop when the view is left. It reads
+ *   `ctx.account()`, the latest account fetch (a promise), and calls `ctx.changed()` after
+ *   a change of its own, to re-fetch as after a `changed` event.
+ * - `sections`: the nav link a view belongs to, when it is not the hash's first segment,
+ *   such as `{ task: 'tasks' }` for #/task/ID.
+ */
+export function dashboard(view, { account, routes, sections = {} }) {
+  let latest = null; // the latest account fetch
+  let current = null; // the ctx of the view on screen
+
+  function loadAccount() {
+    latest = account();
+    const balance = document.getElementById('me-balance');
+    latest.then((answer) => {
+      const address = document.getElementById('me-address');
+      address.textContent = shortId(answer.address);
+      address.title = answer.address;
+      balance.textContent = answer.balance.available;
+      balance.removeAttribute('title');
+      document.getElementById('me-height').textContent = answer.height;
+    }, (error) => {
+      balance.textContent = '?';
+      balance.title = error.message;
+    });
+  }
+
+  function changed() {
+    loadAccount();
+    current.refresh?.();
+  }
+
+  function route() {
+    for (const cleanup of current?.cleanups ?? []) cleanup();
+    current = { refresh: null, onBlock: null, cleanups: [], account: () => latest, changed };
+    view.replaceChildren();
+
+    const hash = location.hash;
+    const segment = hash.split('/')[1] ?? '';
+    const section = `#/${Object.hasOwn(sections, segment) ? sections[segment] : segment}`;
+    for (const link of document.querySelectorAll('header nav a')) {
+      if (link.getAttribute('href') === section) link.setAttribute('aria-current', 'page');
+      else link.removeAttribute('aria-current');
+    }
+
+    for (const [pattern, render] of routes) {
+      const match = pattern.exec(hash);
+      if (match) return render(current, ...match.slice(1));
+    }
+    view.append(el('h1', {}, 'Not found'), el('p', {}, `Nothing at ${hash}. `, el('a', { href: '#/' }, 'Go to the overview.')));
+  }
+
+  window.addEventListener('hashchange', () => {
+    route();
+    view.focus(); // so keyboard and screen reader users start at the new view
+  });
+  loadAccount();
+  route();
+
+  const live = stream('/api/stream', {
+    block: ({ height }) => {
+      document.getElementById('me-height').textContent = height;
+      current.onBlock?.(height);
+    },
+    changed,
+  });
+  // After a reconnection, events may have been missed: re-fetch as after `changed`.
+  let connected = false;
+  live.addEventListener('open', () => {
+    if (connected) changed();
+    connected = true;
+  });
 }

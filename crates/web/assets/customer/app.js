@@ -1,84 +1,20 @@
-// The customer dashboard: a hash router over five views (overview, tasks, one task, submit,
-// market), each rendered into #view. The JSON and SSE routes it reads are described in the
+// The customer dashboard: five views (overview, tasks, one task, submit, market) under the
+// shared page runner of dash.js. The JSON and SSE routes it reads are described in the
 // dashboard contract; amounts are exact decimal strings and are shown as given. Buttons
 // carry an aria-label equal to their text, so every control has a label by any check.
-import { api, chart, el, shortId, showFieldErrors, stream, toUnits } from '../common/dash.js';
+import {
+  api, chart, coalesce, dashboard, el, emptyRow, errorLine, facts, mono, progress, report, shortId, showFieldErrors,
+  table, toUnits,
+} from '../common/dash.js';
 
 const view = document.getElementById('view');
 
-// The view on screen: what to re-fetch when the account changes (`refresh`) or on every
-// block (`onBlock`), and what to close when the route changes (`cleanups`).
-let current = { refresh: null, onBlock: null, cleanups: [] };
-
-// The latest GET /api/me, as a promise the header and the overview both read.
-let me = null;
-
-function loadMe() {
-  me = api('/api/me');
-  me.then((account) => {
-    const address = document.getElementById('me-address');
-    address.textContent = shortId(account.address);
-    address.title = account.address;
-    document.getElementById('me-balance').textContent = account.balance.available;
-    document.getElementById('me-height').textContent = account.height;
-  }, (error) => {
-    document.getElementById('me-balance').textContent = '?';
-    document.getElementById('me-balance').title = error.message;
-  });
-  return me;
-}
-
-function changed() {
-  loadMe();
-  current.refresh?.();
-}
-
 // --- Helpers -------------------------------------------------------------------------
-
-// Runs `load` one at a time: a call while it runs schedules one more run after it, so
-// answers are shown in order and the last one is never older than the last event.
-function coalesce(load) {
-  let busy = false;
-  let again = false;
-  return async function run() {
-    if (busy) {
-      again = true;
-      return;
-    }
-    busy = true;
-    await load();
-    busy = false;
-    if (again) {
-      again = false;
-      run();
-    }
-  };
-}
-
-// A `.error` paragraph that report() fills and empties.
-const errorLine = () => el('p', { class: 'error', role: 'alert', hidden: true });
-
-function report(line, error) {
-  line.textContent = error ? error.message : '';
-  line.hidden = !error;
-}
 
 // A task's status: its outcome once it has one ("completed"), else its phase.
 const statusOf = (task) => task.outcome ?? task.phase;
 
 const dash = (value) => value ?? '—';
-
-const mono = (hex) => el('span', { class: 'mono', title: hex }, shortId(hex));
-
-// A table inside a horizontally scrolling wrapper, so wide tables never widen the page.
-function table(id, columns, body) {
-  return el('div', { class: 'table-wrap' },
-    el('table', { id },
-      el('thead', {}, el('tr', {}, columns.map((name) => el('th', { scope: 'col' }, name)))),
-      body));
-}
-
-const emptyRow = (columns, text) => el('tr', {}, el('td', { colspan: columns, class: 'muted' }, text));
 
 function bytes(size) {
   if (size < 1024) return `${size} B`;
@@ -139,7 +75,7 @@ function overview(ctx) {
   let budgetFilled = false; // fill the input once: later refreshes must not undo typing
   ctx.refresh = coalesce(async () => {
     try {
-      const [account, spend] = await Promise.all([me, api('/api/spend')]);
+      const [account, spend] = await Promise.all([ctx.account(), api('/api/spend')]);
       address.textContent = account.address;
       for (const [key] of BALANCES) balances[key].textContent = account.balance[key];
       spent.textContent = account.spent;
@@ -163,7 +99,7 @@ function overview(ctx) {
       const answer = await api('/api/budget', { method: 'PUT', body: { budget: budget.value.trim() || null } });
       budget.value = answer.budget ?? '';
       showFieldErrors(form, []);
-      changed();
+      ctx.changed();
     } catch (error) {
       showFieldErrors(form, [{ field: error.field, detail: error.message }]);
     } finally {
@@ -262,17 +198,15 @@ function taskRow(task) {
 
 // --- One task --------------------------------------------------------------------------
 
-const LOG_LINES = 200;
-
 function task(ctx, id) {
   const path = `/api/tasks/${encodeURIComponent(id)}`;
   const problem = errorLine();
   const title = el('h1', {}, 'Task ', mono(id));
   const status = el('span', { id: 'task-status', class: 'badge' }, '…');
-  const facts = el('dl', { class: 'facts' });
-  const progress = el('p', { class: 'muted' }, 'Waiting for steps…');
-  const chartDiv = el('div', { id: 'chart', class: 'chart', 'data-points': 0 });
-  const log = el('pre', { id: 'log', tabindex: 0, 'aria-label': `Log, last ${LOG_LINES} lines` });
+  const details = el('dl', { class: 'facts' });
+  const note = el('p', { class: 'muted' });
+  const chartDiv = el('div', { id: 'chart', class: 'chart' });
+  const log = el('pre', { id: 'log' });
   const timeline = el('ol', { id: 'timeline' });
   const files = el('ul', { id: 'files' });
   const filesNote = el('p', { class: 'muted' }, 'The result files can be downloaded once the task has a result.');
@@ -291,12 +225,12 @@ function task(ctx, id) {
     el('div', { class: 'title-row' }, title, status),
     problem,
     el('div', { class: 'columns' },
-      el('section', { class: 'card' }, el('h2', {}, 'Details'), facts),
+      el('section', { class: 'card' }, el('h2', {}, 'Details'), details),
       el('section', { class: 'card' },
         el('h2', {}, 'Actions'),
         el('div', { class: 'stack' }, el('div', { class: 'row' }, cancel), cancelError),
         topUpForm)),
-    el('section', { class: 'card' }, el('h2', {}, 'Training'), progress, chartDiv),
+    el('section', { class: 'card' }, el('h2', {}, 'Training'), note, chartDiv),
     el('section', { class: 'card' }, el('h2', {}, 'Log'), log),
     el('div', { class: 'columns' },
       el('section', { class: 'card' }, el('h2', {}, 'Timeline'), timeline),
@@ -329,7 +263,7 @@ function task(ctx, id) {
     title.replaceChildren(row.name ?? 'Task', ' ', mono(row.id));
     status.textContent = statusOf(row);
     status.dataset.status = statusOf(row);
-    facts.replaceChildren(...[
+    details.replaceChildren(...facts([
       ['Kind', row.kind],
       ['Phase', row.phase],
       ['Outcome', dash(row.outcome)],
@@ -342,7 +276,7 @@ function task(ctx, id) {
       ['Verification', row.verification],
       ['Verdict', dash(row.verdict)],
       ['Submitted at block', row.submitted_height],
-    ].flatMap(([name, value]) => [el('dt', {}, name), el('dd', {}, value)]));
+    ]));
     finished = row.phase === 'done';
     cancel.disabled = finished;
     topUp.disabled = finished;
@@ -376,35 +310,7 @@ function task(ctx, id) {
     }
   });
 
-  // Created once the div is in the page: the chart takes its width.
-  const plot = chart(chartDiv, [
-    { name: 'loss', stroke: '#2563eb' },
-    { name: 'eval_loss', label: 'eval loss', stroke: '#d97706' },
-    { name: 'accuracy', stroke: '#059669', scale: 'accuracy', range: [0, 1] },
-  ]);
-  ctx.cleanups.push(plot.destroy);
-
-  let points = 0;
-  const lines = [];
-  const steps = stream(`${path}/steps`, {
-    step: ({ step, total, metrics }) => {
-      plot.push(step, metrics);
-      chartDiv.setAttribute('data-points', ++points);
-      progress.textContent = `Step ${step} of ${total}`;
-    },
-    log: ({ text }) => {
-      const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-      lines.push(text);
-      if (lines.length > LOG_LINES) lines.splice(0, lines.length - LOG_LINES);
-      log.textContent = lines.join('\n');
-      if (atEnd) log.scrollTop = log.scrollHeight; // follow the tail unless the reader scrolled up
-    },
-    end: () => {
-      steps.close();
-      if (!points) progress.textContent = 'This task reported no training steps.';
-    },
-  });
-  ctx.cleanups.push(() => steps.close());
+  ctx.cleanups.push(progress(chartDiv, log, id, note)); // now that the chart's div is in the page
 
   ctx.refresh();
 }
@@ -580,53 +486,16 @@ function market(ctx) {
   ctx.refresh();
 }
 
-// --- Router ----------------------------------------------------------------------------
+// --- The page ----------------------------------------------------------------------
 
-const ROUTES = [
-  [/^#?\/?$/, overview],
-  [/^#\/tasks$/, tasks],
-  [/^#\/task\/([^/]+)$/, task],
-  [/^#\/submit$/, submit],
-  [/^#\/market$/, market],
-];
-
-function route() {
-  for (const cleanup of current.cleanups) cleanup();
-  current = { refresh: null, onBlock: null, cleanups: [] };
-  view.replaceChildren();
-
-  const hash = location.hash;
-  const section = hash.startsWith('#/task') ? '#/tasks' : `#/${hash.split('/')[1] ?? ''}`;
-  for (const link of document.querySelectorAll('header nav a')) {
-    if (link.getAttribute('href') === section) link.setAttribute('aria-current', 'page');
-    else link.removeAttribute('aria-current');
-  }
-
-  for (const [pattern, render] of ROUTES) {
-    const match = pattern.exec(hash);
-    if (match) return render(current, ...match.slice(1));
-  }
-  view.append(el('h1', {}, 'Not found'), el('p', {}, `Nothing at ${hash}. `, el('a', { href: '#/' }, 'Go to the overview.')));
-}
-
-window.addEventListener('hashchange', () => {
-  route();
-  view.focus(); // so keyboard and screen reader users start at the new view
-});
-
-loadMe();
-route();
-
-const live = stream('/api/stream', {
-  block: ({ height }) => {
-    document.getElementById('me-height').textContent = height;
-    current.onBlock?.();
-  },
-  changed,
-});
-// After a reconnection, events may have been missed: re-fetch as after `changed`.
-let connected = false;
-live.addEventListener('open', () => {
-  if (connected) changed();
-  connected = true;
+dashboard(view, {
+  account: () => api('/api/me'),
+  routes: [
+    [/^#?\/?$/, overview],
+    [/^#\/tasks$/, tasks],
+    [/^#\/task\/([^/]+)$/, task],
+    [/^#\/submit$/, submit],
+    [/^#\/market$/, market],
+  ],
+  sections: { task: 'tasks' },
 });
