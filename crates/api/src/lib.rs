@@ -7,11 +7,12 @@
 //! Besides the chain's records: `/v1/events` (server-sent events of finalized blocks and
 //! chain events), `/v1/tasks/{id}/logs` (providers' signed log lines, kept in memory and
 //! streamed live), `/metrics` (Prometheus) and `/openapi.json` (the OpenAPI document of
-//! all of it).
+//! all of it); and at `/` the explorer's read-only pages (`explorer`), which read `/v1`.
 
 mod blobs;
 mod chain;
 mod error;
+mod explorer;
 mod feed;
 mod limits;
 mod logs;
@@ -171,6 +172,8 @@ pub fn router_with(node: NodeHandle, limits: Limits) -> Router {
         .route("/v1/events", get(feed::events))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/", get(explorer::page))
+        .route("/assets/{*path}", get(explorer::assets))
         .fallback(|| async { ApiError::not_found("not_found", "no such route") })
         .layer(axum::middleware::from_fn_with_state(guard.clone(), limits::guard))
         .with_state(AppState { node, logs: Arc::default(), guard })

@@ -176,7 +176,11 @@ async fn a_client_over_its_request_allowance_is_refused_and_others_are_not() {
         let response = api.router.clone().oneshot(from([10, 0, 0, 1], "/v1/params")).await.unwrap();
         match response.status() {
             StatusCode::OK => {}
-            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                refused += 1;
+                let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                assert_eq!(retry.as_deref(), Some("1"), "a refusal says when to try again");
+            }
             other => panic!("{other}"),
         }
     }
@@ -225,4 +229,25 @@ async fn a_client_over_its_upload_allowance_is_refused() {
     let body: Value = serde_json::from_slice(&to_bytes(refused.into_body(), usize::MAX).await.unwrap()).unwrap();
     assert_eq!(body["error"], "upload_quota");
     assert_eq!(upload([10, 0, 0, 2], 3).await.unwrap().status(), StatusCode::CREATED, "another client uploads");
+}
+
+/// The explorer's pages are served at `/` with a policy that lets them load only this
+/// origin's scripts; what is not embedded is a 404 in the API's own error shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_explorer_is_served_at_the_root_under_a_strict_policy() {
+    let api = start();
+    let get = |uri: &'static str| api.router.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap());
+    let page = get("/").await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(policy.starts_with("default-src 'self'"), "{policy}");
+    let html = String::from_utf8(to_bytes(page.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(html.contains("/assets/explorer/app.js"), "{html}");
+    let script = get("/assets/explorer/app.js").await.unwrap();
+    assert_eq!((script.status(), &script.headers()["content-type"]), (StatusCode::OK, &"text/javascript; charset=utf-8".parse().unwrap()));
+    let missing = get("/assets/explorer/nothing.js").await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let body: Value = serde_json::from_slice(&to_bytes(missing.into_body(), 1 << 20).await.unwrap()).unwrap();
+    assert_eq!(body["error"], "unknown_asset");
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use ogpu_dashboard::{CustomerDashboard, Token};
+use ogpu_dashboard::{Dashboard, Token};
 
 use crate::client::ClientArgs;
 
@@ -32,7 +32,7 @@ pub fn run(client: ClientArgs, args: DashboardArgs) -> Result<()> {
     let wallet = client.wallet()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
-        let dashboard = CustomerDashboard::bind(args.listen, wallet, args.dir, token()?).await?;
+        let dashboard = Dashboard::customer(args.listen, wallet, args.dir, token()?).await?;
         println!("customer dashboard: {}", dashboard.url());
         println!("The link holds this run's token: anyone with it acts with your key. Ctrl-C stops it.");
         dashboard

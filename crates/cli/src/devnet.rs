@@ -276,7 +276,9 @@ pub fn run(mut args: DevnetArgs) -> Result<()> {
         children.push((name, command.spawn().with_context(|| format!("starting validator {i}"))?));
     }
     wait_for_api(&args)?;
-    children.extend(start_providers(&args, &exe)?);
+    let providers = start_providers(&args, &exe)?;
+    let provider_links: Vec<String> = providers.iter().map(|(_, _, link)| link.clone()).collect();
+    children.extend(providers.into_iter().map(|(name, child, _)| (name, child)));
     println!("OpenGPU devnet: {} validators and {} providers on 127.0.0.1", keys.len(), children.len() - keys.len());
     let (dashboard, url) = start_dashboard(&args, &exe)?;
     children.push(dashboard);
@@ -285,6 +287,9 @@ pub fn run(mut args: DevnetArgs) -> Result<()> {
     }
     println!("  client key  {} (empty password)", args.data.join("client.key").display());
     println!("  client dashboard  {url}");
+    for (i, link) in provider_links.iter().enumerate() {
+        println!("  provider {i} dashboard  {link}");
+    }
     println!("  data        {}", args.data.display());
     println!("Next: curl http://{}/v1/status", args.api());
     println!(

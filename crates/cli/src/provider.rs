@@ -12,12 +12,15 @@ use clap::Subcommand;
 use std::collections::BTreeMap;
 
 use ogpu_chain::Event;
+use ogpu_chain::receipt::PayReason;
 use ogpu_chain::state::Phase;
+use ogpu_client::ledger::{self, Earnings};
 use ogpu_client::types::TaskView;
 use ogpu_client::{EventRecord, TaskFilter};
 use ogpu_core::keystore::{Kdf, Keystore};
 use ogpu_core::spec::{DeviceKind, DeviceProfile};
 use ogpu_core::{Address, Amount, SecretKey, TaskId};
+use ogpu_dashboard::{Dashboard, ProviderSettings};
 use ogpu_provider::{Agent, ProviderConfig};
 use ogpu_runtime::{Libraries, Runtimes};
 use serde_json::json;
@@ -124,6 +127,7 @@ fn init(client: &ClientArgs, dir: &std::path::Path, devnet: bool) -> Result<()> 
 fn run_agent(config_path: &std::path::Path) -> Result<()> {
     let config = ProviderConfig::load(config_path)?;
     let key = open_key(&config.key)?;
+    serve_dashboard(&config, Address::of(&key.public()))?;
     let profile = ogpu_provider::devices::detect(&config.region);
     let runtimes = Runtimes::with_defaults(&Libraries { onnxruntime: config.onnxruntime.clone() })?;
     let agent = Agent::start(config, key, runtimes, profile)?;
@@ -138,6 +142,29 @@ fn run_agent(config_path: &std::path::Path) -> Result<()> {
         on_signal.store(true, Ordering::Relaxed);
     });
     agent.run(&stop);
+    Ok(())
+}
+
+/// Serves the provider dashboard on a thread of its own for as long as the agent runs, and
+/// prints its link; it starts before registering, so the provider sees that too.
+fn serve_dashboard(config: &ProviderConfig, me: Address) -> Result<()> {
+    let settings = ProviderSettings {
+        per_device_second: config.pricing.per_device_second,
+        floor: config.pricing.floor,
+        margin_bps: config.pricing.margin_bps.into(),
+        slots: config.slots,
+        max_task_s: config.max_task_s,
+    };
+    let client = ogpu_client::Client::new(&config.api)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let dashboard =
+        runtime.block_on(Dashboard::provider(config.dashboard, client, me, settings, crate::dashboard::token()?))?;
+    println!("provider dashboard: {}", dashboard.url());
+    std::thread::spawn(move || {
+        if let Err(error) = runtime.block_on(dashboard.serve(std::future::pending())) {
+            tracing::error!(%error, "the provider dashboard stopped");
+        }
+    });
     Ok(())
 }
 
@@ -201,26 +228,12 @@ fn bids(client: &ClientArgs, address: &Address) -> Result<()> {
 /// Payments and slashes among the provider's recent events, per task and in total.
 fn earnings(client: &ClientArgs, address: &Address) -> Result<()> {
     let events = client.client()?.provider(address)?.events;
-    let mut by_task: BTreeMap<TaskId, Amount> = BTreeMap::new();
-    let mut by_reason: BTreeMap<String, Amount> = BTreeMap::new();
-    let mut slashes = Vec::new();
-    let add =
-        |to: &mut Amount, amount: Amount| to.checked_add(amount).map(|sum| *to = sum).context("earnings overflow");
-    for EventRecord { height, event } in events {
-        match event {
-            Event::Paid { task, to, amount, why } if to == *address => {
-                add(by_task.entry(task).or_default(), amount)?;
-                add(by_reason.entry(format!("{why:?}").to_lowercase()).or_default(), amount)?;
-            }
-            Event::Slashed { who, amount, reason } if who == *address => slashes.push((height, amount, reason)),
-            _ => {}
-        }
-    }
-    let mut total = Amount::ZERO;
-    for amount in by_task.values() {
-        add(&mut total, *amount)?;
-    }
+    let Earnings { total, by_task, by_reason, slashes, .. } = ledger::earnings(*address, &events);
+    let reason = |why: &PayReason| serde_json::to_value(why).ok().and_then(|v| v.as_str().map(str::to_string));
+    let by_reason: BTreeMap<String, Amount> =
+        by_reason.iter().map(|(why, amount)| (reason(why).unwrap_or_default(), *amount)).collect();
     if client.format == Format::Json {
+        let by_task: BTreeMap<TaskId, Amount> = by_task.iter().map(|(task, (amount, _))| (*task, *amount)).collect();
         let slashes: Vec<_> = slashes
             .iter()
             .map(|(height, amount, reason)| json!({ "height": height, "amount": amount, "reason": reason }))
@@ -233,7 +246,7 @@ fn earnings(client: &ClientArgs, address: &Address) -> Result<()> {
     for (why, amount) in &by_reason {
         println!("  {why:<13} {amount} oGPU");
     }
-    for (task, amount) in &by_task {
+    for (task, (amount, _)) in &by_task {
         println!("  {task} {amount} oGPU");
     }
     for (height, amount, reason) in &slashes {

@@ -1,8 +1,9 @@
-//! The customer dashboard in a real browser (Debian's chromium, headless, driven through
-//! chromedriver) on a devnet of real processes: refused without the token and from another
-//! origin; the balance to the base unit; the digits training example submitted through the
-//! form, its chart gaining points live and its status reaching completed; a result
-//! downloaded. Screenshots of every page go to `$OGPU_SCREENSHOTS` (default
+//! The dashboards and the explorer in a real browser (Debian's chromium, headless, driven
+//! through chromedriver) on a devnet of real processes: refused without the token and from
+//! another origin; the balance to the base unit; the digits training example submitted
+//! through the form, its chart gaining points live and its status reaching completed; a
+//! result downloaded; the winning provider's earnings grown on its own dashboard to what
+//! the chain paid; the task in the node's explorer. Screenshots of every page go to `$OGPU_SCREENSHOTS` (default
 //! `target/dashboards`); `OGPU_SCREENSHOTS=docs/dashboards` refreshes the README's.
 
 mod common;
@@ -133,14 +134,14 @@ async fn unlabelled_controls(browser: &Browser) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_training_task_goes_from_the_form_to_a_live_chart_and_a_paid_result() {
+async fn a_training_task_goes_from_the_form_to_a_live_chart_a_paid_result_and_the_providers_earnings() {
     let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
     if !common::available("chromium", present) {
         return;
     }
     // The only test of this binary: no other devnet to take turns with.
     let devnet = tokio::task::block_in_place(Devnet::start);
-    let link = devnet.dashboard_link();
+    let link = devnet.dashboard_link("client dashboard");
     let base = link.split("/?").next().unwrap().to_string();
     let me = Address::of(&devnet.client_key().public());
     let driver = Driver::start();
@@ -180,6 +181,20 @@ async fn a_training_task_goes_from_the_form_to_a_live_chart_and_a_paid_result() 
     let budget: Value =
         browser.execute("return fetch('/api/me').then(r => r.json()).then(me => me.budget);", vec![]).await.unwrap();
     assert_eq!(budget, Value::Null, "another origin set nothing");
+
+    // Each provider's earnings as its own dashboard shows them, before the task.
+    let mut earned_before = Vec::new();
+    for i in 0..3 {
+        let link = devnet.dashboard_link(&format!("provider {i} dashboard"));
+        browser.goto(&link).await.unwrap();
+        let provider = browser.current_url().await.unwrap().as_str().trim_end_matches('/').to_string();
+        browser.goto(&format!("{provider}/#/earnings")).await.unwrap();
+        let earned = eventually("a provider's earnings", Duration::from_secs(30), async || {
+            text(&browser, "#earnings-total").await.filter(|t| !t.is_empty())
+        })
+        .await;
+        earned_before.push((provider, earned));
+    }
 
     // Submit the digits training example through the form: the spec and its two files.
     browser.goto(&format!("{base}/#/submit")).await.unwrap();
@@ -253,6 +268,46 @@ async fn a_training_task_goes_from_the_form_to_a_live_chart_and_a_paid_result() 
     screenshot(&browser, "task").await;
     browser.execute("document.querySelector('#chart').scrollIntoView({block: 'start'});", vec![]).await.unwrap();
     screenshot(&browser, "task-chart").await;
+
+    // The winner's dashboard: its earnings grew, to what its events on chain add up to.
+    let winner = tokio::task::block_in_place(|| devnet.client.task(&id)).unwrap().events.iter().find_map(|record| {
+        match record.event {
+            ogpu_chain::Event::Awarded { provider, .. } => Some(provider),
+            _ => None,
+        }
+    });
+    let winner = winner.expect("the task was awarded");
+    let index = (0..3).find(|i| devnet.provider_address(*i) == winner).expect("one of the devnet's providers won");
+    let (provider, before) = &earned_before[index];
+    browser.goto(&format!("{provider}/#/earnings")).await.unwrap();
+    let events = tokio::task::block_in_place(|| devnet.client.provider(&winner)).unwrap().events;
+    let owed = ogpu_client::ledger::earnings(winner, &events).total.to_string();
+    let after = eventually("the winner's earnings to grow", Duration::from_secs(60), async || {
+        text(&browser, "#earnings-total").await.filter(|t| t != before && !t.is_empty())
+    })
+    .await;
+    assert_eq!(after, owed, "the page shows what the chain paid, to the base unit (before: {before})");
+    assert!(unlabelled_controls(&browser).await.is_empty(), "provider earnings");
+    screenshot(&browser, "provider-earnings").await;
+    browser.goto(&format!("{provider}/#/")).await.unwrap();
+    eventually("the provider's devices", Duration::from_secs(30), async || {
+        browser.find(Locator::Css("#devices tbody tr")).await.ok()
+    })
+    .await;
+    screenshot(&browser, "provider-overview").await;
+
+    // The task in the node's explorer, which needs no token: it only reads.
+    browser.goto(&format!("{}/#/task/{task}", devnet.api)).await.unwrap();
+    let phase = eventually("the explorer's task page", Duration::from_secs(30), async || {
+        text(&browser, "#task-phase").await.filter(|t| !t.is_empty())
+    })
+    .await;
+    assert_eq!(phase, "done");
+    screenshot(&browser, "explorer-task").await;
+    browser.goto(&format!("{}/#/", devnet.api)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(unlabelled_controls(&browser).await.is_empty(), "explorer");
+    screenshot(&browser, "explorer").await;
 
     // The other pages, and the task page at a phone's width without sideways scrolling.
     for (route, name, shown) in

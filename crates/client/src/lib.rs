@@ -13,6 +13,8 @@
 //!   [`TaskHandle`] to wait for the task, read its progress and logs, fetch its result and
 //!   cancel it.
 //! - `kind`: [`ErrorKind`], the kind of failure each error is (refused, network, ...).
+//! - `ledger`: what a provider's events add up to (earnings by task, reason and block;
+//!   slashes).
 //!
 //! Its dependencies are the chain's pure types, an HTTP/1.1 client and serde: no server,
 //! networking stack or database.
@@ -83,6 +85,7 @@
 
 mod http;
 mod kind;
+pub mod ledger;
 pub mod onnx;
 mod routes;
 pub mod spec;

@@ -2,9 +2,8 @@
 //! page, the market, the budget, and submitting drafts. Every call to a node goes through
 //! `ogpu-client` (blocking) on tokio's blocking threads.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
@@ -16,13 +15,11 @@ use ogpu_client::types::TaskDetail;
 use ogpu_client::{TaskFilter, TaskHandle, Wallet};
 use ogpu_core::{Amount, TaskId};
 use serde_json::json;
-use tokio::sync::{Semaphore, broadcast};
 
 use crate::drafts::{self, Drafts};
 use crate::error::DashError;
-use crate::hub::{self, Update};
 use crate::rows::{self, TaskRow, TimelineEntry};
-use crate::steps;
+use crate::shared::{BlockTimes, Live, Tasks, blocking, task_id};
 
 /// Tasks listed at most (the node's own limit).
 const TASKS: usize = 1_000;
@@ -31,26 +28,13 @@ pub struct Customer {
     wallet: Arc<Wallet>,
     /// Where the budget is kept and results are downloaded.
     dir: PathBuf,
-    pub(crate) updates: broadcast::Sender<Update>,
+    pub(crate) live: Live,
     drafts: Drafts,
-    step_readers: Arc<Semaphore>,
-    /// Tasks that have ended do not change: read once.
-    ended: Mutex<HashMap<TaskId, Arc<TaskDetail>>>,
-    /// Block times by height, for charts over time.
-    times: Mutex<HashMap<u64, u64>>,
+    tasks: Tasks,
+    times: BlockTimes,
 }
 
 type Shared = State<Arc<Customer>>;
-
-async fn blocking<T: Send + 'static>(
-    run: impl FnOnce() -> Result<T, DashError> + Send + 'static,
-) -> Result<T, DashError> {
-    tokio::task::spawn_blocking(run).await.map_err(DashError::internal)?
-}
-
-fn task_id(text: &str) -> Result<TaskId, DashError> {
-    text.parse().map_err(|_| DashError::bad_input("bad_task_id", format!("{text:?} is not a task id")))
-}
 
 fn amount(text: &str, field: &str) -> Result<Amount, DashError> {
     let amount: Amount = text
@@ -69,11 +53,10 @@ impl Customer {
         Ok(Customer {
             wallet: Arc::new(wallet),
             dir,
-            updates: broadcast::channel(256).0,
+            live: Live::default(),
             drafts: Drafts::new()?,
-            step_readers: Arc::new(Semaphore::new(steps::READERS)),
-            ended: Mutex::new(HashMap::new()),
-            times: Mutex::new(HashMap::new()),
+            tasks: Tasks::default(),
+            times: BlockTimes::default(),
         })
     }
 
@@ -82,14 +65,7 @@ impl Customer {
     }
 
     fn detail(&self, id: &TaskId) -> Result<Arc<TaskDetail>, DashError> {
-        if let Some(detail) = self.ended.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
-            return Ok(detail.clone());
-        }
-        let detail = Arc::new(self.wallet.client().task(id)?);
-        if matches!(detail.view.task.phase, Phase::Done(_)) {
-            self.ended.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, detail.clone());
-        }
-        Ok(detail)
+        self.tasks.detail(self.wallet.client(), id)
     }
 
     /// This account's tasks, newest first.
@@ -108,13 +84,7 @@ impl Customer {
     }
 
     fn time_of(&self, height: u64) -> Option<u64> {
-        let mut times = self.times.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(time) = times.get(&height) {
-            return Some(*time);
-        }
-        let time = self.wallet.client().block(height).ok()?.time_ms;
-        times.insert(height, time);
-        Some(time)
+        self.times.of(self.wallet.client(), height)
     }
 
     fn budget_file(&self) -> PathBuf {
@@ -245,9 +215,7 @@ async fn task(State(app): Shared, Path(id): Path<String>) -> Result<Json<serde_j
 }
 
 async fn task_steps(State(app): Shared, Path(id): Path<String>) -> Result<Response, DashError> {
-    let id = task_id(&id)?;
-    let permit = steps::permit(&app.step_readers)?;
-    Ok(steps::stream(TaskHandle::new(app.wallet.client().clone(), id), permit).into_response())
+    app.live.steps(app.wallet.client(), &id)
 }
 
 /// Downloads the task's result once into this process's directory; returns it and the
@@ -365,8 +333,8 @@ async fn market(State(app): Shared) -> Result<Json<serde_json::Value>, DashError
     .await
 }
 
-async fn stream(State(app): Shared) -> impl IntoResponse {
-    hub::stream(&app.updates)
+async fn stream(State(app): Shared) -> Response {
+    app.live.stream()
 }
 
 async fn new_draft(State(app): Shared) -> Result<Json<serde_json::Value>, DashError> {

@@ -18,11 +18,7 @@ use crate::error::DashError;
 /// What every answer carries: no script but the dashboard's own files, no framing, no
 /// referrer (the URL may hold the token), no caching of account data.
 const SECURITY_HEADERS: [(header::HeaderName, &str); 5] = [
-    (
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
-         frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    ),
+    (header::CONTENT_SECURITY_POLICY, ogpu_web::CONTENT_SECURITY_POLICY),
     (header::X_FRAME_OPTIONS, "DENY"),
     (header::REFERRER_POLICY, "no-referrer"),
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),

@@ -6,7 +6,10 @@
 //! - `gate`: the token, cookie and origin checks in front of every route, and the
 //!   security headers on every answer.
 //! - `customer`: the customer dashboard's JSON; `rows` what it shows of a task; `drafts`
-//!   submitting from the browser; `hub` and `steps` the live updates (server-sent events).
+//!   submitting from the browser. `provider`: the provider dashboard's JSON, served by the
+//!   provider agent's process.
+//! - `hub` and `steps`: the live updates (server-sent events); `shared` what both apps'
+//!   handlers use.
 //! - The pages themselves are `ogpu-web`'s embedded assets.
 
 mod customer;
@@ -14,7 +17,9 @@ mod drafts;
 mod error;
 pub mod gate;
 mod hub;
+mod provider;
 mod rows;
+mod shared;
 mod steps;
 
 use std::net::SocketAddr;
@@ -27,9 +32,12 @@ use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ogpu_client::Wallet;
+use ogpu_core::Address;
+use tokio::sync::broadcast;
 
 pub use error::DashError;
 pub use gate::{Gate, Token};
+pub use provider::Settings as ProviderSettings;
 
 /// What went wrong starting a dashboard.
 #[derive(Debug, thiserror::Error)]
@@ -41,24 +49,50 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-/// A customer dashboard bound to its port, ready to serve.
-pub struct CustomerDashboard {
+/// A dashboard bound to its port, ready to serve.
+pub struct Dashboard {
     listener: tokio::net::TcpListener,
     gate: Arc<Gate>,
-    app: Arc<customer::Customer>,
+    router: Router,
+    /// What the live updates follow: whose account, on which node, told to whom.
+    follow: (ogpu_client::Client, Address, broadcast::Sender<hub::Update>),
 }
 
-impl CustomerDashboard {
-    /// Binds `listen` (127.0.0.1, port 0 for any free one) for `wallet`'s account; keeps
-    /// the budget and downloaded results under `dir`.
-    pub async fn bind(listen: SocketAddr, wallet: Wallet, dir: PathBuf, token: Token) -> Result<Self, StartError> {
-        if listen.ip() != std::net::Ipv4Addr::LOCALHOST {
-            return Err(StartError::NotLoopback(listen));
-        }
-        let listener = tokio::net::TcpListener::bind(listen).await?;
-        let gate = Arc::new(Gate::new(token, listener.local_addr()?.port()));
+async fn bind(listen: SocketAddr, token: Token) -> Result<(tokio::net::TcpListener, Arc<Gate>), StartError> {
+    if listen.ip() != std::net::Ipv4Addr::LOCALHOST {
+        return Err(StartError::NotLoopback(listen));
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let gate = Arc::new(Gate::new(token, listener.local_addr()?.port()));
+    Ok((listener, gate))
+}
+
+impl Dashboard {
+    /// The customer dashboard for `wallet`'s account on `listen` (127.0.0.1, port 0 for
+    /// any free one); it keeps the budget and downloaded results under `dir`.
+    pub async fn customer(listen: SocketAddr, wallet: Wallet, dir: PathBuf, token: Token) -> Result<Self, StartError> {
+        let (listener, gate) = bind(listen, token).await?;
+        let (client, me) = (wallet.client().clone(), wallet.address());
         let app = Arc::new(customer::Customer::new(wallet, dir)?);
-        Ok(CustomerDashboard { listener, gate, app })
+        let follow = (client, me, app.live.updates.clone());
+        let router = pages(customer::routes().with_state(app), "customer", gate.clone());
+        Ok(Dashboard { listener, gate, router, follow })
+    }
+
+    /// The provider dashboard for the provider at `me`, read through `client`; `settings`
+    /// are its agent's, shown as they are.
+    pub async fn provider(
+        listen: SocketAddr,
+        client: ogpu_client::Client,
+        me: Address,
+        settings: provider::Settings,
+        token: Token,
+    ) -> Result<Self, StartError> {
+        let (listener, gate) = bind(listen, token).await?;
+        let app = Arc::new(provider::ProviderApp::new(client.clone(), me, settings));
+        let follow = (client, me, app.live.updates.clone());
+        let router = pages(provider::routes().with_state(app), "provider", gate.clone());
+        Ok(Dashboard { listener, gate, router, follow })
     }
 
     /// The URL to open, with the token.
@@ -69,13 +103,10 @@ impl CustomerDashboard {
     /// Serves until `shutdown` completes.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let stop = Arc::new(AtomicBool::new(false));
-        {
-            let (client, me) = (self.app.wallet().client().clone(), self.app.wallet().address());
-            let (updates, stop) = (self.app.updates.clone(), stop.clone());
-            std::thread::spawn(move || hub::follow(client, me, updates, stop));
-        };
-        let router = pages(customer::routes().with_state(self.app), "customer", self.gate);
-        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
+        let (client, me, updates) = self.follow;
+        let stopped = stop.clone();
+        std::thread::spawn(move || hub::follow(client, me, updates, stopped));
+        let served = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
         // The follower notices at the feed's next keep-alive; nothing waits for it.
         stop.store(true, Ordering::Relaxed);
         served

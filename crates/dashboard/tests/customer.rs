@@ -8,7 +8,7 @@ use ogpu_chain::Genesis;
 use ogpu_chain::genesis::{Allocation, GenesisValidator};
 use ogpu_client::{Client, Wallet};
 use ogpu_core::{Address, Amount, SecretKey};
-use ogpu_dashboard::{CustomerDashboard, Token};
+use ogpu_dashboard::{Dashboard, Token};
 use ogpu_node::service::{self, NodeConfig};
 use serde_json::{Value, json};
 

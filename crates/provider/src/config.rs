@@ -1,6 +1,7 @@
 //! The agent's configuration: a TOML file, each field overridable by an `OGPU_PROVIDER_*`
 //! environment variable (for example `OGPU_PROVIDER_API`).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use ogpu_core::{Amount, PoolId};
@@ -35,6 +36,9 @@ pub struct ProviderConfig {
     /// `ort` feature), relative to the config file's directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub onnxruntime: Option<PathBuf>,
+    /// Where the agent serves its dashboard: 127.0.0.1 only, port 0 for any free one (the
+    /// agent prints the link).
+    pub dashboard: SocketAddr,
 }
 
 impl Default for ProviderConfig {
@@ -51,6 +55,7 @@ impl Default for ProviderConfig {
             pools: Vec::new(),
             pool_stake: Amount::ogpu(10),
             onnxruntime: None,
+            dashboard: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -98,7 +103,7 @@ impl ProviderConfig {
         {
             text.parse().map_err(|e: T::Err| ConfigError::Env { name: name.into(), reason: e.to_string() })
         }
-        for name in ["API", "KEY", "WORK_DIR", "REGION", "STAKE", "SLOTS", "MAX_TASK_S", "POOLS", "ONNXRUNTIME"] {
+        for name in ["API", "KEY", "WORK_DIR", "REGION", "STAKE", "SLOTS", "MAX_TASK_S", "POOLS", "ONNXRUNTIME", "DASHBOARD"] {
             let full = format!("OGPU_PROVIDER_{name}");
             let Some(value) = var(&full) else { continue };
             match name {
@@ -110,6 +115,7 @@ impl ProviderConfig {
                 "SLOTS" => self.slots = parsed(&full, &value)?,
                 "MAX_TASK_S" => self.max_task_s = parsed(&full, &value)?,
                 "ONNXRUNTIME" => self.onnxruntime = Some(value.into()),
+                "DASHBOARD" => self.dashboard = parsed(&full, &value)?,
                 _ => self.pools = value.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect(),
             }
         }
@@ -119,6 +125,10 @@ impl ProviderConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.slots == 0 {
             return Err(ConfigError::Invalid("slots must be at least 1".into()));
+        }
+        // The dashboard shows the agent's state to whoever reaches it: this machine only.
+        if self.dashboard.ip() != std::net::Ipv4Addr::LOCALHOST {
+            return Err(ConfigError::Invalid(format!("dashboard: {} is not on 127.0.0.1", self.dashboard)));
         }
         self.pool_choice().map(|_| ())
     }

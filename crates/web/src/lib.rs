@@ -6,6 +6,12 @@
 //! vendored under `assets/vendor/` (see its README). The servers serve [`get`]`(path)` at
 //! `/assets/{path}`, and an app's `index.html` at `/`.
 
+/// What the servers send with every page: scripts, styles and connections from the page's
+/// own origin only (uPlot sets inline styles, hence `'unsafe-inline'` for styles alone),
+/// and no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+     connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
 /// One embedded file.
 #[derive(Debug, Clone, Copy)]
 pub struct Asset {

@@ -32,8 +32,8 @@ pub struct Devnet {
     data: tempfile::TempDir,
     pub api: String,
     pub client: Client,
-    /// The links the devnet printed, as they come: the client dashboard's first.
-    links: std::sync::mpsc::Receiver<String>,
+    /// Each line the devnet printed with a link in it, and the link.
+    links: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl Drop for Devnet {
@@ -43,16 +43,17 @@ impl Drop for Devnet {
     }
 }
 
-/// Reads the devnet's output to its end (so it never blocks on a full pipe), passing on
-/// each link with a token in it.
-fn read_links(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+/// Reads the devnet's output to its end (so it never blocks on a full pipe), keeping each
+/// line with a link in it.
+fn read_links(stdout: std::process::ChildStdout) -> Arc<Mutex<Vec<(String, String)>>> {
     use std::io::BufRead;
-    let (sender, links) = std::sync::mpsc::channel();
+    let links = Arc::new(Mutex::new(Vec::new()));
+    let kept = links.clone();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
             let link = line.split_whitespace().find(|word| word.starts_with("http://") && word.contains("token="));
-            if let Some(link) = link {
-                let _ = sender.send(link.to_string());
+            if let Some(link) = link.map(str::to_string) {
+                kept.lock().unwrap().push((line, link));
             }
         }
     });
@@ -115,9 +116,13 @@ impl Devnet {
         }
     }
 
-    /// The client dashboard's link, with its token, as the devnet printed it.
-    pub fn dashboard_link(&self) -> String {
-        self.links.recv_timeout(Duration::from_secs(60)).expect("the devnet prints the dashboard's link")
+    /// The link, with its token, on the line the devnet printed that names `whose`
+    /// (`client dashboard`, `provider 0 dashboard`).
+    pub fn dashboard_link(&self, whose: &str) -> String {
+        wait_for(&format!("the devnet to print the link of the {whose}"), Duration::from_secs(60), || {
+            let printed = self.links.lock().unwrap();
+            printed.iter().find(|(line, _)| line.contains(whose)).map(|(_, link)| link.clone())
+        })
     }
 
     pub fn path(&self) -> &Path {
