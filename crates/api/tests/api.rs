@@ -245,7 +245,10 @@ async fn the_explorer_is_served_at_the_root_under_a_strict_policy() {
     let html = String::from_utf8(to_bytes(page.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
     assert!(html.contains("/assets/explorer/app.js"), "{html}");
     let script = get("/assets/explorer/app.js").await.unwrap();
-    assert_eq!((script.status(), &script.headers()["content-type"]), (StatusCode::OK, &"text/javascript; charset=utf-8".parse().unwrap()));
+    assert_eq!(
+        (script.status(), &script.headers()["content-type"]),
+        (StatusCode::OK, &"text/javascript; charset=utf-8".parse().unwrap())
+    );
     let missing = get("/assets/explorer/nothing.js").await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let body: Value = serde_json::from_slice(&to_bytes(missing.into_body(), 1 << 20).await.unwrap()).unwrap();

@@ -180,22 +180,29 @@ fn wait_for_api(args: &DevnetArgs) -> Result<()> {
 
 /// Starts the provider agents; a devnet resumed with fewer provider directories than
 /// asked for starts those it has.
-fn start_providers(args: &DevnetArgs, exe: &Path) -> Result<Vec<(String, Child)>> {
+fn start_providers(args: &DevnetArgs, exe: &Path) -> Result<Vec<(String, Child, String)>> {
     let configs: Vec<PathBuf> = (0..args.providers)
         .map(|i| provider_dir(&args.data, i).join("provider.toml"))
         .take_while(|config| config.exists())
         .collect();
-    if configs.is_empty() {
-        return Ok(Vec::new());
-    }
+    let ports = free_ports(configs.len(), &args.apis)?;
     configs
         .iter()
+        .zip(ports)
         .enumerate()
-        .map(|(i, config)| {
+        .map(|(i, (config, port))| {
+            // The devnet prints each agent's dashboard link, so it chooses port and token.
+            let token = crate::dashboard::token()?;
             let mut command = Command::new(exe);
-            command.args(["provider", "run", "--config"]).arg(config).env("OGPU_PASSWORD", "");
+            command
+                .args(["provider", "run", "--config"])
+                .arg(config)
+                .env("OGPU_PASSWORD", "")
+                .env("OGPU_PROVIDER_DASHBOARD", format!("127.0.0.1:{port}"))
+                .env("OGPU_DASHBOARD_TOKEN", token.as_str());
             let name = format!("provider {i}; restart it with: ogpu provider run --config {}", config.display());
-            Ok((name, command.spawn().with_context(|| format!("starting provider {i}"))?))
+            let link = format!("http://127.0.0.1:{port}/?token={}", token.as_str());
+            Ok((name, command.spawn().with_context(|| format!("starting provider {i}"))?, link))
         })
         .collect()
 }

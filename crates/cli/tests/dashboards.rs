@@ -270,12 +270,13 @@ async fn a_training_task_goes_from_the_form_to_a_live_chart_a_paid_result_and_th
     screenshot(&browser, "task-chart").await;
 
     // The winner's dashboard: its earnings grew, to what its events on chain add up to.
-    let winner = tokio::task::block_in_place(|| devnet.client.task(&id)).unwrap().events.iter().find_map(|record| {
-        match record.event {
+    let winner =
+        tokio::task::block_in_place(|| devnet.client.task(&id)).unwrap().events.iter().find_map(|record| match record
+            .event
+        {
             ogpu_chain::Event::Awarded { provider, .. } => Some(provider),
             _ => None,
-        }
-    });
+        });
     let winner = winner.expect("the task was awarded");
     let index = (0..3).find(|i| devnet.provider_address(*i) == winner).expect("one of the devnet's providers won");
     let (provider, before) = &earned_before[index];

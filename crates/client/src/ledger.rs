@@ -29,7 +29,8 @@ pub struct Earnings {
 /// amount rather than fail: no chain holds that much.
 pub fn earnings(provider: Address, events: &[EventRecord]) -> Earnings {
     let mut earnings = Earnings::default();
-    let add = |to: &mut Amount, amount: Amount| *to = to.checked_add(amount).unwrap_or(Amount::from_base_units(u128::MAX));
+    let add =
+        |to: &mut Amount, amount: Amount| *to = to.checked_add(amount).unwrap_or(Amount::from_base_units(u128::MAX));
     for EventRecord { height, event } in events {
         match event {
             Event::Paid { task, to, amount, why } if *to == provider => {

@@ -60,10 +60,6 @@ impl Customer {
         })
     }
 
-    pub fn wallet(&self) -> &Wallet {
-        &self.wallet
-    }
-
     fn detail(&self, id: &TaskId) -> Result<Arc<TaskDetail>, DashError> {
         self.tasks.detail(self.wallet.client(), id)
     }

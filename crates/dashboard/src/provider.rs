@@ -55,14 +55,6 @@ impl ProviderApp {
         }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub fn address(&self) -> Address {
-        self.me
-    }
-
     /// Its recent events (the node keeps the latest 100 per party); none before it registered.
     fn events(&self) -> Result<Vec<EventRecord>, DashError> {
         match self.client.provider(&self.me) {
@@ -156,7 +148,9 @@ async fn earnings(State(app): Shared) -> Result<Json<serde_json::Value>, DashErr
                 json!({ "height": height, "time_ms": time(*height), "amount": amount, "reason": reason })
             })
             .collect();
-        Ok(Json(json!({ "total": total, "points": points, "by_task": by_task, "by_reason": by_reason, "slashes": slashes })))
+        Ok(Json(
+            json!({ "total": total, "points": points, "by_task": by_task, "by_reason": by_reason, "slashes": slashes }),
+        ))
     })
     .await
 }
@@ -192,7 +186,10 @@ async fn work(State(app): Shared) -> Result<Json<serde_json::Value>, DashError> 
             if let Some(bid) = mine {
                 let state = if bid.revealed.is_some() { "revealed" } else { "sealed" };
                 let name = &view.task.spec.name;
-                bids.insert(0, json!({ "task": view.id, "name": name, "max_price": view.task.price_cap, "state": state }));
+                bids.insert(
+                    0,
+                    json!({ "task": view.id, "name": name, "max_price": view.task.price_cap, "state": state }),
+                );
             }
             auctions.push(json!({
                 "task": view.id, "name": view.task.spec.name, "kind": view.task.spec.workload.kind,

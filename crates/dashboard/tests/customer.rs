@@ -114,8 +114,7 @@ async fn drafts_name_the_wrong_field_reserve_nothing_and_a_complete_one_submits(
     };
     let token = Token::generate().unwrap();
     let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let dashboard =
-        CustomerDashboard::bind(listen, wallet, data.path().join("dashboard"), token.clone()).await.unwrap();
+    let dashboard = Dashboard::customer(listen, wallet, data.path().join("dashboard"), token.clone()).await.unwrap();
     let base = dashboard.url().split("/?").next().unwrap().to_string();
     let port = base.rsplit(':').next().unwrap().to_string();
     tokio::spawn(dashboard.serve(std::future::pending()));

@@ -103,7 +103,9 @@ impl ProviderConfig {
         {
             text.parse().map_err(|e: T::Err| ConfigError::Env { name: name.into(), reason: e.to_string() })
         }
-        for name in ["API", "KEY", "WORK_DIR", "REGION", "STAKE", "SLOTS", "MAX_TASK_S", "POOLS", "ONNXRUNTIME", "DASHBOARD"] {
+        for name in
+            ["API", "KEY", "WORK_DIR", "REGION", "STAKE", "SLOTS", "MAX_TASK_S", "POOLS", "ONNXRUNTIME", "DASHBOARD"]
+        {
             let full = format!("OGPU_PROVIDER_{name}");
             let Some(value) = var(&full) else { continue };
             match name {

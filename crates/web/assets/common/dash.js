@@ -340,3 +340,16 @@ export function dashboard(view, { account, routes, sections = {} }) {
     connected = true;
   });
 }
+
+/**
+ * Draws a running total (`points`: [{time_ms, total}] after each block where it changed)
+ * on a time chart, from zero a minute before the first change: a total starts at nothing,
+ * and a single point alone would leave the time axis without a span.
+ */
+export function plotTotals(plot, points) {
+  plot.clear();
+  if (!points.length) return;
+  plot.push(points[0].time_ms / 1000 - 60, { total: 0 });
+  // The chart needs numbers; the exact strings are shown beside it.
+  for (const point of points) plot.push(point.time_ms / 1000, { total: Number(point.total) });
+}

@@ -3,7 +3,7 @@
 // dashboard contract; amounts are exact decimal strings and are shown as given. Buttons
 // carry an aria-label equal to their text, so every control has a label by any check.
 import {
-  api, chart, coalesce, dashboard, el, emptyRow, errorLine, facts, mono, progress, report, shortId, showFieldErrors,
+  api, chart, coalesce, dashboard, el, emptyRow, errorLine, facts, mono, plotTotals, progress, report, shortId, showFieldErrors,
   table, toUnits,
 } from '../common/dash.js';
 
@@ -83,9 +83,7 @@ function overview(ctx) {
       showWarning(warning, account.spent, account.budget);
       if (!budgetFilled) budget.value = account.budget ?? '';
       budgetFilled = true;
-      spendChart.clear();
-      // The chart needs numbers; the exact strings are shown above.
-      for (const point of spend.points) spendChart.push(point.time_ms / 1000, { total: Number(point.total) });
+      plotTotals(spendChart, spend.points);
       report(problem, null);
     } catch (error) {
       report(problem, error);

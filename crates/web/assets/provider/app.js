@@ -3,7 +3,7 @@
 // reads are described in the provider contract; amounts are exact decimal strings and are
 // shown as given. The page only reads: it has no controls.
 import {
-  api, chart, coalesce, dashboard, el, emptyRow, errorLine, facts, mono, progress, report, shortId, table,
+  api, chart, coalesce, dashboard, el, emptyRow, errorLine, facts, mono, plotTotals, progress, report, shortId, table,
 } from '../common/dash.js';
 
 const view = document.getElementById('view');
@@ -268,9 +268,7 @@ function earnings(ctx) {
     try {
       const answer = await api('/api/earnings');
       total.textContent = answer.total;
-      plot.clear();
-      // The chart needs numbers; the exact strings are shown in the tables.
-      for (const point of answer.points) plot.push(point.time_ms / 1000, { total: Number(point.total) });
+      plotTotals(plot, answer.points);
 
       byTask.replaceChildren(...answer.by_task.map((row) => el('tr', { 'data-task': row.task },
         el('td', {}, taskLink(row.task)),
