@@ -342,7 +342,7 @@ function submit() {
     el('section', { class: 'card' }, form));
 
   // Uploads run one after another, in the order chosen, so each answer is the latest draft.
-  const draft = api('/api/drafts', { method: 'POST', body: {} });
+  const draft = api('/api/drafts', { method: 'POST' });
   let queue = Promise.resolve();
   let pending = 0;
   let last = { needs: [], missing: [], extra: [], quote: null, errors: [] };
