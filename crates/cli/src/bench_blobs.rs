@@ -3,7 +3,9 @@
 //! a blob to the first, downloads it from the first, then downloads it from the second,
 //! which lacks it and fetches it from the first over libp2p while streaming it on. That
 //! fetch goes at most at the rate one peer may ask of another (`peer_bytes_per_s`, 64 MiB/s
-//! after a 128 MiB burst by default), which bounds it on a fast link.
+//! after a 128 MiB burst by default), which bounds it on a fast link. For private data it
+//! also seals and opens the same bytes (`ogpu_core::sealed`) against blake3 hashing them,
+//! and uploads the sealed blob against the plain upload.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -11,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use ogpu_client::Client;
+use ogpu_core::sealed::{self, ContentKey};
+use rand_core::OsRng;
 use serde_json::json;
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -82,10 +86,27 @@ fn measure(first: &Client, second: &Client, bytes: &mut [u8]) -> Result<serde_js
     wait_until_up(second)?;
     let len = bytes.len();
     let (mut raw, mut upload, mut download, mut p2p) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut hashing, mut sealing, mut opening, mut sealed_upload) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let key = ContentKey::generate(&mut OsRng);
     for round in 0..ROUNDS {
         // A different blob each round, so the second validator never has it already.
         bytes[0] = round;
         raw.push(raw_tcp(bytes)?);
+        hashing.push(timed(len, || {
+            std::hint::black_box(blake3::hash(bytes));
+            Ok(())
+        })?);
+        let mut sealed = Vec::with_capacity(len + len / 1000 + 64);
+        sealing.push(timed(len, || {
+            sealed::seal(&key, &mut OsRng, &mut &*bytes, &mut sealed)?;
+            Ok(())
+        })?);
+        opening.push(timed(len, || {
+            let opened = sealed::open(&key, &mut &sealed[..], &mut std::io::sink())?;
+            ensure!(opened == len as u64, "opened {opened} of {len} bytes");
+            Ok(())
+        })?);
+        sealed_upload.push(timed(len, || sealed_upload_of(first, &key, bytes))?);
         let mut stored = None;
         upload.push(timed(len, || {
             stored = Some(first.upload_blob(&*bytes).context("uploading to the first validator")?);
@@ -103,6 +124,8 @@ fn measure(first: &Client, second: &Client, bytes: &mut [u8]) -> Result<serde_js
         })?);
     }
     let (raw, upload, download, p2p) = (median(raw), median(upload), median(download), median(p2p));
+    let (hashing, sealing, opening, sealed_upload) =
+        (median(hashing), median(sealing), median(opening), median(sealed_upload));
 
     let ratio = |speed: f64| (speed / raw * 1_000.0).round() / 1_000.0;
     let round = |speed: f64| speed.round();
@@ -116,7 +139,30 @@ fn measure(first: &Client, second: &Client, bytes: &mut [u8]) -> Result<serde_js
         "blobs_api_upload_ratio": ratio(upload),
         "blobs_api_download_ratio": ratio(download),
         "blobs_p2p_ratio": ratio(p2p),
+        "blake3_mib_s": round(hashing),
+        "seal_mib_s": round(sealing),
+        "open_mib_s": round(opening),
+        "seal_over_blake3": (sealing / hashing * 1_000.0).round() / 1_000.0,
+        "open_over_blake3": (opening / hashing * 1_000.0).round() / 1_000.0,
+        "sealed_upload_mib_s": round(sealed_upload),
+        "sealed_upload_over_plain_upload": (sealed_upload / upload * 1_000.0).round() / 1_000.0,
     }))
+}
+
+/// Seals `bytes` on a thread of its own into a pipe that the upload reads as it goes, as
+/// a client streams a private input: sealing and sending overlap, and the sealed blob
+/// never sits whole in memory.
+fn sealed_upload_of(client: &Client, key: &ContentKey, bytes: &[u8]) -> Result<()> {
+    let (mut reader, mut writer) = std::io::pipe()?;
+    std::thread::scope(|scope| {
+        let sealer = scope.spawn(move || sealed::seal(key, &mut OsRng, &mut &*bytes, &mut writer));
+        let uploaded = client.upload_blob(&mut reader).context("uploading the sealed blob");
+        drop(reader);
+        let sealed = sealer.join().map_err(|_| anyhow::anyhow!("the sealing thread panicked"))?;
+        let (_, size) = uploaded?;
+        ensure!(size == sealed?, "the node stored {size} bytes of the sealed blob");
+        Ok(())
+    })
 }
 
 fn connect(api: SocketAddr) -> Result<Client> {

@@ -17,12 +17,16 @@ pub mod keystore;
 pub mod manifest;
 pub mod merkle;
 pub mod rng;
+pub mod sealed;
 mod serde_text;
 pub mod spec;
 pub mod tasklog;
 pub mod tx;
 pub mod vote;
 pub mod vrf;
+
+#[cfg(test)]
+mod testing;
 
 pub use address::Address;
 pub use amount::Amount;
