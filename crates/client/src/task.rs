@@ -298,6 +298,16 @@ impl TaskHandle {
     pub fn verified_entries(
         &self,
     ) -> Result<Box<dyn Iterator<Item = Result<SignedLogEntry, ClientError>> + Send>, ClientError> {
+        self.verified_entries_while(|| true)
+    }
+
+    /// [`TaskHandle::verified_entries`], ending early once `wanted` says no: it is asked at
+    /// each of the stream's keep-alives (15 s apart at most), so a reader whose consumer has
+    /// gone does not hold a stream to the node until the task ends.
+    pub fn verified_entries_while(
+        &self,
+        mut wanted: impl FnMut() -> bool + Send + 'static,
+    ) -> Result<Box<dyn Iterator<Item = Result<SignedLogEntry, ClientError>> + Send>, ClientError> {
         if self.outcome()?.is_some() {
             return Ok(Box::new(self.logs()?.into_iter().filter(|entry| entry.verify().is_ok()).map(Ok)));
         }
@@ -313,7 +323,7 @@ impl TaskHandle {
                 };
                 if event.name == SseEvent::KEEP_ALIVE {
                     match task.outcome() {
-                        Ok(outcome) => over = outcome.is_some(),
+                        Ok(outcome) => over = outcome.is_some() || !wanted(),
                         Err(error) => return Some(Err(error)),
                     }
                     continue;

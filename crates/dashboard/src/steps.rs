@@ -35,7 +35,10 @@ pub fn stream(
 
 /// Sends the task's entries until they end, the node fails, or the page has gone.
 fn read(task: &TaskHandle, sender: &mpsc::Sender<SseEvent>) {
-    let entries = match task.verified_entries() {
+    // A page that has gone stops the reading at the node stream's next keep-alive, and
+    // gives its place among the readers back.
+    let page = sender.clone();
+    let entries = match task.verified_entries_while(move || !page.is_closed()) {
         Ok(entries) => entries,
         Err(error) => {
             let _ = sender.blocking_send(log_event(&format!("cannot read the task's log: {error}")));

@@ -95,15 +95,22 @@ fn first_error_field(view: &Value) -> &str {
     view["errors"][0]["field"].as_str().unwrap_or_else(|| panic!("no error in {view}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drafts_name_the_wrong_field_reserve_nothing_and_a_complete_one_submits() {
+/// A one-validator node and its API in this process, and a customer dashboard for the
+/// client on it; the node stops when the returned guard drops.
+struct Running {
+    _data: tempfile::TempDir,
+    _stop_node: tokio::sync::oneshot::Sender<()>,
+    client: Client,
+    browser: Browser,
+}
+
+async fn start() -> Running {
     let data = tempfile::tempdir().unwrap();
-    let genesis = genesis();
     let key = SecretKey::from_name("dashboard-test-validator");
     let config = NodeConfig { min_block_interval_ms: 100, ..NodeConfig::default() };
     std::fs::create_dir(data.path().join("node")).unwrap();
-    let (handle, node) = service::start(config, data.path().join("node"), key, genesis.clone()).unwrap();
-    let (_stop_node, shutdown) = tokio::sync::oneshot::channel::<()>();
+    let (handle, node) = service::start(config, data.path().join("node"), key, genesis()).unwrap();
+    let (stop_node, shutdown) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(node.run(shutdown));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = format!("http://{}", listener.local_addr().unwrap());
@@ -120,13 +127,18 @@ async fn drafts_name_the_wrong_field_reserve_nothing_and_a_complete_one_submits(
     let base = dashboard.url().split("/?").next().unwrap().to_string();
     let port = base.rsplit(':').next().unwrap().to_string();
     tokio::spawn(dashboard.serve(std::future::pending()));
+    // A connection per request: the server closes one whose request body it refused
+    // unread (a bad file name), as servers may, and the tests are not about reuse.
+    let config = ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections(0);
+    let agent: ureq::Agent = config.build().into();
+    let browser = Browser { base, cookie: format!("ogpu_dashboard_{port}={}", token.as_str()), agent };
+    Running { _data: data, _stop_node: stop_node, client, browser }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drafts_name_the_wrong_field_reserve_nothing_and_a_complete_one_submits() {
+    let Running { _data, _stop_node, client, browser } = start().await;
     tokio::task::spawn_blocking(move || {
-        // A connection per request: the server closes one whose request body it refused
-        // unread (a bad file name), as servers may, and the test is not about reuse.
-        let config = ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections(0);
-        let agent: ureq::Agent = config.build().into();
-        let browser = Browser { base, cookie: format!("ogpu_dashboard_{port}={}", token.as_str()), agent };
         let me = Address::of(&client_key().public());
         let before = client.account(&me).unwrap();
         let spec = std::fs::read_to_string(format!("{EXAMPLES}/wasm-sum.toml")).unwrap();
@@ -189,6 +201,45 @@ async fn drafts_name_the_wrong_field_reserve_nothing_and_a_complete_one_submits(
         let (status, _) = browser.put("/api/budget", json!({ "budget": "0.04" }).to_string());
         assert_eq!(status, 200);
         assert_eq!(browser.get("/api/me")["budget"], "0.04");
+    })
+    .await
+    .unwrap();
+}
+
+/// A page that follows a task's steps holds one of a few places, each a stream to the
+/// node. Pages closed while the task runs on gave none back until the task ended (hours,
+/// for a training run), so a user who opened a few task pages was refused the next one.
+/// A reader now notices its page has gone at the node stream's next keep-alive (15 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_task_pages_give_their_place_back_while_the_task_runs_on() {
+    let Running { _data, _stop_node, client: _, browser } = start().await;
+    tokio::task::spawn_blocking(move || {
+        // An auction open for 1,000 blocks (100 s here) that nobody bids on: it runs on.
+        let spec = std::fs::read_to_string(format!("{EXAMPLES}/wasm-sum.toml")).unwrap();
+        let spec = spec.replace("bid_window = 3", "bid_window = 1000");
+        let (id, view) = browser.new_draft(&spec, &["wasm-sum.wat", "numbers.txt"]);
+        assert!(view["errors"].as_array().unwrap().is_empty(), "{view}");
+        let (status, submitted) = browser.post(&format!("/api/drafts/{id}/submit"));
+        assert_eq!(status, 200, "{submitted}");
+        let steps = format!("{}/api/tasks/{}/steps", browser.base, submitted["task"].as_str().unwrap());
+        let open = || {
+            let request = ureq::http::Request::get(&steps).header("cookie", &browser.cookie).body(()).unwrap();
+            browser.agent.run(request).unwrap().status().as_u16()
+        };
+        // Every place taken by a page that closes as soon as it has its answer.
+        let mut taken = 0;
+        while open() == 200 {
+            taken += 1;
+            assert!(taken <= 64, "the readers have a limit");
+        }
+        let started = std::time::Instant::now();
+        while open() != 200 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(40),
+                "none of {taken} closed pages gave its place back within 40 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
     })
     .await
     .unwrap();
