@@ -178,14 +178,21 @@ fn wait_for_api(args: &DevnetArgs) -> Result<()> {
     Ok(())
 }
 
-/// Starts the provider agents; a devnet resumed with fewer provider directories than
-/// asked for starts those it has.
-fn start_providers(args: &DevnetArgs, exe: &Path) -> Result<Vec<(String, Child, String)>> {
-    let configs: Vec<PathBuf> = (0..args.providers)
+/// The provider agents' configs: a devnet resumed with fewer provider directories than
+/// asked for has those it has.
+fn provider_configs(args: &DevnetArgs) -> Vec<PathBuf> {
+    (0..args.providers)
         .map(|i| provider_dir(&args.data, i).join("provider.toml"))
         .take_while(|config| config.exists())
-        .collect();
-    let ports = free_ports(configs.len(), &args.apis)?;
+        .collect()
+}
+
+/// Starts the provider agents of `configs`, each with its dashboard on one of `ports`.
+fn start_providers(
+    exe: &Path,
+    configs: &[PathBuf],
+    ports: impl Iterator<Item = u16>,
+) -> Result<Vec<(String, Child, String)>> {
     configs
         .iter()
         .zip(ports)
@@ -238,11 +245,15 @@ pub fn run(mut args: DevnetArgs) -> Result<()> {
         bail!("give --api once per validator that serves it, 1 to {} times", args.validators);
     }
     let keys = prepare(&args)?;
-    let mut ports = free_ports(keys.len() + 1, &args.apis)?;
+    let configs = provider_configs(&args);
+    // Every port the devnet hands out (validators, the client's and the providers'
+    // dashboards), chosen at once so that none is chosen twice.
+    let mut free = free_ports(keys.len() + 1 + configs.len(), &args.apis)?.into_iter();
+    let ports: Vec<u16> = free.by_ref().take(keys.len()).collect();
+    let dashboard_port = free.next().context("a port for the client dashboard")?;
     if args.dashboard.port() == 0 {
-        args.dashboard.set_port(ports[keys.len()]);
+        args.dashboard.set_port(dashboard_port);
     }
-    ports.truncate(keys.len());
     let addresses: Vec<String> = keys
         .iter()
         .zip(&ports)
@@ -283,7 +294,7 @@ pub fn run(mut args: DevnetArgs) -> Result<()> {
         children.push((name, command.spawn().with_context(|| format!("starting validator {i}"))?));
     }
     wait_for_api(&args)?;
-    let providers = start_providers(&args, &exe)?;
+    let providers = start_providers(&exe, &configs, free)?;
     let provider_links: Vec<String> = providers.iter().map(|(_, _, link)| link.clone()).collect();
     children.extend(providers.into_iter().map(|(name, child, _)| (name, child)));
     println!("OpenGPU devnet: {} validators and {} providers on 127.0.0.1", keys.len(), children.len() - keys.len());

@@ -2,8 +2,9 @@
 //! page, the market, the budget, and submitting drafts. Every call to a node goes through
 //! `ogpu-client` (blocking) on tokio's blocking threads.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::body::Body;
@@ -32,6 +33,14 @@ pub struct Customer {
     drafts: Drafts,
     tasks: Tasks,
     times: BlockTimes,
+    /// Results downloaded, by task.
+    results: Mutex<HashMap<TaskId, Arc<ResultFiles>>>,
+}
+
+/// A task's result on this machine: where, and each file (relative path, size).
+struct ResultFiles {
+    dir: PathBuf,
+    files: Vec<(String, u64)>,
 }
 
 type Shared = State<Arc<Customer>>;
@@ -57,6 +66,7 @@ impl Customer {
             drafts: Drafts::new()?,
             tasks: Tasks::default(),
             times: BlockTimes::default(),
+            results: Mutex::default(),
         })
     }
 
@@ -124,10 +134,9 @@ async fn me(State(app): Shared) -> Result<Json<serde_json::Value>, DashError> {
         let client = app.wallet.client();
         let account = client.account(&app.wallet.address())?;
         let height = client.status()?.finalized_height;
-        let spent = app
-            .my_tasks()?
-            .iter()
-            .fold(Amount::ZERO, |total, detail| total.checked_add(TaskRow::of(detail).cost).unwrap_or(total));
+        let spent = app.my_tasks()?.iter().fold(Amount::ZERO, |total, detail| {
+            total.checked_add(rows::cost(detail.view.task.client, &detail.events)).unwrap_or(total)
+        });
         Ok(Json(json!({
             "address": account.address,
             "api": client.base(),
@@ -186,7 +195,8 @@ async fn spend(State(app): Shared) -> Result<Json<serde_json::Value>, DashError>
 
 async fn tasks(State(app): Shared) -> Result<Json<serde_json::Value>, DashError> {
     blocking(move || {
-        let rows: Vec<TaskRow> = app.my_tasks()?.iter().map(|detail| TaskRow::of(detail)).collect();
+        let rows: Vec<TaskRow> =
+            app.my_tasks()?.iter().map(|detail| TaskRow::of(&detail.view, &detail.events)).collect();
         Ok(Json(json!({ "tasks": rows })))
     })
     .await
@@ -205,7 +215,8 @@ async fn task(State(app): Shared, Path(id): Path<String>) -> Result<Json<serde_j
             })
             .collect();
         let has_result = matches!(detail.view.task.phase, Phase::Done(Outcome::Completed { .. }));
-        Ok(Json(json!({ "task": TaskRow::of(&detail), "timeline": timeline, "has_result": has_result })))
+        let row = TaskRow::of(&detail.view, &detail.events);
+        Ok(Json(json!({ "task": row, "timeline": timeline, "has_result": has_result })))
     })
     .await
 }
@@ -215,39 +226,31 @@ async fn task_steps(State(app): Shared, Path(id): Path<String>) -> Result<Respon
 }
 
 /// Downloads the task's result once into this process's directory; returns it and the
-/// files, relative to it.
-fn result(app: &Customer, id: TaskId) -> Result<(PathBuf, Vec<(String, u64)>), DashError> {
+/// files (relative to it) with their sizes.
+fn result(app: &Customer, id: TaskId) -> Result<Arc<ResultFiles>, DashError> {
+    if let Some(files) = app.results.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+        return Ok(files.clone());
+    }
     let dir = app.dir.join("results").join(id.to_string());
-    let done = dir.join(".complete");
-    if !done.exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-        TaskHandle::new(app.wallet.client().clone(), id).result(&dir)?;
-        std::fs::write(&done, b"").map_err(DashError::internal)?;
-    }
-    let mut files = Vec::new();
-    let mut pending = vec![dir.clone()];
-    while let Some(folder) = pending.pop() {
-        for entry in std::fs::read_dir(&folder).map_err(DashError::internal)? {
-            let path = entry.map_err(DashError::internal)?.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path != done
-                && let Ok(relative) = path.strip_prefix(&dir)
-            {
-                let size = std::fs::metadata(&path).map_err(DashError::internal)?.len();
-                files.push((relative.to_string_lossy().into_owned(), size));
-            }
-        }
-    }
-    files.sort();
-    Ok((dir, files))
+    let paths = TaskHandle::new(app.wallet.client().clone(), id).result(&dir)?;
+    let files = paths
+        .iter()
+        .map(|path| {
+            let size = std::fs::metadata(path).map_err(DashError::internal)?.len();
+            let relative = path.strip_prefix(&dir).map_err(DashError::internal)?;
+            Ok((relative.to_string_lossy().into_owned(), size))
+        })
+        .collect::<Result<_, DashError>>()?;
+    let files = Arc::new(ResultFiles { dir, files });
+    app.results.lock().unwrap_or_else(|p| p.into_inner()).insert(id, files.clone());
+    Ok(files)
 }
 
 async fn files(State(app): Shared, Path(id): Path<String>) -> Result<Json<serde_json::Value>, DashError> {
     let id = task_id(&id)?;
     blocking(move || {
-        let (_, files) = result(&app, id)?;
-        let files: Vec<_> = files.into_iter().map(|(path, size)| json!({ "path": path, "size": size })).collect();
+        let result = result(&app, id)?;
+        let files: Vec<_> = result.files.iter().map(|(path, size)| json!({ "path": path, "size": size })).collect();
         Ok(Json(json!({ "files": files })))
     })
     .await
@@ -255,12 +258,12 @@ async fn files(State(app): Shared, Path(id): Path<String>) -> Result<Json<serde_
 
 async fn file(State(app): Shared, Path((id, path)): Path<(String, String)>) -> Result<Response, DashError> {
     let id = task_id(&id)?;
-    let (dir, files) = blocking(move || result(&app, id)).await?;
+    let result = blocking(move || result(&app, id)).await?;
     // Only a file of the result: the path is looked up, never joined blindly.
-    if !files.iter().any(|(known, _)| *known == path) {
+    if !result.files.iter().any(|(known, _)| *known == path) {
         return Err(DashError::not_found("unknown_file", format!("the result of {id} has no file {path}")));
     }
-    let bytes = tokio::fs::read(dir.join(&path)).await.map_err(DashError::internal)?;
+    let bytes = tokio::fs::read(result.dir.join(&path)).await.map_err(DashError::internal)?;
     let name = path.rsplit('/').next().unwrap_or(&path).replace('"', "");
     let disposition = format!("attachment; filename=\"{name}\"");
     Ok((
@@ -304,12 +307,9 @@ async fn market(State(app): Shared) -> Result<Json<serde_json::Value>, DashError
     blocking(move || {
         let client = app.wallet.client();
         let filter = TaskFilter { phase: Some("bidding".into()), limit: Some(100), ..TaskFilter::default() };
-        let auctions: Vec<TaskRow> = client
-            .tasks(&filter)?
-            .tasks
-            .iter()
-            .map(|view| app.detail(&view.id).map(|d| TaskRow::of(&d)))
-            .collect::<Result<_, _>>()?;
+        // Others' open auctions: what the list says of each is all the page shows, so no
+        // task is read on its own (the page asks again at every block).
+        let auctions: Vec<TaskRow> = client.tasks(&filter)?.tasks.iter().map(|view| TaskRow::of(view, &[])).collect();
         let pools: Vec<_> = client
             .pools(Some(100))?
             .pools

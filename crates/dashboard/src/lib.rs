@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use ogpu_client::Wallet;
 use ogpu_core::Address;
@@ -125,8 +125,6 @@ fn pages(api: Router, app: &'static str, gate: Arc<Gate>) -> Router {
 fn asset(path: &str) -> Response {
     match ogpu_web::get(path) {
         Some(asset) => ([(header::CONTENT_TYPE, asset.content_type)], asset.bytes).into_response(),
-        None => {
-            (StatusCode::NOT_FOUND, DashError::not_found("unknown_asset", format!("no asset {path}"))).into_response()
-        }
+        None => DashError::not_found("unknown_asset", format!("no asset {path}")).into_response(),
     }
 }

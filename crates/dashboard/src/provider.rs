@@ -10,6 +10,7 @@ use axum::response::Response;
 use ogpu_chain::Event;
 use ogpu_chain::state::Phase;
 use ogpu_client::ledger::{self, Earnings};
+use ogpu_client::types::ProviderDetail;
 use ogpu_client::{Client, EventRecord, TaskFilter};
 use ogpu_core::{Address, Amount};
 use serde_json::json;
@@ -55,13 +56,18 @@ impl ProviderApp {
         }
     }
 
-    /// Its recent events (the node keeps the latest 100 per party); none before it registered.
-    fn events(&self) -> Result<Vec<EventRecord>, DashError> {
+    /// The provider as registered, with its recent events (the node keeps the latest 100
+    /// per party); `None` before it registered.
+    fn registered(&self) -> Result<Option<ProviderDetail>, DashError> {
         match self.client.provider(&self.me) {
-            Ok(detail) => Ok(detail.events),
-            Err(error) if error.api_error() == Some("unknown_provider") => Ok(Vec::new()),
+            Ok(detail) => Ok(Some(detail)),
+            Err(error) if error.api_error() == Some("unknown_provider") => Ok(None),
             Err(error) => Err(error.into()),
         }
+    }
+
+    fn events(&self) -> Result<Vec<EventRecord>, DashError> {
+        Ok(self.registered()?.map(|detail| detail.events).unwrap_or_default())
     }
 }
 
@@ -78,11 +84,7 @@ pub fn routes() -> axum::Router<Arc<ProviderApp>> {
 async fn provider(State(app): Shared) -> Result<Json<serde_json::Value>, DashError> {
     blocking(move || {
         let client = &app.client;
-        let registered = match client.provider(&app.me) {
-            Ok(detail) => Some(detail.view.provider),
-            Err(error) if error.api_error() == Some("unknown_provider") => None,
-            Err(error) => return Err(error.into()),
-        };
+        let registered = app.registered()?.map(|detail| detail.view.provider);
         let account = client.account(&app.me)?;
         let height = client.status()?.finalized_height;
         let pools: Vec<_> = client
@@ -138,10 +140,6 @@ async fn earnings(State(app): Shared) -> Result<Json<serde_json::Value>, DashErr
             .iter()
             .map(|(task, (amount, reasons))| json!({ "task": task, "amount": amount, "reasons": reasons }))
             .collect();
-        let by_reason: serde_json::Map<String, serde_json::Value> = by_reason
-            .iter()
-            .map(|(why, amount)| (json!(why).as_str().unwrap_or_default().to_string(), json!(amount)))
-            .collect();
         let slashes: Vec<_> = slashes
             .iter()
             .map(|(height, amount, reason)| {
@@ -166,11 +164,11 @@ async fn work(State(app): Shared) -> Result<Json<serde_json::Value>, DashError> 
             })
             .collect();
         let mut running = Vec::new();
-        let mut bids = Vec::new();
+        let mut won = Vec::new();
         for (height, id, price) in awards.iter().rev() {
             let detail = app.tasks.detail(&app.client, id)?;
             let task = &detail.view.task;
-            bids.push(json!({ "task": id, "name": task.spec.name, "max_price": task.price_cap, "state": "won" }));
+            won.push(json!({ "task": id, "name": task.spec.name, "max_price": task.price_cap, "state": "won" }));
             if !matches!(task.phase, Phase::Done(_)) {
                 running.push(json!({
                     "task": id, "name": task.spec.name, "kind": task.spec.workload.kind,
@@ -179,23 +177,22 @@ async fn work(State(app): Shared) -> Result<Json<serde_json::Value>, DashError> 
             }
         }
         let filter = TaskFilter { phase: Some("bidding".into()), limit: Some(100), ..TaskFilter::default() };
-        let mut auctions = Vec::new();
+        let (mut auctions, mut bids) = (Vec::new(), Vec::new());
         for view in app.client.tasks(&filter)?.tasks {
             let Phase::Bidding { bids: sealed, .. } = &view.task.phase else { continue };
             let mine = sealed.get(&app.me);
             if let Some(bid) = mine {
                 let state = if bid.revealed.is_some() { "revealed" } else { "sealed" };
                 let name = &view.task.spec.name;
-                bids.insert(
-                    0,
-                    json!({ "task": view.id, "name": name, "max_price": view.task.price_cap, "state": state }),
-                );
+                bids.push(json!({ "task": view.id, "name": name, "max_price": view.task.price_cap, "state": state }));
             }
             auctions.push(json!({
                 "task": view.id, "name": view.task.spec.name, "kind": view.task.spec.workload.kind,
                 "max_price": view.task.price_cap, "bids": sealed.len(), "mine": mine.is_some(),
             }));
         }
+        // Open bids first, then the awards, newest first.
+        bids.extend(won);
         Ok(Json(json!({ "running": running, "bids": bids, "auctions": auctions })))
     })
     .await
@@ -207,4 +204,20 @@ async fn task_steps(State(app): Shared, Path(id): Path<String>) -> Result<Respon
 
 async fn stream(State(app): Shared) -> Response {
     app.live.stream()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ogpu_chain::receipt::PayReason;
+    use ogpu_core::Amount;
+
+    /// The earnings page reads payments by reason as an object keyed by the reason's name.
+    #[test]
+    fn earnings_by_reason_are_keyed_by_the_reasons_name() {
+        let by_reason =
+            BTreeMap::from([(PayReason::Execution, Amount::ogpu(3)), (PayReason::ChallengeBond, Amount::ogpu(1))]);
+        assert_eq!(serde_json::json!(by_reason), serde_json::json!({ "execution": "3", "challenge_bond": "1" }));
+    }
 }

@@ -5,7 +5,7 @@ use ogpu_chain::Event;
 use ogpu_chain::receipt::PayReason;
 use ogpu_chain::state::{Outcome, Phase};
 use ogpu_client::EventRecord;
-use ogpu_client::types::TaskDetail;
+use ogpu_client::types::TaskView;
 use ogpu_core::spec::{Market, VerificationPolicy};
 use ogpu_core::{Address, Amount, TaskId};
 
@@ -35,16 +35,18 @@ pub struct TaskRow {
 }
 
 impl TaskRow {
-    pub fn of(detail: &TaskDetail) -> TaskRow {
-        let task = &detail.view.task;
-        let events = || detail.events.iter().map(|record| (record.height, &record.event));
-        let awarded = events().find_map(|(height, event)| match event {
+    /// The row of the task `view`, from `events` (its events: none for a task whose award,
+    /// cost and verdict are not shown, such as another client's open auction).
+    pub fn of(view: &TaskView, events: &[EventRecord]) -> TaskRow {
+        let task = &view.task;
+        let events_at = || events.iter().map(|record| (record.height, &record.event));
+        let awarded = events_at().find_map(|(height, event)| match event {
             Event::Awarded { provider, price, .. } => Some((height, *provider, *price)),
             _ => None,
         });
-        let ended = events().find_map(|(height, event)| matches!(event, Event::TaskEnded { .. }).then_some(height));
+        let ended = events_at().find_map(|(height, event)| matches!(event, Event::TaskEnded { .. }).then_some(height));
         TaskRow {
-            id: detail.view.id,
+            id: view.id,
             name: task.spec.name.clone(),
             kind: task.spec.workload.kind,
             phase: task.phase.name(),
@@ -59,10 +61,9 @@ impl TaskRow {
             provider: awarded.map(|(_, provider, _)| provider),
             price: awarded.map(|(_, _, price)| price),
             max_price: task.price_cap,
-            cost: spend_changes(task.client, &detail.events)
-                .fold(Amount::ZERO, |total, (_, change)| change.apply(total)),
+            cost: cost(task.client, events),
             verification: policy_text(&task.spec.verification),
-            verdict: verdict(events().map(|(_, event)| event)),
+            verdict: verdict(events_at().map(|(_, event)| event)),
             submitted_height: task.submitted_at,
             run_blocks: awarded.zip(ended).map(|((from, _, _), to)| to.saturating_sub(from)),
         }
@@ -117,6 +118,11 @@ impl SpendChange {
             SpendChange::Returned(amount) => total.saturating_sub(amount),
         }
     }
+}
+
+/// What a task's `events` took from `client`: reserved and topped up, less what came back.
+pub fn cost(client: Address, events: &[EventRecord]) -> Amount {
+    spend_changes(client, events).fold(Amount::ZERO, |total, (_, change)| change.apply(total))
 }
 
 /// How `client`'s spending changed with each of a task's events, with its height:

@@ -353,3 +353,18 @@ export function plotTotals(plot, points) {
   // The chart needs numbers; the exact strings are shown beside it.
   for (const point of points) plot.push(point.time_ms / 1000, { total: Number(point.total) });
 }
+
+/** A size in bytes for people: B, KiB, MiB or GiB, one decimal past bytes. */
+export function size(bytes) {
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit ? `${value.toFixed(1)} ${units[unit]}` : `${value} B`;
+}
+
+/** A size given in MiB (device memory, VRAM), for people. */
+export const sizeOfMiB = (mib) => size(mib * 1024 * 1024);

@@ -3,7 +3,7 @@
 // dashboard contract; amounts are exact decimal strings and are shown as given. Buttons
 // carry an aria-label equal to their text, so every control has a label by any check.
 import {
-  api, chart, coalesce, dashboard, el, emptyRow, errorLine, facts, mono, plotTotals, progress, report, shortId, showFieldErrors,
+  api, chart, coalesce, dashboard, el, emptyRow, errorLine, facts, mono, plotTotals, progress, report, shortId, showFieldErrors, size,
   table, toUnits,
 } from '../common/dash.js';
 
@@ -15,12 +15,6 @@ const view = document.getElementById('view');
 const statusOf = (task) => task.outcome ?? task.phase;
 
 const dash = (value) => value ?? '—';
-
-function bytes(size) {
-  if (size < 1024) return `${size} B`;
-  if (size < 1024 * 1024) return `${(size / 1024).toFixed(1)} KiB`;
-  return `${(size / 1024 / 1024).toFixed(1)} MiB`;
-}
 
 // --- Overview --------------------------------------------------------------------------
 
@@ -247,7 +241,7 @@ function task(ctx, id) {
         const { files: list } = await api(`${path}/files`);
         files.replaceChildren(...list.map((file) => el('li', {},
           el('a', { href: `${path}/files/${file.path.split('/').map(encodeURIComponent).join('/')}`, download: '' }, file.path),
-          el('span', { class: 'muted' }, ` ${bytes(file.size)}`))));
+          el('span', { class: 'muted' }, ` ${size(file.size)}`))));
         filesNote.hidden = true;
         filesShown = true;
       }
@@ -445,7 +439,7 @@ function submit() {
 // --- Market ----------------------------------------------------------------------------
 
 const AUCTION_COLUMNS = ['Task', 'Kind', 'Max price', 'Phase', 'Submitted at block', 'Verification'];
-const POOL_COLUMNS = ['Pool', 'Kind', 'Price', 'Subscribers', 'Jobs'];
+const POOL_COLUMNS = ['Pool', 'Kind', 'Price', 'Subscribers'];
 
 function market(ctx) {
   const problem = errorLine();
@@ -473,8 +467,7 @@ function market(ctx) {
         el('td', {}, mono(pool.id)),
         el('td', {}, pool.kind),
         el('td', { class: 'amount' }, pool.price),
-        el('td', { class: 'num' }, pool.subscribers),
-        el('td', { class: 'num' }, pool.jobs))));
+        el('td', { class: 'num' }, pool.subscribers))));
       if (!answer.pools.length) pools.append(emptyRow(POOL_COLUMNS.length, 'No pools.'));
       report(problem, null);
     } catch (error) {

@@ -4,7 +4,9 @@
 // `type`; Phase, Outcome and Stage are externally tagged (a unit variant is a bare string,
 // another `{variant: fields}`). One /v1/events stream keeps the header, the home view and
 // pages waiting on the chain up to date: nothing polls on a timer.
-import { api, coalesce, el, emptyRow, facts, mono, shortId, stream, table } from '../common/dash.js';
+import {
+  api, coalesce, el, emptyRow, facts, mono, shortId, size, sizeOfMiB, stream, table,
+} from '../common/dash.js';
 
 const view = document.getElementById('view');
 
@@ -75,7 +77,6 @@ const words = (name) => name.replaceAll('_', ' ');
 const plural = (count, one, many = `${one}s`) => `${count} ${count === 1 ? one : many}`;
 const ogpu = (amount) => `${amount} oGPU`;
 const time = (ms) => el('time', { datetime: new Date(ms).toISOString() }, new Date(ms).toLocaleString());
-const mib = (mb) => (mb >= 1024 ? `${+(mb / 1024).toFixed(1)} GiB` : `${mb} MiB`);
 
 // Nodes joined by ", ".
 const list = (nodes) => nodes.flatMap((node, i) => (i ? [', ', node] : [node]));
@@ -450,7 +451,7 @@ function specFacts(task) {
     // The cap now: a top-up raises it above the spec's.
     ['Max price', [ogpu(task.price_cap),
       auction && market.max_price !== task.price_cap ? ` (${ogpu(market.max_price)} at submission)` : '']],
-    ['Requirements', `${plural(req.gpus, 'GPU')}, ${mib(req.min_vram_mb)} VRAM or more, `
+    ['Requirements', `${plural(req.gpus, 'GPU')}, ${sizeOfMiB(req.min_vram_mb)} VRAM or more, `
       + `models: ${req.models.join(', ') || 'any'}, reputation ${req.min_reputation} or more`],
     ['Deadline', plural(spec.deadline_blocks, 'block')],
     ['Verification', verification(spec.verification)],
@@ -525,7 +526,7 @@ function task(ctx, id) {
 // --- Lists of the market and the chain -----------------------------------------------
 
 const device = ({ kind, model, memory_mb: memory, gflops }) =>
-  el('div', {}, `${kind.toUpperCase()} ${model}, ${mib(memory)}, ${gflops} GFLOPS`);
+  el('div', {}, `${kind.toUpperCase()} ${model}, ${sizeOfMiB(memory)}, ${gflops} GFLOPS`);
 
 function providers(ctx) {
   const box = page('Providers');
@@ -603,7 +604,7 @@ function paramValue(key, value) {
   if (typeof value === 'string') return ogpu(value);
   if (key.endsWith('_bps')) return `${value / 100}% (${value} basis points)`;
   if (key.endsWith('_blocks')) return plural(value, 'block');
-  if (key.endsWith('_bytes')) return `${mib(value / 1024 / 1024)} (${value} bytes)`;
+  if (key.endsWith('_bytes')) return `${size(value)} (${value} bytes)`;
   return String(value);
 }
 

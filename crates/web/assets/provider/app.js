@@ -3,7 +3,7 @@
 // reads are described in the provider contract; amounts are exact decimal strings and are
 // shown as given. The page only reads: it has no controls.
 import {
-  api, chart, coalesce, dashboard, el, emptyRow, errorLine, facts, mono, plotTotals, progress, report, shortId, table,
+  api, chart, coalesce, dashboard, el, emptyRow, errorLine, facts, mono, plotTotals, progress, report, shortId, sizeOfMiB, table,
 } from '../common/dash.js';
 
 const view = document.getElementById('view');
@@ -19,10 +19,6 @@ const taskLink = (id, name) => el('a', { href: `#/task/${id}`, title: id }, name
 const taskName = (id, name) => [name ? `${name} ` : '', mono(id)];
 
 const amountCell = (amount) => el('td', { class: 'amount' }, amount);
-
-function memory(mb) {
-  return mb < 1024 ? `${mb} MiB` : `${(mb / 1024).toFixed(1)} GiB`;
-}
 
 // Whole hours, minutes or seconds, as the agent's configuration usually gives them.
 function duration(seconds) {
@@ -111,7 +107,7 @@ function overview(ctx) {
       devices.replaceChildren(...provider.devices.map((device) => el('tr', {},
         el('td', {}, device.kind),
         el('td', { class: 'wrap' }, device.model),
-        el('td', { class: 'num' }, memory(device.memory_mb)),
+        el('td', { class: 'num' }, sizeOfMiB(device.memory_mb)),
         el('td', { class: 'num' }, device.gflops ? `${device.gflops} GFLOPS` : 'not measured'))));
       if (!provider.devices.length) devices.append(emptyRow(DEVICE_COLUMNS.length, 'No devices detected.'));
 
