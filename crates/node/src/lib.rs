@@ -5,6 +5,7 @@ pub mod blobs;
 pub mod mempool;
 pub mod net;
 pub mod rate;
+mod redial;
 pub mod replica;
 pub mod service;
 pub mod store;

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use libp2p::request_response::OutboundRequestId;
 use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, mdns, request_response};
 use ogpu_chain::{Genesis, State};
 use ogpu_consensus::{Message, Params as ConsensusParams};
@@ -23,6 +24,7 @@ use crate::blobs::{BlobError, BlobStore, BlobWriter, ChunkAnswer, ChunkRequest};
 use crate::mempool::{MempoolConfig, Rejection};
 use crate::net::{self, Behaviour, BehaviourEvent};
 use crate::rate::{Strikes, TokenBucket};
+use crate::redial::Redial;
 use crate::replica::{Action, Finalized, MAX_GOSSIP_TXS, Replica, WireMessage};
 use crate::store::{Store, StoreError};
 
@@ -222,6 +224,8 @@ struct Node {
     peers_of: BTreeMap<Address, PeerId>,
     /// Connected peers by address: how answers reach nodes outside the validator set.
     connected: BTreeMap<Address, PeerId>,
+    /// The bootstrap peers dialed again while not connected.
+    redial: Redial,
     timers: BTreeSet<u64>,
     strikes: Strikes<PeerId>,
     limits: HashMap<PeerId, TokenBucket>,
@@ -265,12 +269,13 @@ pub fn start(
     };
     let mut swarm = net::build_swarm(&key, &chain_id, config.mdns)?;
     swarm.listen_on(parse_addr(&config.listen)?).map_err(|e| NodeError::Fatal(e.to_string()))?;
-    for address in &config.bootstrap {
-        let address = parse_addr(address)?;
+    let bootstrap = config.bootstrap.iter().map(|address| parse_addr(address)).collect::<Result<Vec<_>, _>>()?;
+    for address in &bootstrap {
         if let Err(error) = swarm.dial(address.clone()) {
             warn!(%address, %error, "cannot dial a bootstrap peer");
         }
     }
+    let redial = Redial::new(&bootstrap, now_ms());
     let peers_of = peer_map(&state);
     let (finalized, watcher) = watch::channel(Arc::new(state.clone()));
     let (feed, _) = broadcast::channel(256);
@@ -286,6 +291,7 @@ pub fn start(
         topic: net::topic(&chain_id),
         peers_of,
         connected: BTreeMap::new(),
+        redial,
         timers: BTreeSet::new(),
         strikes: Strikes::new(STRIKES, STRIKE_MEMORY_MS),
         limits: HashMap::new(),
@@ -336,6 +342,7 @@ impl Service {
                 _ = housekeeping.tick() => {
                     node.expire_fetches();
                     node.forget_idle_peers();
+                    node.redial_bootstrap();
                     node.collect_blobs();
                 }
                 _ = &mut shutdown => {
@@ -613,6 +620,7 @@ impl Node {
                 }
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                self.redial.connected(&peer_id, now_ms());
                 if let Some(address) = net::address_of(&peer_id) {
                     self.connected.insert(address, peer_id);
                 }
@@ -818,6 +826,22 @@ impl Node {
         self.limits.retain(|_, bucket| !bucket.is_full(now));
         self.serving.retain(|_, (allowance, reads)| *reads > 0 || !allowance.is_full(now));
         self.strikes.forget_old(now);
+    }
+
+    /// Dials the bootstrap peers due again: not those connected, nor those barred for
+    /// what they sent.
+    fn redial_bootstrap(&mut self) {
+        let (swarm, strikes, now) = (&mut self.swarm, &self.strikes, now_ms());
+        let due = self.redial.due(now, |peer| swarm.is_connected(peer) || strikes.is_barred(peer, now));
+        for (peer, address) in due {
+            let dial = DialOpts::peer_id(peer)
+                .addresses(vec![address])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(error) = swarm.dial(dial) {
+                debug!(%peer, %error, "bootstrap peer not dialed again");
+            }
+        }
     }
 
     /// When the next fetch that a peer declined is due to ask again (ms).

@@ -37,7 +37,7 @@ pub fn genesis(n: usize) -> Genesis {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -75,13 +75,23 @@ pub fn start_configured(n: usize, genesis: &Genesis, config: NodeConfig) -> Netw
             bootstrap: (0..n).filter(|j| *j != i).map(|j| address(ports[j], &keys(n)[j]).to_string()).collect(),
             ..config.clone()
         };
-        let data = dir.path().join(format!("v{i}"));
-        std::fs::create_dir_all(&data).unwrap();
-        let (stop, shutdown) = oneshot::channel();
-        let (handle, node) = service::start(config, data, key, genesis.clone()).unwrap();
-        tokio::spawn(node.run(shutdown));
+        let (handle, stop) = start_node(config, &dir.path().join(format!("v{i}")), key, genesis);
         nodes.push(handle);
         stops.push(stop);
     }
     Network { nodes, ports, _stops: stops, _dir: dir }
+}
+
+/// Starts one node with its data in `data`; it runs until the sender is dropped.
+pub fn start_node(
+    config: NodeConfig,
+    data: &std::path::Path,
+    key: SecretKey,
+    genesis: &Genesis,
+) -> (NodeHandle, oneshot::Sender<()>) {
+    std::fs::create_dir_all(data).unwrap();
+    let (stop, shutdown) = oneshot::channel();
+    let (handle, node) = service::start(config, data.to_path_buf(), key, genesis.clone()).unwrap();
+    tokio::spawn(node.run(shutdown));
+    (handle, stop)
 }
