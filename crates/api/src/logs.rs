@@ -469,6 +469,7 @@ mod tests {
             requirements: Default::default(),
             deadline_blocks: 10,
             verification: Default::default(),
+            private: None,
         };
         let racer = RaceEntry { provider: who("racer"), commitment: Hash::ZERO, claim: None };
         Task {

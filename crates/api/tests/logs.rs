@@ -43,12 +43,13 @@ fn job(pool: PoolId) -> TaskSpec {
         requirements: Default::default(),
         deadline_blocks: 100,
         verification: Default::default(),
+        private: None,
     }
 }
 
 fn cpu() -> DeviceProfile {
     let device = ogpu_core::spec::Device { kind: DeviceKind::Cpu, model: "cpu".into(), memory_mb: 1_024, gflops: 10 };
-    DeviceProfile { devices: vec![device], region: "eu".into() }
+    DeviceProfile { devices: vec![device], region: "eu".into(), reader: None }
 }
 
 /// A node with a pool job on chain whose pool `provider()` subscribes to.

@@ -50,7 +50,7 @@ pub enum TxError {
     UnknownPool(Hash),
     #[error("no proposal {0}")]
     UnknownProposal(Hash),
-    #[error("only the task's client may cancel it or top it up")]
+    #[error("only the task's client may cancel it, top it up or post its keys")]
     NotTheClient,
     #[error("only an auction task takes a top-up: a pool job is paid the pool's price")]
     NotAnAuction,
@@ -84,6 +84,16 @@ pub enum TxError {
     Ineligible(Ineligible),
     #[error("the sender is not an executor of this task")]
     NotAnExecutor,
+    #[error("the task is not private: it has no keys to post or reasons to decline")]
+    NotPrivate,
+    #[error("keys go only to the task's executors and chosen verifiers")]
+    NotAWorker,
+    #[error("the task has {expected} blobs, one key each; {got} were posted")]
+    KeyCount { expected: usize, got: usize },
+    #[error("keys were already posted to this worker")]
+    KeysAlreadyPosted,
+    #[error("a reason is at most {max} bytes")]
+    ReasonTooLong { max: usize },
     #[error("the executor has already started")]
     AlreadyStarted,
     #[error("the executor must start before committing a result")]
@@ -154,6 +164,8 @@ pub enum Ineligible {
     ReputationTooLow,
     #[error("excluded after failing this task")]
     Excluded,
+    #[error("no reader key registered, which a private task needs")]
+    NoReaderKey,
 }
 
 /// Why a whole block is refused. The state is left as it was.

@@ -279,6 +279,8 @@ fn dispatch(ctx: &mut Ctx, tx: &Transaction, sender: Address, hash: Hash) -> Res
         TxBody::SubmitTask { spec } => market::submit_task(ctx, sender, hash, spec),
         TxBody::CancelTask { task } => market::cancel_task(ctx, sender, *task),
         TxBody::TopUpTask { task, max_price } => market::top_up_task(ctx, sender, *task, *max_price),
+        TxBody::PostKeys { task, to, keys } => market::post_keys(ctx, sender, *task, *to, keys),
+        TxBody::DeclineTask { task, reason } => market::decline_task(ctx, sender, *task, reason),
         TxBody::CommitBid { task, commitment } => market::commit_bid(ctx, sender, *task, *commitment),
         TxBody::RevealBid { task, price, salt } => market::reveal_bid(ctx, sender, *task, *price, salt),
         TxBody::StartTask { task } => market::start_task(ctx, sender, *task),

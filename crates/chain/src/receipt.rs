@@ -72,6 +72,11 @@ pub enum Event {
         client: Address,
         amount: Amount,
     },
+    /// A private task's client posted the blob keys of the task to a worker.
+    KeysPosted {
+        task: TaskId,
+        to: Address,
+    },
     /// The client raised the task's price cap and reserved `added` more.
     ToppedUp {
         task: TaskId,
@@ -146,6 +151,7 @@ impl Event {
             | Event::Paid { task, .. }
             | Event::Refunded { task, .. }
             | Event::ToppedUp { task, .. }
+            | Event::KeysPosted { task, .. }
             | Event::TaskEnded { task, .. } => Some(*task),
             Event::Slashed { .. }
             | Event::PoolCreated { .. }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use borsh::{BorshDeserialize, BorshSerialize};
 use imbl::{OrdMap, OrdSet};
 use ogpu_core::merkle::{self, Proof};
+use ogpu_core::sealed::Envelope;
 use ogpu_core::spec::{DeviceProfile, PoolSpec, TaskSpec};
 use ogpu_core::tx::{ParamChange, ResultClaim, StakeRole, VerificationReport};
 use ogpu_core::{Address, Amount, ChainId, Hash, PoolId, ProposalId, PublicKey, TaskId};
@@ -105,6 +106,8 @@ pub struct Task {
     pub challenge: Option<Challenge>,
     /// Height of the next timed step, if any.
     pub due: Option<u64>,
+    /// A private task's blob keys, per worker they were posted to (see `PostKeys`).
+    pub keys: BTreeMap<Address, Vec<Envelope>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
@@ -244,6 +247,7 @@ pub struct ScreeningReport {
     pub model_not_allowed: u32,
     pub reputation_too_low: u32,
     pub excluded: u32,
+    pub no_reader_key: u32,
     pub eligible: u32,
     pub sealed_bids: u32,
     pub revealed_bids: u32,

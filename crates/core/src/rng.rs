@@ -59,6 +59,26 @@ impl DetRng {
     }
 }
 
+/// A seeded stream for keys and nonces where a test or a replay needs the same bytes
+/// every run; the stream is as unpredictable as its seed.
+impl rand_core::RngCore for DetRng {
+    fn next_u32(&mut self) -> u32 {
+        rand_core::impls::next_u32_via_fill(self)
+    }
+    fn next_u64(&mut self) -> u64 {
+        DetRng::next_u64(self)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.0.fill(dest);
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.0.fill(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for DetRng {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,13 +11,21 @@
 //! Randomness (content keys, nonces, ephemeral keys) comes from the caller's RNG: this
 //! crate has no ambient randomness.
 
+use std::fmt;
 use std::io::{self, Read, Write};
+use std::str::FromStr;
 
+use borsh::{BorshDeserialize, BorshSerialize};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use curve25519_dalek::MontgomeryPoint;
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
+
+use crate::address::Address;
+use crate::hash::{Hash, ParseHashError};
+use crate::ids::{BlobHash, TaskId};
+use crate::serde_text::serde_via_text;
 
 /// Plaintext bytes per chunk.
 pub const CHUNK: usize = 64 << 10;
@@ -52,6 +60,15 @@ impl ContentKey {
         let mut key = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(key.as_mut());
         ContentKey(key)
+    }
+
+    /// The key as stored by its holder (a client keeps its tasks' keys to read results).
+    pub fn from_bytes(bytes: [u8; 32]) -> ContentKey {
+        ContentKey(Zeroizing::new(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
@@ -159,9 +176,31 @@ pub fn open(key: &ContentKey, sealed: &mut impl Read, plain: &mut impl Write) ->
 /// A reader's X25519 secret key, wiped when dropped.
 pub struct ReaderSecret(Zeroizing<[u8; 32]>);
 
-/// A reader's X25519 public key, as registered on chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A reader's X25519 public key, as registered on chain; written as 64 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
 pub struct ReaderKey(pub [u8; 32]);
+
+impl fmt::Display for ReaderKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&Hash(self.0), f)
+    }
+}
+
+impl fmt::Debug for ReaderKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&Hash(self.0), f)
+    }
+}
+
+impl FromStr for ReaderKey {
+    type Err = ParseHashError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(ReaderKey(text.parse::<Hash>()?.0))
+    }
+}
+
+serde_via_text!(ReaderKey);
 
 impl ReaderSecret {
     pub fn generate(rng: &mut impl CryptoRngCore) -> ReaderSecret {
@@ -176,12 +215,47 @@ impl ReaderSecret {
 }
 
 /// A content key wrapped to one reader, for one purpose (a task and a blob): an ephemeral
-/// X25519 key, a nonce, and the sealed key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// X25519 key, a nonce, and the sealed key. Written as 208 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Envelope {
     pub ephemeral: [u8; 32],
     pub nonce: [u8; 24],
     pub sealed_key: [u8; 48],
+}
+
+const ENVELOPE_BYTES: usize = 32 + 24 + 48;
+
+impl fmt::Display for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = [&self.ephemeral[..], &self.nonce[..], &self.sealed_key[..]].concat();
+        f.write_str(&crate::hex::encode(&bytes))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a key envelope is {} hex digits", 2 * ENVELOPE_BYTES)]
+pub struct ParseEnvelopeError;
+
+impl FromStr for Envelope {
+    type Err = ParseEnvelopeError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bytes = crate::hex::decode(text).filter(|b| b.len() == ENVELOPE_BYTES).ok_or(ParseEnvelopeError)?;
+        let part = |from: usize, to: usize| bytes[from..to].to_vec();
+        Ok(Envelope {
+            ephemeral: part(0, 32).try_into().map_err(|_| ParseEnvelopeError)?,
+            nonce: part(32, 56).try_into().map_err(|_| ParseEnvelopeError)?,
+            sealed_key: part(56, ENVELOPE_BYTES).try_into().map_err(|_| ParseEnvelopeError)?,
+        })
+    }
+}
+
+serde_via_text!(Envelope);
+
+/// What the envelope holding `blob`'s key for `reader` on `task` is bound to: an envelope
+/// copied from another task, or posted for another reader, does not open.
+pub fn key_context(task: &TaskId, reader: &Address, blob: &BlobHash) -> Vec<u8> {
+    [&b"ogpu task key v1"[..], &task.0.0, &reader.0, &blob.0.0].concat()
 }
 
 /// The key that wraps a content key between the ephemeral and the reader's keys.
@@ -308,5 +382,36 @@ mod tests {
         let mut altered = envelope.clone();
         altered.sealed_key[0] ^= 1;
         assert!(matches!(altered.open(&reader, b"task 1, blob a"), Err(SealError::Envelope)));
+    }
+
+    #[test]
+    fn keys_and_envelopes_are_written_as_hex_and_read_back_whole_only() {
+        let mut rng = rng();
+        let reader = ReaderSecret::generate(&mut rng).public();
+        assert_eq!(reader.to_string().parse::<ReaderKey>().unwrap(), reader);
+        let envelope = Envelope::wrap(&ContentKey::generate(&mut rng), &reader, b"c", &mut rng);
+        let text = envelope.to_string();
+        assert_eq!(text.len(), 208);
+        assert_eq!(text.parse::<Envelope>().unwrap(), envelope);
+        for bad in [&text[..206], "zz", ""] {
+            assert!(bad.parse::<Envelope>().is_err(), "{bad}");
+        }
+        let json = serde_json::to_string(&envelope).unwrap();
+        assert_eq!(serde_json::from_str::<Envelope>(&json).unwrap(), envelope);
+    }
+
+    #[test]
+    fn a_key_context_binds_task_reader_and_blob() {
+        let (task, other_task) = (TaskId(Hash([1; 32])), TaskId(Hash([2; 32])));
+        let (reader, other_reader) = (Address([3; 20]), Address([4; 20]));
+        let (blob, other_blob) = (BlobHash(Hash([5; 32])), BlobHash(Hash([6; 32])));
+        let context = key_context(&task, &reader, &blob);
+        for other in [
+            key_context(&other_task, &reader, &blob),
+            key_context(&task, &other_reader, &blob),
+            key_context(&task, &reader, &other_blob),
+        ] {
+            assert_ne!(other, context);
+        }
     }
 }

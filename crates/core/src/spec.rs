@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::amount::Amount;
 use crate::ids::{BlobHash, PoolId};
+use crate::sealed::ReaderKey;
 
 /// Limits on what a spec may hold, so a task stays small on chain.
 pub mod limits {
@@ -89,6 +90,11 @@ pub struct TaskSpec {
     pub deadline_blocks: u64,
     #[serde(default)]
     pub verification: VerificationPolicy,
+    /// Set for a private task: the client's reader key. The program and inputs are sealed
+    /// blobs, their keys go to each worker by `PostKeys`, and results are sealed to this
+    /// key. Not for pool jobs, whose racers are not known before they start.
+    #[serde(default)]
+    pub private: Option<ReaderKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
@@ -227,9 +233,14 @@ impl TaskSpec {
                     format!("must be 1 to {} blocks", limits::MAX_BID_WINDOW)
                 })?;
             }
-            Market::Pool { .. } => check(self.verification == VerificationPolicy::None, "verification", || {
-                "a pool job uses its pool's verification; leave it out".into()
-            })?,
+            Market::Pool { .. } => {
+                check(self.verification == VerificationPolicy::None, "verification", || {
+                    "a pool job uses its pool's verification; leave it out".into()
+                })?;
+                check(self.private.is_none(), "private", || {
+                    "a pool job cannot be private: its keys cannot go to racers nobody knows in advance".into()
+                })?;
+            }
         }
         let r = &self.requirements;
         check(r.models.len() <= limits::MODELS, "requirements.models", || {
@@ -323,6 +334,10 @@ pub struct Device {
 pub struct DeviceProfile {
     pub devices: Vec<Device>,
     pub region: String,
+    /// The key private tasks' inputs are wrapped to for this provider; without one it
+    /// cannot take private tasks.
+    #[serde(default)]
+    pub reader: Option<ReaderKey>,
 }
 
 impl DeviceProfile {
@@ -444,5 +459,32 @@ quorum = 2
             invalid(|s| s.replace("policy = \"replicate\"\nn = 3\nquorum = 2", "policy = \"spot_check\"\np = 1.5"));
         assert!(fraction.contains("between 0 and 1"), "{fraction}");
         assert!(TaskSpec::from_json("{").unwrap_err().to_string().contains("JSON"));
+    }
+
+    const READER: &str = "0101010101010101010101010101010101010101010101010101010101010101";
+
+    #[test]
+    fn a_private_spec_names_the_clients_reader_key_and_a_pool_job_cannot_be_one() {
+        let private = TaskSpec::from_toml(&AUCTION.replacen(
+            "deadline_blocks = 100",
+            &format!("deadline_blocks = 100\nprivate = \"{READER}\""),
+            1,
+        ))
+        .unwrap();
+        assert_eq!(private.private, Some(ReaderKey([1; 32])));
+        let bytes = borsh::to_vec(&private).unwrap();
+        assert_eq!(borsh::from_slice::<TaskSpec>(&bytes).unwrap(), private);
+        let pooled = AUCTION
+            .replacen("deadline_blocks = 100", &format!("deadline_blocks = 100\nprivate = \"{READER}\""), 1)
+            .replacen(
+                "kind = \"auction\"\nmax_price = \"2.5\"\nbid_window = 3",
+                &format!("kind = \"pool\"\npool = \"{READER}\""),
+                1,
+            )
+            .replacen("[verification]\npolicy = \"replicate\"\nn = 3\nquorum = 2\n", "", 1);
+        let message = TaskSpec::from_toml(&pooled).unwrap_err().to_string();
+        assert!(message.contains("private: a pool job cannot be private"), "{message}");
+        let short = invalid(|s| s.replacen("deadline_blocks = 100", "deadline_blocks = 100\nprivate = \"01\"", 1));
+        assert!(short.contains("private"), "{short}");
     }
 }

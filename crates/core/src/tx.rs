@@ -11,6 +11,7 @@ use crate::crypto::{PublicKey, SecretKey, Signature};
 use crate::encoding::Canonical;
 use crate::hash::Hash;
 use crate::ids::{ChainId, PoolId, ProposalId, TaskId};
+use crate::sealed::Envelope;
 use crate::spec::{DeviceProfile, PoolSpec, TaskSpec};
 use crate::vote::Evidence;
 
@@ -137,6 +138,20 @@ pub enum TxBody {
         task: TaskId,
         max_price: Amount,
     },
+    /// A private task's client gives one worker (an awarded executor or a chosen verifier)
+    /// the keys of the task's blobs: one envelope per blob, the program's first, then the
+    /// inputs' in name order, each wrapped to the worker's reader key.
+    PostKeys {
+        task: TaskId,
+        to: Address,
+        keys: Vec<Envelope>,
+    },
+    /// An executor of a private task that cannot read it (its keys or a blob do not open)
+    /// gives it back: the task ends with `reason`, nobody is paid, nobody slashed.
+    DeclineTask {
+        task: TaskId,
+        reason: String,
+    },
 }
 
 impl TxBody {
@@ -165,6 +180,8 @@ impl TxBody {
             TxBody::Propose { .. } => "propose",
             TxBody::Vote { .. } => "vote",
             TxBody::TopUpTask { .. } => "top_up_task",
+            TxBody::PostKeys { .. } => "post_keys",
+            TxBody::DeclineTask { .. } => "decline_task",
         }
     }
 }

@@ -10,6 +10,7 @@ use std::fmt::Debug;
 use borsh::{BorshDeserialize, BorshSerialize};
 use ogpu_core::block::{BlockHeader, SignedHeader};
 use ogpu_core::encoding::{Canonical, DecodeError, decode_bounded};
+use ogpu_core::sealed::{Envelope, ReaderKey};
 use ogpu_core::spec::{
     Device, DeviceKind, DeviceProfile, Limits, Market, PoolSpec, Ratio, Requirements, TaskSpec, VerificationPolicy,
     Workload, WorkloadKind, limits,
@@ -134,8 +135,8 @@ fn verification() -> impl Strategy<Value = VerificationPolicy> {
 }
 
 fn task_spec() -> impl Strategy<Value = TaskSpec> {
-    (text(), workload(), market(), requirements(), 1..=limits::MAX_DEADLINE_BLOCKS, verification()).prop_map(
-        |(name, mut workload, market, requirements, deadline_blocks, verification)| {
+    (text(), workload(), market(), requirements(), 1..=limits::MAX_DEADLINE_BLOCKS, verification())
+        .prop_map(|(name, mut workload, market, requirements, deadline_blocks, verification)| {
             // A pool job takes its pool's verification; proof of learning is for training.
             let verification = match market {
                 Market::Pool { .. } => VerificationPolicy::None,
@@ -144,15 +145,38 @@ fn task_spec() -> impl Strategy<Value = TaskSpec> {
             if let VerificationPolicy::ProofOfLearning { .. } = verification {
                 workload.kind = WorkloadKind::Train;
             }
-            TaskSpec { name, workload, market, requirements, deadline_blocks, verification }
-        },
-    )
+            TaskSpec { name, workload, market, requirements, deadline_blocks, verification, private: None }
+        })
+        .prop_flat_map(|spec| {
+            // Only an auction task may be private.
+            let private = match spec.market {
+                Market::Auction { .. } => option::of(reader_key()).boxed(),
+                Market::Pool { .. } => Just(None).boxed(),
+            };
+            (Just(spec), private).prop_map(|(spec, private)| TaskSpec { private, ..spec })
+        })
+}
+
+fn reader_key() -> impl Strategy<Value = ReaderKey> {
+    any::<[u8; 32]>().prop_map(ReaderKey)
+}
+
+fn envelope() -> impl Strategy<Value = Envelope> {
+    (any::<[u8; 32]>(), any::<[u8; 24]>(), vec(any::<u8>(), 48)).prop_map(|(ephemeral, nonce, sealed_key)| Envelope {
+        ephemeral,
+        nonce,
+        sealed_key: sealed_key.try_into().expect("48 bytes"),
+    })
 }
 
 fn device_profile() -> impl Strategy<Value = DeviceProfile> {
     let device = (select(vec![DeviceKind::Gpu, DeviceKind::Cpu]), text(), any::<u64>(), any::<u32>())
         .prop_map(|(kind, model, memory_mb, gflops)| Device { kind, model, memory_mb, gflops });
-    (vec(device, 1..=4), text()).prop_map(|(devices, region)| DeviceProfile { devices, region })
+    (vec(device, 1..=4), text(), option::of(reader_key())).prop_map(|(devices, region, reader)| DeviceProfile {
+        devices,
+        region,
+        reader,
+    })
 }
 
 fn pool_spec() -> impl Strategy<Value = PoolSpec> {
@@ -255,6 +279,8 @@ fn tx_body() -> impl Strategy<Value = TxBody> {
         (hash(), any::<bool>())
             .prop_map(|(proposal, approve)| TxBody::Vote { proposal: ProposalId(proposal), approve }),
         (task_id(), amount()).prop_map(|(task, max_price)| TxBody::TopUpTask { task, max_price }),
+        (task_id(), address(), vec(envelope(), 0..4)).prop_map(|(task, to, keys)| TxBody::PostKeys { task, to, keys }),
+        (task_id(), ".{0,16}").prop_map(|(task, reason)| TxBody::DeclineTask { task, reason }),
     ]
 }
 
@@ -521,6 +547,8 @@ fn variant(body: &TxBody) -> &'static str {
         TxBody::Propose { .. } => "Propose",
         TxBody::Vote { .. } => "Vote",
         TxBody::TopUpTask { .. } => "TopUpTask",
+        TxBody::PostKeys { .. } => "PostKeys",
+        TxBody::DeclineTask { .. } => "DeclineTask",
     }
 }
 
@@ -550,6 +578,8 @@ fn the_body_generator_yields_every_variant_and_both_kinds_of_evidence() {
         "Propose",
         "Vote",
         "TopUpTask",
+        "PostKeys",
+        "DeclineTask",
     ]
     .into();
     let mut runner = TestRunner::deterministic();

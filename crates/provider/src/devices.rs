@@ -30,7 +30,7 @@ pub fn detect(region: &str) -> DeviceProfile {
     let others = other_gpus(&adapters).map(|(adapter, gpu)| measured(gpu, adapter.target()));
     let mut devices: Vec<Device> = nvidia.chain(others).collect();
     devices.push(cpu());
-    DeviceProfile { devices, region: region.to_owned() }
+    DeviceProfile { devices, region: region.to_owned(), reader: None }
 }
 
 /// `gpu` with its measured throughput, or 0 (not measured) where this build has no

@@ -38,7 +38,7 @@ mod tests {
 
     fn machine(memory_mb: u64) -> DeviceProfile {
         let cpu = Device { kind: DeviceKind::Cpu, model: "cpu".into(), memory_mb, gflops: 10 };
-        DeviceProfile { devices: vec![cpu], region: "eu".into() }
+        DeviceProfile { devices: vec![cpu], region: "eu".into(), reader: None }
     }
 
     fn spec(limits: Limits) -> TaskSpec {
@@ -55,6 +55,7 @@ mod tests {
             requirements: Requirements::default(),
             deadline_blocks: 10,
             verification: Default::default(),
+            private: None,
         }
     }
 

@@ -176,6 +176,7 @@ fn screening_report(state: &State, task: &Task, bids: &std::collections::BTreeMa
             Err(Ineligible::ModelNotAllowed) => &mut report.model_not_allowed,
             Err(Ineligible::ReputationTooLow) => &mut report.reputation_too_low,
             Err(Ineligible::Excluded) => &mut report.excluded,
+            Err(Ineligible::NoReaderKey) => &mut report.no_reader_key,
         };
         *counter += 1;
     }

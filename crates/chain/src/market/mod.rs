@@ -6,6 +6,7 @@
 
 mod auction;
 mod execution;
+mod keys;
 mod pool;
 
 use ogpu_core::spec::{DeviceProfile, Market, Requirements, TaskSpec, VerificationPolicy};
@@ -13,6 +14,7 @@ use ogpu_core::{Address, Amount, Hash, TaskId};
 
 pub(crate) use auction::{commit_bid, open_auction, reveal_bid};
 pub(crate) use execution::{commit_result, reveal_result, start_task};
+pub(crate) use keys::{decline_task, post_keys};
 pub(crate) use pool::{create_pool, join_pool, leave_pool, open_race};
 
 use crate::error::{Ineligible, TxError};
@@ -74,6 +76,9 @@ pub(crate) fn screen(
     }
     if provider.reputation < requirements.min_reputation {
         return Err(Ineligible::ReputationTooLow);
+    }
+    if task.is_some_and(|t| t.spec.private.is_some()) && provider.profile.reader.is_none() {
+        return Err(Ineligible::NoReaderKey);
     }
     Ok(())
 }
@@ -147,6 +152,7 @@ pub(crate) fn submit_task(ctx: &mut Ctx, client: Address, tx: Hash, spec: &TaskS
         verifiers: Vec::new(),
         challenge: None,
         due: None,
+        keys: Default::default(),
     };
     ctx.emit(Event::TaskSubmitted { task: id, client, reserved: reserved.total().ok_or(TxError::Overflow)? });
     if pooled {
@@ -284,6 +290,9 @@ pub(crate) fn run_timers(ctx: &mut Ctx) -> Result<(), TxError> {
 }
 
 fn on_due(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(), TxError> {
+    if keys::end_if_undelivered(ctx, id, task)? {
+        return Ok(());
+    }
     let height = ctx.height();
     match task.phase.clone() {
         Phase::Bidding { reveal_end, .. } => {

@@ -184,6 +184,7 @@ pub fn profile(gpu: &str, memory_mb: u64) -> DeviceProfile {
     DeviceProfile {
         devices: vec![Device { kind: DeviceKind::Gpu, model: gpu.into(), memory_mb, gflops: 50_000 }],
         region: "eu-west".into(),
+        reader: None,
     }
 }
 
@@ -201,6 +202,7 @@ pub fn auction_spec(max_price: &str, verification: VerificationPolicy) -> TaskSp
         requirements: Requirements { gpus: 1, min_vram_mb: 16_000, models: vec![], min_reputation: 0 },
         deadline_blocks: 10,
         verification,
+        private: None,
     }
 }
 
