@@ -311,14 +311,16 @@ impl Engine {
                     self.on_header(from, header, false, out);
                 }
             }
-            Message::Query { epoch, poll, height, tip } => {
-                if epoch == self.state.validators.epoch {
-                    if let Some(chit) = self.answer(from, poll, height, out) {
-                        out.push(Output::Send { to: from, message: Message::Chit(chit) });
-                    }
-                    if !self.knows(&tip) {
-                        self.fetch(from, tip, out);
-                    }
+            // Answered whatever epoch the poller is in: a member one epoch behind decides its
+            // next height under the set it knows, and a chit binds poller, poll and height.
+            // Queries used to name their epoch and be dropped across one, which left a
+            // replica that fell behind at an epoch boundary unheard, and deaf, for good.
+            Message::Query { poll, height, tip } => {
+                if let Some(chit) = self.answer(from, poll, height, out) {
+                    out.push(Output::Send { to: from, message: Message::Chit(chit) });
+                }
+                if !self.knows(&tip) {
+                    self.fetch(from, tip, out);
                 }
             }
             Message::Chit(chit) => self.on_chit(from, chit, out),
@@ -643,10 +645,9 @@ impl Engine {
             if let Some(own) = votes.get_mut(&self.me) {
                 *own = Some(Vote { preferred: self.preferred_tip(), chit: None });
             }
-            let epoch = self.state.validators.epoch;
             let tip = self.preferred_tip();
             for to in sampled.into_iter().filter(|a| *a != self.me) {
-                out.push(Output::Send { to, message: Message::Query { epoch, poll: poll_id, height, tip } });
+                out.push(Output::Send { to, message: Message::Query { poll: poll_id, height, tip } });
             }
             self.state.polls.insert(poll_id, Poll { height, deadline, votes });
             out.push(Output::SetTimer { at_ms: deadline });

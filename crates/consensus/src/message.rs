@@ -13,7 +13,7 @@ pub enum Message {
     /// "Which block do you prefer?" for the poller's poll `poll` about `height`. It names
     /// the poller's own preferred block, so a validator that missed a proposal learns of
     /// it from the first query and fetches it.
-    Query { epoch: u64, poll: u64, height: u64, tip: Hash },
+    Query { poll: u64, height: u64, tip: Hash },
     /// The signed answer to a query.
     Chit(SignedChit),
     /// The answer to a query from a node outside the validator set: unsigned, since the

@@ -104,19 +104,29 @@ fn a_replayed_chit_is_dropped_and_a_conflicting_one_is_evidence() {
 }
 
 #[test]
-fn out_of_epoch_queries_and_strangers_are_dropped() {
+fn a_members_query_is_answered_and_its_unknown_tip_fetched() {
     let mut e = engine(0);
-    dropped(&mut e, addr(1), Message::Query { epoch: 5, poll: 0, height: 1, tip: GENESIS.hash });
+    let tip = Hash([8; 32]);
+    let out =
+        e.handle(1, Input::Message { from: addr(1), message: Message::Query { poll: poll_at(1, 0), height: 1, tip } });
+    assert_eq!(chits(&out).len(), 1, "{out:?}");
+    let fetch = Output::Send { to: addr(1), message: Message::GetHeader { hash: tip } };
+    assert!(out.contains(&fetch), "{out:?}");
+}
+
+#[test]
+fn strangers_get_unsigned_answers() {
+    let mut e = engine(0);
     let stranger = Address::of(&SecretKey::from_name("stranger").public());
     let before = e.state().clone();
     let out = e.handle(
-        1,
-        Input::Message { from: stranger, message: Message::Query { epoch: 0, poll: 0, height: 1, tip: GENESIS.hash } },
+        0,
+        Input::Message { from: stranger, message: Message::Query { poll: 0, height: 1, tip: GENESIS.hash } },
     );
     let unsigned = Message::Vote { poll: 0, height: 1, preferred: GENESIS.hash };
     assert_eq!(out, vec![Output::Send { to: stranger, message: unsigned }], "a stranger gets an unsigned answer");
     assert_eq!(e.state(), &before, "and leaves nothing behind");
-    let query = Message::Query { epoch: 0, poll: poll_at(1, 0), height: 1, tip: GENESIS.hash };
+    let query = Message::Query { poll: poll_at(1, 0), height: 1, tip: GENESIS.hash };
     let answered = e.handle(1, Input::Message { from: addr(1), message: query });
     assert_eq!(chits(&answered).len(), 1, "{answered:?}");
 }
@@ -215,13 +225,12 @@ fn a_new_epoch_replaces_the_validator_set() {
     let newcomer = SecretKey::from_name("newcomer");
     let members = [keys()[0].public(), keys()[1].public(), keys()[2].public(), newcomer.public()];
     e.handle(1, Input::NewEpoch(ValidatorSet::new(1, members.iter().map(|key| (*key, 100)))));
-    let query = |epoch| Message::Query { epoch, poll: poll_at(1, 0), height: 1, tip: GENESIS.hash };
-    let out = e.handle(1, Input::Message { from: Address::of(&newcomer.public()), message: query(1) });
+    let query = Message::Query { poll: poll_at(1, 0), height: 1, tip: GENESIS.hash };
+    let out = e.handle(1, Input::Message { from: Address::of(&newcomer.public()), message: query.clone() });
     assert_eq!(chits(&out).len(), 1, "the newcomer is a member: {out:?}");
-    let out = e.handle(1, Input::Message { from: addr(3), message: query(1) });
+    let out = e.handle(1, Input::Message { from: addr(3), message: query });
     let unsigned = matches!(out.as_slice(), [Output::Send { message: Message::Vote { .. }, .. }]);
     assert!(unsigned, "the validator that left gets only an unsigned answer: {out:?}");
-    dropped(&mut e, addr(1), query(0));
 }
 
 proptest! {
@@ -263,7 +272,7 @@ fn an_honest_validator_never_signs_two_conflicting_chits() {
     let (me, asker) = if first == 1 { (2, 3) } else { (1, if first == 3 { 2 } else { 3 }) };
     let mut e = engine(me);
     e.start(10_000, SigningRecord::default());
-    let query = |poll| Message::Query { epoch: 0, poll, height: 1, tip: GENESIS.hash };
+    let query = |poll| Message::Query { poll, height: 1, tip: GENESIS.hash };
     let mut signed = chits(&e.handle(10_000, Input::Message { from: addr(asker), message: query(poll_at(10_000, 7)) }));
     assert_eq!(signed.len(), 1, "a first question is answered");
 
@@ -294,7 +303,7 @@ fn an_honest_validator_never_signs_two_conflicting_chits() {
 fn a_restarted_validator_answers_no_poll_it_may_have_answered_before() {
     let mut e = engine(1);
     e.start(100_000, SigningRecord { built_height: 0, answer_lease_ms: 100_001 });
-    let query = |poll| Message::Query { epoch: 0, poll, height: 1, tip: GENESIS.hash };
+    let query = |poll| Message::Query { poll, height: 1, tip: GENESIS.hash };
     for poll in [poll_at(99_000, 0), poll_at(100_000, 0)] {
         let out = e.handle(100_000, Input::Message { from: addr(2), message: query(poll) });
         assert!(chits(&out).is_empty(), "poll numbered at {} ms answered after a start at 100000 ms", poll >> 16);

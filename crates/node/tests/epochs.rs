@@ -14,8 +14,8 @@ use ogpu_node::service::Request;
 /// a fifth node that stakes; once the fifth is seated it must be asked, which shows in the
 /// lease on poll numbers it records before answering. It stakes as much as each of the
 /// others: polls sample by stake, and a small stake is asked too rarely for a bounded wait.
-/// The seat is read from whichever node finalized it first: one replica sometimes falls
-/// behind here (see docs/security.md, "not done"), which is not what this test is about.
+/// Then every replica must reach the leader's height: one used to be left behind at an
+/// epoch boundary for good, since queries naming another epoch were dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_validator_seated_in_a_later_epoch_is_polled() {
     let mut genesis = common::genesis(4);
@@ -48,6 +48,15 @@ async fn a_validator_seated_in_a_later_epoch_is_polled() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while newcomer_node.store.signing_record().unwrap().answer_lease_ms == 0 {
         assert!(tokio::time::Instant::now() < deadline, "nobody polled the validator seated in epoch 1");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // No replica is left behind at an epoch boundary: every one reaches what the leader
+    // had finalized by now.
+    let height = |node: &ogpu_node::service::NodeHandle| node.finalized.borrow().height;
+    let target = network.nodes.iter().map(height).max().unwrap();
+    while network.nodes.iter().any(|node| height(node) < target) {
+        let heights: Vec<u64> = network.nodes.iter().map(height).collect();
+        assert!(tokio::time::Instant::now() < deadline, "replicas left behind: {heights:?}, the leader at {target}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

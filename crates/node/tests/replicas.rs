@@ -28,10 +28,14 @@ fn client() -> SecretKey {
 }
 
 fn genesis() -> Genesis {
+    genesis_with(Params::default())
+}
+
+fn genesis_with(params: Params) -> Genesis {
     Genesis {
         chain_id: "ogpu-test".parse().unwrap(),
         genesis_time_ms: 0,
-        params: Params::default(),
+        params,
         allocations: vec![Allocation { address: Address::of(&client().public()), amount: Amount::ogpu(1_000) }],
         validators: keys()
             .iter()
@@ -63,6 +67,7 @@ struct Net {
     seq: u64,
     now: u64,
     params: ConsensusParams,
+    genesis: Genesis,
     /// Everything each replica sent, in order.
     sent: Vec<(usize, WireMessage)>,
 }
@@ -79,6 +84,10 @@ impl Net {
     }
 
     fn with(params: ConsensusParams) -> Net {
+        Net::with_genesis(params, genesis())
+    }
+
+    fn with_genesis(params: ConsensusParams, genesis: Genesis) -> Net {
         let dir = tempfile::tempdir().unwrap();
         let mut net = Net {
             dir,
@@ -88,6 +97,7 @@ impl Net {
             seq: 0,
             now: 0,
             params,
+            genesis,
             sent: Vec::new(),
         };
         for i in 0..VALIDATORS {
@@ -97,8 +107,8 @@ impl Net {
     }
 
     fn start(&mut self, i: usize) {
-        let store = Arc::new(Store::open(&self.dir.path().join(format!("{i}.redb")), &genesis(), 5).unwrap());
-        let state = store.load(genesis()).unwrap();
+        let store = Arc::new(Store::open(&self.dir.path().join(format!("{i}.redb")), &self.genesis, 5).unwrap());
+        let state = store.load(self.genesis.clone()).unwrap();
         let (replica, actions) =
             Replica::new(keys()[i].clone(), store, state, self.params, MempoolConfig::default(), self.now).unwrap();
         self.replicas[i] = Some(replica);
@@ -107,6 +117,12 @@ impl Net {
 
     fn stop(&mut self, i: usize) {
         self.replicas[i] = None;
+    }
+
+    /// The height replica `i`, stopped, had finalized.
+    fn stored_height(&self, i: usize) -> u64 {
+        let path = self.dir.path().join(format!("{i}.redb"));
+        Store::open(&path, &self.genesis, 5).unwrap().finalized_height().unwrap()
     }
 
     fn push(&mut self, at: u64, to: usize, event: Event) {
@@ -226,10 +242,7 @@ fn a_replica_restarted_from_its_store_catches_up() {
         net.submit(0, transfer(nonce));
     }
     net.run_until(3_000);
-    let stopped_at = {
-        let store = Arc::new(Store::open(&net.dir.path().join("3.redb"), &genesis(), 5).unwrap());
-        store.finalized_height().unwrap()
-    };
+    let stopped_at = net.stored_height(3);
     net.start(3);
     net.run_until(8_000);
     let leader = net.replica(0).finalized().height;
@@ -241,6 +254,25 @@ fn a_replica_restarted_from_its_store_catches_up() {
         restarted.height
     );
     assert_eq!(restarted.balance(&Address([9; 20])), Amount::ogpu(5));
+}
+
+/// A replica stopped in one epoch and restarted in a later one (same validators, another
+/// epoch number) catches up: queries are answered whatever epoch they name. Dropping
+/// them left a replica behind at a boundary unheard and deaf for good.
+#[test]
+fn a_replica_restarted_in_a_later_epoch_catches_up() {
+    let mut net = Net::with_genesis(consensus(), genesis_with(Params { epoch_blocks: 4, ..Params::default() }));
+    net.run_until(1_000);
+    net.stop(3);
+    net.run_until(3_000);
+    let stopped_at = net.stored_height(3);
+    let leader = net.replica(0).finalized().height;
+    assert!(leader / 4 > stopped_at / 4, "the others went on into a later epoch: {stopped_at} vs {leader}");
+    net.start(3);
+    net.run_until(8_000);
+    let (leader, restarted) = (net.replica(0).finalized().height, net.replica(3).finalized().height);
+    assert!(restarted > stopped_at, "the restarted replica moved on from {stopped_at}");
+    assert!(restarted + 3 >= leader, "it is within a few blocks of the others ({restarted} vs {leader})");
 }
 
 /// Finding 16 (and 1 across a restart): a validator killed and restarted within its
