@@ -497,6 +497,7 @@ mod tests {
             }],
             challenge: None,
             due: None,
+            keys: BTreeMap::new(),
         }
     }
 
