@@ -87,6 +87,7 @@ mod http;
 mod kind;
 pub mod ledger;
 pub mod onnx;
+pub mod private;
 mod routes;
 pub mod spec;
 pub mod task;

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::private::BlobKeys;
 use crate::{Client, ClientError};
 use ogpu_core::manifest::{ManifestError, OutputFile};
 use ogpu_core::spec::TaskSpec;
@@ -41,6 +42,14 @@ pub enum TransferError {
     /// A result's manifest does not parse.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// A private task's blob has no key here, or does not open with its key.
+    #[error("sealed blob {hash}: {reason}")]
+    Sealed {
+        /// The sealed blob.
+        hash: BlobHash,
+        /// Why it cannot be read.
+        reason: String,
+    },
 }
 
 impl TransferError {
@@ -48,7 +57,7 @@ impl TransferError {
     pub fn client_error(&self) -> Option<&ClientError> {
         match self {
             TransferError::Blob { source, .. } | TransferError::Upload { source, .. } => Some(source),
-            TransferError::Io { .. } | TransferError::Manifest(_) => None,
+            TransferError::Io { .. } | TransferError::Manifest(_) | TransferError::Sealed { .. } => None,
         }
     }
 }
@@ -137,16 +146,56 @@ impl<W: Write, F: FnMut(u64)> Write for Counting<W, F> {
 }
 
 /// Downloads the spec's inputs into `input_dir`, each under its name, and returns the
-/// program's bytes.
-pub fn stage(client: &Client, spec: &TaskSpec, input_dir: &Path) -> Result<Vec<u8>, TransferError> {
+/// program's bytes. A private task's blobs are opened with `keys` on the way: each sealed
+/// input is downloaded whole next to `input_dir` first (its hash checked), then opened
+/// chunk by chunk into place, so no input sits whole in memory.
+pub fn stage(
+    client: &Client,
+    spec: &TaskSpec,
+    keys: Option<&BlobKeys>,
+    input_dir: &Path,
+) -> Result<Vec<u8>, TransferError> {
     std::fs::create_dir_all(input_dir).map_err(io(input_dir))?;
+    let sealed = input_dir.with_extension("sealed");
     for (name, hash) in &spec.workload.inputs {
-        download(client, hash, &input_dir.join(name), |_| {})?;
+        let target = input_dir.join(name);
+        match keys {
+            None => download(client, hash, &target, |_| {}).map(drop)?,
+            Some(keys) => {
+                download(client, hash, &sealed, |_| {})?;
+                let opened = File::open(&sealed)
+                    .map_err(io(&sealed))
+                    .and_then(|mut from| open_into(keys, hash, &mut from, &target));
+                let _ = std::fs::remove_file(&sealed);
+                opened?;
+            }
+        }
     }
     let mut program = Vec::new();
     let hash = spec.workload.program;
     client.download_blob(&hash, &mut program).map_err(|source| TransferError::Blob { hash, source })?;
-    Ok(program)
+    match keys {
+        None => Ok(program),
+        Some(keys) => {
+            let mut plain = Vec::new();
+            open_with(keys, &hash, &mut program.as_slice(), &mut plain)?;
+            Ok(plain)
+        }
+    }
+}
+
+/// Opens sealed blob `hash` from `sealed` into a new file at `target`.
+fn open_into(keys: &BlobKeys, hash: &BlobHash, sealed: &mut impl Read, target: &Path) -> Result<(), TransferError> {
+    let mut out = BufWriter::new(File::create(target).map_err(io(target))?);
+    open_with(keys, hash, sealed, &mut out)?;
+    out.flush().map_err(io(target))
+}
+
+fn open_with(keys: &BlobKeys, hash: &BlobHash, sealed: &mut impl Read, plain: &mut impl Write) -> Result<(), TransferError> {
+    let unreadable = |reason: String| TransferError::Sealed { hash: *hash, reason };
+    let key = keys.get(hash).ok_or_else(|| unreadable("no key for it among the task's keys".into()))?;
+    ogpu_core::sealed::open(key, sealed, plain).map_err(|e| unreadable(e.to_string()))?;
+    Ok(())
 }
 
 /// Uploads every output file and then the manifest that lists them, so that anyone who

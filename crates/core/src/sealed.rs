@@ -23,6 +23,7 @@ use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
 use crate::address::Address;
+use crate::crypto::SecretKey;
 use crate::hash::{Hash, ParseHashError};
 use crate::ids::{BlobHash, TaskId};
 use crate::serde_text::serde_via_text;
@@ -207,6 +208,13 @@ impl ReaderSecret {
         let mut secret = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(secret.as_mut());
         ReaderSecret(secret)
+    }
+
+    /// The reader key of an account, derived from its signing key: nothing more to keep
+    /// safe or back up, and signing and decryption keys stay apart (a different key,
+    /// derived one way).
+    pub fn derive(account: &SecretKey) -> ReaderSecret {
+        ReaderSecret(Zeroizing::new(blake3::derive_key("ogpu reader key v1", account.seed().as_ref())))
     }
 
     pub fn public(&self) -> ReaderKey {
@@ -413,5 +421,17 @@ mod tests {
         ] {
             assert_ne!(other, context);
         }
+    }
+
+    #[test]
+    fn an_accounts_reader_key_is_derived_from_it_alone() {
+        let (alice, bob) = (SecretKey::from_name("alice"), SecretKey::from_name("bob"));
+        assert_eq!(ReaderSecret::derive(&alice).public(), ReaderSecret::derive(&alice).public());
+        assert_ne!(ReaderSecret::derive(&alice).public(), ReaderSecret::derive(&bob).public());
+        assert_ne!(ReaderSecret::derive(&alice).public().0, alice.public().0);
+        let mut rng = rng();
+        let key = ContentKey::generate(&mut rng);
+        let envelope = Envelope::wrap(&key, &ReaderSecret::derive(&alice).public(), b"c", &mut rng);
+        assert_eq!(envelope.open(&ReaderSecret::derive(&alice), b"c").unwrap().as_bytes(), key.as_bytes());
     }
 }

@@ -15,11 +15,13 @@ use std::time::Duration;
 
 use ogpu_chain::Event;
 use ogpu_chain::state::{Pool, Stage, Task};
+use ogpu_client::private::{BlobKeys, KeysError};
 use ogpu_client::types::PoolView;
 use ogpu_client::wallet::{Verdict, Wallet, WalletError};
 use ogpu_client::{Client, FeedItem};
-use ogpu_core::spec::{DeviceProfile, Market, TaskSpec, VerificationPolicy};
+use ogpu_core::spec::{DeviceProfile, Market, Ratio, TaskSpec, VerificationPolicy};
 use ogpu_core::tx::{ResultClaim, StakeRole, TxBody, VerificationReport, bid_commitment, result_commitment};
+use ogpu_core::sealed::ReaderSecret;
 use ogpu_core::{Address, Amount, Hash, PoolId, TaskId};
 use ogpu_runtime::{Outcome, Runtimes};
 use rand_core::{OsRng, RngCore};
@@ -64,11 +66,13 @@ enum Role {
     Racer { commit_end: u64 },
     /// Chosen to verify these executors' claims by running the task again.
     Verifier { subjects: Vec<(Address, ResultClaim)> },
-    /// Chosen to verify these executors' training by replaying a segment of it.
-    Checker,
+    /// Chosen to verify these executors' training by replaying segment `segment` of it.
+    Checker { segment: u32, tolerance: Ratio, subjects: Vec<(Address, ResultClaim)> },
 }
 
 enum WorkStage {
+    /// A private task's worker waits for the client to post its keys; it holds a slot.
+    AwaitingKeys,
     Running { cancel: Arc<AtomicBool> },
     Committed { claim: ResultClaim, salt: Hash },
 }
@@ -94,6 +98,8 @@ pub struct Agent {
     wallet: Arc<Wallet>,
     runtimes: Arc<Runtimes>,
     profile: DeviceProfile,
+    /// Opens the keys of private tasks; its public half is in the registered profile.
+    reader: ReaderSecret,
     pools: PoolChoice,
     subscribed: BTreeSet<PoolId>,
     height: u64,
@@ -122,6 +128,8 @@ impl Agent {
         profile: DeviceProfile,
     ) -> Result<Agent, AgentError> {
         let pools = config.pool_choice()?;
+        let reader = ReaderSecret::derive(&key);
+        let profile = DeviceProfile { reader: Some(reader.public()), ..profile };
         let client = Client::new(&config.api).map_err(WalletError::from)?;
         let wallet = Arc::new(Wallet::new(key, client)?);
         let (sender, inputs) = channel();
@@ -130,6 +138,7 @@ impl Agent {
             wallet,
             runtimes: Arc::new(runtimes),
             profile,
+            reader,
             pools,
             subscribed: BTreeSet::new(),
             height: 0,
@@ -236,6 +245,11 @@ impl Agent {
             Input::Feed(FeedItem::Chain { event, .. }) => self.on_event(event),
             Input::Feed(FeedItem::Lagged) => {}
             Input::Finished { task, done: Done::Ran(result) } => self.on_finished(task, result),
+            Input::Finished { task, done: Done::Unreadable(reason) } => {
+                if let Some(work) = self.work.remove(&task) {
+                    self.decline(task, &work.role, reason);
+                }
+            }
             Input::Finished { task, done: Done::Checked(reports) } => self.on_checked(task, reports),
         }
     }
@@ -259,7 +273,7 @@ impl Agent {
 
     /// Slots taken by runs and by revealed bids that may still win.
     fn busy_slots(&self) -> usize {
-        let running = self.work.values().filter(|w| matches!(w.stage, WorkStage::Running { .. })).count();
+        let running = self.work.values().filter(|w| !matches!(w.stage, WorkStage::Committed { .. })).count();
         running + self.revealed.len()
     }
 
@@ -285,7 +299,7 @@ impl Agent {
             .iter()
             .filter_map(|(id, w)| match &w.stage {
                 WorkStage::Committed { claim, salt } => Some((*id, *claim, *salt, w.role.clone())),
-                WorkStage::Running { .. } => None,
+                WorkStage::AwaitingKeys | WorkStage::Running { .. } => None,
             })
             .collect();
         for (task, claim, salt, role) in committed {
@@ -310,12 +324,12 @@ impl Agent {
             Event::Awarded { task, provider, .. } => {
                 self.revealed.remove(&task);
                 if provider == me {
-                    self.send(TxBody::StartTask { task });
-                    self.start_run(task, Role::Executor);
+                    self.begin(task, Role::Executor);
                 }
             }
             Event::RaceOpened { task, commit_end, .. } => self.consider_race(task, commit_end),
             Event::VerificationStarted { task, verifiers, .. } if verifiers.contains(&me) => self.verify(task),
+            Event::KeysPosted { task, to } if to == me => self.on_keys(task),
             Event::PoolCreated { pool } => {
                 let listed = self.client().pool(&pool).map(|view| view.pool);
                 if let Ok(spec) = listed.map_err(|error| tracing::warn!(%error, %pool, "cannot read the pool"))
@@ -375,7 +389,7 @@ impl Agent {
         let in_pool =
             matches!(&task.spec.market, ogpu_core::spec::Market::Pool { pool } if self.subscribed.contains(pool));
         if in_pool && !task.excluded.contains(&self.address()) && self.can_run(&task.spec) {
-            self.start_run_of(id, task.spec, Role::Racer { commit_end });
+            self.start_run_of(id, task.spec, Role::Racer { commit_end }, None);
         }
     }
 
@@ -391,24 +405,76 @@ impl Agent {
             .collect();
         let me = self.address();
         let segment = task.verifiers.iter().find(|slot| slot.verifier == me).and_then(|slot| slot.segment);
-        let (segment, tolerance) = match (segment, task.spec.verification) {
-            (Some(segment), VerificationPolicy::ProofOfLearning { tolerance, .. }) => (segment, tolerance),
-            _ => return self.start_run_of(id, task.spec, Role::Verifier { subjects }),
+        let role = match (segment, task.spec.verification) {
+            (Some(segment), VerificationPolicy::ProofOfLearning { tolerance, .. }) => {
+                Role::Checker { segment, tolerance, subjects }
+            }
+            _ => Role::Verifier { subjects },
         };
-        let cancel = Arc::new(AtomicBool::new(false));
-        let dir = self.config.work_dir.join(id.to_string());
-        let request = CheckRequest { task: id, spec: task.spec, dir, segment, tolerance, subjects };
-        self.work.insert(id, Work { role: Role::Checker, stage: WorkStage::Running { cancel }, with_trace: false });
-        verify::spawn(request, self.wallet.clone(), self.sender.clone());
+        self.begin_with(id, task, role);
     }
 
-    fn start_run(&mut self, id: TaskId, role: Role) {
+    /// Starts work on a task won or to verify: at once, or for a private task once its
+    /// client has posted this worker's keys.
+    fn begin(&mut self, id: TaskId, role: Role) {
         if let Some(task) = self.task(&id) {
-            self.start_run_of(id, task.spec, role);
+            self.begin_with(id, task, role);
         }
     }
 
-    fn start_run_of(&mut self, id: TaskId, spec: TaskSpec, role: Role) {
+    fn begin_with(&mut self, id: TaskId, task: Task, role: Role) {
+        if task.spec.private.is_none() {
+            return self.launch(id, task.spec, role, None);
+        }
+        match BlobKeys::open(&id, &task, &self.address(), &self.reader) {
+            Ok(keys) => self.launch(id, task.spec, role, Some(keys)),
+            Err(KeysError::NotPosted(_)) => {
+                tracing::info!(task = %id, "waiting for the client's keys");
+                self.work.insert(id, Work { role, stage: WorkStage::AwaitingKeys, with_trace: false });
+            }
+            Err(error) => self.decline(id, &role, error.to_string()),
+        }
+    }
+
+    /// The client posted this worker's keys to a task waiting for them.
+    fn on_keys(&mut self, id: TaskId) {
+        if let Some(Work { role, stage: WorkStage::AwaitingKeys, .. }) = self.work.remove(&id) {
+            self.begin(id, role);
+        }
+    }
+
+    /// An executor tells the chain it cannot read the task, which ends it with nobody
+    /// slashed; a verifier simply does not report.
+    fn decline(&self, id: TaskId, role: &Role, reason: String) {
+        tracing::warn!(task = %id, %reason, "cannot read the private task");
+        if matches!(role, Role::Executor) {
+            let reason = reason.chars().take(200).collect();
+            self.send(TxBody::DeclineTask { task: id, reason });
+        }
+    }
+
+    /// Runs the task, or replays the segment a checker was given. An executor's start goes
+    /// on chain first: it is what the start deadline waits for.
+    fn launch(&mut self, id: TaskId, spec: TaskSpec, role: Role, keys: Option<BlobKeys>) {
+        match role {
+            Role::Checker { segment, tolerance, ref subjects } => {
+                let cancel = Arc::new(AtomicBool::new(false));
+                let dir = self.config.work_dir.join(id.to_string());
+                let subjects = subjects.clone();
+                let request = CheckRequest { task: id, spec, dir, segment, tolerance, subjects, keys };
+                self.work.insert(id, Work { role, stage: WorkStage::Running { cancel }, with_trace: false });
+                verify::spawn(request, self.wallet.clone(), self.sender.clone());
+            }
+            role => {
+                if matches!(role, Role::Executor) {
+                    self.send(TxBody::StartTask { task: id });
+                }
+                self.start_run_of(id, spec, role, keys);
+            }
+        }
+    }
+
+    fn start_run_of(&mut self, id: TaskId, spec: TaskSpec, role: Role, keys: Option<BlobKeys>) {
         let (spec_verification, auction) = (spec.verification, matches!(spec.market, Market::Auction { .. }));
         let cancel = Arc::new(AtomicBool::new(false));
         let request = RunRequest {
@@ -416,6 +482,7 @@ impl Agent {
             spec,
             dir: self.config.work_dir.join(id.to_string()),
             deliver: !matches!(role, Role::Verifier { .. }),
+            keys,
             cancel: cancel.clone(),
         };
         // The chain takes a trace exactly with proof-of-learning auctions (see `check_claim`).
@@ -453,7 +520,7 @@ impl Agent {
             Role::Racer { commit_end } if commit_end <= self.height => {
                 tracing::info!(task = %id, "finished after the race closed");
             }
-            Role::Checker => {}
+            Role::Checker { .. } => {}
             role => {
                 let claim = ResultClaim { output: outcome.output, trace: outcome.trace.filter(|_| work.with_trace) };
                 let salt = random_salt();

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Sender;
 
-use ogpu_client::transfer;
+use ogpu_client::private::BlobKeys;
+use ogpu_client::transfer::{self, TransferError};
 use ogpu_client::wallet::Wallet;
 use ogpu_core::TaskId;
 use ogpu_core::spec::TaskSpec;
@@ -21,6 +22,8 @@ use crate::logs::TaskLog;
 pub(crate) enum Done {
     /// A run of the task: its outcome, or why it failed.
     Ran(Result<Outcome, String>),
+    /// A private task whose blobs do not open with the keys this worker was given.
+    Unreadable(String),
     /// A proof-of-learning check: a report on each executor it could judge.
     Checked(Vec<VerificationReport>),
 }
@@ -50,27 +53,50 @@ pub(crate) struct RunRequest {
     pub dir: PathBuf,
     /// Whether to upload the outputs (executors do; verifiers only compare).
     pub deliver: bool,
+    /// A private task's blob keys.
+    pub keys: Option<BlobKeys>,
     pub cancel: Arc<AtomicBool>,
 }
 
 pub(crate) fn spawn(request: RunRequest, wallet: Arc<Wallet>, runtimes: Arc<Runtimes>, done: Sender<Input>) {
     let (task, dir) = (request.task, request.dir.clone());
-    on_worker(task, dir, wallet.clone(), done, move |log| {
-        let result = execute(&request, &wallet, &runtimes, log);
-        match &result {
-            Ok(outcome) => log.finished(outcome.output),
-            Err(reason) => log.failed(reason),
+    on_worker(task, dir, wallet.clone(), done, move |log| match execute(&request, &wallet, &runtimes, log) {
+        Ok(outcome) => {
+            log.finished(outcome.output);
+            Done::Ran(Ok(outcome))
         }
-        Done::Ran(result)
+        Err(Failure::Unreadable(reason)) => {
+            log.failed(&reason);
+            Done::Unreadable(reason)
+        }
+        Err(Failure::Other(reason)) => {
+            log.failed(&reason);
+            Done::Ran(Err(reason))
+        }
     });
 }
 
-fn execute(request: &RunRequest, wallet: &Wallet, runtimes: &Runtimes, log: &TaskLog) -> Result<Outcome, String> {
+enum Failure {
+    /// A sealed blob does not open: the task cannot be run by anyone holding these keys.
+    Unreadable(String),
+    Other(String),
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Failure {
+        Failure::Other(reason)
+    }
+}
+
+fn execute(request: &RunRequest, wallet: &Wallet, runtimes: &Runtimes, log: &TaskLog) -> Result<Outcome, Failure> {
     let (input_dir, output_dir) = (request.dir.join("input"), request.dir.join("output"));
     // A run left behind by an agent that was killed is started over.
     let _ = std::fs::remove_dir_all(&request.dir);
     std::fs::create_dir_all(&output_dir).map_err(|e| format!("creating {}: {e}", output_dir.display()))?;
-    let program = transfer::stage(wallet.client(), &request.spec, &input_dir).map_err(|e| e.to_string())?;
+    let program = transfer::stage(wallet.client(), &request.spec, request.keys.as_ref(), &input_dir).map_err(|e| match e {
+        TransferError::Sealed { .. } => Failure::Unreadable(e.to_string()),
+        e => Failure::Other(e.to_string()),
+    })?;
     log.started();
     let progress = |progress: Progress| match progress {
         Progress::Log(line) => log.line("stderr", &line),

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
+use ogpu_client::private::BlobKeys;
 use ogpu_client::transfer;
 use ogpu_client::wallet::Wallet;
 use ogpu_client::{Client, ClientError};
@@ -32,6 +33,8 @@ pub(crate) struct CheckRequest {
     pub tolerance: Ratio,
     /// The executors and what they claimed.
     pub subjects: Vec<(Address, ResultClaim)>,
+    /// A private task's blob keys.
+    pub keys: Option<BlobKeys>,
 }
 
 /// Why an executor's segment was not checked.
@@ -51,7 +54,7 @@ pub(crate) fn spawn(request: CheckRequest, wallet: Arc<Wallet>, done: Sender<Inp
 
 fn check(request: &CheckRequest, client: &Client, log: &TaskLog) -> Vec<VerificationReport> {
     let input_dir = request.dir.join("input");
-    let program = match transfer::stage(client, &request.spec, &input_dir) {
+    let program = match transfer::stage(client, &request.spec, request.keys.as_ref(), &input_dir) {
         Ok(program) => program,
         Err(error) => {
             log.failed(&format!("staging the task: {error}"));

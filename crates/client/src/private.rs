@@ -1,0 +1,62 @@
+//! Private tasks from a worker's side: the content keys of a task's sealed blobs, opened
+//! from the envelopes its client posted on chain to this worker (see docs/private-data.md).
+
+use std::collections::BTreeMap;
+
+use ogpu_chain::state::Task;
+use ogpu_core::sealed::{ContentKey, ReaderSecret, SealError, key_context};
+use ogpu_core::spec::TaskSpec;
+use ogpu_core::{Address, BlobHash, TaskId};
+
+/// Why a worker cannot read a private task.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    /// The task has no keys: its blobs are plain.
+    #[error("the task is not private")]
+    NotPrivate,
+    /// The client has not posted this worker's keys (yet).
+    #[error("no keys were posted to {0}")]
+    NotPosted(Address),
+    /// An envelope does not open: it is for another reader, task or blob, or was altered.
+    #[error("the key of blob {blob}: {source}")]
+    Open {
+        /// The blob whose key it should hold.
+        blob: BlobHash,
+        /// Why it does not open.
+        source: SealError,
+    },
+}
+
+/// The blobs a private task's keys are for, in the order `PostKeys` lists them: the
+/// program, then the inputs by name.
+pub fn blobs(spec: &TaskSpec) -> Vec<BlobHash> {
+    std::iter::once(spec.workload.program).chain(spec.workload.inputs.values().copied()).collect()
+}
+
+/// The content keys of a private task's blobs, by blob.
+pub struct BlobKeys(BTreeMap<BlobHash, ContentKey>);
+
+impl BlobKeys {
+    /// Opens the envelopes `task` holds for `me` with `me`'s reader secret. The chain
+    /// took exactly one per blob, so a short list cannot reach here.
+    pub fn open(id: &TaskId, task: &Task, me: &Address, secret: &ReaderSecret) -> Result<BlobKeys, KeysError> {
+        if task.spec.private.is_none() {
+            return Err(KeysError::NotPrivate);
+        }
+        let envelopes = task.keys.get(me).ok_or(KeysError::NotPosted(*me))?;
+        let keys = blobs(&task.spec)
+            .into_iter()
+            .zip(envelopes)
+            .map(|(blob, envelope)| {
+                let key = envelope.open(secret, &key_context(id, me, &blob));
+                key.map(|key| (blob, key)).map_err(|source| KeysError::Open { blob, source })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(BlobKeys(keys))
+    }
+
+    /// The key of `blob`, if it is one of the task's.
+    pub fn get(&self, blob: &BlobHash) -> Option<&ContentKey> {
+        self.0.get(blob)
+    }
+}
