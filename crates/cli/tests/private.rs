@@ -43,7 +43,7 @@ struct Sealed {
 fn seal_and_upload(devnet: &Devnet, plain: Vec<u8>, rng: &mut DetRng) -> Sealed {
     let key = ContentKey::generate(rng);
     let mut ciphertext = Vec::new();
-    sealed::seal(&key, &mut plain.as_slice(), &mut ciphertext, rng).unwrap();
+    sealed::seal(&key, rng, &mut plain.as_slice(), &mut ciphertext).unwrap();
     let (hash, _) = devnet.client.upload_blob(ciphertext.as_slice()).unwrap();
     Sealed { plain, key, hash }
 }
@@ -74,9 +74,8 @@ fn a_private_task_runs_on_inputs_only_its_executor_can_open() {
 
     let wallet = Wallet::new(client_key, devnet.client.clone()).unwrap();
     let id = TaskId(wallet.settle(TxBody::SubmitTask { spec: spec.clone() }, "submitting").unwrap());
-    let executor = wait_for("the award", Duration::from_secs(60), || {
-        devnet.task(&id).executors.first().map(|e| e.provider)
-    });
+    let executor =
+        wait_for("the award", Duration::from_secs(60), || devnet.task(&id).executors.first().map(|e| e.provider));
 
     // Keys go on chain to the winner alone, wrapped to the reader key it registered.
     let reader = devnet.client.provider(&executor).unwrap().view.provider.profile.reader.expect("a reader key");
@@ -87,7 +86,8 @@ fn a_private_task_runs_on_inputs_only_its_executor_can_open() {
             Envelope::wrap(key, &reader, &key_context(&id, &executor, blob), &mut rng)
         })
         .collect();
-    let posted = wallet.send_and_wait(TxBody::PostKeys { task: id, to: executor, keys: envelopes }, Duration::from_secs(30));
+    let posted =
+        wallet.send_and_wait(TxBody::PostKeys { task: id, to: executor, keys: envelopes }, Duration::from_secs(30));
     assert_eq!(posted.unwrap(), Verdict::Applied);
 
     let Outcome::Completed { output } = devnet.wait_until_ended(&id, Duration::from_secs(90)) else {

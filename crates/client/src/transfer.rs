@@ -191,7 +191,12 @@ fn open_into(keys: &BlobKeys, hash: &BlobHash, sealed: &mut impl Read, target: &
     out.flush().map_err(io(target))
 }
 
-fn open_with(keys: &BlobKeys, hash: &BlobHash, sealed: &mut impl Read, plain: &mut impl Write) -> Result<(), TransferError> {
+fn open_with(
+    keys: &BlobKeys,
+    hash: &BlobHash,
+    sealed: &mut impl Read,
+    plain: &mut impl Write,
+) -> Result<(), TransferError> {
     let unreadable = |reason: String| TransferError::Sealed { hash: *hash, reason };
     let key = keys.get(hash).ok_or_else(|| unreadable("no key for it among the task's keys".into()))?;
     ogpu_core::sealed::open(key, sealed, plain).map_err(|e| unreadable(e.to_string()))?;

@@ -41,7 +41,7 @@ const TAG: usize = 16;
 pub enum SealError {
     #[error("not a sealed blob (no ogpuseal header of version 1)")]
     NotSealed,
-    #[error("chunk {0} does not authenticate: the blob was altered, or this is not its key")]
+    #[error("chunk {0} does not authenticate: the blob was altered or cut inside it, or this is not its key")]
     Chunk(u64),
     #[error("the sealed blob ends before its last chunk: it was cut short")]
     Truncated,
@@ -160,9 +160,18 @@ pub fn open(key: &ContentKey, sealed: &mut impl Read, plain: &mut impl Write) ->
         let next_length = if length == CHUNK + TAG { fill(sealed, &mut next)? } else { 0 };
         let last = next_length == 0;
         let (chunk, tag) = current[..length].split_at_mut(length - TAG);
-        cipher
-            .decrypt_in_place_detached(&nonce(&header[9..], counter, last)?, &header, chunk, Tag::from_slice(tag))
-            .map_err(|_| if last { SealError::Truncated } else { SealError::Chunk(counter) })?;
+        // Kept to tell the two ways a final chunk can fail apart (below).
+        let sealed_chunk = last.then(|| chunk.to_vec());
+        let tag = Tag::from_slice(tag);
+        if cipher.decrypt_in_place_detached(&nonce(&header[9..], counter, last)?, &header, chunk, tag).is_err() {
+            // A chunk that opens as not the last was sealed with more to follow: the blob
+            // was cut at a chunk boundary. Otherwise it was altered, or the key is not its.
+            let cut = sealed_chunk.is_some_and(|mut copy| {
+                let more_to_follow = nonce(&header[9..], counter, false);
+                more_to_follow.is_ok_and(|n| cipher.decrypt_in_place_detached(&n, &header, &mut copy, tag).is_ok())
+            });
+            return Err(if cut { SealError::Truncated } else { SealError::Chunk(counter) });
+        }
         plain.write_all(chunk)?;
         opened += chunk.len() as u64;
         if last {
@@ -362,7 +371,8 @@ mod tests {
         // Cut at a chunk boundary: what is left is whole chunks, none marked last.
         let at_boundary = &good[..HEADER + 2 * (CHUNK + TAG)];
         assert!(matches!(opened(&key, at_boundary), Err(SealError::Truncated)));
-        assert!(matches!(opened(&key, &good[..good.len() - 1]), Err(SealError::Truncated)));
+        // Cut inside the final chunk: what is left cannot be told from an altered chunk.
+        assert!(matches!(opened(&key, &good[..good.len() - 1]), Err(SealError::Chunk(2))));
         assert!(matches!(opened(&key, &good[..HEADER + 5]), Err(SealError::Truncated)));
 
         let mut swapped = good.clone();
@@ -371,6 +381,9 @@ mod tests {
 
         let other = ContentKey::generate(&mut CountingRng(100));
         assert!(matches!(opened(&other, &good), Err(SealError::Chunk(0))));
+        // A blob of one chunk under another key is a chunk that does not open, not a cut.
+        let small = sealed(&key, b"one chunk");
+        assert!(matches!(opened(&other, &small), Err(SealError::Chunk(0))));
         assert!(matches!(opened(&key, b"plain bytes, never sealed"), Err(SealError::NotSealed)));
     }
 

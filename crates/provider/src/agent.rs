@@ -19,9 +19,9 @@ use ogpu_client::private::{BlobKeys, KeysError};
 use ogpu_client::types::PoolView;
 use ogpu_client::wallet::{Verdict, Wallet, WalletError};
 use ogpu_client::{Client, FeedItem};
+use ogpu_core::sealed::ReaderSecret;
 use ogpu_core::spec::{DeviceProfile, Market, Ratio, TaskSpec, VerificationPolicy};
 use ogpu_core::tx::{ResultClaim, StakeRole, TxBody, VerificationReport, bid_commitment, result_commitment};
-use ogpu_core::sealed::ReaderSecret;
 use ogpu_core::{Address, Amount, Hash, PoolId, TaskId};
 use ogpu_runtime::{Outcome, Runtimes};
 use rand_core::{OsRng, RngCore};
@@ -73,8 +73,13 @@ enum Role {
 enum WorkStage {
     /// A private task's worker waits for the client to post its keys; it holds a slot.
     AwaitingKeys,
-    Running { cancel: Arc<AtomicBool> },
-    Committed { claim: ResultClaim, salt: Hash },
+    Running {
+        cancel: Arc<AtomicBool>,
+    },
+    Committed {
+        claim: ResultClaim,
+        salt: Hash,
+    },
 }
 
 struct Work {

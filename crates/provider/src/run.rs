@@ -93,10 +93,11 @@ fn execute(request: &RunRequest, wallet: &Wallet, runtimes: &Runtimes, log: &Tas
     // A run left behind by an agent that was killed is started over.
     let _ = std::fs::remove_dir_all(&request.dir);
     std::fs::create_dir_all(&output_dir).map_err(|e| format!("creating {}: {e}", output_dir.display()))?;
-    let program = transfer::stage(wallet.client(), &request.spec, request.keys.as_ref(), &input_dir).map_err(|e| match e {
-        TransferError::Sealed { .. } => Failure::Unreadable(e.to_string()),
-        e => Failure::Other(e.to_string()),
-    })?;
+    let program =
+        transfer::stage(wallet.client(), &request.spec, request.keys.as_ref(), &input_dir).map_err(|e| match e {
+            TransferError::Sealed { .. } => Failure::Unreadable(e.to_string()),
+            e => Failure::Other(e.to_string()),
+        })?;
     log.started();
     let progress = |progress: Progress| match progress {
         Progress::Log(line) => log.line("stderr", &line),
