@@ -92,6 +92,8 @@ pub enum TxError {
     KeyCount { expected: usize, got: usize },
     #[error("keys were already posted to this worker")]
     KeysAlreadyPosted,
+    #[error("the executor has committed its result, so it has read the task")]
+    AlreadyCommitted,
     #[error("a reason is at most {max} bytes")]
     ReasonTooLong { max: usize },
     #[error("the executor has already started")]

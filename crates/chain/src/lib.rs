@@ -25,7 +25,7 @@ pub use exec::{
     next_block_time, propose_block, propose_block_with,
 };
 pub use genesis::{Genesis, GenesisError};
-pub use market::{Reservation, reservation};
+pub use market::{MAX_REASON, Reservation, reservation};
 pub use params::Params;
 pub use receipt::{BlockOutcome, Event, Receipt};
 pub use state::State;

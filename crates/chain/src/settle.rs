@@ -44,7 +44,7 @@ pub(crate) fn compensate_client(ctx: &mut Ctx, id: TaskId, task: &Task, slashed:
     Ok(())
 }
 
-fn adjust_reputation(ctx: &mut Ctx, who: &Address, delta: i32) {
+pub(crate) fn adjust_reputation(ctx: &mut Ctx, who: &Address, delta: i32) {
     if let Some(provider) = ctx.state.providers.get_mut(who) {
         let moved = (i32::from(provider.reputation) + delta).clamp(0, i32::from(MAX_REPUTATION));
         provider.reputation = moved as u16;

@@ -185,7 +185,11 @@ pub(crate) fn tally(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(), Tx
         // A challenge nobody answered proves nothing either way: the bond goes back.
         settle::resolve_challenge(ctx, id, task, !faulted.is_empty() || silent)?;
     }
-    if reason == VerifyReason::Dispute && silent {
+    // A private task's client that gave a chosen verifier no keys stopped the check itself:
+    // its executors are paid as if they passed, or the client could void honest work (and
+    // keep its result) by withholding keys.
+    let keys_withheld = task.spec.private.is_some() && slots.iter().any(|s| !task.keys.contains_key(&s.verifier));
+    if reason == VerifyReason::Dispute && silent && !keys_withheld {
         let reason = "executors disagree and no verifier reported".to_string();
         return settle::end_with_refund(ctx, id, task, Outcome::Failed(reason));
     }

@@ -207,3 +207,113 @@ fn a_public_task_takes_no_keys_and_no_decline() {
     );
     assert_eq!(net.run(&provider, TxBody::DeclineTask { task, reason: "no".into() }), Err(TxError::NotPrivate));
 }
+
+#[test]
+fn keys_posted_in_the_block_of_the_start_deadline_leave_a_whole_start_window() {
+    let Setup { mut net, client, provider, reader, task, spec, .. } = awarded();
+    let content: Vec<ContentKey> = (0..2).map(|_| ContentKey::generate(&mut rng("content"))).collect();
+    let keys = envelopes(task, &provider, &reader, &content, &spec);
+    let start_by = net.task(task).executors[0].stage_due;
+    net.advance_to(start_by - 1);
+    net.ok(&client, TxBody::PostKeys { task, to: addr(&provider), keys });
+    assert_eq!(net.height(), start_by);
+    assert!(!net.events().iter().any(|e| matches!(e, Event::Slashed { .. })), "{:?}", net.events());
+    assert_eq!(net.task(task).executors[0].stage_due, start_by + 20);
+    net.ok(&provider, TxBody::StartTask { task });
+}
+
+#[test]
+fn once_another_executor_committed_a_decline_takes_only_the_decliner_off_the_task() {
+    let (client, first, second) = (key("client"), key("first"), key("second"));
+    let params = ogpu_chain::Params { start_timeout_blocks: 20, ..test_params() };
+    let mut net = Net::with_params(&[(&client, "1000"), (&first, "1000"), (&second, "1000")], params);
+    let mut draw = rng("readers");
+    let (first_reader, second_reader) = (ReaderSecret::generate(&mut draw), ReaderSecret::generate(&mut draw));
+    reader_provider(&mut net, &first, &first_reader);
+    reader_provider(&mut net, &second, &second_reader);
+    let spec = TaskSpec {
+        verification: VerificationPolicy::Replicate { n: 2, quorum: 2 },
+        ..private_spec(&ReaderSecret::generate(&mut draw))
+    };
+    let task = net.submit(&client, spec.clone());
+    let commits = vec![net.commit_bid(&first, task, "8"), net.commit_bid(&second, task, "9")];
+    net.block(commits);
+    let Phase::Bidding { commit_end, .. } = net.task(task).phase else { panic!("not bidding") };
+    net.advance_to(commit_end);
+    let reveals = vec![net.reveal_bid(&first, task, "8"), net.reveal_bid(&second, task, "9")];
+    net.block(reveals);
+    assert_eq!(net.task(task).executors.len(), 2);
+    let content: Vec<ContentKey> = (0..2).map(|_| ContentKey::generate(&mut rng("content"))).collect();
+    for (worker, reader) in [(&first, &first_reader), (&second, &second_reader)] {
+        let keys = envelopes(task, worker, reader, &content, &spec);
+        net.ok(&client, TxBody::PostKeys { task, to: addr(worker), keys });
+    }
+    net.ok(&first, TxBody::StartTask { task });
+    let commit = net.commit_result(&first, task, claim("out"));
+    net.block(vec![commit]);
+
+    let before = net.balance(&client);
+    net.ok(&second, TxBody::DeclineTask { task, reason: "chunk 0 does not authenticate".into() });
+    let after = net.task(task);
+    assert!(matches!(after.phase, Phase::Bidding { .. }), "its slot is auctioned again: {:?}", after.phase);
+    assert_eq!(after.executors.iter().map(|e| e.provider).collect::<Vec<_>>(), [addr(&first)]);
+    assert!(after.excluded.contains(&addr(&second)));
+    assert_eq!(net.balance(&client), before, "no refund while work on it stands");
+    assert!(!net.events().iter().any(|e| matches!(e, Event::Slashed { .. })));
+    assert_eq!(net.run(&first, TxBody::DeclineTask { task, reason: "x".into() }), Err(TxError::AlreadyCommitted));
+}
+
+#[test]
+fn a_client_that_keeps_the_keys_from_dispute_verifiers_pays_the_executors() {
+    let (client, first, second, checker) = (key("client"), key("first"), key("second"), key("checker"));
+    let params = ogpu_chain::Params { start_timeout_blocks: 20, ..test_params() };
+    let funded = [(&client, "1000"), (&first, "1000"), (&second, "1000"), (&checker, "1000")];
+    let mut net = Net::with_params(&funded, params);
+    let mut draw = rng("readers");
+    let readers: Vec<ReaderSecret> = (0..3).map(|_| ReaderSecret::generate(&mut draw)).collect();
+    for (provider, reader) in [&first, &second, &checker].into_iter().zip(&readers) {
+        reader_provider(&mut net, provider, reader);
+    }
+    let spec = TaskSpec {
+        verification: VerificationPolicy::Replicate { n: 2, quorum: 2 },
+        ..private_spec(&ReaderSecret::generate(&mut draw))
+    };
+    let task = net.submit(&client, spec.clone());
+    let commits = vec![net.commit_bid(&first, task, "8"), net.commit_bid(&second, task, "9")];
+    net.block(commits);
+    let Phase::Bidding { commit_end, .. } = net.task(task).phase else { panic!("not bidding") };
+    net.advance_to(commit_end);
+    let reveals = vec![net.reveal_bid(&first, task, "8"), net.reveal_bid(&second, task, "9")];
+    net.block(reveals);
+    let content: Vec<ContentKey> = (0..2).map(|_| ContentKey::generate(&mut rng("content"))).collect();
+    for (worker, reader) in [(&first, &readers[0]), (&second, &readers[1])] {
+        let keys = envelopes(task, worker, reader, &content, &spec);
+        net.ok(&client, TxBody::PostKeys { task, to: addr(worker), keys });
+    }
+    // The two disagree: verifiers are called, and the client gives them no keys.
+    for (provider, output) in [(&first, "honest"), (&second, "other")] {
+        net.ok(provider, TxBody::StartTask { task });
+        let commit = net.commit_result(provider, task, claim(output));
+        net.block(vec![commit]);
+    }
+    for (provider, output) in [(&first, "honest"), (&second, "other")] {
+        let reveal = net.reveal_result(provider, task, claim(output));
+        net.block(vec![reveal]);
+    }
+    let Phase::Verifying { report_end, .. } = net.task(task).phase else { panic!("{:?}", net.task(task).phase) };
+    net.advance_to(report_end);
+    let Phase::Challengeable { challenge_end } = net.task(task).phase else {
+        panic!("a silent dispute without keys is no refund: {:?}", net.task(task).phase)
+    };
+    net.advance_to(challenge_end);
+    assert!(matches!(net.task(task).phase, Phase::Done(Outcome::Completed { .. })));
+    let paid: Vec<_> = net
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Paid { to, why: ogpu_chain::receipt::PayReason::Execution, .. } => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(paid, [addr(&first), addr(&second)]);
+}

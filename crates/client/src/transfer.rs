@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::private::BlobKeys;
 use crate::{Client, ClientError};
 use ogpu_core::manifest::{ManifestError, OutputFile};
+use ogpu_core::sealed::SealError;
 use ogpu_core::spec::TaskSpec;
 use ogpu_core::{BlobHash, Hash};
 
@@ -178,7 +179,7 @@ pub fn stage(
         None => Ok(program),
         Some(keys) => {
             let mut plain = Vec::new();
-            open_with(keys, &hash, &mut program.as_slice(), &mut plain)?;
+            open_with(keys, &hash, &mut program.as_slice(), &mut plain, input_dir)?;
             Ok(plain)
         }
     }
@@ -187,19 +188,25 @@ pub fn stage(
 /// Opens sealed blob `hash` from `sealed` into a new file at `target`.
 fn open_into(keys: &BlobKeys, hash: &BlobHash, sealed: &mut impl Read, target: &Path) -> Result<(), TransferError> {
     let mut out = BufWriter::new(File::create(target).map_err(io(target))?);
-    open_with(keys, hash, sealed, &mut out)?;
+    open_with(keys, hash, sealed, &mut out, target)?;
     out.flush().map_err(io(target))
 }
 
+/// Opens sealed blob `hash` from `sealed` into `plain`, on its way to `target`.
 fn open_with(
     keys: &BlobKeys,
     hash: &BlobHash,
     sealed: &mut impl Read,
     plain: &mut impl Write,
+    target: &Path,
 ) -> Result<(), TransferError> {
     let unreadable = |reason: String| TransferError::Sealed { hash: *hash, reason };
     let key = keys.get(hash).ok_or_else(|| unreadable("no key for it among the task's keys".into()))?;
-    ogpu_core::sealed::open(key, sealed, plain).map_err(|e| unreadable(e.to_string()))?;
+    // This machine's own trouble reading or writing is not the blob's fault.
+    ogpu_core::sealed::open(key, sealed, plain).map_err(|e| match e {
+        SealError::Io(source) => TransferError::Io { path: target.to_path_buf(), source },
+        e => unreadable(e.to_string()),
+    })?;
     Ok(())
 }
 

@@ -63,11 +63,6 @@ impl ContentKey {
         ContentKey(key)
     }
 
-    /// The key as stored by its holder (a client keeps its tasks' keys to read results).
-    pub fn from_bytes(bytes: [u8; 32]) -> ContentKey {
-        ContentKey(Zeroizing::new(bytes))
-    }
-
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
@@ -212,6 +207,17 @@ impl FromStr for ReaderKey {
 
 serde_via_text!(ReaderKey);
 
+impl ReaderKey {
+    /// Whether the key has a part of large order: a key of small order (zero, among
+    /// others) gives every sender the same shared secret, so anyone could open what is
+    /// wrapped to it.
+    pub fn is_strong(&self) -> bool {
+        // A clamped scalar is a multiple of 8, which sends exactly the small-order points
+        // to zero.
+        MontgomeryPoint(self.0).mul_clamped([0x55; 32]) != MontgomeryPoint([0; 32])
+    }
+}
+
 impl ReaderSecret {
     pub fn generate(rng: &mut impl CryptoRngCore) -> ReaderSecret {
         let mut secret = Zeroizing::new([0u8; 32]);
@@ -269,10 +275,10 @@ impl FromStr for Envelope {
 
 serde_via_text!(Envelope);
 
-/// What the envelope holding `blob`'s key for `reader` on `task` is bound to: an envelope
-/// copied from another task, or posted for another reader, does not open.
-pub fn key_context(task: &TaskId, reader: &Address, blob: &BlobHash) -> Vec<u8> {
-    [&b"ogpu task key v1"[..], &task.0.0, &reader.0, &blob.0.0].concat()
+/// What the envelope holding `blob`'s key for `worker` on `task` is bound to: an envelope
+/// copied from another task, or posted for another worker, does not open.
+pub fn key_context(task: &TaskId, worker: &Address, blob: &BlobHash) -> Vec<u8> {
+    [&b"ogpu task key v1"[..], &task.0.0, &worker.0, &blob.0.0].concat()
 }
 
 /// The key that wraps a content key between the ephemeral and the reader's keys.
@@ -446,5 +452,14 @@ mod tests {
         let key = ContentKey::generate(&mut rng);
         let envelope = Envelope::wrap(&key, &ReaderSecret::derive(&alice).public(), b"c", &mut rng);
         assert_eq!(envelope.open(&ReaderSecret::derive(&alice), b"c").unwrap().as_bytes(), key.as_bytes());
+    }
+
+    #[test]
+    fn a_reader_key_of_small_order_is_not_strong() {
+        assert!(ReaderSecret::generate(&mut rng()).public().is_strong());
+        assert!(!ReaderKey([0; 32]).is_strong());
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        assert!(!ReaderKey(one).is_strong(), "the point of order 4");
     }
 }

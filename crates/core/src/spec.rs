@@ -255,6 +255,9 @@ impl TaskSpec {
         check((1..=limits::MAX_DEADLINE_BLOCKS).contains(&self.deadline_blocks), "deadline_blocks", || {
             format!("must be 1 to {} blocks", limits::MAX_DEADLINE_BLOCKS)
         })?;
+        check(self.private.is_none_or(|key| key.is_strong()), "private", || {
+            "a key of small order: anyone could open what is sealed to it".into()
+        })?;
         self.validate_verification()
     }
 
@@ -348,7 +351,10 @@ impl DeviceProfile {
         for device in &self.devices {
             check_text(&device.model, limits::MODEL_LEN, "devices.model")?;
         }
-        check_text(&self.region, limits::NAME_LEN, "region")
+        check_text(&self.region, limits::NAME_LEN, "region")?;
+        check(self.reader.is_none_or(|key| key.is_strong()), "reader", || {
+            "a key of small order: anyone could open what is wrapped to it".into()
+        })
     }
 
     pub fn gpus(&self) -> impl Iterator<Item = &Device> {

@@ -14,7 +14,8 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
 use ogpu_chain::Event;
-use ogpu_chain::state::{Pool, Stage, Task};
+use ogpu_chain::MAX_REASON;
+use ogpu_chain::state::{Phase, Pool, Stage, Task};
 use ogpu_client::private::{BlobKeys, KeysError};
 use ogpu_client::types::PoolView;
 use ogpu_client::wallet::{Verdict, Wallet, WalletError};
@@ -299,6 +300,14 @@ impl Agent {
             self.send(TxBody::RevealBid { task, price: bid.price, salt: bid.salt });
             self.revealed.insert(task, bid.reveal_end);
         }
+        // Keys whose event this agent missed (its feed lagged), or that never come: each
+        // task waiting for its keys is read again, and let go once it no longer wants this
+        // worker.
+        let waiting: Vec<TaskId> =
+            self.work.iter().filter(|(_, w)| matches!(w.stage, WorkStage::AwaitingKeys)).map(|(id, _)| *id).collect();
+        for task in waiting {
+            self.on_keys(task);
+        }
         let committed: Vec<(TaskId, ResultClaim, Hash, Role)> = self
             .work
             .iter()
@@ -428,6 +437,16 @@ impl Agent {
     }
 
     fn begin_with(&mut self, id: TaskId, task: Task, role: Role) {
+        let me = self.address();
+        let still_wanted = !matches!(task.phase, Phase::Done(_))
+            && match role {
+                Role::Executor => task.executors.iter().any(|e| e.provider == me),
+                Role::Verifier { .. } | Role::Checker { .. } => task.verifiers.iter().any(|s| s.verifier == me),
+                Role::Racer { .. } => true,
+            };
+        if !still_wanted {
+            return;
+        }
         if task.spec.private.is_none() {
             return self.launch(id, task.spec, role, None);
         }
@@ -441,10 +460,16 @@ impl Agent {
         }
     }
 
-    /// The client posted this worker's keys to a task waiting for them.
+    /// Looks again at a task waiting for this worker's keys (they were posted, or a block
+    /// passed): starts it once they are there, lets it go once it no longer wants this
+    /// worker.
     fn on_keys(&mut self, id: TaskId) {
-        if let Some(Work { role, stage: WorkStage::AwaitingKeys, .. }) = self.work.remove(&id) {
-            self.begin(id, role);
+        // Work that saw its keys when it began is running already.
+        if !matches!(self.work.get(&id), Some(Work { stage: WorkStage::AwaitingKeys, .. })) {
+            return;
+        }
+        if let Some(work) = self.work.remove(&id) {
+            self.begin(id, work.role);
         }
     }
 
@@ -453,8 +478,11 @@ impl Agent {
     fn decline(&self, id: TaskId, role: &Role, reason: String) {
         tracing::warn!(task = %id, %reason, "cannot read the private task");
         if matches!(role, Role::Executor) {
-            let reason = reason.chars().take(200).collect();
-            self.send(TxBody::DeclineTask { task: id, reason });
+            let mut cut = reason.len().min(MAX_REASON);
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.send(TxBody::DeclineTask { task: id, reason: reason[..cut].to_string() });
         }
     }
 

@@ -14,6 +14,7 @@ use ogpu_core::{Address, Amount, Hash, TaskId};
 
 pub(crate) use auction::{commit_bid, open_auction, reveal_bid};
 pub(crate) use execution::{commit_result, reveal_result, start_task};
+pub use keys::MAX_REASON;
 pub(crate) use keys::{decline_task, post_keys};
 pub(crate) use pool::{create_pool, join_pool, leave_pool, open_race};
 
@@ -290,7 +291,7 @@ pub(crate) fn run_timers(ctx: &mut Ctx) -> Result<(), TxError> {
 }
 
 fn on_due(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(), TxError> {
-    if keys::end_if_undelivered(ctx, id, task)? {
+    if keys::drop_keyless(ctx, id, task)? {
         return Ok(());
     }
     let height = ctx.height();
