@@ -33,8 +33,9 @@ fn private_spec(client: &ReaderSecret) -> TaskSpec {
     TaskSpec { private: Some(client.public()), ..spec }
 }
 
-fn blobs(spec: &TaskSpec) -> Vec<BlobHash> {
-    std::iter::once(spec.workload.program).chain(spec.workload.inputs.values().copied()).collect()
+/// A content key for each of a private spec's two blobs.
+fn content_keys() -> Vec<ContentKey> {
+    (0..2).map(|_| ContentKey::generate(&mut rng("content"))).collect()
 }
 
 /// Envelopes for each blob of `task`, wrapped to `reader` for the worker `to`.
@@ -46,22 +47,27 @@ fn envelopes(
     spec: &TaskSpec,
 ) -> Vec<Envelope> {
     let mut rng = rng("envelopes");
-    blobs(spec)
-        .iter()
+    spec.workload
+        .blobs()
         .zip(keys)
-        .map(|(blob, key)| Envelope::wrap(key, &reader.public(), &key_context(&task, &addr(to), blob), &mut rng))
+        .map(|(blob, key)| Envelope::wrap(key, &reader.public(), &key_context(&task, &addr(to), &blob), &mut rng))
         .collect()
 }
 
-/// Bids from `winner` alone, through to the award.
-fn award(net: &mut Net, task: TaskId, winner: &SecretKey) {
-    let commit = net.commit_bid(winner, task, "8");
-    net.block(vec![commit]);
-    let Phase::Bidding { commit_end, .. } = net.task(task).phase else { panic!("not bidding") };
-    net.advance_to(commit_end);
-    let reveal = net.reveal_bid(winner, task, "8");
-    net.block(vec![reveal]);
-    assert!(matches!(net.task(task).phase, Phase::Executing), "{:?}", net.task(task).phase);
+/// A private task replicated twice, awarded to `workers` and each one's keys posted.
+fn replicated(net: &mut Net, client: &SecretKey, workers: [(&SecretKey, &ReaderSecret); 2]) -> (TaskId, TaskSpec) {
+    let spec = TaskSpec {
+        verification: VerificationPolicy::Replicate { n: 2, quorum: 2 },
+        ..private_spec(&ReaderSecret::generate(&mut rng("client")))
+    };
+    let task = net.submit(client, spec.clone());
+    net.auction(task, &[(workers[0].0, "8"), (workers[1].0, "9")]);
+    let content = content_keys();
+    for (worker, reader) in workers {
+        let keys = envelopes(task, worker, reader, &content, &spec);
+        net.ok(client, TxBody::PostKeys { task, to: addr(worker), keys });
+    }
+    (task, spec)
 }
 
 fn stake(net: &Net, key: &SecretKey) -> Amount {
@@ -89,7 +95,7 @@ fn awarded() -> Setup {
     reader_provider(&mut net, &provider, &reader);
     let spec = private_spec(&client_reader);
     let task = net.submit(&client, spec.clone());
-    award(&mut net, task, &provider);
+    net.auction(task, &[(&provider, "8")]);
     Setup { net, client, client_reader, provider, reader, task, spec }
 }
 
@@ -107,7 +113,7 @@ fn a_provider_without_a_reader_key_cannot_bid_on_a_private_task() {
 fn keys_go_only_from_the_client_to_a_worker_one_per_blob_once_and_open_only_for_it() {
     let Setup { mut net, client, provider, reader, task, spec, .. } = awarded();
     let stranger = key("stranger");
-    let content: Vec<ContentKey> = (0..2).map(|_| ContentKey::generate(&mut rng("content"))).collect();
+    let content = content_keys();
     let keys = envelopes(task, &provider, &reader, &content, &spec);
     let post = |to: &SecretKey, keys: Vec<Envelope>| TxBody::PostKeys { task, to: addr(to), keys };
 
@@ -121,7 +127,7 @@ fn keys_go_only_from_the_client_to_a_worker_one_per_blob_once_and_open_only_for_
 
     // What the chain holds opens with the worker's secret, for this task and blob only.
     let posted = &net.task(task).keys[&addr(&provider)];
-    for ((envelope, blob), original) in posted.iter().zip(blobs(&spec)).zip(&content) {
+    for ((envelope, blob), original) in posted.iter().zip(spec.workload.blobs()).zip(&content) {
         let opened = envelope.open(&reader, &key_context(&task, &addr(&provider), &blob)).unwrap();
         assert_eq!(opened.as_bytes(), original.as_bytes());
         let elsewhere = key_context(&TaskId(Hash::of_bytes(b"another task")), &addr(&provider), &blob);
@@ -156,7 +162,7 @@ fn a_client_that_posts_no_keys_in_time_is_refunded_and_the_executor_is_not_slash
 #[test]
 fn an_executor_given_its_keys_that_does_not_start_is_slashed_as_on_any_task() {
     let Setup { mut net, client, provider, reader, task, spec, .. } = awarded();
-    let content: Vec<ContentKey> = (0..2).map(|_| ContentKey::generate(&mut rng("content"))).collect();
+    let content = content_keys();
     let keys = envelopes(task, &provider, &reader, &content, &spec);
     net.ok(&client, TxBody::PostKeys { task, to: addr(&provider), keys });
     let staked = stake(&net, &provider);
@@ -168,7 +174,7 @@ fn an_executor_given_its_keys_that_does_not_start_is_slashed_as_on_any_task() {
 #[test]
 fn keys_that_do_not_open_let_the_executor_decline_with_nobody_paid_or_slashed() {
     let Setup { mut net, client, client_reader, provider, reader, task, spec } = awarded();
-    let content: Vec<ContentKey> = (0..2).map(|_| ContentKey::generate(&mut rng("content"))).collect();
+    let content = content_keys();
     // Wrapped to the wrong reader key: the client's own, not the provider's.
     let wrong = envelopes(task, &provider, &client_reader, &content, &spec);
     net.ok(&client, TxBody::PostKeys { task, to: addr(&provider), keys: wrong });
@@ -200,7 +206,7 @@ fn a_public_task_takes_no_keys_and_no_decline() {
     let mut net = Net::new(&[(&client, "1000"), (&provider, "1000")]);
     net.provider(&provider, "H100", 80_000, "200");
     let task = net.submit(&client, auction_spec("10", VerificationPolicy::None));
-    award(&mut net, task, &provider);
+    net.auction(task, &[(&provider, "8")]);
     assert_eq!(
         net.run(&client, TxBody::PostKeys { task, to: addr(&provider), keys: vec![] }),
         Err(TxError::NotPrivate)
@@ -211,7 +217,7 @@ fn a_public_task_takes_no_keys_and_no_decline() {
 #[test]
 fn keys_posted_in_the_block_of_the_start_deadline_leave_a_whole_start_window() {
     let Setup { mut net, client, provider, reader, task, spec, .. } = awarded();
-    let content: Vec<ContentKey> = (0..2).map(|_| ContentKey::generate(&mut rng("content"))).collect();
+    let content = content_keys();
     let keys = envelopes(task, &provider, &reader, &content, &spec);
     let start_by = net.task(task).executors[0].stage_due;
     net.advance_to(start_by - 1);
@@ -231,23 +237,8 @@ fn once_another_executor_committed_a_decline_takes_only_the_decliner_off_the_tas
     let (first_reader, second_reader) = (ReaderSecret::generate(&mut draw), ReaderSecret::generate(&mut draw));
     reader_provider(&mut net, &first, &first_reader);
     reader_provider(&mut net, &second, &second_reader);
-    let spec = TaskSpec {
-        verification: VerificationPolicy::Replicate { n: 2, quorum: 2 },
-        ..private_spec(&ReaderSecret::generate(&mut draw))
-    };
-    let task = net.submit(&client, spec.clone());
-    let commits = vec![net.commit_bid(&first, task, "8"), net.commit_bid(&second, task, "9")];
-    net.block(commits);
-    let Phase::Bidding { commit_end, .. } = net.task(task).phase else { panic!("not bidding") };
-    net.advance_to(commit_end);
-    let reveals = vec![net.reveal_bid(&first, task, "8"), net.reveal_bid(&second, task, "9")];
-    net.block(reveals);
+    let (task, _) = replicated(&mut net, &client, [(&first, &first_reader), (&second, &second_reader)]);
     assert_eq!(net.task(task).executors.len(), 2);
-    let content: Vec<ContentKey> = (0..2).map(|_| ContentKey::generate(&mut rng("content"))).collect();
-    for (worker, reader) in [(&first, &first_reader), (&second, &second_reader)] {
-        let keys = envelopes(task, worker, reader, &content, &spec);
-        net.ok(&client, TxBody::PostKeys { task, to: addr(worker), keys });
-    }
     net.ok(&first, TxBody::StartTask { task });
     let commit = net.commit_result(&first, task, claim("out"));
     net.block(vec![commit]);
@@ -274,22 +265,7 @@ fn a_client_that_keeps_the_keys_from_dispute_verifiers_pays_the_executors() {
     for (provider, reader) in [&first, &second, &checker].into_iter().zip(&readers) {
         reader_provider(&mut net, provider, reader);
     }
-    let spec = TaskSpec {
-        verification: VerificationPolicy::Replicate { n: 2, quorum: 2 },
-        ..private_spec(&ReaderSecret::generate(&mut draw))
-    };
-    let task = net.submit(&client, spec.clone());
-    let commits = vec![net.commit_bid(&first, task, "8"), net.commit_bid(&second, task, "9")];
-    net.block(commits);
-    let Phase::Bidding { commit_end, .. } = net.task(task).phase else { panic!("not bidding") };
-    net.advance_to(commit_end);
-    let reveals = vec![net.reveal_bid(&first, task, "8"), net.reveal_bid(&second, task, "9")];
-    net.block(reveals);
-    let content: Vec<ContentKey> = (0..2).map(|_| ContentKey::generate(&mut rng("content"))).collect();
-    for (worker, reader) in [(&first, &readers[0]), (&second, &readers[1])] {
-        let keys = envelopes(task, worker, reader, &content, &spec);
-        net.ok(&client, TxBody::PostKeys { task, to: addr(worker), keys });
-    }
+    let (task, _) = replicated(&mut net, &client, [(&first, &readers[0]), (&second, &readers[1])]);
     // The two disagree: verifiers are called, and the client gives them no keys.
     for (provider, output) in [(&first, "honest"), (&second, "other")] {
         net.ok(provider, TxBody::StartTask { task });

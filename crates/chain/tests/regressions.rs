@@ -23,19 +23,6 @@ fn double_chit(net: &Net, signer: &SecretKey, height: u64) -> TxBody {
     TxBody::Evidence { evidence: Box::new(Evidence::DoubleChit(chit(b"a").sign(signer), chit(b"b").sign(signer))) }
 }
 
-/// Runs bids through the commit and reveal windows up to the award.
-fn auction(net: &mut Net, task: TaskId, bids: &[(&SecretKey, &str)]) {
-    let commits = bids.iter().map(|(k, p)| net.commit_bid(k, task, p)).collect();
-    let receipts = net.block(commits).receipts;
-    assert!(receipts.iter().all(|r| r.result.is_ok()), "commits: {receipts:?}");
-    let Phase::Bidding { commit_end, .. } = net.task(task).phase else { panic!("not bidding") };
-    net.advance_to(commit_end);
-    let reveals = bids.iter().map(|(k, p)| net.reveal_bid(k, task, p)).collect();
-    let receipts = net.block(reveals).receipts;
-    assert!(receipts.iter().all(|r| r.result.is_ok()), "reveals: {receipts:?}");
-    assert!(matches!(net.task(task).phase, Phase::Executing), "awarded: {:?}", net.task(task).phase);
-}
-
 fn create_pool(net: &mut Net, owner: &SecretKey) -> PoolId {
     let create = net.tx(owner, TxBody::CreatePool { spec: pool_spec(ogpu("5")) });
     let pool = PoolId(create.hash());
@@ -120,7 +107,7 @@ fn the_client_registered_as_a_provider_is_never_selected_as_verifier_of_its_own_
     net.provider(&client, "H100", 80_000, "100");
     net.provider(&p1, "H100", 80_000, "100");
     let task = net.submit(&client, auction_spec("10", VerificationPolicy::SpotCheck { p: Ratio::ONE }));
-    auction(&mut net, task, &[(&p1, "5")]);
+    net.auction(task, &[(&p1, "5")]);
     net.ok(&p1, TxBody::StartTask { task });
     let commit = net.commit_result(&p1, task, claim("out"));
     net.block(vec![commit]);
@@ -211,7 +198,7 @@ fn a_reveal_timeout_with_two_replicas_slashes_the_silent_one_releases_the_reveal
         net.provider(p, "H100", 80_000, "100");
     }
     let task = net.submit(&client, auction_spec("10", VerificationPolicy::Replicate { n: 2, quorum: 2 }));
-    auction(&mut net, task, &[(&p1, "4"), (&p2, "5"), (&p3, "6")]);
+    net.auction(task, &[(&p1, "4"), (&p2, "5"), (&p3, "6")]);
     let starts = [&p1, &p2].iter().map(|p| net.tx(p, TxBody::StartTask { task })).collect();
     net.block(starts);
     let commits = vec![net.commit_result(&p1, task, claim("out")), net.commit_result(&p2, task, claim("out"))];
@@ -298,7 +285,7 @@ fn executors_awarded_after_paid_verification_rounds_are_paid_their_full_awarded_
 
     let task = net.submit(&client, auction_spec("10", VerificationPolicy::Replicate { n: 2, quorum: 2 }));
     let (p1, p2) = (&providers[0], &providers[1]);
-    auction(&mut net, task, &[(p1, "5"), (p2, "6")]);
+    net.auction(task, &[(p1, "5"), (p2, "6")]);
     run(&mut net, task, &[(p1, "a"), (p2, "b")]);
     assert!(matches!(net.task(task).phase, Phase::Verifying { reason: VerifyReason::Dispute, .. }));
     reports(&mut net, task, &[(p1, true), (p2, false)]);
@@ -311,7 +298,7 @@ fn executors_awarded_after_paid_verification_rounds_are_paid_their_full_awarded_
             reports(&mut net, task, &[(p1, false)]);
             assert!(matches!(net.task(task).phase, Phase::Bidding { .. }), "both replicas faulted: auctioned afresh");
             let (p3, p4) = (&providers[2], &providers[3]);
-            auction(&mut net, task, &[(p3, "5"), (p4, "6")]);
+            net.auction(task, &[(p3, "5"), (p4, "6")]);
             run(&mut net, task, &[(p3, "a"), (p4, "a")]);
         }
         Err(TxError::NoVerifiersAvailable) => {}

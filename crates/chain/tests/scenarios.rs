@@ -34,17 +34,6 @@ fn selected_verifiers(net: &Net) -> Vec<Address> {
         .expect("a verification round started")
 }
 
-/// Runs bids through the commit and reveal windows; returns the block of the award.
-fn auction(net: &mut Net, task: TaskId, bids: &[(&SecretKey, &str)]) {
-    let commits = bids.iter().map(|(k, p)| net.commit_bid(k, task, p)).collect();
-    net.block(commits);
-    let Phase::Bidding { commit_end, .. } = net.task(task).phase else { panic!("not bidding") };
-    net.advance_to(commit_end);
-    let reveals = bids.iter().map(|(k, p)| net.reveal_bid(k, task, p)).collect();
-    net.block(reveals);
-    assert!(matches!(net.task(task).phase, Phase::Executing), "awarded: {:?}", net.task(task).phase);
-}
-
 fn execute(net: &mut Net, task: TaskId, provider: &SecretKey, claim: ResultClaim) {
     net.ok(provider, TxBody::StartTask { task });
     let commit = net.commit_result(provider, task, claim);
@@ -78,7 +67,7 @@ fn a_training_task_goes_through_auction_proof_of_learning_and_settlement() {
     let task = net.submit(&client, auction_spec("10", policy));
     assert_eq!(net.balance(&client), minus("1000", &[ogpu("13.2"), net.fee()]), "12.2 escrow + 1 trust lock");
 
-    auction(&mut net, task, &[(&p1, "6"), (&p2, "8"), (&p3, "9")]);
+    net.auction(task, &[(&p1, "6"), (&p2, "8"), (&p3, "9")]);
     let executors = net.task(task).executors;
     assert_eq!(
         (executors[0].provider, executors[0].price),
@@ -169,7 +158,7 @@ fn a_cheating_provider_is_slashed_the_client_compensated_and_the_task_reauctione
         net.provider(p, "H100", 80_000, "100");
     }
     let task = net.submit(&client, auction_spec("10", VerificationPolicy::SpotCheck { p: Ratio::ONE }));
-    auction(&mut net, task, &[(&p1, "5"), (&p2, "7"), (&p3, "9")]);
+    net.auction(task, &[(&p1, "5"), (&p2, "7"), (&p3, "9")]);
     execute(&mut net, task, &p1, claim("garbage"));
     let verifier = selected_verifiers(&net)[0];
     let first_verifier = if verifier == addr(&p2) { &p2 } else { &p3 };
@@ -196,7 +185,7 @@ fn a_cheating_provider_is_slashed_the_client_compensated_and_the_task_reauctione
 
     let bid_of_p1 = net.commit_bid(&p1, task, "1");
     assert!(net.block(vec![bid_of_p1]).receipts[0].result.is_err(), "the cheater may not bid again");
-    auction(&mut net, task, &[(&p2, "7"), (&p3, "9")]);
+    net.auction(task, &[(&p2, "7"), (&p3, "9")]);
     assert_eq!(net.task(task).executors[0].provider, addr(&p2));
     execute(&mut net, task, &p2, claim("right"));
     assert_eq!(selected_verifiers(&net), vec![addr(&p3)], "the only provider with no part in the task");
@@ -220,7 +209,7 @@ fn a_winner_that_never_starts_is_slashed_a_little_and_replaced() {
         net.provider(p, "H100", 80_000, "100");
     }
     let task = net.submit(&client, auction_spec("10", VerificationPolicy::None));
-    auction(&mut net, task, &[(&p1, "4"), (&p2, "6")]);
+    net.auction(task, &[(&p1, "4"), (&p2, "6")]);
     let start_by = net.task(task).executors[0].stage_due;
     net.advance_to(start_by);
     assert!(net.events().contains(&Event::Slashed {
@@ -237,7 +226,7 @@ fn a_winner_that_never_starts_is_slashed_a_little_and_replaced() {
     assert!(matches!(net.task(task).phase, Phase::Bidding { .. }));
     assert!(net.task(task).excluded.contains(&addr(&p1)));
 
-    auction(&mut net, task, &[(&p2, "6")]);
+    net.auction(task, &[(&p2, "6")]);
     assert_eq!(net.task(task).executors[0].price, ogpu("10"), "a lone bidder is paid the maximum");
     execute(&mut net, task, &p2, claim("done"));
     assert_eq!(finish(&mut net, task), Outcome::Completed { output: claim("done").output });
@@ -256,7 +245,7 @@ fn replication_slashes_the_executor_outside_the_quorum() {
     }
     let task = net.submit(&client, auction_spec("10", VerificationPolicy::Replicate { n: 3, quorum: 2 }));
     let bids: Vec<(&SecretKey, &str)> = vec![(&keys[0], "3"), (&keys[1], "4"), (&keys[2], "5"), (&keys[3], "6")];
-    auction(&mut net, task, &bids);
+    net.auction(task, &bids);
     let executors: Vec<_> = net.task(task).executors.iter().map(|e| (e.provider, e.price)).collect();
     assert_eq!(
         executors,
@@ -303,7 +292,7 @@ fn a_frivolous_challenge_forfeits_its_bond_to_the_executor() {
         net.provider(p, "H100", 80_000, "100");
     }
     let task = net.submit(&client, auction_spec("10", VerificationPolicy::None));
-    auction(&mut net, task, &[(&p1, "5")]);
+    net.auction(task, &[(&p1, "5")]);
     execute(&mut net, task, &p1, claim("fine"));
     assert_eq!(
         net.run(&critic, TxBody::Challenge { task, bond: ogpu("1") }),

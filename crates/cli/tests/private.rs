@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use common::market::*;
 use ogpu_chain::state::Outcome;
-use ogpu_client::private::blobs;
 use ogpu_client::wallet::{Verdict, Wallet};
 use ogpu_core::rng::DetRng;
 use ogpu_core::sealed::{self, ContentKey, Envelope, ReaderSecret, SealError, key_context};
@@ -79,11 +78,12 @@ fn a_private_task_runs_on_inputs_only_its_executor_can_open() {
 
     // Keys go on chain to the winner alone, wrapped to the reader key it registered.
     let reader = devnet.client.provider(&executor).unwrap().view.provider.profile.reader.expect("a reader key");
-    let envelopes: Vec<Envelope> = blobs(&spec)
-        .iter()
+    let envelopes: Vec<Envelope> = spec
+        .workload
+        .blobs()
         .map(|blob| {
-            let key = keys_by_blob.iter().find(|(hash, _)| hash == blob).unwrap().1;
-            Envelope::wrap(key, &reader, &key_context(&id, &executor, blob), &mut rng)
+            let key = keys_by_blob.iter().find(|(hash, _)| *hash == blob).unwrap().1;
+            Envelope::wrap(key, &reader, &key_context(&id, &executor, &blob), &mut rng)
         })
         .collect();
     let posted =

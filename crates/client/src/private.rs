@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use ogpu_chain::state::Task;
 use ogpu_core::sealed::{ContentKey, ReaderSecret, SealError, key_context};
-use ogpu_core::spec::TaskSpec;
 use ogpu_core::{Address, BlobHash, TaskId};
 
 /// Why a worker cannot read a private task.
@@ -27,12 +26,6 @@ pub enum KeysError {
     },
 }
 
-/// The blobs a private task's keys are for, in the order `PostKeys` lists them: the
-/// program, then the inputs by name.
-pub fn blobs(spec: &TaskSpec) -> Vec<BlobHash> {
-    std::iter::once(spec.workload.program).chain(spec.workload.inputs.values().copied()).collect()
-}
-
 /// The content keys of a private task's blobs, by blob.
 pub struct BlobKeys(BTreeMap<BlobHash, ContentKey>);
 
@@ -44,8 +37,11 @@ impl BlobKeys {
             return Err(KeysError::NotPrivate);
         }
         let envelopes = task.keys.get(me).ok_or(KeysError::NotPosted(*me))?;
-        let keys = blobs(&task.spec)
-            .into_iter()
+        // `PostKeys` lists the keys in the order of `Workload::blobs`.
+        let keys = task
+            .spec
+            .workload
+            .blobs()
             .zip(envelopes)
             .map(|(blob, envelope)| {
                 let key = envelope.open(secret, &key_context(id, me, &blob));

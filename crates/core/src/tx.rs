@@ -139,8 +139,9 @@ pub enum TxBody {
         max_price: Amount,
     },
     /// A private task's client gives one worker (an awarded executor or a chosen verifier)
-    /// the keys of the task's blobs: one envelope per blob, the program's first, then the
-    /// inputs' in name order, each wrapped to the worker's reader key.
+    /// the keys of the task's blobs: one envelope per blob in the order of
+    /// `Workload::blobs` (the program, then the inputs by name), each wrapped to the
+    /// worker's reader key.
     PostKeys {
         task: TaskId,
         to: Address,

@@ -45,7 +45,7 @@ pub(crate) fn post_keys(
     if ctx.state.providers.get(&to).and_then(|p| p.profile.reader).is_none() {
         return Err(TxError::Ineligible(Ineligible::NoReaderKey));
     }
-    let expected = 1 + task.spec.workload.inputs.len();
+    let expected = task.spec.workload.blobs().count();
     if keys.len() != expected {
         return Err(TxError::KeyCount { expected, got: keys.len() });
     }

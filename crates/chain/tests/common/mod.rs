@@ -4,6 +4,7 @@
 
 use ogpu_chain::genesis::{Allocation, GenesisValidator};
 use ogpu_chain::params::SUPPLY_CAP;
+use ogpu_chain::state::Phase;
 use ogpu_chain::{BlockOutcome, Event, Genesis, Params, State, TxError, apply_block, propose_block};
 use ogpu_core::spec::{
     Device, DeviceKind, DeviceProfile, Limits, Market, PoolSpec, Ratio, Requirements, TaskSpec, VerificationPolicy,
@@ -165,6 +166,19 @@ impl Net {
 
     pub fn reveal_result(&self, provider: &SecretKey, task: TaskId, claim: ResultClaim) -> Transaction {
         self.tx(provider, TxBody::RevealResult { task, claim, salt: salt(provider) })
+    }
+
+    /// Runs bids through the commit and reveal windows up to the award.
+    pub fn auction(&mut self, task: TaskId, bids: &[(&SecretKey, &str)]) {
+        let commits = bids.iter().map(|(k, p)| self.commit_bid(k, task, p)).collect();
+        let receipts = self.block(commits).receipts;
+        assert!(receipts.iter().all(|r| r.result.is_ok()), "commits: {receipts:?}");
+        let Phase::Bidding { commit_end, .. } = self.task(task).phase else { panic!("not bidding") };
+        self.advance_to(commit_end);
+        let reveals = bids.iter().map(|(k, p)| self.reveal_bid(k, task, p)).collect();
+        let receipts = self.block(reveals).receipts;
+        assert!(receipts.iter().all(|r| r.result.is_ok()), "reveals: {receipts:?}");
+        assert!(matches!(self.task(task).phase, Phase::Executing), "awarded: {:?}", self.task(task).phase);
     }
 
     pub fn task(&self, id: TaskId) -> ogpu_chain::state::Task {
