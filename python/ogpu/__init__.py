@@ -87,8 +87,11 @@ class Client:
         """Submits a task. ``spec`` is the path of a TOML (or JSON) spec, or a dict of the
         same shape whose file paths are relative to the working directory. The files it
         names are uploaded where the store lacks them; nothing is reserved if any check
-        fails. With ``wait``, returns once the task completed (raising
-        ``TaskFailedError`` if it ended otherwise)."""
+        fails. A private task (``private = true``, the default for ``train``) has its
+        files sealed as they upload, and a background thread of this process hands its
+        keys to the providers and verifiers the chain picks, until the task ends. With
+        ``wait``, returns once the task completed (raising ``TaskFailedError`` if it ended
+        otherwise)."""
         if isinstance(spec, Mapping):
             task_id = _call(self._native.submit_document, json.dumps(spec), os.getcwd())
         else:
@@ -222,7 +225,8 @@ class Task:
 
     def result(self, out_dir: Union[str, os.PathLike]) -> List[str]:
         """Downloads the result into ``out_dir``, every file checked against the result
-        hash on chain; returns the paths written."""
+        hash on chain (a private task's opened with this client's key, which must be the
+        task's client's); returns the paths written."""
         return [os.fspath(path) for path in _call(self._client._native.result, self.id, os.fspath(out_dir))]
 
     def top_up(self, max_price: str) -> None:

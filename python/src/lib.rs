@@ -4,7 +4,7 @@
 //! name, which the package turns into its `OgpuError` subclasses.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ogpu_client::spec::{ResolvedSpec, SpecError};
@@ -64,11 +64,11 @@ fn task_id(text: &str) -> PyResult<TaskId> {
 #[pyclass(frozen)]
 struct NativeClient {
     client: Client,
-    wallet: Option<Wallet>,
+    wallet: Option<Arc<Wallet>>,
 }
 
 impl NativeClient {
-    fn wallet(&self) -> PyResult<&Wallet> {
+    fn wallet(&self) -> PyResult<&Arc<Wallet>> {
         self.wallet.as_ref().ok_or_else(|| raise("no_key", "this client was opened without a key; pass key="))
     }
 
@@ -79,6 +79,10 @@ impl NativeClient {
     fn submit_resolved(&self, py: Python<'_>, resolved: &ResolvedSpec) -> PyResult<String> {
         let wallet = self.wallet()?;
         let task = py.detach(|| ogpu_client::task::submit(wallet, resolved, |_| {})).map_err(task_error)?;
+        if resolved.private {
+            // Its keys go to its workers as they are chosen, whatever the caller does next.
+            drop(task.deliver_keys_in_background(wallet.clone()));
+        }
         Ok(task.id().to_string())
     }
 }
@@ -109,7 +113,7 @@ impl NativeClient {
                     .open(password)
                     .map_err(|e| raise("bad_key", format!("cannot open {}: {e}", path.display())))?;
                 let wallet = py.detach(|| Wallet::new(key, client.clone())).map_err(|e| task_error(e.into()))?;
-                Some(wallet)
+                Some(Arc::new(wallet))
             }
         };
         Ok(NativeClient { client, wallet })
@@ -185,10 +189,12 @@ impl NativeClient {
         Ok(Lines { inner: Mutex::new(Box::new(lines)) })
     }
 
-    /// Downloads the task's result into `out_dir`; returns the paths written.
+    /// Downloads the task's result into `out_dir` (a private task's opened with this
+    /// client's key); returns the paths written.
     fn result(&self, py: Python<'_>, id: &str, out_dir: PathBuf) -> PyResult<Vec<PathBuf>> {
         let handle = self.handle(id)?;
-        py.detach(|| handle.result(&out_dir)).map_err(task_error)
+        let wallet = self.wallet.as_deref();
+        py.detach(|| handle.result(&out_dir, wallet)).map_err(task_error)
     }
 
     /// Raises the task's price cap to `max_price` oGPU (a decimal string).

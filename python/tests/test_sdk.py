@@ -1,5 +1,5 @@
 """The SDK against a real devnet: bad input refused before anything is reserved, an ONNX
-model run from numpy arrays, and a training task's progress followed as it learns."""
+model run from numpy arrays, and a (private) training task's progress followed as it learns."""
 
 from __future__ import annotations
 
@@ -104,5 +104,8 @@ def test_a_training_tasks_progress_yields_falling_losses(client, tmp_path):
 
     task.wait(timeout=300)
     assert task.status() == "completed"
+    # Training is private by default: this process handed the provider its keys, and the
+    # result opens with this client's key.
+    assert task.detail()["spec"]["private"] is not None
     written = task.result(tmp_path / "out")
     assert any(path.endswith("metrics.json") for path in written), written

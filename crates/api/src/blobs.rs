@@ -53,7 +53,7 @@ pub async fn upload(
     body: Body,
 ) -> Result<(StatusCode, Json<StoredBlob>), ApiError> {
     let client = client.map(|Extension(ConnectInfo(address))| address.ip());
-    let limit = node.finalized.borrow().params.max_blob_bytes;
+    let limit = node.finalized.borrow().params.stored_blob_bytes();
     let mut writer = node.blobs.writer(limit)?;
     let mut stream = body.into_data_stream();
     // The body's frames are small (tens of KiB): they are gathered into whole chunks so

@@ -486,6 +486,7 @@ mod tests {
                 price: Amount::ZERO,
                 stage: Stage::Started,
                 stage_due: 1,
+                sealed: None,
             }],
             excluded: Default::default(),
             rounds: 1,

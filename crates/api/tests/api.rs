@@ -73,7 +73,11 @@ async fn blobs_round_trip_and_oversize_or_unknown_ones_are_refused() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(downloaded, bytes);
 
-    let oversize = vec![0u8; (1 << 20) + 1];
+    // The limit is a 1 MiB file sealed for a private task, to the byte.
+    let sealed_max = ogpu_core::sealed::sealed_len(1 << 20);
+    let request = Request::post("/v1/blobs").body(Body::from(vec![1u8; sealed_max as usize])).unwrap();
+    assert_eq!(api.router.clone().oneshot(request).await.unwrap().status(), StatusCode::CREATED);
+    let oversize = vec![0u8; sealed_max as usize + 1];
     let response = api.router.clone().oneshot(Request::post("/v1/blobs").body(Body::from(oversize)).unwrap()).await;
     let response = response.unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);

@@ -86,7 +86,7 @@ pub enum TxError {
     NotAnExecutor,
     #[error("the task is not private: it has no keys to post or reasons to decline")]
     NotPrivate,
-    #[error("keys go only to the task's executors and chosen verifiers")]
+    #[error("keys go only to the task's executors, its chosen verifiers and its client")]
     NotAWorker,
     #[error("the task has {expected} blobs, one key each; {got} were posted")]
     KeyCount { expected: usize, got: usize },

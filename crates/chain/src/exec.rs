@@ -288,7 +288,9 @@ fn dispatch(ctx: &mut Ctx, tx: &Transaction, sender: Address, hash: Hash) -> Res
         TxBody::JoinPool { pool, stake } => market::join_pool(ctx, sender, *pool, *stake),
         TxBody::LeavePool { pool } => market::leave_pool(ctx, sender, *pool),
         TxBody::CommitResult { task, commitment } => market::commit_result(ctx, sender, *task, *commitment),
-        TxBody::RevealResult { task, claim, salt } => market::reveal_result(ctx, sender, *task, claim, salt),
+        TxBody::RevealResult { task, claim, salt, sealed } => {
+            market::reveal_result(ctx, sender, *task, claim, salt, *sealed)
+        }
         TxBody::Report { task, report } => verify::report(ctx, sender, *task, report),
         TxBody::Challenge { task, bond } => verify::challenge(ctx, sender, *task, *bond),
         TxBody::Evidence { evidence } => staking::punish_equivocation(ctx, evidence),

@@ -64,7 +64,8 @@ pub struct Params {
     pub fault_slash_bps: BasisPoints,
     pub equivocation_slash_bps: BasisPoints,
     pub challenge_bond: Amount,
-    /// The largest blob (task input, program or result) nodes store and relay.
+    /// The largest file (task input, program or result) a blob may hold; nodes store and
+    /// relay blobs up to [`Params::stored_blob_bytes`], which leaves room for sealing it.
     pub max_blob_bytes: u64,
 }
 
@@ -110,6 +111,12 @@ pub struct ParamError {
 }
 
 impl Params {
+    /// The largest blob nodes store and relay: a file of `max_blob_bytes` sealed for a
+    /// private task (a header and a tag per 64 KiB chunk on top).
+    pub fn stored_blob_bytes(&self) -> u64 {
+        ogpu_core::sealed::sealed_len(self.max_blob_bytes)
+    }
+
     /// The current value of a governable parameter, in the units `with` takes.
     pub fn get(&self, key: ParamKey) -> u128 {
         match key {

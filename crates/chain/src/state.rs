@@ -12,7 +12,7 @@ use ogpu_core::merkle::{self, Proof};
 use ogpu_core::sealed::Envelope;
 use ogpu_core::spec::{DeviceProfile, PoolSpec, TaskSpec};
 use ogpu_core::tx::{ParamChange, ResultClaim, StakeRole, VerificationReport};
-use ogpu_core::{Address, Amount, ChainId, Hash, PoolId, ProposalId, PublicKey, TaskId};
+use ogpu_core::{Address, Amount, BlobHash, ChainId, Hash, PoolId, ProposalId, PublicKey, TaskId};
 
 use crate::error::TxError;
 use crate::params::Params;
@@ -177,6 +177,9 @@ pub struct Executor {
     pub stage: Stage,
     /// The height by which the current stage must be left.
     pub stage_due: u64,
+    /// Where this executor's result of a private task lies, sealed: the index blob it
+    /// revealed. Only parties to the task can open it.
+    pub sealed: Option<BlobHash>,
 }
 
 impl Executor {

@@ -111,7 +111,7 @@ fn a_provider_without_a_reader_key_cannot_bid_on_a_private_task() {
 
 #[test]
 fn keys_go_only_from_the_client_to_a_worker_one_per_blob_once_and_open_only_for_it() {
-    let Setup { mut net, client, provider, reader, task, spec, .. } = awarded();
+    let Setup { mut net, client, client_reader, provider, reader, task, spec } = awarded();
     let stranger = key("stranger");
     let content = content_keys();
     let keys = envelopes(task, &provider, &reader, &content, &spec);
@@ -124,6 +124,12 @@ fn keys_go_only_from_the_client_to_a_worker_one_per_blob_once_and_open_only_for_
     net.ok(&client, post(&provider, keys.clone()));
     assert!(net.events().contains(&Event::KeysPosted { task, to: addr(&provider) }));
     assert_eq!(net.run(&client, post(&provider, keys)), Err(TxError::KeysAlreadyPosted));
+    // The client keeps its own copy, wrapped to the reader key its task names.
+    let own = envelopes(task, &client, &client_reader, &content, &spec);
+    assert_eq!(net.run(&provider, post(&client, own.clone())), Err(TxError::NotTheClient));
+    let start_by = net.task(task).executors[0].stage_due;
+    net.ok(&client, post(&client, own));
+    assert_eq!(net.task(task).executors[0].stage_due, start_by, "the client's own copy starts nobody's clock");
 
     // What the chain holds opens with the worker's secret, for this task and blob only.
     let posted = &net.task(task).keys[&addr(&provider)];
@@ -138,8 +144,13 @@ fn keys_go_only_from_the_client_to_a_worker_one_per_blob_once_and_open_only_for_
     net.ok(&provider, TxBody::StartTask { task });
     let commit = net.commit_result(&provider, task, claim("out"));
     net.block(vec![commit]);
-    let reveal = net.reveal_result(&provider, task, claim("out"));
+    // Its result is revealed with the index of its sealed copy, which nodes then keep.
+    let unsealed = net.reveal_result(&provider, task, claim("out"));
+    let refused = &net.block(vec![unsealed]).receipts[0].result;
+    assert!(matches!(refused, Err(TxError::InvalidClaim(why)) if why.contains("sealed index")), "{refused:?}");
+    let reveal = net.reveal_sealed(&provider, task, claim("out"));
     net.block(vec![reveal]);
+    assert_eq!(net.task(task).executors[0].sealed, Some(sealed_index(&provider)));
     let Phase::Challengeable { challenge_end } = net.task(task).phase else { panic!("{:?}", net.task(task).phase) };
     net.advance_to(challenge_end);
     assert!(matches!(net.task(task).phase, Phase::Done(Outcome::Completed { .. })));
@@ -212,6 +223,12 @@ fn a_public_task_takes_no_keys_and_no_decline() {
         Err(TxError::NotPrivate)
     );
     assert_eq!(net.run(&provider, TxBody::DeclineTask { task, reason: "no".into() }), Err(TxError::NotPrivate));
+    net.ok(&provider, TxBody::StartTask { task });
+    let commit = net.commit_result(&provider, task, claim("out"));
+    net.block(vec![commit]);
+    let sealed = net.reveal_sealed(&provider, task, claim("out"));
+    let refused = &net.block(vec![sealed]).receipts[0].result;
+    assert_eq!(refused, &Err(TxError::InvalidClaim("only a private task's result is sealed")));
 }
 
 #[test]
@@ -273,7 +290,7 @@ fn a_client_that_keeps_the_keys_from_dispute_verifiers_pays_the_executors() {
         net.block(vec![commit]);
     }
     for (provider, output) in [(&first, "honest"), (&second, "other")] {
-        let reveal = net.reveal_result(provider, task, claim(output));
+        let reveal = net.reveal_sealed(provider, task, claim(output));
         net.block(vec![reveal]);
     }
     let Phase::Verifying { report_end, .. } = net.task(task).phase else { panic!("{:?}", net.task(task).phase) };

@@ -415,7 +415,7 @@ impl World {
                         TxBody::RevealBid { task, price, salt: wrong_salt }
                     }
                     TxBody::RevealResult { task, claim, .. } if mode == 2 => {
-                        TxBody::RevealResult { task, claim, salt: wrong_salt }
+                        TxBody::RevealResult { task, claim, salt: wrong_salt, sealed: None }
                     }
                     _ => match task.phase {
                         Phase::Bidding { .. } => TxBody::Report {
@@ -534,7 +534,7 @@ impl World {
                     }
                     Stage::Committed(_) if matches!(task.phase, Phase::Revealing { .. }) && dice.chance(92) => {
                         if let Some((claim, salt)) = self.results.get(&(id, executor.provider)) {
-                            let body = TxBody::RevealResult { task: id, claim: *claim, salt: *salt };
+                            let body = TxBody::RevealResult { task: id, claim: *claim, salt: *salt, sealed: None };
                             out.push((key, body, Remember::Nothing));
                         }
                     }
@@ -613,7 +613,7 @@ impl World {
                         if let (Some((claim, salt)), Some(key)) = (known, self.key_of(&entry.provider))
                             && dice.chance(90)
                         {
-                            let body = TxBody::RevealResult { task: id, claim: *claim, salt: *salt };
+                            let body = TxBody::RevealResult { task: id, claim: *claim, salt: *salt, sealed: None };
                             out.push((key, body, Remember::Nothing));
                         }
                     }

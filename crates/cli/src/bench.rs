@@ -119,7 +119,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
             crate::bench_market::run(tasks, task_seconds, block_ms)
         }
         BenchCommand::Runtime { json: _, data, device, onnxruntime } => {
-            crate::bench_runtime::run(&data, &device, &Libraries { onnxruntime })
+            crate::bench_runtime::run(&data, &device, &Libraries { onnxruntime, ..Libraries::default() })
         }
         BenchCommand::Consensus { json: _, validators, seeds, beta, polls, seconds } => {
             consensus(validators, seeds, beta, polls, seconds)

@@ -9,10 +9,11 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use ogpu_client::Client;
+use ogpu_client::{Client, transfer};
 use ogpu_core::sealed::{self, ContentKey};
 use rand_core::OsRng;
 use serde_json::json;
@@ -149,20 +150,13 @@ fn measure(first: &Client, second: &Client, bytes: &mut [u8]) -> Result<serde_js
     }))
 }
 
-/// Seals `bytes` on a thread of its own into a pipe that the upload reads as it goes, as
-/// a client streams a private input: sealing and sending overlap, and the sealed blob
-/// never sits whole in memory.
+/// Seals `bytes` as it uploads them, as a client streams a private input (the SDK's
+/// `upload_sealed`: sealing and sending overlap, and the sealed blob never sits whole in
+/// memory).
 fn sealed_upload_of(client: &Client, key: &ContentKey, bytes: &[u8]) -> Result<()> {
-    let (mut reader, mut writer) = std::io::pipe()?;
-    std::thread::scope(|scope| {
-        let sealer = scope.spawn(move || sealed::seal(key, &mut OsRng, &mut &*bytes, &mut writer));
-        let uploaded = client.upload_blob(&mut reader).context("uploading the sealed blob");
-        drop(reader);
-        let sealed = sealer.join().map_err(|_| anyhow::anyhow!("the sealing thread panicked"))?;
-        let (_, size) = uploaded?;
-        ensure!(size == sealed?, "the node stored {size} bytes of the sealed blob");
-        Ok(())
-    })
+    let (_, size) = transfer::upload_sealed(client, bytes, key, Path::new("the payload"), drop)?;
+    ensure!(size == sealed::sealed_len(bytes.len() as u64), "the node stored {size} bytes of the sealed blob");
+    Ok(())
 }
 
 fn connect(api: SocketAddr) -> Result<Client> {

@@ -32,10 +32,10 @@ pub fn load(file: &Path) -> Result<ResolvedSpec> {
 pub fn run(command: SpecCommand) -> Result<()> {
     let SpecCommand::Check { file, format } = command;
     let json = format == Format::Json;
-    let ResolvedSpec { spec, files } = load(&file)?;
+    let ResolvedSpec { spec, files, private } = load(&file)?;
     let Market::Auction { max_price, .. } = spec.market else {
         if json {
-            println!("{}", serde_json::json!({ "spec": spec, "files": files }));
+            println!("{}", serde_json::json!({ "spec": spec, "files": files, "private": private }));
         } else {
             println!("{}: valid pool job; it reserves the pool's price when submitted", spec.name);
         }
@@ -48,6 +48,7 @@ pub fn run(command: SpecCommand) -> Result<()> {
             "name": spec.name,
             "spec": spec,
             "files": files,
+            "private": private,
             "escrow": reserved.escrow.to_string(),
             "trust_lock": reserved.client_lock.to_string(),
             "total": total.to_string(),
@@ -55,6 +56,9 @@ pub fn run(command: SpecCommand) -> Result<()> {
         println!("{out}");
     } else {
         println!("{}: valid", spec.name);
+        if private {
+            println!("private     its files are sealed at submit, for the task's parties alone");
+        }
         println!("program     {}", spec.workload.program);
         for (name, hash) in &spec.workload.inputs {
             println!("input       {name} = {hash}");

@@ -14,7 +14,7 @@ use ogpu_chain::receipt::{PayReason, SlashReason};
 use ogpu_chain::state::{Outcome, Stage, VerifyReason};
 use ogpu_core::spec::WorkloadKind;
 use ogpu_core::tx::Trace;
-use ogpu_core::{Address, Hash, TaskId, merkle};
+use ogpu_core::{Address, BlobHash, Hash, TaskId, merkle};
 use ogpu_runtime::onnx::npy;
 use ogpu_runtime::{Job, Outcome as RunOutcome, Runtime, Runtimes, TaskError, TrainRuntime, digest_dir, hash_dir};
 
@@ -94,7 +94,22 @@ fn a_training_task_passes_proof_of_learning_and_its_model_reaches_91_percent() {
         assert!(!paid(&events, verifier, PayReason::Verification).is_zero(), "{verifier} reported and was paid");
     }
 
+    // Training is private by default: the verifiers replayed from checkpoints they
+    // opened with keys the client handed them, and the result is nowhere in plain.
+    assert!(task.spec.private.is_some(), "a train spec is private unless it says otherwise");
+    for worker in std::iter::once(&executor.provider).chain(verifiers) {
+        assert!(task.keys.contains_key(worker), "{worker} was given the keys");
+    }
+    assert!(executor.sealed.is_some());
+    assert!(!devnet.client.has_blob(&BlobHash(result)).unwrap(), "only sealed copies are stored");
+
+    // The client opens it, and it is exactly what a run of the same spec here delivers.
     let out = fetch(&devnet, &id, &result);
+    let local = tempfile::tempdir().unwrap();
+    let ran =
+        devnet.ogpu(&["task", "run-local", &example("digits-train.toml"), "--out", local.path().to_str().unwrap()]);
+    assert_success(&ran);
+    assert_eq!(hash_dir(local.path()).unwrap(), result, "the same model, checkpoints and metrics");
     let accuracy = eval_accuracy(out.path());
     assert!(accuracy >= 0.91, "eval accuracy {accuracy} on rows 1500..1796");
     assert!(out.path().join("model.safetensors").is_file());

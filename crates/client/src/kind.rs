@@ -62,7 +62,13 @@ impl TaskError {
             TaskError::Client(error) => error.kind(),
             TaskError::Wallet(error) => error.kind(),
             TaskError::Transfer(error) => error.kind(),
-            TaskError::TooBig { .. } | TaskError::NotStored(_) | TaskError::Overflow => ErrorKind::BadInput,
+            TaskError::TooBig { .. }
+            | TaskError::NotStored(_)
+            | TaskError::NotAFile(_)
+            | TaskError::Private(_)
+            | TaskError::PrivatePool
+            | TaskError::Overflow => ErrorKind::BadInput,
+            TaskError::Keys(_) | TaskError::KeysNotKept { .. } => ErrorKind::Other,
             TaskError::TooLittleBalance { .. } => ErrorKind::Refused,
             TaskError::Timeout { .. } => ErrorKind::Timeout,
             TaskError::NoResult { .. } => ErrorKind::TaskFailed,

@@ -64,7 +64,8 @@
 //! # }
 //!
 //! /// Submits the task from `key`'s account (uploading the files the node's store
-//! /// lacks), waits for it to end and downloads its result into `out`. It needs a
+//! /// lacks, sealed if the spec is private), follows it to its end (handing a private
+//! /// task's keys to its workers) and downloads its result into `out`. It needs a
 //! /// running node, so this example compiles it without calling it.
 //! fn run(key: SecretKey, resolved: &ResolvedSpec, out: &Path) -> Result<(), TaskError> {
 //!     let client = Client::new("http://127.0.0.1:8080")?;
@@ -72,9 +73,9 @@
 //!     let task = ogpu_client::task::submit(&wallet, resolved, |upload| {
 //!         println!("{}: {} of {:?} bytes", upload.path.display(), upload.done, upload.size);
 //!     })?;
-//!     let outcome = task.wait(None)?;
+//!     let outcome = task.follow_delivering(&wallet, None, |height, event| println!("#{height} {event:?}"))?;
 //!     println!("task {} ended: {outcome:?}", task.id());
-//!     for path in task.result(out)? {
+//!     for path in task.result(out, Some(&wallet))? {
 //!         println!("{}", path.display());
 //!     }
 //!     Ok(())

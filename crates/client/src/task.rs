@@ -1,19 +1,26 @@
 //! Submitting a task and following it to its end: what it reserves ([`quote`]), its
-//! files uploaded where the store lacks them and the spec put on chain ([`submit`]), then a
-//! [`TaskHandle`] to wait for it, read its progress and logs, fetch its result, or cancel
+//! files uploaded where the store lacks them (sealed first, for a private task) and the
+//! spec put on chain ([`submit`]), then a [`TaskHandle`] to wait for it, hand a private
+//! task's keys to its workers, read its progress and logs, fetch its result, or cancel
 //! it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ogpu_chain::state::{Outcome, Phase};
+use ogpu_chain::state::{Outcome, Phase, Stage, Task};
 use ogpu_chain::{Event, Params, reservation};
+use ogpu_core::manifest::OutputFile;
+use ogpu_core::sealed::{ContentKey, ReaderSecret};
 use ogpu_core::spec::{Market, TaskSpec};
 use ogpu_core::tasklog::{LogBody, SignedLogEntry};
 use ogpu_core::tx::TxBody;
 use ogpu_core::{Address, Amount, BlobHash, Hash, TaskId};
+use rand_core::OsRng;
 
+use crate::private::{BlobKeys, KeysError};
 use crate::spec::ResolvedSpec;
 use crate::transfer::{Progress, TransferError};
 use crate::types::TaskDetail;
@@ -67,6 +74,31 @@ pub enum TaskError {
         /// The timeout, in whole seconds.
         seconds: u64,
     },
+    /// A private task's keys are missing or do not open.
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+    /// A private task's result opens only with its client's key, and none was given.
+    #[error("task {0} is private: its result opens only with its client's key")]
+    Private(TaskId),
+    /// A private task was submitted, but its client's copy of the keys could not be put on
+    /// chain: no worker could ever be handed them, so it was cancelled (or, if the cancel
+    /// failed too, ends refunded at its first start deadline).
+    #[error("task {id} was submitted but its keys could not be kept ({source}); {}", if *cancelled { "it was cancelled" } else { "it will end refunded" })]
+    KeysNotKept {
+        /// The task.
+        id: TaskId,
+        /// Why posting the keys failed.
+        source: Box<WalletError>,
+        /// Whether the task was cancelled.
+        cancelled: bool,
+    },
+    /// A private spec whose market is a pool: nobody knows who will race a pool job until it
+    /// is posted, so there is no one to hand its keys to.
+    #[error("a pool job cannot be private: say private = false in its spec")]
+    PrivatePool,
+    /// A private spec names a blob by hash with no local file: only files can be sealed.
+    #[error("a private task's files are sealed at submit, and blob blake3:{0} is named by hash, not by a file")]
+    NotAFile(BlobHash),
     /// The task has no result to fetch: it is still running, or ended other than
     /// completed.
     #[error("task {id} has no result: {why}")]
@@ -94,6 +126,11 @@ impl TaskError {
             TaskError::TooLittleBalance { .. } => "insufficient_funds",
             TaskError::Overflow => "overflow",
             TaskError::NoResult { .. } => "no_result",
+            TaskError::Keys(_) => "keys",
+            TaskError::Private(_) => "private",
+            TaskError::NotAFile(_) => "not_a_file",
+            TaskError::KeysNotKept { .. } => "keys_not_kept",
+            TaskError::PrivatePool => "private_pool",
         }
     }
 }
@@ -135,6 +172,13 @@ fn quote_under(wallet: &Wallet, params: &Params, spec: &TaskSpec) -> Result<Quot
 /// names by hash is stored and the balance covers the reservation, uploads the files the
 /// store lacks (reporting each read to `on_upload`), and puts the task on chain. Nothing
 /// is reserved unless every check passed.
+///
+/// A private spec's files are all sealed, each under a fresh key, and uploaded as they are
+/// sealed; the task names the sealed copies and the client's reader key, and the client's
+/// own copy of the keys goes on chain right after it (wrapped to that reader key), from
+/// where [`TaskHandle::deliver_keys`] hands them to the task's workers. Should that second
+/// transaction fail, no worker can start, and the task ends refunded at its start
+/// deadline.
 pub fn submit(
     wallet: &Wallet,
     resolved: &ResolvedSpec,
@@ -147,29 +191,80 @@ pub fn submit(
         let path = path.to_path_buf();
         move |source| TaskError::Transfer(TransferError::Io { path, source })
     };
-    let mut missing = Vec::new();
+    if resolved.private && matches!(resolved.spec.market, Market::Pool { .. }) {
+        return Err(TaskError::PrivatePool);
+    }
+    let mut missing = BTreeMap::new();
     // A file named twice (as program and input, say) is checked and uploaded once.
     let named: BTreeSet<BlobHash> = resolved.spec.workload.blobs().collect();
     for hash in named {
-        if client.has_blob(&hash)? {
+        let file = resolved.files.get(&hash);
+        if resolved.private && file.is_none() {
+            return Err(TaskError::NotAFile(hash));
+        }
+        if !resolved.private && client.has_blob(&hash)? {
             continue;
         }
-        let path = resolved.files.get(&hash).ok_or(TaskError::NotStored(hash))?;
+        let path = file.ok_or(TaskError::NotStored(hash))?;
         let size = std::fs::metadata(path).map_err(io(path))?.len();
         if size > max {
             return Err(TaskError::TooBig { path: path.clone(), size, max });
         }
-        missing.push(path);
+        missing.insert(hash, path);
     }
     let Quote { reserved, balance } = quote_under(wallet, &params, &resolved.spec)?;
     if balance < reserved {
         return Err(TaskError::TooLittleBalance { reserved, balance, holder: wallet.address() });
     }
-    for path in missing {
-        crate::transfer::upload(client, path, &mut on_upload)?;
+    if !resolved.private {
+        for path in missing.values() {
+            crate::transfer::upload(client, path, &mut on_upload)?;
+        }
+        let id = TaskId(wallet.settle(TxBody::SubmitTask { spec: resolved.spec.clone() }, "the task")?);
+        return Ok(TaskHandle::new(client.clone(), id));
     }
-    let id = TaskId(wallet.settle(TxBody::SubmitTask { spec: resolved.spec.clone() }, "the task")?);
+    let (spec, keys) = seal_files(wallet, resolved, &missing, &mut on_upload)?;
+    let id = TaskId(wallet.settle(TxBody::SubmitTask { spec: spec.clone() }, "the task")?);
+    let (me, reader) = (wallet.address(), ReaderSecret::derive(wallet.key()).public());
+    let own = keys.wrap(&id, &spec, &me, &reader).expect("every blob of the spec was sealed here");
+    if let Err(error) = wallet.settle(TxBody::PostKeys { task: id, to: me, keys: own }, "the client's copy of the keys")
+    {
+        // Without its keys nobody can work on it: take back what it reserved now.
+        let cancelled = wallet.settle(TxBody::CancelTask { task: id }, "the cancel of the keyless task").is_ok();
+        return Err(TaskError::KeysNotKept { id, source: Box::new(error), cancelled });
+    }
     Ok(TaskHandle::new(client.clone(), id))
+}
+
+/// Seals and uploads each of a private spec's `files` under a fresh key; returns the spec
+/// naming the sealed copies and the client's reader key, and the key of each copy.
+fn seal_files(
+    wallet: &Wallet,
+    resolved: &ResolvedSpec,
+    files: &BTreeMap<BlobHash, &PathBuf>,
+    on_upload: &mut impl FnMut(Progress<'_>),
+) -> Result<(TaskSpec, BlobKeys), TaskError> {
+    let mut sealed_copy = BTreeMap::new();
+    let mut keys = BTreeMap::new();
+    for (plain, path) in files {
+        let key = ContentKey::generate(&mut OsRng);
+        let file = File::open(path).map_err(|source| TransferError::Io { path: path.to_path_buf(), source })?;
+        let size = file.metadata().map_err(|source| TransferError::Io { path: path.to_path_buf(), source })?.len();
+        // Progress counts sealed bytes sent, of the sealed size.
+        let size = Some(ogpu_core::sealed::sealed_len(size));
+        let report = |done| on_upload(Progress { path, done, size });
+        let (sealed, _) = crate::transfer::upload_sealed(wallet.client(), file, &key, path, report)?;
+        sealed_copy.insert(*plain, sealed);
+        keys.insert(sealed, key);
+    }
+    let mut spec = resolved.spec.clone();
+    let copy_of = |plain: &BlobHash| sealed_copy[plain];
+    spec.workload.program = copy_of(&spec.workload.program);
+    for blob in spec.workload.inputs.values_mut() {
+        *blob = copy_of(blob);
+    }
+    spec.private = Some(ReaderSecret::derive(wallet.key()).public());
+    Ok((spec, BlobKeys::new(keys)))
 }
 
 /// One step a provider reported: its number, the steps planned, and metrics such as
@@ -221,15 +316,60 @@ impl TaskHandle {
 
     /// [`TaskHandle::wait`], handing each chain event about the task to `on_event` (with
     /// its block height) as it is finalized.
-    pub fn follow(
+    pub fn follow(&self, timeout: Option<Duration>, on_event: impl FnMut(u64, &Event)) -> Result<Outcome, TaskError> {
+        self.follow_with(timeout, || {}, on_event)
+    }
+
+    /// [`TaskHandle::follow`] by the task's client, handing a private task's keys to every
+    /// worker that lacks them: once subscribed, again at each event, and at each of the
+    /// stream's keep-alives (15 s apart at most), so keys that could not be handed on are
+    /// tried again even when no event follows. Failures are logged.
+    pub fn follow_delivering(
+        &self,
+        wallet: &Wallet,
+        timeout: Option<Duration>,
+        mut on_event: impl FnMut(u64, &Event),
+    ) -> Result<Outcome, TaskError> {
+        let deliver = || {
+            if let Err(error) = self.deliver_keys(wallet) {
+                tracing::warn!(task = %self.id, %error, "cannot hand on the task's keys yet");
+            }
+        };
+        self.follow_with(timeout, deliver, |height, event| {
+            on_event(height, event);
+            deliver();
+        })
+    }
+
+    /// [`TaskHandle::follow_delivering`] on a thread of its own, for a client that does
+    /// not follow the task itself. A stream the node closes, or that fails, is opened
+    /// again after a pause; the thread ends with the task, and returns how it ended.
+    pub fn deliver_keys_in_background(&self, wallet: Arc<Wallet>) -> std::thread::JoinHandle<Outcome> {
+        let task = self.clone();
+        std::thread::spawn(move || {
+            loop {
+                match task.follow_delivering(&wallet, None, |_, _| {}) {
+                    Ok(outcome) => return outcome,
+                    Err(error) => tracing::warn!(task = %task.id, %error, "following the task to hand out its keys"),
+                }
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        })
+    }
+
+    /// [`TaskHandle::follow`], calling `tick` once the event stream is open (what it does
+    /// is then followed by events, not lost before them) and at each keep-alive.
+    fn follow_with(
         &self,
         timeout: Option<Duration>,
+        mut tick: impl FnMut(),
         mut on_event: impl FnMut(u64, &Event),
     ) -> Result<Outcome, TaskError> {
         let started = Instant::now();
         let timed_out = || TaskError::Timeout { id: self.id, seconds: timeout.unwrap_or_default().as_secs() };
         // Subscribe first, then read the task: an end finalized in between shows in one or the other.
         let events = self.client.events_within(Some(&self.id), timeout)?;
+        tick();
         if let Some(outcome) = self.outcome()? {
             return Ok(outcome);
         }
@@ -239,6 +379,10 @@ impl TaskHandle {
                 Err(_) if timeout.is_some_and(|t| started.elapsed() >= t) => return Err(timed_out()),
                 Err(error) => return Err(ClientError::Io(error).into()),
             };
+            if event.name == SseEvent::KEEP_ALIVE {
+                tick();
+                continue;
+            }
             let Some(FeedItem::Chain { height, event }) = FeedItem::parse(&event) else { continue };
             on_event(height, &event);
             if let Event::TaskEnded { outcome, .. } = event {
@@ -337,10 +481,56 @@ impl TaskHandle {
         Ok(Box::new(live))
     }
 
+    /// Hands a private task's keys to each of its executors and verifiers that lacks them,
+    /// wrapped to the reader key each registered; `wallet` must be the task's client's.
+    /// Returns those it posted keys to: none for a public task or one that has ended. A
+    /// worker without a reader key is passed over (the chain lets none bid, and a verifier
+    /// without one cannot be given keys). A worker whose keys cannot be posted does not
+    /// stop the others: each is tried, and the first failure is returned.
+    pub fn deliver_keys(&self, wallet: &Wallet) -> Result<Vec<Address>, TaskError> {
+        let task = self.detail()?.view.task;
+        if task.spec.private.is_none() || ended(&task.phase).is_some() {
+            return Ok(Vec::new());
+        }
+        let lacking = workers(&task).filter(|worker| !task.keys.contains_key(worker)).collect::<BTreeSet<_>>();
+        if lacking.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.clients_keys(&task, wallet)?;
+        let (mut posted, mut failed) = (Vec::new(), None);
+        for worker in lacking {
+            match self.post_keys(wallet, &task, &keys, worker) {
+                Ok(true) => posted.push(worker),
+                Ok(false) => tracing::warn!(task = %self.id, %worker, "no reader key registered: no keys for it"),
+                Err(error) => {
+                    tracing::warn!(task = %self.id, %worker, %error, "cannot hand the task's keys to a worker");
+                    failed.get_or_insert(error);
+                }
+            }
+        }
+        failed.map_or(Ok(posted), Err)
+    }
+
+    /// The task's content keys, from the copy its client keeps on chain, opened with
+    /// `wallet`'s reader secret (the client's).
+    fn clients_keys(&self, task: &Task, wallet: &Wallet) -> Result<BlobKeys, KeysError> {
+        BlobKeys::open(&self.id, task, &wallet.address(), &ReaderSecret::derive(wallet.key()))
+    }
+
+    /// Posts `keys` to `worker`, wrapped to its reader key; `false` if it has none.
+    fn post_keys(&self, wallet: &Wallet, task: &Task, keys: &BlobKeys, worker: Address) -> Result<bool, TaskError> {
+        let Some(reader) = self.client.provider(&worker)?.view.provider.profile.reader else { return Ok(false) };
+        let envelopes = keys.wrap(&self.id, &task.spec, &worker, &reader).ok_or(KeysError::MissingKey)?;
+        let body = TxBody::PostKeys { task: self.id, to: worker, keys: envelopes };
+        wallet.settle(body, &format!("the keys for {worker}"))?;
+        Ok(true)
+    }
+
     /// Downloads the task's result into `dir`, each file checked against the hash its
     /// manifest gives and the manifest against the result hash on chain; returns the paths
-    /// written.
-    pub fn result(&self, dir: &Path) -> Result<Vec<PathBuf>, TaskError> {
+    /// written. A private task's result is opened with the keys its client keeps on chain:
+    /// `client` must be the task's client's wallet.
+    pub fn result(&self, dir: &Path, client: Option<&Wallet>) -> Result<Vec<PathBuf>, TaskError> {
         let task = self.detail()?.view.task;
         let output: Hash = match ended(&task.phase) {
             Some(Outcome::Completed { output }) => output,
@@ -348,8 +538,42 @@ impl TaskHandle {
             None => return Err(TaskError::NoResult { id: self.id, why: format!("it is {}", task.phase.name()) }),
         };
         std::fs::create_dir_all(dir).map_err(|source| TransferError::Io { path: dir.to_path_buf(), source })?;
-        let files = crate::transfer::fetch(&self.client, &output, dir)?;
+        let files = match (&task.spec.private, client) {
+            (None, _) => crate::transfer::fetch(&self.client, &output, None, dir)?,
+            (Some(_), None) => return Err(TaskError::Private(self.id)),
+            (Some(_), Some(wallet)) => self.fetch_sealed(&task, &output, wallet, dir)?,
+        };
         Ok(files.iter().map(|file| dir.join(&file.path)).collect())
+    }
+
+    /// Opens a sealed copy of `output` and writes it into `dir`: each executor's that
+    /// revealed it is tried in turn, since the chain cannot tell a copy that opens from
+    /// one that does not.
+    fn fetch_sealed(
+        &self,
+        task: &Task,
+        output: &Hash,
+        wallet: &Wallet,
+        dir: &Path,
+    ) -> Result<Vec<OutputFile>, TaskError> {
+        let keys = self.clients_keys(task, wallet)?;
+        let copies = task.executors.iter().filter_map(|executor| match (&executor.stage, executor.sealed) {
+            (Stage::Revealed(claim), Some(index)) if claim.output == *output => Some((executor.provider, index)),
+            _ => None,
+        });
+        let mut failed = None;
+        for (executor, index) in copies {
+            let key = keys.result_key(&self.id, &task.spec, &executor).ok_or(KeysError::MissingKey)?;
+            match crate::transfer::fetch(&self.client, output, Some((index, key)), dir) {
+                Ok(files) => return Ok(files),
+                Err(error) => {
+                    tracing::warn!(task = %self.id, %executor, %error, "its sealed copy of the result does not open");
+                    failed.get_or_insert(error);
+                }
+            }
+        }
+        let why = "no executor that revealed it left a sealed copy".to_string();
+        Err(failed.map_or(TaskError::NoResult { id: self.id, why }, TaskError::from))
     }
 
     /// Cancels the task before any provider sealed a bid for it; its escrow and trust lock
@@ -366,6 +590,11 @@ impl TaskHandle {
         wallet.settle(TxBody::TopUpTask { task: self.id, max_price }, "the top-up")?;
         Ok(())
     }
+}
+
+/// A task's executors and chosen verifiers: who may be given its keys.
+fn workers(task: &Task) -> impl Iterator<Item = Address> + '_ {
+    task.executors.iter().map(|e| e.provider).chain(task.verifiers.iter().map(|slot| slot.verifier))
 }
 
 fn ended(phase: &Phase) -> Option<Outcome> {

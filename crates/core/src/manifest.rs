@@ -64,6 +64,30 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<OutputFile>, ManifestError> {
     Ok(files)
 }
 
+/// The index of a result sealed for a private task, itself a manifest (so nodes keep every
+/// blob it lists) of sealed copies: first the manifest's, named `0`, then each file's in
+/// the manifest's order, named `1`, `2`, ... It tells a stranger how many files there are
+/// and their sealed sizes, nothing of their names or contents.
+pub fn write_sealed_index(sealed: &[(BlobHash, u64)]) -> Vec<u8> {
+    let entries: Vec<OutputFile> = sealed
+        .iter()
+        .enumerate()
+        .map(|(place, (hash, size))| OutputFile { path: place.to_string(), size: *size, hash: *hash })
+        .collect();
+    write(&entries)
+}
+
+/// Reads a sealed index back: the sealed manifest, then the sealed files in the manifest's
+/// order.
+pub fn parse_sealed_index(bytes: &[u8]) -> Result<Vec<OutputFile>, ManifestError> {
+    let entries = parse(bytes)?;
+    let numbered = entries.iter().enumerate().all(|(place, entry)| entry.path == place.to_string());
+    if entries.is_empty() || !numbered {
+        return Err(ManifestError("a sealed index names its entries 0, 1, 2, ... from the manifest on".into()));
+    }
+    Ok(entries)
+}
+
 /// A delivered path must stay inside the output directory wherever it is written out,
 /// and fit on one manifest line.
 pub fn check_path(path: &str) -> Result<(), String> {
@@ -74,4 +98,25 @@ pub fn check_path(path: &str) -> Result<(), String> {
         return Err(format!("{path:?} is not a plain relative path"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_index_reads_back_and_refuses_entries_out_of_place() {
+        let sealed = [(BlobHash(Hash([1; 32])), 44), (BlobHash(Hash([2; 32])), 1_000)];
+        let index = write_sealed_index(&sealed);
+        let read: Vec<_> = parse_sealed_index(&index).unwrap().iter().map(|e| (e.hash, e.size)).collect();
+        assert_eq!(read, sealed);
+        assert_eq!(parse(&index).unwrap().len(), 2, "nodes read it as the manifest it is");
+
+        let swapped = write(&[
+            OutputFile { path: "1".into(), size: 1, hash: BlobHash(Hash([1; 32])) },
+            OutputFile { path: "0".into(), size: 1, hash: BlobHash(Hash([2; 32])) },
+        ]);
+        assert!(parse_sealed_index(&swapped).is_err());
+        assert!(parse_sealed_index(&write(&[])).is_err(), "an index lists at least the manifest");
+    }
 }

@@ -67,6 +67,14 @@ impl ContentKey {
         &self.0
     }
 
+    /// The key `executor` seals its result of `task` under, derived from the task's
+    /// program key: whoever was given the task's keys (its client, executors and
+    /// verifiers) can read the result, and nobody else, with no key posted for it.
+    pub fn for_result(program: &ContentKey, task: &TaskId, executor: &Address) -> ContentKey {
+        let material = Zeroizing::new([&program.0[..], &task.0.0, &executor.0].concat());
+        ContentKey(Zeroizing::new(blake3::derive_key("ogpu result key v1", &material)))
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(self.0.as_ref().into())
     }
@@ -94,6 +102,14 @@ fn fill(input: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+/// The size of `plain_len` bytes sealed: the header, then every chunk with its tag (an
+/// empty blob is one empty last chunk).
+pub const fn sealed_len(plain_len: u64) -> u64 {
+    let chunks = plain_len.div_ceil(CHUNK as u64);
+    let chunks = if chunks == 0 { 1 } else { chunks };
+    HEADER as u64 + plain_len + chunks * TAG as u64
 }
 
 /// Seals everything `plain` yields into `sealed`; returns the sealed size.
@@ -356,7 +372,7 @@ mod tests {
         for size in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 3 * CHUNK + 17] {
             let plain: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             let sealed = sealed(&key, &plain);
-            assert_eq!(sealed.len(), HEADER + size + size.div_ceil(CHUNK).max(1) * TAG, "size {size}");
+            assert_eq!(sealed.len() as u64, sealed_len(size as u64), "size {size}");
             assert_eq!(opened(&key, &sealed).unwrap(), plain, "size {size}");
             if size >= 32 {
                 assert!(!sealed.windows(32).any(|w| w == &plain[..32]), "size {size}: plaintext shows through");
@@ -452,6 +468,25 @@ mod tests {
         let key = ContentKey::generate(&mut rng);
         let envelope = Envelope::wrap(&key, &ReaderSecret::derive(&alice).public(), b"c", &mut rng);
         assert_eq!(envelope.open(&ReaderSecret::derive(&alice), b"c").unwrap().as_bytes(), key.as_bytes());
+    }
+
+    #[test]
+    fn a_sealed_blob_is_its_size_plus_a_header_and_a_tag_per_chunk() {
+        assert_eq!(sealed_len(0), 28 + 16);
+        assert_eq!(sealed_len(CHUNK as u64), 28 + CHUNK as u64 + 16);
+        assert_eq!(sealed_len(CHUNK as u64 + 1), 28 + CHUNK as u64 + 1 + 32);
+        assert_eq!(sealed_len(256 << 20), (256 << 20) + 28 + 4096 * 16);
+    }
+
+    #[test]
+    fn a_result_key_is_bound_to_its_task_and_executor() {
+        let program = ContentKey::generate(&mut rng());
+        let (task, executor) = (TaskId(Hash([1; 32])), Address([2; 20]));
+        let key = ContentKey::for_result(&program, &task, &executor);
+        assert_eq!(key.as_bytes(), ContentKey::for_result(&program, &task, &executor).as_bytes());
+        assert_ne!(key.as_bytes(), program.as_bytes());
+        assert_ne!(key.as_bytes(), ContentKey::for_result(&program, &TaskId(Hash([3; 32])), &executor).as_bytes());
+        assert_ne!(key.as_bytes(), ContentKey::for_result(&program, &task, &Address([4; 20])).as_bytes());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::amount::Amount;
 use crate::crypto::{PublicKey, SecretKey, Signature};
 use crate::encoding::Canonical;
 use crate::hash::Hash;
-use crate::ids::{ChainId, PoolId, ProposalId, TaskId};
+use crate::ids::{BlobHash, ChainId, PoolId, ProposalId, TaskId};
 use crate::sealed::Envelope;
 use crate::spec::{DeviceProfile, PoolSpec, TaskSpec};
 use crate::vote::Evidence;
@@ -113,6 +113,9 @@ pub enum TxBody {
         task: TaskId,
         claim: ResultClaim,
         salt: Hash,
+        /// A private task's result, sealed: the index blob of the sealed manifest and
+        /// files (see `ogpu_core::manifest::write_sealed_index`). `None` for every other task.
+        sealed: Option<BlobHash>,
     },
     Report {
         task: TaskId,

@@ -271,7 +271,8 @@ fn tx_body() -> impl Strategy<Value = TxBody> {
         (pool_id(), amount()).prop_map(|(pool, stake)| TxBody::JoinPool { pool, stake }),
         pool_id().prop_map(|pool| TxBody::LeavePool { pool }),
         (task_id(), hash()).prop_map(|(task, commitment)| TxBody::CommitResult { task, commitment }),
-        (task_id(), claim, hash()).prop_map(|(task, claim, salt)| TxBody::RevealResult { task, claim, salt }),
+        (task_id(), claim, hash(), option::of(blob_hash()))
+            .prop_map(|(task, claim, salt, sealed)| TxBody::RevealResult { task, claim, salt, sealed }),
         (task_id(), report).prop_map(|(task, report)| TxBody::Report { task, report }),
         (task_id(), amount()).prop_map(|(task, bond)| TxBody::Challenge { task, bond }),
         evidence().prop_map(|evidence| TxBody::Evidence { evidence: Box::new(evidence) }),

@@ -232,7 +232,7 @@ fn result(app: &Customer, id: TaskId) -> Result<Arc<ResultFiles>, DashError> {
         return Ok(files.clone());
     }
     let dir = app.dir.join("results").join(id.to_string());
-    let paths = TaskHandle::new(app.wallet.client().clone(), id).result(&dir)?;
+    let paths = TaskHandle::new(app.wallet.client().clone(), id).result(&dir, Some(&app.wallet))?;
     let files = paths
         .iter()
         .map(|path| {

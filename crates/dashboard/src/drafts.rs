@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -171,8 +171,10 @@ impl Drafts {
         Ok(check(id, &self.get(id)?, wallet).view)
     }
 
-    /// Submits the draft when it is complete and checks out; the draft is gone after.
-    pub fn submit(&self, id: &str, wallet: &Wallet) -> Result<ogpu_core::TaskId, DashError> {
+    /// Submits the draft when it is complete and checks out; the draft is gone after. A
+    /// private task's keys are then handed to its workers from a thread that follows it
+    /// until it ends.
+    pub fn submit(&self, id: &str, wallet: &Arc<Wallet>) -> Result<ogpu_core::TaskId, DashError> {
         let draft = self.get(id)?;
         let Checked { view, resolved } = check(id, &draft, wallet);
         if let Some(error) = view.errors.into_iter().next() {
@@ -184,6 +186,9 @@ impl Drafts {
         }
         let resolved = resolved.ok_or_else(|| DashError::bad_input("invalid_draft", "choose a spec").at("spec"))?;
         let task = task::submit(wallet, &resolved, |_| {})?;
+        if resolved.private {
+            drop(task.deliver_keys_in_background(wallet.clone()));
+        }
         if let Some(draft) = self.lock().remove(id) {
             remove(&draft.dir);
         }

@@ -170,6 +170,8 @@ pub fn pinned(state: &State, store: &BlobStore) -> BTreeSet<BlobHash> {
             if let Stage::Revealed(claim) = &executor.stage {
                 results.push(claim.output);
             }
+            // A private result's index is a manifest of its sealed copies.
+            results.extend(executor.sealed.map(|index| index.0));
         }
         match &task.phase {
             Phase::Racing { entries, .. } => results.extend(entries.iter().filter_map(|e| e.claim.map(|c| c.output))),

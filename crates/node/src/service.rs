@@ -690,8 +690,8 @@ impl Node {
         }
     }
 
-    fn max_blob_bytes(&self) -> u64 {
-        self.replica.finalized().params.max_blob_bytes
+    fn stored_blob_bytes(&self) -> u64 {
+        self.replica.finalized().params.stored_blob_bytes()
     }
 
     fn fetch_blob(&mut self, hash: BlobHash, reply: oneshot::Sender<Result<(), String>>) {
@@ -717,7 +717,7 @@ impl Node {
         let Some(peer) = untried.pop() else {
             return answer(waiters, Err(format!("no peer could provide it; last: {why}")));
         };
-        match self.blobs.writer(self.max_blob_bytes()) {
+        match self.blobs.writer(self.stored_blob_bytes()) {
             Ok(writer) => {
                 let deadline_ms = now_ms() + FETCH_BASE_MS;
                 let fetch = Fetch { writer, untried, waiters, total: None, deadline_ms, resume: None, declined: 0 };
@@ -744,7 +744,7 @@ impl Node {
 
     fn on_chunk(&mut self, peer: PeerId, request_id: OutboundRequestId, answer_bytes: &[u8]) {
         let Some(hash) = self.chunk_requests.remove(&request_id) else { return };
-        let limit = self.max_blob_bytes();
+        let limit = self.stored_blob_bytes();
         let Some(fetch) = self.fetches.get_mut(&hash) else { return };
         let (total, bytes) = match ChunkAnswer::decode(answer_bytes) {
             Ok(ChunkAnswer(Some(found))) => found,

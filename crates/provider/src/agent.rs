@@ -23,15 +23,15 @@ use ogpu_client::{Client, FeedItem};
 use ogpu_core::sealed::ReaderSecret;
 use ogpu_core::spec::{DeviceProfile, Market, Ratio, TaskSpec, VerificationPolicy};
 use ogpu_core::tx::{ResultClaim, StakeRole, TxBody, VerificationReport, bid_commitment, result_commitment};
-use ogpu_core::{Address, Amount, Hash, PoolId, TaskId};
-use ogpu_runtime::{Outcome, Runtimes};
+use ogpu_core::{Address, Amount, BlobHash, Hash, PoolId, TaskId};
+use ogpu_runtime::Runtimes;
 use rand_core::{OsRng, RngCore};
 
 use crate::config::{PoolChoice, ProviderConfig};
 use crate::feed;
 use crate::fit::fits;
-use crate::run::{self, Done, RunRequest};
-use crate::verify::{self, CheckRequest};
+use crate::run::{self, Done, Ran, RunRequest};
+use crate::verify::{self, CheckRequest, Subject};
 
 /// How long setting up (registering, staking, joining pools) waits for each transaction.
 const SETUP_TX_TIMEOUT: Duration = Duration::from_secs(60);
@@ -66,9 +66,9 @@ enum Role {
     /// Racing for a pool job; a commit counts only up to `commit_end`.
     Racer { commit_end: u64 },
     /// Chosen to verify these executors' claims by running the task again.
-    Verifier { subjects: Vec<(Address, ResultClaim)> },
+    Verifier { subjects: Vec<Subject> },
     /// Chosen to verify these executors' training by replaying segment `segment` of it.
-    Checker { segment: u32, tolerance: Ratio, subjects: Vec<(Address, ResultClaim)> },
+    Checker { segment: u32, tolerance: Ratio, subjects: Vec<Subject> },
 }
 
 enum WorkStage {
@@ -80,6 +80,8 @@ enum WorkStage {
     Committed {
         claim: ResultClaim,
         salt: Hash,
+        /// Where the sealed copy of a private task's result lies.
+        sealed: Option<BlobHash>,
     },
 }
 
@@ -308,15 +310,15 @@ impl Agent {
         for task in waiting {
             self.on_keys(task);
         }
-        let committed: Vec<(TaskId, ResultClaim, Hash, Role)> = self
+        let committed: Vec<(TaskId, ResultClaim, Hash, Option<BlobHash>, Role)> = self
             .work
             .iter()
             .filter_map(|(id, w)| match &w.stage {
-                WorkStage::Committed { claim, salt } => Some((*id, *claim, *salt, w.role.clone())),
+                WorkStage::Committed { claim, salt, sealed } => Some((*id, *claim, *salt, *sealed, w.role.clone())),
                 WorkStage::AwaitingKeys | WorkStage::Running { .. } => None,
             })
             .collect();
-        for (task, claim, salt, role) in committed {
+        for (task, claim, salt, sealed, role) in committed {
             let may_reveal = match role {
                 Role::Racer { commit_end } => commit_end <= height,
                 // Executors reveal once every executor has committed.
@@ -324,7 +326,7 @@ impl Agent {
             };
             if may_reveal {
                 self.work.remove(&task);
-                self.send(TxBody::RevealResult { task, claim, salt });
+                self.send(TxBody::RevealResult { task, claim, salt, sealed });
             }
         }
     }
@@ -409,11 +411,11 @@ impl Agent {
 
     fn verify(&mut self, id: TaskId) {
         let Some(task) = self.task(&id) else { return };
-        let subjects: Vec<(Address, ResultClaim)> = task
+        let subjects: Vec<Subject> = task
             .executors
             .iter()
             .filter_map(|e| match e.stage {
-                Stage::Revealed(claim) => Some((e.provider, claim)),
+                Stage::Revealed(claim) => Some(Subject { executor: e.provider, claim, sealed: e.sealed }),
                 _ => None,
             })
             .collect();
@@ -532,10 +534,10 @@ impl Agent {
         }
     }
 
-    fn on_finished(&mut self, id: TaskId, result: Result<Outcome, String>) {
+    fn on_finished(&mut self, id: TaskId, result: Result<Ran, String>) {
         let Some(work) = self.work.remove(&id) else { return };
-        let outcome = match result {
-            Ok(outcome) => outcome,
+        let Ran { outcome, sealed } = match result {
+            Ok(ran) => ran,
             Err(reason) => {
                 tracing::warn!(task = %id, %reason, "the run failed");
                 return;
@@ -543,7 +545,7 @@ impl Agent {
         };
         match work.role {
             Role::Verifier { subjects } => {
-                for (subject, claim) in subjects {
+                for Subject { executor: subject, claim, .. } in subjects {
                     let pass = claim.output == outcome.output;
                     let report = VerificationReport { subject, pass, distance_ppm: 0 };
                     tracing::info!(task = %id, %subject, pass, "verified");
@@ -562,7 +564,7 @@ impl Agent {
                 tracing::info!(task = %id, output = %claim.output, ms = outcome.compute_ms, "committed");
                 self.work.insert(
                     id,
-                    Work { role, stage: WorkStage::Committed { claim, salt }, with_trace: work.with_trace },
+                    Work { role, stage: WorkStage::Committed { claim, salt, sealed }, with_trace: work.with_trace },
                 );
             }
         }

@@ -10,9 +10,9 @@ use std::sync::mpsc::Sender;
 use ogpu_client::private::BlobKeys;
 use ogpu_client::transfer::{self, TransferError};
 use ogpu_client::wallet::Wallet;
-use ogpu_core::TaskId;
 use ogpu_core::spec::TaskSpec;
 use ogpu_core::tx::VerificationReport;
+use ogpu_core::{BlobHash, TaskId};
 use ogpu_runtime::{Job, Outcome, Progress, Runtimes};
 
 use crate::agent::Input;
@@ -21,7 +21,7 @@ use crate::logs::TaskLog;
 /// What a worker hands back to the decision loop.
 pub(crate) enum Done {
     /// A run of the task: its outcome, or why it failed.
-    Ran(Result<Outcome, String>),
+    Ran(Result<Ran, String>),
     /// A private task whose blobs do not open with the keys this worker was given.
     Unreadable(String),
     /// A proof-of-learning check: a report on each executor it could judge.
@@ -46,6 +46,12 @@ pub(crate) fn on_worker(
     });
 }
 
+/// A finished run: its outcome, and where the sealed copy of a private task's result lies.
+pub(crate) struct Ran {
+    pub outcome: Outcome,
+    pub sealed: Option<BlobHash>,
+}
+
 pub(crate) struct RunRequest {
     pub task: TaskId,
     pub spec: TaskSpec,
@@ -61,9 +67,9 @@ pub(crate) struct RunRequest {
 pub(crate) fn spawn(request: RunRequest, wallet: Arc<Wallet>, runtimes: Arc<Runtimes>, done: Sender<Input>) {
     let (task, dir) = (request.task, request.dir.clone());
     on_worker(task, dir, wallet.clone(), done, move |log| match execute(&request, &wallet, &runtimes, log) {
-        Ok(outcome) => {
-            log.finished(outcome.output);
-            Done::Ran(Ok(outcome))
+        Ok(ran) => {
+            log.finished(ran.outcome.output);
+            Done::Ran(Ok(ran))
         }
         Err(Failure::Unreadable(reason)) => {
             log.failed(&reason);
@@ -88,7 +94,7 @@ impl From<String> for Failure {
     }
 }
 
-fn execute(request: &RunRequest, wallet: &Wallet, runtimes: &Runtimes, log: &TaskLog) -> Result<Outcome, Failure> {
+fn execute(request: &RunRequest, wallet: &Wallet, runtimes: &Runtimes, log: &TaskLog) -> Result<Ran, Failure> {
     let (input_dir, output_dir) = (request.dir.join("input"), request.dir.join("output"));
     // A run left behind by an agent that was killed is started over.
     let _ = std::fs::remove_dir_all(&request.dir);
@@ -115,9 +121,18 @@ fn execute(request: &RunRequest, wallet: &Wallet, runtimes: &Runtimes, log: &Tas
         cancel: &request.cancel,
     };
     let outcome = runtimes.run(&job).map_err(|e| e.to_string())?;
-    if request.deliver {
-        transfer::deliver(wallet.client(), &output_dir, &outcome.files, &outcome.manifest)
-            .map_err(|e| e.to_string())?;
+    if !request.deliver {
+        return Ok(Ran { outcome, sealed: None });
     }
-    Ok(outcome)
+    // A private task's result is sealed for the task's parties alone.
+    let seal = match &request.keys {
+        None => None,
+        Some(keys) => Some(
+            keys.result_key(&request.task, &request.spec, &wallet.address())
+                .ok_or_else(|| "the task's keys hold none for its program".to_string())?,
+        ),
+    };
+    let sealed = transfer::deliver(wallet.client(), &output_dir, &outcome.files, &outcome.manifest, seal.as_ref())
+        .map_err(|e| e.to_string())?;
+    Ok(Ran { outcome, sealed })
 }

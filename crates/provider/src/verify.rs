@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
 use ogpu_client::private::BlobKeys;
-use ogpu_client::transfer;
+use ogpu_client::transfer::{self, Delivered, TransferError};
 use ogpu_client::wallet::Wallet;
 use ogpu_client::{Client, ClientError};
 use ogpu_core::spec::{Ratio, TaskSpec};
 use ogpu_core::tx::{ResultClaim, VerificationReport};
 use ogpu_core::{Address, BlobHash, Hash, TaskId};
-use ogpu_runtime::{TaskError, parse_manifest, train};
+use ogpu_runtime::{TaskError, train};
 
 use crate::agent::Input;
 use crate::logs::TaskLog;
@@ -32,9 +32,18 @@ pub(crate) struct CheckRequest {
     /// The task's tolerance: the most relative L2 distance that passes.
     pub tolerance: Ratio,
     /// The executors and what they claimed.
-    pub subjects: Vec<(Address, ResultClaim)>,
+    pub subjects: Vec<Subject>,
     /// A private task's blob keys.
     pub keys: Option<BlobKeys>,
+}
+
+/// An executor whose result is checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Subject {
+    pub executor: Address,
+    pub claim: ResultClaim,
+    /// Where the sealed copy of a private task's result lies.
+    pub sealed: Option<BlobHash>,
 }
 
 /// Why an executor's segment was not checked.
@@ -63,9 +72,10 @@ fn check(request: &CheckRequest, client: &Client, log: &TaskLog) -> Vec<Verifica
     };
     log.started();
     let mut reports = Vec::new();
-    for (subject, claim) in &request.subjects {
+    for subject_of_check in &request.subjects {
+        let subject = &subject_of_check.executor;
         let report = |pass: bool, distance_ppm: u32| VerificationReport { subject: *subject, pass, distance_ppm };
-        match check_one(request, client, &program, &input_dir, claim) {
+        match check_one(request, client, &program, &input_dir, subject_of_check) {
             Ok(distances) => {
                 let ppm = parts_per_million(distances.relative_l2);
                 let pass = ppm <= request.tolerance.parts_per_million();
@@ -96,12 +106,22 @@ fn check_one(
     client: &Client,
     program: &[u8],
     inputs: &Path,
-    claim: &ResultClaim,
+    subject: &Subject,
 ) -> Result<train::Distances, Unchecked> {
+    let claim = &subject.claim;
     let Some(trace) = claim.trace else { return Err(Unchecked::Fault("the claim has no trace".into())) };
-    let manifest = download(client, &BlobHash(claim.output))?;
-    let files =
-        parse_manifest(&manifest).map_err(|error| Unchecked::Fault(format!("the result's manifest: {error}")))?;
+    // A private task's result is read through its sealed copy, with the key every party
+    // to the task can derive.
+    let sealed = match (&request.keys, subject.sealed) {
+        (None, _) => None,
+        (Some(_), None) => return Err(Unchecked::Fault("the private result has no sealed copy".into())),
+        (Some(keys), Some(index)) => {
+            let key = keys.result_key(&request.task, &request.spec, &subject.executor);
+            Some((index, key.ok_or_else(|| Unchecked::Here("no key for the task's program".into()))?))
+        }
+    };
+    let delivered = Delivered::open(client, &claim.output, sealed).map_err(judged_transfer)?;
+    let files = delivered.files();
     let by_path: BTreeMap<&str, Hash> = files.iter().map(|file| (file.path.as_str(), file.hash.0)).collect();
     let checkpoints = (0..u64::from(trace.checkpoints))
         .map(|index| {
@@ -114,21 +134,26 @@ fn check_one(
         let hash = checkpoints.get(index as usize).copied();
         hash.ok_or_else(|| Unchecked::Fault(format!("the trace has no checkpoint {index}")))
     };
-    let start = download(client, &BlobHash(at(request.segment)?))?;
-    let end = download(client, &BlobHash(at(request.segment + 1)?))?;
+    let read = |hash: Hash| {
+        let mut bytes = Vec::new();
+        delivered.read_into(&BlobHash(hash), &mut bytes, Path::new("a checkpoint")).map_err(judged_transfer)?;
+        Ok::<_, Unchecked>(bytes)
+    };
+    let start = read(at(request.segment)?)?;
+    let end = read(at(request.segment + 1)?)?;
     let args = &request.spec.workload.args;
     train::replay(program, args, inputs, &start, &end, request.segment).map_err(judged)
 }
 
-/// A blob the executor delivered; one the network does not have was never delivered.
-fn download(client: &Client, hash: &BlobHash) -> Result<Vec<u8>, Unchecked> {
-    let mut bytes = Vec::new();
-    match client.download_blob(hash, &mut bytes) {
-        Ok(_) => Ok(bytes),
-        Err(error @ ClientError::Api { .. }) if error.api_error() == Some("unknown_blob") => {
-            Err(Unchecked::Fault(format!("the delivered result is not in the blob store: {error}")))
-        }
-        Err(error) => Err(Unchecked::Here(format!("fetching {hash}: {error}"))),
+/// Whose fault it is that the executor's delivered result cannot be read: the executor's
+/// when the network does not have it (it was never delivered), or what it delivered is not
+/// what it claimed or does not open; this side's otherwise.
+fn judged_transfer(error: TransferError) -> Unchecked {
+    let undelivered = error.client_error().and_then(ClientError::api_error) == Some("unknown_blob");
+    match error {
+        TransferError::Manifest(_) | TransferError::Sealed { .. } => Unchecked::Fault(error.to_string()),
+        _ if undelivered => Unchecked::Fault(format!("the delivered result is not in the blob store: {error}")),
+        _ => Unchecked::Here(error.to_string()),
     }
 }
 

@@ -146,7 +146,13 @@ pub(crate) fn award(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(), Tx
                 .max(winner.price),
             None => task.price_cap,
         };
-        task.executors.push(Executor { provider: winner.provider, price, stage: Stage::Awarded, stage_due: start_by });
+        task.executors.push(Executor {
+            provider: winner.provider,
+            price,
+            stage: Stage::Awarded,
+            stage_due: start_by,
+            sealed: None,
+        });
         ctx.emit(Event::Awarded { task: id, provider: winner.provider, price });
     }
     if winners < slots {

@@ -4,7 +4,7 @@
 
 use ogpu_core::spec::{Market, VerificationPolicy};
 use ogpu_core::tx::{ResultClaim, StakeRole, result_commitment};
-use ogpu_core::{Address, Hash, TaskId};
+use ogpu_core::{Address, BlobHash, Hash, TaskId};
 
 use crate::error::TxError;
 use crate::exec::Ctx;
@@ -72,15 +72,29 @@ pub(crate) fn check_claim(task: &Task, claim: &ResultClaim) -> Result<(), TxErro
     }
 }
 
+/// A private task's result must be revealed with the index of its sealed copy, and a
+/// public one's without. (The chain cannot open it: a copy that does not hold the result
+/// fails its executor where a proof-of-learning verifier reads it; under other policies
+/// the client finds out when it opens the result, and tries another executor's copy.)
+fn check_sealing(task: &Task, sealed: Option<BlobHash>) -> Result<(), TxError> {
+    match (task.spec.private.is_some(), sealed.is_some()) {
+        (true, false) => Err(TxError::InvalidClaim("a private task's result is revealed with its sealed index")),
+        (false, true) => Err(TxError::InvalidClaim("only a private task's result is sealed")),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn reveal_result(
     ctx: &mut Ctx,
     who: Address,
     id: TaskId,
     claim: &ResultClaim,
     salt: &Hash,
+    sealed: Option<BlobHash>,
 ) -> Result<(), TxError> {
     let task = load(ctx.state, id)?;
     check_claim(&task, claim)?;
+    check_sealing(&task, sealed)?;
     if matches!(task.phase, Phase::Racing { .. }) {
         return pool::reveal_in_race(ctx, who, id, task, claim, salt);
     }
@@ -98,6 +112,7 @@ pub(crate) fn reveal_result(
         return Err(TxError::RevealMismatch);
     }
     task.executors[index].stage = Stage::Revealed(*claim);
+    task.executors[index].sealed = sealed;
     if task.executors.iter().all(|e| matches!(e.stage, Stage::Revealed(_))) {
         verify::evaluate(ctx, id, &mut task)?;
     }

@@ -149,6 +149,7 @@ pub(crate) fn close_race(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(
                 price: Amount::ZERO,
                 stage: Stage::Revealed(claim),
                 stage_due: 0,
+                sealed: None,
             })
         })
         .collect();

@@ -165,7 +165,13 @@ impl Net {
     }
 
     pub fn reveal_result(&self, provider: &SecretKey, task: TaskId, claim: ResultClaim) -> Transaction {
-        self.tx(provider, TxBody::RevealResult { task, claim, salt: salt(provider) })
+        self.tx(provider, TxBody::RevealResult { task, claim, salt: salt(provider), sealed: None })
+    }
+
+    /// The reveal of a private task's result, with the index of its sealed copy.
+    pub fn reveal_sealed(&self, provider: &SecretKey, task: TaskId, claim: ResultClaim) -> Transaction {
+        let sealed = Some(sealed_index(provider));
+        self.tx(provider, TxBody::RevealResult { task, claim, salt: salt(provider), sealed })
     }
 
     /// Runs bids through the commit and reveal windows up to the award.
@@ -184,6 +190,11 @@ impl Net {
     pub fn task(&self, id: TaskId) -> ogpu_chain::state::Task {
         self.state.tasks.get(&id).cloned().unwrap()
     }
+}
+
+/// Where `provider`'s sealed copy of a private result lies, in these tests.
+pub fn sealed_index(provider: &SecretKey) -> BlobHash {
+    BlobHash(Hash::tagged("test-sealed-index", &[&provider.public().0]))
 }
 
 pub fn salt(key: &SecretKey) -> Hash {

@@ -1,5 +1,7 @@
 //! A one-validator node with its API, in the test's process, for the client to talk to.
 
+#![allow(dead_code, reason = "each test binary uses the part it needs")]
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
