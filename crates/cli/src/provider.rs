@@ -129,7 +129,9 @@ fn run_agent(config_path: &std::path::Path) -> Result<()> {
     let key = open_key(&config.key)?;
     serve_dashboard(&config, Address::of(&key.public()))?;
     let profile = ogpu_provider::devices::detect(&config.region);
-    let runtimes = Runtimes::with_defaults(&Libraries { onnxruntime: config.onnxruntime.clone() })?;
+    let libraries =
+        Libraries { onnxruntime: config.onnxruntime.clone(), image_cache: Some(config.work_dir.join("images")) };
+    let runtimes = Runtimes::with_defaults(&libraries)?;
     let agent = Agent::start(config, key, runtimes, profile)?;
     println!("provider {} running; Ctrl-C stops it", agent.address());
     let stop = Arc::new(AtomicBool::new(false));

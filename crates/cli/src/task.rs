@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use indicatif::ProgressBar;
 use ogpu_chain::Event;
@@ -19,7 +19,7 @@ use ogpu_chain::state::Outcome;
 use ogpu_client::spec::{ResolvedSpec, hash_file};
 use ogpu_client::task::{Quote, TaskHandle, quote};
 use ogpu_client::types::TaskView;
-use ogpu_client::{EventRecord, TaskFilter};
+use ogpu_client::{EventRecord, TaskFilter, Wallet};
 use ogpu_core::spec::{Market, TaskSpec};
 use ogpu_core::tasklog::{LogBody, SignedLogEntry};
 use ogpu_core::{Address, Amount, BlobHash, TaskId};
@@ -86,7 +86,16 @@ pub enum TaskCommand {
         #[arg(long)]
         follow: bool,
     },
-    /// Download a completed task's output files.
+    /// Hand a private task's keys to those of its executors and verifiers that lack them
+    /// (`task submit` does it while it follows a task).
+    Keys {
+        id: String,
+        /// Keep handing them out as workers are chosen, until the task ends.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Download a completed task's output files (a private task's opened with the
+    /// signing key, which must be its client's).
     Result {
         id: String,
         #[arg(long)]
@@ -97,7 +106,7 @@ pub enum TaskCommand {
 pub fn run(client: ClientArgs, command: TaskCommand) -> Result<()> {
     match command {
         TaskCommand::RunLocal { file, blobs, out, onnxruntime } => {
-            let libraries = Libraries { onnxruntime };
+            let libraries = Libraries { onnxruntime, image_cache: Some(image_cache()?) };
             run_local(&file, blobs, out, &libraries, client.format)
         }
         TaskCommand::Submit { file, no_wait } => submit(&client, crate::spec::load(&file)?, no_wait),
@@ -106,8 +115,31 @@ pub fn run(client: ClientArgs, command: TaskCommand) -> Result<()> {
         TaskCommand::Cancel { id } => cancel(&client, &parse_id(&id)?),
         TaskCommand::TopUp { id, max_price } => top_up(&client, &parse_id(&id)?, max_price),
         TaskCommand::Logs { id, follow } => logs(&client, &parse_id(&id)?, follow),
+        TaskCommand::Keys { id, follow } => keys(&client, &parse_id(&id)?, follow),
         TaskCommand::Result { id, out } => result(&client, &parse_id(&id)?, &out),
     }
+}
+
+/// Where `run-local` keeps container images unpacked: under the system's temporary
+/// directory, one per user, which a sandbox run as `nobody` (when the user is root) can
+/// reach, unlike a home directory. Others may pass through it but not list or write it;
+/// one that is not this user's own, or that others may write, is refused (someone could
+/// have made it first, to plant images or links in it).
+fn image_cache() -> Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    // The owner of this process's /proc entry is its user.
+    let me = std::fs::metadata("/proc/self").context("reading /proc/self")?.uid();
+    let dir = std::env::temp_dir().join(format!("ogpu-images-{me}"));
+    match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(error).with_context(|| format!("creating {}", dir.display())),
+    }
+    let meta = std::fs::symlink_metadata(&dir).with_context(|| format!("reading {}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != me || meta.permissions().mode() & 0o022 != 0 {
+        bail!("{} is not a directory of this user's that only it may write; remove it", dir.display());
+    }
+    Ok(dir)
 }
 
 fn parse_id(text: &str) -> Result<TaskId> {
@@ -170,7 +202,7 @@ fn run_local(
     libraries: &Libraries,
     format: Format,
 ) -> Result<()> {
-    let ResolvedSpec { spec, files } = crate::spec::load(file)?;
+    let ResolvedSpec { spec, files, .. } = crate::spec::load(file)?;
     let (program, inputs) = locate(&spec, &files, &blob_dir(file, blobs))?;
     let work = tempfile::tempdir()?;
     let (input_dir, output_dir) = (work.path().join("input"), work.path().join("output"));
@@ -253,13 +285,16 @@ pub fn submit(args: &ClientArgs, resolved: ResolvedSpec, no_wait: bool) -> Resul
     let task = ogpu_client::task::submit(&wallet, &resolved, |progress| bars.show(progress))?;
     let id = task.id();
     match (no_wait, table) {
+        (true, true) if resolved.private => {
+            println!("task {id} submitted; it is private: run `ogpu task keys {id} --follow` to hand out its keys");
+        }
         (true, true) => println!("task {id} submitted"),
         (true, false) => println!("{}", serde_json::json!({ "task": id, "reserved": reserved })),
         (false, _) => {
             if table {
                 println!("task {id} submitted; following it (Ctrl-C stops following, not the task)");
             }
-            let outcome = follow(&task, table)?;
+            let outcome = follow(&task, &wallet, table)?;
             return settled(&id, &outcome, table);
         }
     }
@@ -267,8 +302,9 @@ pub fn submit(args: &ClientArgs, resolved: ResolvedSpec, no_wait: bool) -> Resul
 }
 
 /// Prints the task's chain events as they are finalized, with a live line of the latest
-/// step and its metrics beneath them (on a terminal), until the task ends.
-fn follow(task: &TaskHandle, table: bool) -> Result<Outcome> {
+/// step and its metrics beneath them (on a terminal), until the task ends; hands a private
+/// task's keys to its workers as they are chosen.
+fn follow(task: &TaskHandle, wallet: &Wallet, table: bool) -> Result<Outcome> {
     let line = ProgressBar::new_spinner();
     if table {
         let (steps, line) = (task.clone(), line.clone());
@@ -281,7 +317,7 @@ fn follow(task: &TaskHandle, table: bool) -> Result<Outcome> {
             }
         });
     }
-    let outcome = task.follow(None, |height, event| {
+    let outcome = task.follow_delivering(wallet, None, |height, event| {
         if table {
             line.println(format!("  #{height} {}", describe(event)));
         } else {
@@ -334,6 +370,7 @@ fn describe(event: &Event) -> String {
         Event::ToppedUp { price_cap, added, .. } => {
             format!("topped up: cap {price_cap} oGPU, {added} oGPU more reserved")
         }
+        Event::KeysPosted { to, .. } => format!("keys handed to {to}"),
         Event::TaskEnded { outcome, .. } => format!("ended: {outcome:?}"),
         other => format!("{other:?}"),
     }
@@ -460,9 +497,36 @@ fn logs(args: &ClientArgs, id: &TaskId, follow: bool) -> Result<()> {
     Ok(())
 }
 
+fn keys(args: &ClientArgs, id: &TaskId, follow: bool) -> Result<()> {
+    let wallet = args.wallet()?;
+    let task = TaskHandle::new(wallet.client().clone(), *id);
+    let json = args.format == Format::Json;
+    if follow {
+        let outcome = task.follow_delivering(&wallet, None, |_, event| {
+            if let Event::KeysPosted { to, .. } = event {
+                match json {
+                    true => println!("{}", serde_json::json!({ "task": id, "keys_posted_to": to })),
+                    false => println!("keys handed to {to}"),
+                }
+            }
+        })?;
+        return settled(id, &outcome, !json);
+    }
+    let posted = task.deliver_keys(&wallet)?;
+    match json {
+        true => println!("{}", serde_json::json!({ "task": id, "keys_posted_to": posted })),
+        false if posted.is_empty() => println!("no worker of task {id} lacks its keys"),
+        false => posted.iter().for_each(|to| println!("keys handed to {to}")),
+    }
+    Ok(())
+}
+
 fn result(args: &ClientArgs, id: &TaskId, out: &Path) -> Result<()> {
     let task = TaskHandle::new(args.client()?, *id);
-    let written = task.result(out)?;
+    // Only a private task's result needs the client's key.
+    let private = task.detail()?.view.task.spec.private.is_some();
+    let wallet = if private { Some(args.wallet()?) } else { None };
+    let written = task.result(out, wallet.as_ref())?;
     if args.format == Format::Json {
         println!("{}", serde_json::json!({ "task": id, "files": written }));
     } else {

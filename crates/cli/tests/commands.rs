@@ -31,6 +31,55 @@ fn the_wasm_example_runs_locally_and_delivers_its_sum() {
     assert_eq!(report["output"], again["output"], "the output hash is deterministic");
 }
 
+/// A container task from a spec that names its image archive by path, run locally in the
+/// sandbox (skipped, saying so, where bubblewrap or busybox is missing).
+#[test]
+fn a_container_spec_runs_its_image_locally() {
+    let present = Path::new("/usr/bin/bwrap").is_file() && Path::new(ogpu_testkit::images::BUSYBOX).is_file();
+    if !ogpu_testkit::available!("bubblewrap", present) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({ "Entrypoint": ["/bin/sh", "-c"], "Env": ["PATH=/bin"] });
+    ogpu_testkit::images::busybox(dir.path(), config);
+    std::fs::write(dir.path().join("numbers.txt"), "1\n2\n3\n").unwrap();
+    let spec = dir.path().join("count.toml");
+    std::fs::write(
+        &spec,
+        r#"
+name = "count"
+deadline_blocks = 20
+[workload]
+kind = "container"
+program = "busybox.oci.tar"
+inputs = { "numbers.txt" = "numbers.txt" }
+args = ["wc -l < /input/numbers.txt > /output/count.txt"]
+[market]
+kind = "auction"
+max_price = "0.01"
+bid_window = 2
+"#,
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = ogpu(&[
+        "task",
+        "run-local",
+        &spec.display().to_string(),
+        "--out",
+        &out.path().display().to_string(),
+        "-o",
+        "json",
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(std::fs::read_to_string(out.path().join("count.txt")).unwrap(), "3\n");
+    let (ok, checked, stderr) = ogpu(&["spec", "check", "-o", "json", &spec.display().to_string()]);
+    assert!(ok, "{stderr}");
+    let checked: serde_json::Value = serde_json::from_str(&checked).unwrap();
+    assert_eq!(checked["private"], true, "a container auction is private unless it says");
+    assert_eq!(checked["spec"]["workload"]["limits"]["memory_mb"], 4096);
+}
+
 #[test]
 fn the_digits_training_example_reaches_91_percent_on_unseen_rows_locally() {
     let out = tempfile::tempdir().unwrap();

@@ -3,13 +3,15 @@
 //! `blake3:` and its hash. `limits` may be left out in part or whole: each kind has
 //! defaults ([`default_limits`]), and `fuel` belongs to `wasm` alone. Resolving a spec
 //! hashes its files and gives the spec the chain takes (hashes only, every limit stated),
-//! with the files to upload before submitting it.
+//! with the files to upload before submitting it. `private = true` (the default for
+//! `train`) has the files sealed at submit, readable only by parties to the task (see
+//! docs/private-data.md); such a spec names every file by path.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use ogpu_core::spec::{Limits, TaskSpec, WorkloadKind};
+use ogpu_core::spec::{Limits, Market, TaskSpec, WorkloadKind};
 use ogpu_core::{BlobHash, Hash};
 use serde_json::Value;
 
@@ -22,17 +24,27 @@ pub fn default_limits(kind: WorkloadKind) -> Limits {
     match kind {
         WorkloadKind::Wasm => Limits { fuel: 100_000_000_000, memory_mb: 256, timeout_s: 600 },
         WorkloadKind::Onnx => Limits { fuel: 1, memory_mb: 2_048, timeout_s: 600 },
-        WorkloadKind::Train => Limits { fuel: 1, memory_mb: 4_096, timeout_s: 3_600 },
+        WorkloadKind::Train | WorkloadKind::Container => Limits { fuel: 1, memory_mb: 4_096, timeout_s: 3_600 },
     }
+}
+
+/// Whether an auctioned spec of `kind` that does not say is private: training data, the
+/// models trained on it and a client's own code are what it most wants kept to itself. A
+/// pool job never is: nobody knows who will race it until it is posted.
+pub fn private_by_default(kind: WorkloadKind) -> bool {
+    matches!(kind, WorkloadKind::Train | WorkloadKind::Container)
 }
 
 /// A spec with its files hashed.
 #[derive(Debug, Clone)]
 pub struct ResolvedSpec {
-    /// The spec the chain takes: every file named by its hash.
+    /// The spec the chain takes: every file named by its hash (of its plaintext, for a
+    /// private spec: submitting seals the files and names the sealed copies).
     pub spec: TaskSpec,
     /// The local files it names, by hash: what must be in a store before the task runs.
     pub files: BTreeMap<BlobHash, PathBuf>,
+    /// Whether its files are sealed at submit, for the task's parties alone.
+    pub private: bool,
 }
 
 /// Why a spec could not be resolved; each names the spec, and the field where one is to
@@ -123,10 +135,15 @@ pub fn resolve_document(mut document: Value, base: &Path, origin: &Path) -> Resu
     let invalid = |reason: String| SpecError::Invalid { spec: origin.to_path_buf(), reason };
     let rule =
         |field: &str, problem: String| SpecError::Rule { spec: origin.to_path_buf(), field: field.into(), problem };
+    let private = take_private(&mut document).map_err(|problem| rule("private", problem))?;
     let mut files = BTreeMap::new();
     let mut resolve_field = |field: String, value: &mut Value| -> Result<(), SpecError> {
         // A value that is not text is left for the spec's own parsing to refuse.
         let Some(text) = value.as_str() else { return Ok(()) };
+        if private == Some(true) && text.starts_with(HASH_PREFIX) {
+            let problem = "a private task's files are sealed at submit: name this one by its path".to_string();
+            return Err(SpecError::Rule { spec: origin.to_path_buf(), field, problem });
+        }
         let hash = reference(origin, base, &field, text, &mut files)?;
         *value = Value::String(hash.to_string());
         Ok(())
@@ -144,7 +161,35 @@ pub fn resolve_document(mut document: Value, base: &Path, origin: &Path) -> Resu
     }
     let spec: TaskSpec = serde_json::from_value(document).map_err(|e| invalid(e.to_string()))?;
     spec.validate().map_err(|e| rule(e.field, e.problem))?;
-    Ok(ResolvedSpec { spec, files })
+    let pooled = matches!(spec.market, Market::Pool { .. });
+    if pooled && private == Some(true) {
+        return Err(rule(
+            "private",
+            "a pool job cannot be private: nobody knows who will race it until it is posted".into(),
+        ));
+    }
+    let private = private.unwrap_or_else(|| !pooled && private_by_default(spec.workload.kind));
+    if private && spec.workload.blobs().any(|blob| !files.contains_key(&blob)) {
+        // Only a kind private by default gets here with a `blake3:` reference.
+        let problem = format!(
+            "{} tasks are private unless the spec says `private = false`, and a private task's files are \
+             sealed at submit: name every file by its path",
+            format!("{:?}", spec.workload.kind).to_lowercase()
+        );
+        return Err(rule("private", problem));
+    }
+    Ok(ResolvedSpec { spec, files, private })
+}
+
+/// Takes the spec's `private` out of the document (the chain's spec carries the client's
+/// reader key there instead, filled in at submit): `Some` of what it says, `None` if it
+/// does not say.
+fn take_private(document: &mut Value) -> Result<Option<bool>, String> {
+    match document.as_object_mut().and_then(|fields| fields.remove("private")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(private)) => Ok(Some(private)),
+        Some(other) => Err(format!("is {other}; write true or false")),
+    }
 }
 
 /// States every limit the workload leaves out, by its kind's defaults; refuses `fuel` for
@@ -305,6 +350,42 @@ bid_window = 2
             unknown.contains("memory_mib") && unknown.contains("memory_mb"),
             "names the key and the allowed ones: {unknown}"
         );
+    }
+
+    #[test]
+    fn training_is_private_unless_the_spec_says_and_a_private_spec_names_files_by_path() {
+        let (dir, spec) = written("sum.wat", "data/numbers.txt");
+        let text = std::fs::read_to_string(&spec).unwrap();
+        assert!(!resolve(&spec).unwrap().private, "wasm is public by default");
+        let write = |text: String| {
+            std::fs::write(&spec, text).unwrap();
+            resolve(&spec)
+        };
+        assert!(write(text.replace("deadline_blocks", "private = true\ndeadline_blocks")).unwrap().private);
+
+        let train = text.replace("kind = \"wasm\"", "kind = \"train\"").replace("fuel = 1000, ", "");
+        assert!(write(train.clone()).unwrap().private, "train is private by default");
+        assert!(!write(train.replace("deadline_blocks", "private = false\ndeadline_blocks")).unwrap().private);
+
+        // A stored blob cannot be sealed at submit: refused by name, with the way out.
+        let stored = format!("blake3:{}", Hash([7; 32]));
+        let by_hash = write(train.replace("\"sum.wat\"", &format!("{stored:?}"))).unwrap_err().to_string();
+        assert!(by_hash.contains("private") && by_hash.contains("private = false"), "{by_hash}");
+        let said = text
+            .replace("\"sum.wat\"", &format!("{stored:?}"))
+            .replace("deadline_blocks", "private = true\ndeadline_blocks");
+        let error = write(said).unwrap_err();
+        assert_eq!(error.field(), Some("workload.program"), "{error}");
+        let not_bool = write(text.replace("deadline_blocks", "private = \"yes\"\ndeadline_blocks")).unwrap_err();
+        assert_eq!(not_bool.field(), Some("private"), "{not_bool}");
+
+        // A pool job is never private: by default, and when a spec asks, by name.
+        let pool = format!("[market]\nkind = \"pool\"\npool = \"{}\"\n", Hash([9; 32]));
+        let pooled = train[..train.find("[market]").unwrap()].to_string() + &pool;
+        assert!(!write(pooled.clone()).unwrap().private, "a train pool job is public");
+        let asked = write(pooled.replace("deadline_blocks", "private = true\ndeadline_blocks")).unwrap_err();
+        assert!(asked.field() == Some("private") && asked.to_string().contains("pool job"), "{asked}");
+        drop(dir);
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub enum WorkloadKind {
     Onnx,
     /// Training of a declared architecture.
     Train,
+    /// A client's own OCI image (an image archive), run under the provider's sandbox.
+    Container,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]

@@ -10,6 +10,7 @@
 //! This crate knows no network, no chain and no blob store: the agent stages inputs as
 //! files and uploads the outputs; a runtime only turns one directory into another.
 
+pub mod container;
 mod digest;
 mod error;
 pub mod gpu;
@@ -25,6 +26,7 @@ use ogpu_core::Hash;
 use ogpu_core::spec::{Limits, WorkloadKind};
 use ogpu_core::tx::Trace;
 
+pub use container::ContainerRuntime;
 pub use digest::{DirDigest, MAX_OUTPUT_BYTES, MAX_OUTPUT_FILES, OutputFile, digest_dir, hash_dir, parse_manifest};
 pub use error::TaskError;
 pub use onnx::OnnxRuntime;
@@ -101,6 +103,7 @@ pub(crate) fn kind_name(kind: WorkloadKind) -> &'static str {
         WorkloadKind::Wasm => "wasm",
         WorkloadKind::Onnx => "onnx",
         WorkloadKind::Train => "train",
+        WorkloadKind::Container => "container",
     }
 }
 

@@ -6,14 +6,17 @@ use std::path::PathBuf;
 
 use ogpu_core::spec::WorkloadKind;
 
-use crate::{Job, OnnxRuntime, Outcome, Runtime, TaskError, TrainRuntime, WasmRuntime, kind_name};
+use crate::{ContainerRuntime, Job, OnnxRuntime, Outcome, Runtime, TaskError, TrainRuntime, WasmRuntime, kind_name};
 
-/// What a provider's machine adds to the runtimes: libraries loaded at run time.
+/// What a provider's machine adds to the runtimes: libraries loaded at run time, and room
+/// on disk.
 #[derive(Debug, Clone, Default)]
 pub struct Libraries {
     /// A `libonnxruntime.so` (1.22 or later) for the onnx runtime's `engine=ort`; needs the
     /// `ort` feature.
     pub onnxruntime: Option<PathBuf>,
+    /// Where container images are unpacked and kept; no container runtime without it.
+    pub image_cache: Option<PathBuf>,
 }
 
 #[derive(Default)]
@@ -33,6 +36,9 @@ impl Runtimes {
         runtimes.insert(Box::new(WasmRuntime::new()?));
         runtimes.insert(Box::new(OnnxRuntime::with_libraries(libraries)?));
         runtimes.insert(Box::new(TrainRuntime::new()));
+        if let Some(cache) = &libraries.image_cache {
+            runtimes.insert(Box::new(ContainerRuntime::new(cache)?));
+        }
         Ok(runtimes)
     }
 

@@ -1,5 +1,7 @@
 //! What tests of several crates share (a dev-dependency only).
 
+pub mod images;
+
 /// Whether what a test needs (a GPU backend, a library such as onnxruntime, the shared
 /// data set, a browser) is here: `available!("chromium", present)`. Without it the test
 /// says so and skips, unless `OGPU_TEST_REQUIRE` names it (CI names what it installs),

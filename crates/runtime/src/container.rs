@@ -1,0 +1,171 @@
+//! The `container` runtime: a client's own OCI image archive, unpacked through the image
+//! cache (`ogpu_container::Cache`) and run in the bubblewrap sandbox with the task's
+//! inputs read-only at `/input` and its outputs written to `/output`. The command is the
+//! image's entrypoint followed by the task's `args`, or by the image's `Cmd` when the task
+//! gives none, as `docker run IMAGE ARGS...` would run it; its environment is the image's.
+//! What it prints is passed on as log lines.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ogpu_container::cache::Lease;
+use ogpu_container::sandbox::SandboxError;
+use ogpu_container::sandbox::{self, Command, Ended, Mounts};
+use ogpu_container::{Cache, Image, ImageError};
+use ogpu_core::spec::WorkloadKind;
+
+use crate::digest::{MAX_OUTPUT_BYTES, digest_dir};
+use crate::{Job, Outcome, Progress, Runtime, TaskError, check_job};
+
+/// Processes and threads a container may run at once.
+const PROCESSES: u64 = 1024;
+/// How much the image cache keeps, unpacked.
+const CACHE_BYTES: u64 = 64 << 30;
+
+/// Runs image archives in the sandbox, keeping their layers in a cache directory.
+pub struct ContainerRuntime {
+    cache: Cache,
+    /// Where image archives are written while they are read.
+    archives: PathBuf,
+}
+
+/// Names archives apart within this process.
+static ARCHIVE: AtomicU64 = AtomicU64::new(0);
+
+/// An image archive written for one run, removed when the run is done with it.
+struct Archive(PathBuf);
+
+impl Drop for Archive {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl ContainerRuntime {
+    /// A runtime whose image cache is `dir` (created if need be).
+    pub fn new(dir: &Path) -> Result<ContainerRuntime, TaskError> {
+        let archives = dir.join("archives");
+        std::fs::create_dir_all(&archives).map_err(TaskError::io("creating", &archives))?;
+        let cache = Cache::open(&dir.join("cache"), Default::default(), CACHE_BYTES).map_err(image_error)?;
+        Ok(ContainerRuntime { cache, archives })
+    }
+
+    /// The root filesystem of the image archive `program`, held for the run, and its run
+    /// settings.
+    fn image(&self, program: &[u8]) -> Result<(Lease<'_>, Image), TaskError> {
+        // A name of its own (runs of the same image may overlap), made new: never a file
+        // or link someone left there.
+        let n = ARCHIVE.fetch_add(1, Ordering::Relaxed);
+        let archive = Archive(self.archives.join(format!("{}-{n}.tar", std::process::id())));
+        let mut file = File::create_new(&archive.0).map_err(TaskError::io("creating", &archive.0))?;
+        file.write_all(program).map_err(TaskError::io("writing", &archive.0))?;
+        drop(file);
+        let image = Image::read(&archive.0).map_err(image_error)?;
+        let rootfs = self.cache.rootfs(&image).map_err(image_error)?;
+        if let Err(error) = self.cache.evict() {
+            tracing::warn!(%error, "cannot evict from the image cache");
+        }
+        Ok((rootfs, image))
+    }
+}
+
+/// An image that cannot be used is the program's fault, unless this machine failed.
+fn image_error(error: ImageError) -> TaskError {
+    match error {
+        ImageError::Io { .. } => TaskError::Io(error.to_string()),
+        error => TaskError::InvalidProgram(error.to_string()),
+    }
+}
+
+/// Whose fault a sandbox that could not start is: the command's (a NUL in it, a bad
+/// name in its environment), this machine's reading or writing, or this machine's setup.
+fn sandbox_error(error: SandboxError) -> TaskError {
+    match error {
+        SandboxError::Nul(_) | SandboxError::Env(_) => TaskError::BadInput(error.to_string()),
+        SandboxError::Io { .. } => TaskError::Io(error.to_string()),
+        SandboxError::NoBubblewrap(_) | SandboxError::Seccomp(_) | SandboxError::Unreachable { .. } => {
+            TaskError::Unsupported(error.to_string())
+        }
+    }
+}
+
+/// The command `docker run IMAGE ARGS...` runs: the entrypoint, then the arguments given
+/// or else the image's `Cmd`.
+fn argv(image: &Image, args: &[String]) -> Result<Vec<String>, TaskError> {
+    let config = &image.config;
+    let rest = if args.is_empty() { &config.cmd } else { args };
+    let argv: Vec<String> = config.entrypoint.iter().chain(rest).cloned().collect();
+    if argv.is_empty() {
+        return Err(TaskError::BadInput("the image names no command and the task gives none in its args".into()));
+    }
+    Ok(argv)
+}
+
+/// The image's `NAME=value` pairs; one without `=` is a name with an empty value.
+fn environment(image: &Image) -> BTreeMap<String, String> {
+    let pair = |entry: &String| match entry.split_once('=') {
+        Some((name, value)) => (name.to_string(), value.to_string()),
+        None => (entry.clone(), String::new()),
+    };
+    image.config.env.iter().map(pair).filter(|(name, _)| !name.is_empty()).collect()
+}
+
+impl Runtime for ContainerRuntime {
+    fn kind(&self) -> WorkloadKind {
+        WorkloadKind::Container
+    }
+
+    fn accepts(&self, _args: &[String]) -> Result<(), TaskError> {
+        match Path::new(sandbox::BWRAP).is_file() {
+            true => Ok(()),
+            false => Err(TaskError::Unsupported(format!(
+                "container tasks run under bubblewrap, and {} is missing (Debian: apt-get install bubblewrap)",
+                sandbox::BWRAP
+            ))),
+        }
+    }
+
+    fn run(&self, job: &Job<'_>) -> Result<Outcome, TaskError> {
+        check_job(WorkloadKind::Container, job)?;
+        self.accepts(job.args)?;
+        let started = Instant::now();
+        let (rootfs, image) = self.image(job.program)?;
+        let command = Command {
+            argv: argv(&image, job.args)?,
+            env: environment(&image),
+            working_dir: image.config.working_dir.clone().unwrap_or_default(),
+        };
+        let memory_bytes = u64::from(job.limits.memory_mb) << 20;
+        let limits = sandbox::Limits {
+            memory_bytes,
+            processes: PROCESSES,
+            file_bytes: MAX_OUTPUT_BYTES,
+            output_bytes: MAX_OUTPUT_BYTES,
+            wall: Duration::from_secs(u64::from(job.limits.timeout_s)),
+        };
+        let mounts = Mounts { rootfs: &rootfs, input: job.inputs, output: job.output };
+        let ended = sandbox::run(&mounts, &command, &limits, job.cancel, |_, line| {
+            (job.progress)(Progress::Log(line.to_string()))
+        })
+        .map_err(sandbox_error)?;
+        match ended {
+            Ended::Exited(0) => {}
+            Ended::Exited(code) => return Err(TaskError::ExitCode(code)),
+            Ended::Signalled(signal) => {
+                return Err(TaskError::Trap(format!("the sandbox was killed by signal {signal}")));
+            }
+            Ended::TimedOut => return Err(TaskError::Timeout { seconds: job.limits.timeout_s }),
+            Ended::Cancelled => return Err(TaskError::Cancelled),
+            Ended::OutputFull => {
+                return Err(TaskError::OutputLimit { files: crate::MAX_OUTPUT_FILES, bytes: MAX_OUTPUT_BYTES });
+            }
+        }
+        let compute_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let digest = digest_dir(job.output)?;
+        Ok(Outcome { output: digest.hash, trace: None, files: digest.files, manifest: digest.manifest, compute_ms })
+    }
+}

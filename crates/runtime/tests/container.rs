@@ -1,0 +1,106 @@
+//! The container runtime on an image of Debian's static busybox built by the test (see
+//! `ogpu_testkit::images`): the image's command runs on the task's inputs and its outputs
+//! are the result, `args` replace the image's `Cmd` as with `docker run`, the image's
+//! environment is the command's, and a failing command, a timeout or an archive that is no
+//! image are errors by name. Skipped, saying so, where bubblewrap or busybox is missing.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+
+use ogpu_core::spec::{Limits, WorkloadKind};
+use ogpu_runtime::{ContainerRuntime, Job, Outcome, Progress, Runtime, TaskError};
+use serde_json::{Value, json};
+
+fn available() -> bool {
+    let bwrap = Path::new(ogpu_container::sandbox::BWRAP).is_file();
+    ogpu_testkit::available!("bubblewrap", bwrap && Path::new(ogpu_testkit::images::BUSYBOX).is_file())
+}
+
+/// Runs the busybox image with `config` and `args` on an input `numbers.txt`; returns the
+/// outcome (with the output directory, kept) and the lines it printed.
+fn run(config: Value, args: &[&str], timeout_s: u32) -> (Result<Outcome, TaskError>, tempfile::TempDir, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = std::fs::read(ogpu_testkit::images::busybox(dir.path(), config)).unwrap();
+    let (input, output) = (dir.path().join("input"), dir.path().join("output"));
+    std::fs::create_dir(&input).unwrap();
+    std::fs::create_dir(&output).unwrap();
+    std::fs::write(input.join("numbers.txt"), "1\n2\n3\n").unwrap();
+    let runtime = ContainerRuntime::new(&dir.path().join("images")).unwrap();
+    let lines = Mutex::new(Vec::new());
+    let progress = |progress: Progress| {
+        if let Progress::Log(line) = progress {
+            lines.lock().unwrap().push(line);
+        }
+    };
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let job = Job {
+        kind: WorkloadKind::Container,
+        program: &archive,
+        inputs: &input,
+        output: &output,
+        args: &args,
+        limits: Limits { fuel: 1, memory_mb: 256, timeout_s },
+        progress: &progress,
+        cancel: &AtomicBool::new(false),
+    };
+    let outcome = runtime.run(&job);
+    (outcome, dir, lines.into_inner().unwrap())
+}
+
+#[test]
+fn the_images_command_runs_on_the_inputs_and_its_outputs_are_the_result() {
+    if !available() {
+        return;
+    }
+    let config = json!({
+        "Entrypoint": ["/bin/sh", "-c"],
+        "Cmd": ["wc -l < /input/numbers.txt > /output/count.txt && echo counted $GREETING"],
+        "Env": ["PATH=/bin", "GREETING=from the image"],
+        "WorkingDir": "/input",
+    });
+    let (outcome, dir, lines) = run(config.clone(), &[], 30);
+    let outcome = outcome.unwrap();
+    assert_eq!(std::fs::read_to_string(dir.path().join("output/count.txt")).unwrap(), "3\n");
+    assert_eq!(outcome.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["count.txt"]);
+    assert_eq!(lines, ["counted from the image"]);
+
+    let (again, _, _) = run(config.clone(), &[], 30);
+    assert_eq!(again.unwrap().output, outcome.output, "the same image and inputs give the same result");
+
+    // Arguments replace the image's Cmd, after its entrypoint, as `docker run` does.
+    let (given, dir, _) = run(config, &["pwd > /output/where.txt"], 30);
+    given.unwrap();
+    assert_eq!(std::fs::read_to_string(dir.path().join("output/where.txt")).unwrap(), "/input\n");
+}
+
+#[test]
+fn a_failing_command_a_timeout_and_an_archive_that_is_no_image_are_errors_by_name() {
+    if !available() {
+        return;
+    }
+    let shell = json!({ "Entrypoint": ["/bin/sh", "-c"], "Env": ["PATH=/bin"] });
+    let (failed, _, _) = run(shell.clone(), &["exit 3"], 30);
+    assert!(matches!(failed, Err(TaskError::ExitCode(3))), "{failed:?}");
+    let (slow, _, _) = run(shell, &["sleep 30"], 1);
+    assert!(matches!(slow, Err(TaskError::Timeout { seconds: 1 })), "{slow:?}");
+    let (nothing, _, _) = run(json!({}), &[], 30);
+    assert!(matches!(nothing, Err(TaskError::BadInput(ref why)) if why.contains("no command")), "{nothing:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = ContainerRuntime::new(&dir.path().join("images")).unwrap();
+    let output = dir.path().join("output");
+    std::fs::create_dir(&output).unwrap();
+    let job = Job {
+        kind: WorkloadKind::Container,
+        program: b"not an image archive",
+        inputs: dir.path(),
+        output: &output,
+        args: &[],
+        limits: Limits { fuel: 1, memory_mb: 256, timeout_s: 10 },
+        progress: &|_| {},
+        cancel: &AtomicBool::new(false),
+    };
+    let refused = runtime.run(&job);
+    assert!(matches!(refused, Err(TaskError::InvalidProgram(_))), "{refused:?}");
+}
