@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_blobs;
+mod bench_container;
 mod bench_market;
 mod bench_runtime;
 mod blob;
@@ -11,6 +12,7 @@ mod dashboard;
 mod devnet;
 mod exit;
 mod gov;
+mod image;
 mod key;
 mod market;
 mod node;
@@ -83,6 +85,9 @@ enum Command {
     /// Measure the system's throughput.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Write a container task's image archive from a directory.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// What a GPU provider runs.
     Provider {
         #[command(flatten)]
@@ -171,6 +176,7 @@ fn run(command: Command) -> Result<()> {
         Command::Key(command) => key::run(command),
         Command::Spec(command) => spec::run(command),
         Command::Bench(command) => bench::run(command),
+        Command::Image(command) => image::run(command),
         Command::Wallet { client, command } => wallet::run(client, command),
         Command::Stake { client, command } => stake::run(client, command),
         Command::Auction { client, command } => market::auctions(client, command),

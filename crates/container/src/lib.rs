@@ -2,13 +2,15 @@
 //! --format oci-archive` or `skopeo copy ... oci-archive:` writes) read without trusting
 //! it, its layers unpacked once each into a bounded cache keyed by digest and stacked
 //! into the root filesystem a task runs in (`image`, `layer`, `cache`), and the task's
-//! command run in it under bubblewrap (`sandbox`).
+//! command run in it under bubblewrap (`sandbox`); and an image archive written from a
+//! directory tree (`build`), for images made without a container engine.
 //!
 //! Everything here reads bytes a stranger chose: every blob's digest is checked before it
 //! is used, every layer entry is checked before it is written (no `..`, no absolute path,
 //! no link that leaves the image, no device node, no write through a link), set-id bits
 //! are cleared, and a layer may unpack to no more than its limit.
 
+pub mod build;
 pub mod cache;
 pub mod digest;
 pub mod image;

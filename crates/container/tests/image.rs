@@ -192,6 +192,7 @@ fn expected() -> Vec<(String, String)> {
         // The sandbox's mount points.
         ("dev", "dir"),
         ("input", "dir"),
+        ("ogpu", "dir"),
         ("output", "dir"),
         ("proc", "dir"),
         ("tmp", "dir"),
@@ -355,4 +356,48 @@ fn the_cache_evicts_what_was_used_longest_ago_but_not_what_is_in_use() {
     assert!(new_root.join("new").is_file(), "the one in use stays");
     drop(new_root);
     assert_eq!(cache.evict().unwrap(), 0, "within the limit now");
+}
+
+/// `ogpu image build`'s writer: a directory tree becomes an archive that reads back as
+/// the image it describes, the same tree giving the same bytes; what cannot be in an image
+/// is refused by name.
+#[test]
+fn a_directory_tree_is_written_as_an_archive_that_reads_back_as_that_tree() {
+    use ogpu_container::build::write_archive;
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    let deep = format!("app/{}", "nested-directory-name/".repeat(6));
+    fs::create_dir_all(tree.join(&deep)).unwrap();
+    fs::write(tree.join(&deep).join("weights.bin"), "deep").unwrap();
+    fs::write(tree.join("app/train.py"), "print('hi')").unwrap();
+    fs::set_permissions(tree.join("app/train.py"), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("train.py", tree.join("app/main.py")).unwrap();
+    let config = ImageConfig {
+        entrypoint: vec!["python3".into()],
+        cmd: vec!["/app/train.py".into()],
+        env: vec!["PATH=/usr/bin".into()],
+        working_dir: Some("/app".into()),
+    };
+    let [first, second] = ["first.tar", "second.tar"].map(|name| dir.path().join(name));
+    write_archive(&tree, &config, &first).unwrap();
+    write_archive(&tree, &config, &second).unwrap();
+    assert_eq!(fs::read(&first).unwrap(), fs::read(&second).unwrap(), "the same tree, the same archive");
+    let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 3, "nothing left beside the archives: {names:?}");
+
+    let image = Image::read(&first).unwrap();
+    assert_eq!(image.config, config);
+    let cache = Cache::open(&dir.path().join("cache"), Limits::default(), 1 << 30).unwrap();
+    let rootfs = cache.rootfs(&image).unwrap();
+    let mounts = ["dev", "input", "ogpu", "output", "proc", "tmp"];
+    let unpacked: Vec<_> = listing(&rootfs).into_iter().filter(|(name, _)| !mounts.contains(&name.as_str())).collect();
+    assert_eq!(unpacked, listing(&tree));
+    assert_eq!(fs::metadata(rootfs.join("app/train.py")).unwrap().permissions().mode() & 0o777, 0o755);
+
+    let fifo = std::ffi::CString::new(tree.join("app/pipe").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let refused = write_archive(&tree, &config, &dir.path().join("third.tar"));
+    assert!(matches!(&refused, Err(ImageError::Hostile { path, .. }) if path == "app/pipe"), "{refused:?}");
+    assert!(!dir.path().join("third.tar").exists());
 }
