@@ -69,6 +69,9 @@ static SCRATCH: AtomicU64 = AtomicU64::new(0);
 
 const TREE: &str = "tree";
 const WHITEOUTS: &str = "whiteouts.json";
+/// The bytes of a layer's files, counted as it was unpacked: eviction adds these up
+/// instead of walking every tree on every run.
+const BYTES: &str = "bytes";
 
 impl Cache {
     /// The cache at `dir` (created if need be), unpacking each layer to at most `limits`
@@ -140,6 +143,7 @@ impl Cache {
                 }
                 // Written in scratch, so that a layer in place always has its whiteouts.
                 let json = serde_json::to_vec(&unpacked.whiteouts).expect("whiteouts serialize");
+                fs::write(scratch.join(BYTES), unpacked.bytes.to_string()).map_err(io_at(&scratch))?;
                 fs::write(scratch.join(WHITEOUTS), json).map_err(io_at(&scratch))
             });
             self.keep(unpacked, &scratch, &place)?;
@@ -178,7 +182,7 @@ impl Cache {
         for entry in fs::read_dir(&layers_dir).map_err(io_at(&layers_dir))?.flatten() {
             let path = entry.path();
             let used = fs::symlink_metadata(&path).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
-            layers.push((used, size_of(&path), path));
+            layers.push((used, layer_size(&path), path));
         }
         let mut held: u64 = layers.iter().map(|(_, bytes, _)| bytes).sum();
         if held <= self.max_bytes {
@@ -211,6 +215,12 @@ fn touch(path: &Path) -> Result<(), ImageError> {
     dir.set_modified(SystemTime::now()).map_err(io_at(path))
 }
 
+/// The bytes a cached layer holds: as counted when it was unpacked, or counted now.
+fn layer_size(place: &Path) -> u64 {
+    let counted = fs::read_to_string(place.join(BYTES)).ok().and_then(|text| text.parse().ok());
+    counted.unwrap_or_else(|| size_of(place))
+}
+
 /// The bytes of the files under `path`, not following links.
 fn size_of(path: &Path) -> u64 {
     let Ok(meta) = fs::symlink_metadata(path) else { return 0 };
@@ -222,7 +232,7 @@ fn size_of(path: &Path) -> u64 {
 
 /// Where the sandbox mounts its own file systems (see `sandbox`), made real directories:
 /// the root filesystem is mounted read-only, so they cannot be made then.
-const MOUNT_POINTS: [&str; 5] = ["proc", "dev", "tmp", "input", "output"];
+const MOUNT_POINTS: [&str; 6] = ["proc", "dev", "tmp", "input", "output", "ogpu"];
 
 fn mount_points(rootfs: &Path) -> Result<(), ImageError> {
     if !rootfs.exists() {

@@ -2,13 +2,13 @@
 //! container task runs: new user, PID, network, IPC, UTS and cgroup namespaces, every
 //! capability dropped, a seccomp filter refusing what a task has no business doing
 //! (mounting, tracing, loading kernel modules, keyrings, ...), the image read-only at `/`,
-//! the inputs read-only at `/input`, only `/output` and a fresh `/tmp` writable, a fresh
-//! `/proc` and `/dev`, and no network but a loopback that is down.
+//! the inputs read-only at `/input`, only `/output`, the runtime's `/ogpu` and a fresh
+//! `/tmp` writable, a fresh `/proc` and `/dev`, and no network but a loopback that is down.
 //!
 //! Limits: memory (address space), processes and file size by rlimits, set before
 //! bubblewrap starts so the whole sandbox inherits them; a watchdog kills the sandbox (its
 //! PID namespace, every process in it) when the wall-clock limit passes, the run is
-//! cancelled, or `/output` grows past its limit. When the agent runs as root, the sandbox
+//! cancelled, or `/output` and `/ogpu` together grow past the output limit. When the agent runs as root, the sandbox
 //! runs as an unprivileged user instead, so that the process limit binds (the kernel does
 //! not count root's processes) and nothing in it is root outside.
 
@@ -30,12 +30,15 @@ use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
 #[derive(Debug, Clone, Copy)]
 pub struct Mounts<'a> {
     /// The image's root filesystem, mounted read-only at `/`: it must have the mount
-    /// points `proc`, `dev`, `tmp`, `input` and `output` (the cache makes them).
+    /// points `proc`, `dev`, `tmp`, `input`, `output` and `ogpu` (the cache makes them).
     pub rootfs: &'a Path,
     /// Mounted read-only at `/input`.
     pub input: &'a Path,
     /// Mounted read-write at `/output`.
     pub output: &'a Path,
+    /// Mounted read-write at `/ogpu`: the runtime's exchange with the program (its
+    /// progress file), not part of the result.
+    pub runtime: &'a Path,
 }
 
 /// The command: its words, its whole environment, and where it starts.
@@ -56,7 +59,7 @@ pub struct Limits {
     pub processes: u64,
     /// The largest file a process may write, in bytes.
     pub file_bytes: u64,
-    /// What `/output` may hold, in bytes.
+    /// What `/output` and `/ogpu` may hold together, in bytes.
     pub output_bytes: u64,
     /// Wall-clock time.
     pub wall: Duration,
@@ -165,13 +168,16 @@ pub fn run(
         let opened = File::options().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(path);
         opened.map_err(io(format!("opening the directory {}", path.display())))
     };
-    let (rootfs, input, output) = (open(mounts.rootfs)?, open(mounts.input)?, open(mounts.output)?);
+    let (rootfs, input) = (open(mounts.rootfs)?, open(mounts.input)?);
+    let (output, runtime) = (open(mounts.output)?, open(mounts.runtime)?);
     if root {
-        for path in [mounts.rootfs, mounts.input, mounts.output] {
+        for path in [mounts.rootfs, mounts.input, mounts.output, mounts.runtime] {
             reachable_by_others(path)?;
         }
-        // The unprivileged user writes the outputs.
-        fchown(&output, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).map_err(io("handing /output to the sandbox"))?;
+        // The unprivileged user writes the outputs and the runtime's files.
+        for (dir, what) in [(&output, "/output"), (&runtime, "/ogpu")] {
+            fchown(dir, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).map_err(io(format!("handing {what} to the sandbox")))?;
+        }
     }
     let fd = |file: &File| file.as_raw_fd().to_string();
     // By its path, with an environment of its own: the task's environment is the
@@ -196,11 +202,13 @@ pub fn run(
         .args(["--uid", "65534", "--gid", "65534", "--hostname", "ogpu"])
         .args(["--ro-bind-fd", &fd(&rootfs), "/"])
         .args(["--proc", "/proc", "--dev", "/dev"])
-        // File systems in memory are sized, or they would hold as much as the host has.
-        .args(["--size", &limits.output_bytes.to_string(), "--tmpfs", "/tmp"])
+        // File systems in memory are sized, or they would hold as much as the host has:
+        // `/tmp` by the task's memory, which its address-space limit does not count it in.
+        .args(["--size", &limits.memory_bytes.to_string(), "--tmpfs", "/tmp"])
         .args(["--size", &(64u64 << 20).to_string(), "--tmpfs", "/dev/shm"])
         .args(["--ro-bind-fd", &fd(&input), "/input"])
         .args(["--bind-fd", &fd(&output), "/output"])
+        .args(["--bind-fd", &fd(&runtime), "/ogpu"])
         .arg("--chdir")
         .arg(if command.working_dir.is_empty() { "/" } else { &command.working_dir })
         .args(["--seccomp", &fd(&filter)])
@@ -209,7 +217,7 @@ pub fn run(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let inherited = [&filter, &rootfs, &input, &output].map(|file| file.as_raw_fd());
+    let inherited = [&filter, &rootfs, &input, &output, &runtime].map(|file| file.as_raw_fd());
     let processes = process_limit(root, limits.processes);
     let rlimits = [
         (libc::RLIMIT_AS, limits.memory_bytes),
@@ -246,12 +254,18 @@ pub fn run(
         });
     }
     let mut child = bwrap.spawn().map_err(SandboxError::NoBubblewrap)?;
-    drop((filter, rootfs, input, output));
+    drop((filter, rootfs, input, output, runtime));
     let lines = read_lines(&mut child);
-    let ended = watch(&mut child, mounts.output, limits, cancel, &lines, &mut on_line);
-    // Lines printed just before the end.
-    for (stream, line) in lines.try_iter() {
-        on_line(stream, &line);
+    let ended = watch(&mut child, mounts, limits, cancel, &lines, &mut on_line);
+    // Lines still in the pipes: the readers reach their ends once every process of the
+    // sandbox is gone, which follows bubblewrap's own end; a second bounds the wait all the
+    // same.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok((stream, line)) => on_line(stream, &line),
+            Err(_) => break,
+        }
     }
     ended
 }
@@ -260,7 +274,7 @@ pub fn run(
 /// or the run is cancelled.
 fn watch(
     child: &mut Child,
-    output: &Path,
+    mounts: &Mounts,
     limits: &Limits,
     cancel: &AtomicBool,
     lines: &Receiver<(Stream, String)>,
@@ -288,7 +302,8 @@ fn watch(
         } else if measured.elapsed() >= Duration::from_millis(100) {
             measured = Instant::now();
             // What cannot be measured (a tree too deep to walk) counts as too much.
-            (footprint(output).is_none_or(|bytes| bytes > limits.output_bytes)).then_some(Ended::OutputFull)
+            let written = footprint(mounts.output).zip(footprint(mounts.runtime)).map(|(a, b)| a.saturating_add(b));
+            written.is_none_or(|bytes| bytes > limits.output_bytes).then_some(Ended::OutputFull)
         } else {
             None
         };

@@ -1,5 +1,6 @@
 //! The sandbox, with an image built here from Debian's static busybox (`busybox-static`):
-//! a command sees its image, its inputs read-only and its outputs, and nothing else of
+//! a command sees its image, its inputs read-only, its outputs and the runtime's `/ogpu`,
+//! and nothing else of
 //! the host, no network; what a task has no business doing is refused; a fork bomb, a
 //! memory hog and an output filler are stopped by their limits; a timeout or a cancel
 //! kills every process. Skipped, saying so, where bubblewrap or busybox is missing.
@@ -20,12 +21,19 @@ fn available() -> bool {
 }
 
 /// A task's directories: the image's root filesystem (busybox and its applets, through
-/// the cache as a task's image is), its inputs, its outputs.
+/// the cache as a task's image is), its inputs, its outputs, the runtime's exchange.
 struct Task {
     _dir: tempfile::TempDir,
     rootfs: PathBuf,
     input: PathBuf,
     output: PathBuf,
+    runtime: PathBuf,
+}
+
+impl Task {
+    fn mounts(&self) -> Mounts<'_> {
+        Mounts { rootfs: &self.rootfs, input: &self.input, output: &self.output, runtime: &self.runtime }
+    }
 }
 
 fn task() -> Task {
@@ -33,11 +41,12 @@ fn task() -> Task {
     let archive = ogpu_testkit::images::busybox(dir.path(), json!({ "Cmd": ["/bin/sh"] }));
     let cache = Cache::open(&dir.path().join("cache"), Default::default(), 1 << 30).unwrap();
     let rootfs = cache.rootfs(&Image::read(&archive).unwrap()).unwrap().to_path_buf();
-    let (input, output) = (dir.path().join("input"), dir.path().join("output"));
-    fs::create_dir(&input).unwrap();
-    fs::create_dir(&output).unwrap();
+    let [input, output, runtime] = ["input", "output", "runtime"].map(|name| dir.path().join(name));
+    for made in [&input, &output, &runtime] {
+        fs::create_dir(made).unwrap();
+    }
     fs::write(input.join("in.txt"), "the input\n").unwrap();
-    Task { _dir: dir, rootfs, input, output }
+    Task { _dir: dir, rootfs, input, output, runtime }
 }
 
 fn limits() -> Limits {
@@ -62,7 +71,7 @@ fn run_with(
     limits: &Limits,
     cancel: &AtomicBool,
 ) -> Result<(Ended, Vec<String>), sandbox::SandboxError> {
-    let mounts = Mounts { rootfs: &task.rootfs, input: &task.input, output: &task.output };
+    let mounts = task.mounts();
     let command = Command { argv: vec!["/bin/sh".into(), "-c".into(), script.into()], env, working_dir: "/".into() };
     let mut lines = Vec::new();
     let ended = sandbox::run(&mounts, &command, limits, cancel, |stream, line| {
@@ -85,6 +94,7 @@ fn a_command_reads_its_inputs_writes_its_outputs_and_sees_nothing_else() {
     let port = listener.local_addr().unwrap().port();
     let script = format!(
         "cat /input/in.txt > /output/out.txt && echo wrote; \
+         echo '{{\"step\": 1}}' > /ogpu/progress.jsonl && echo runtime is writable; \
          touch /input/new 2>/dev/null || echo input is read-only; \
          touch /bin/new 2>/dev/null || echo image is read-only; \
          ls /; test -e /etc || echo no host files; \
@@ -95,7 +105,8 @@ fn a_command_reads_its_inputs_writes_its_outputs_and_sees_nothing_else() {
     let (ended, lines) = run(&task, &script, &limits(), &running());
     assert_eq!(ended, Ended::Exited(0), "{lines:?}");
     assert_eq!(fs::read_to_string(task.output.join("out.txt")).unwrap(), "the input\n");
-    let expected = ["wrote", "input is read-only", "image is read-only", "no host files", "no network", "! to stderr"];
+    assert_eq!(fs::read_to_string(task.runtime.join("progress.jsonl")).unwrap(), "{\"step\": 1}\n");
+    let expected = ["wrote", "runtime is writable", "input is read-only", "image is read-only", "no host files", "no network", "! to stderr"];
     // The same user and host name wherever it runs.
     for expected in expected.into_iter().chain(["65534", "ogpu"]) {
         assert!(lines.iter().any(|line| line == expected), "{expected:?} in {lines:?}");
@@ -103,9 +114,11 @@ fn a_command_reads_its_inputs_writes_its_outputs_and_sees_nothing_else() {
     let root: Vec<&str> = lines
         .iter()
         .map(String::as_str)
-        .filter(|l| ["bin", "dev", "input", "output", "proc", "tmp"].contains(l))
+        // What `ls /` printed, before the host name (also `ogpu`).
+        .take_while(|l| *l != "no host files")
+        .filter(|l| ["bin", "dev", "input", "ogpu", "output", "proc", "tmp"].contains(l))
         .collect();
-    assert_eq!(root, ["bin", "dev", "input", "output", "proc", "tmp"], "the image's root alone: {lines:?}");
+    assert_eq!(root, ["bin", "dev", "input", "ogpu", "output", "proc", "tmp"], "the image's root alone: {lines:?}");
     assert!(!task.input.join("new").exists());
 }
 
@@ -129,6 +142,20 @@ fn the_tasks_environment_reaches_its_command_and_never_the_host() {
     assert!(matches!(run_with(&task, "true", bad, &limits(), &running()), Err(sandbox::SandboxError::Env(_))));
 }
 
+/// Review finding: lines still on their way when the command exited were dropped (the
+/// last of a run's log, where its error usually is).
+#[test]
+fn every_line_printed_before_the_command_exits_is_passed_on() {
+    if !available() {
+        return;
+    }
+    let task = task();
+    let (ended, lines) = run(&task, "seq 1 5000; echo done >&2", &limits(), &running());
+    assert_eq!(ended, Ended::Exited(0));
+    assert_eq!(lines.len(), 5001, "the last of them: {:?}", lines.last());
+    assert!(lines.contains(&"! done".to_string()) && lines.contains(&"5000".to_string()));
+}
+
 /// Review finding: a task printing without end kept the watchdog from its checks.
 #[test]
 fn a_task_that_floods_its_output_is_still_stopped_at_its_time_limit() {
@@ -139,7 +166,7 @@ fn a_task_that_floods_its_output_is_still_stopped_at_its_time_limit() {
     let started = Instant::now();
     let mut printed = 0usize;
     let short = Limits { wall: Duration::from_secs(2), ..limits() };
-    let mounts = Mounts { rootfs: &task.rootfs, input: &task.input, output: &task.output };
+    let mounts = task.mounts();
     let command =
         Command { argv: vec!["/bin/yes".into(), "flood".into()], env: BTreeMap::new(), working_dir: "/".into() };
     let mut last = String::new();
@@ -167,7 +194,7 @@ fn as_root_a_directory_nobody_can_reach_is_refused_by_name() {
     fs::set_permissions(&blocked, fs::Permissions::from_mode(0o700)).unwrap();
     let output = blocked.join("output");
     fs::create_dir(&output).unwrap();
-    let mounts = Mounts { rootfs: &task.rootfs, input: &task.input, output: &output };
+    let mounts = Mounts { output: &output, ..task.mounts() };
     let command = Command { argv: vec!["/bin/true".into()], ..Command::default() };
     let refused = sandbox::run(&mounts, &command, &limits(), &running(), |_, _| {});
     assert!(
@@ -188,6 +215,22 @@ fn mounting_and_new_namespaces_are_refused() {
     assert_eq!(ended, Ended::Exited(0), "{lines:?}");
     assert!(lines.iter().any(|l| l == "mount refused"), "{lines:?}");
     assert!(lines.iter().any(|l| l == "unshare refused"), "{lines:?}");
+}
+
+/// Review finding: `/tmp` was sized by the output limit (4 GiB for a task), in the host's
+/// memory, past the task's memory limit, which `RLIMIT_AS` does not count it against.
+#[test]
+fn tmp_holds_no_more_than_the_tasks_memory_limit() {
+    if !available() {
+        return;
+    }
+    let task = task();
+    let limits = Limits { memory_bytes: 64 << 20, file_bytes: 8 << 20, output_bytes: 1 << 30, ..limits() };
+    let filler = "i=0; while dd if=/dev/zero of=/tmp/f$i bs=1M count=4 2>/dev/null; do i=$((i+1)); done; echo $i";
+    let (ended, lines) = run(&task, filler, &limits, &running());
+    assert_eq!(ended, Ended::Exited(0), "{lines:?}");
+    let files: u64 = lines.last().and_then(|l| l.parse().ok()).unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(files * 4 <= 64, "{} MiB written to /tmp under a 64 MiB memory limit", files * 4);
 }
 
 #[test]
@@ -228,6 +271,13 @@ fn a_fork_bomb_a_memory_hog_and_output_fillers_are_stopped_by_their_limits() {
     assert_eq!(ended, Ended::OutputFull);
     assert!(started.elapsed() < Duration::from_secs(20));
     for entry in fs::read_dir(&task.output).unwrap() {
+        fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    // The runtime's directory counts with the outputs: it is no way around their limit.
+    let filler = filler.replace("/output/", "/ogpu/");
+    let (ended, _) = run(&task, &filler, &tight, &running());
+    assert_eq!(ended, Ended::OutputFull);
+    for entry in fs::read_dir(&task.runtime).unwrap() {
         fs::remove_file(entry.unwrap().path()).unwrap();
     }
 
