@@ -460,6 +460,7 @@ mod tests {
             program: BlobHash(Hash::ZERO),
             inputs: Default::default(),
             args: vec![],
+            env: Default::default(),
             limits: Default::default(),
         };
         let spec = TaskSpec {

@@ -37,6 +37,7 @@ fn job(pool: PoolId) -> TaskSpec {
             program: BlobHash(Hash::of_bytes(b"sum.wasm")),
             inputs: Default::default(),
             args: vec![],
+            env: Default::default(),
             limits: Default::default(),
         },
         market: Market::Pool { pool },

@@ -224,6 +224,7 @@ fn run_local(
         inputs: &input_dir,
         output: &output_dir,
         args: &spec.workload.args,
+        env: &spec.workload.env,
         limits: spec.workload.limits,
         progress: &progress,
         cancel: &cancel,

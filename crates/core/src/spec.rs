@@ -20,6 +20,9 @@ pub mod limits {
     pub const INPUTS: usize = 64;
     pub const ARGS: usize = 64;
     pub const ARG_LEN: usize = 256;
+    pub const ENV: usize = 64;
+    pub const ENV_NAME_LEN: usize = 64;
+    pub const ENV_VALUE_LEN: usize = 1_024;
     pub const MODELS: usize = 16;
     pub const MODEL_LEN: usize = 64;
     pub const DEVICES: usize = 16;
@@ -110,6 +113,9 @@ pub struct Workload {
     pub inputs: BTreeMap<String, BlobHash>,
     #[serde(default)]
     pub args: Vec<String>,
+    /// Environment variables a `container` task's command runs with, over the image's own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -156,10 +162,22 @@ pub enum VerificationPolicy {
     /// Reputation only.
     #[default]
     None,
-    /// `n` independent executors; `quorum` of them must agree exactly.
-    Replicate { n: u8, quorum: u8 },
-    /// With probability `p`, a verifier re-executes the task.
-    SpotCheck { p: Ratio },
+    /// `n` independent executors; `quorum` of them must agree exactly. Under a
+    /// `tolerance` above 0, executors whose results differ are judged by verifiers who run
+    /// the task again and compare within it (see [`VerificationPolicy::tolerance`]).
+    Replicate {
+        n: u8,
+        quorum: u8,
+        #[serde(default)]
+        tolerance: Ratio,
+    },
+    /// With probability `p`, a verifier re-executes the task; a result passes when it is
+    /// the verifier's exactly, or within `tolerance`.
+    SpotCheck {
+        p: Ratio,
+        #[serde(default)]
+        tolerance: Ratio,
+    },
     /// Verifiers replay `segments` random checkpoint segments; a replay passes within
     /// `tolerance` (relative L2 distance).
     ProofOfLearning { segments: u8, tolerance: Ratio },
@@ -171,6 +189,19 @@ impl VerificationPolicy {
         match self {
             VerificationPolicy::Replicate { n, .. } => *n,
             _ => 1,
+        }
+    }
+
+    /// How far a result may be from a verifier's own and pass: 0 asks for the same bytes.
+    /// Above 0, tensor files (`.npy`, `.safetensors`) and JSON files may differ in their
+    /// floating-point numbers by this much (relative L2 distance for tensors, relative
+    /// difference of each number for JSON); everything else must be the same.
+    pub fn tolerance(&self) -> Ratio {
+        match self {
+            VerificationPolicy::None => Ratio(0),
+            VerificationPolicy::Replicate { tolerance, .. }
+            | VerificationPolicy::SpotCheck { tolerance, .. }
+            | VerificationPolicy::ProofOfLearning { tolerance, .. } => *tolerance,
         }
     }
 
@@ -266,17 +297,21 @@ impl TaskSpec {
     fn validate_verification(&self) -> Result<(), SpecError> {
         match self.verification {
             VerificationPolicy::None => Ok(()),
-            VerificationPolicy::Replicate { n, quorum } => {
+            VerificationPolicy::Replicate { n, quorum, tolerance } => {
                 check((2..=limits::REPLICAS).contains(&n), "verification.n", || {
                     format!("replication needs 2 to {} executors", limits::REPLICAS)
                 })?;
                 check(quorum > n / 2 && quorum <= n, "verification.quorum", || {
                     format!("must be a majority of n = {n}: from {} to {n}", n / 2 + 1)
-                })
+                })?;
+                check(tolerance < Ratio::ONE, "verification.tolerance", || "must be below 1".into())
             }
-            VerificationPolicy::SpotCheck { p } => check(p.0 > 0 && p <= Ratio::ONE, "verification.p", || {
-                "a spot check needs a probability above 0, at most 1".into()
-            }),
+            VerificationPolicy::SpotCheck { p, tolerance } => {
+                check(p.0 > 0 && p <= Ratio::ONE, "verification.p", || {
+                    "a spot check needs a probability above 0, at most 1".into()
+                })?;
+                check(tolerance < Ratio::ONE, "verification.tolerance", || "must be below 1".into())
+            }
             VerificationPolicy::ProofOfLearning { segments, tolerance } => {
                 check(self.workload.kind == WorkloadKind::Train, "verification.policy", || {
                     "proof_of_learning is for train workloads".into()
@@ -309,10 +344,36 @@ impl Workload {
         for arg in &self.args {
             check(arg.len() <= limits::ARG_LEN, "workload.args", || format!("each at most {} bytes", limits::ARG_LEN))?;
         }
+        self.validate_env()?;
         let l = &self.limits;
         check(l.fuel > 0, "workload.limits.fuel", || "must be more than 0".into())?;
         check((1..=1 << 20).contains(&l.memory_mb), "workload.limits.memory_mb", || "must be 1 to 1048576".into())?;
         check(l.timeout_s > 0, "workload.limits.timeout_s", || "must be more than 0".into())
+    }
+}
+
+impl Workload {
+    /// Names a shell and every runtime accept (`[A-Za-z_][A-Za-z0-9_]*`), values without
+    /// NUL; the `OGPU_` prefix is the runtime's, for the paths it hands the program.
+    fn validate_env(&self) -> Result<(), SpecError> {
+        if self.env.is_empty() {
+            return Ok(());
+        }
+        check(self.kind == WorkloadKind::Container, "workload.env", || "only container workloads take env".into())?;
+        check(self.env.len() <= limits::ENV, "workload.env", || format!("at most {} variables", limits::ENV))?;
+        for (name, value) in &self.env {
+            let mut bytes = name.bytes();
+            let first = bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+            let plain = first && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            check(plain && name.len() <= limits::ENV_NAME_LEN, "workload.env", || {
+                format!("{name:?} must be letters, digits and '_', not starting with a digit, at most {} bytes", limits::ENV_NAME_LEN)
+            })?;
+            check(!name.starts_with("OGPU_"), "workload.env", || format!("{name:?}: names starting OGPU_ are the runtime's"))?;
+            check(value.len() <= limits::ENV_VALUE_LEN && !value.contains('\0'), "workload.env", || {
+                format!("the value of {name} must be at most {} bytes, without NUL", limits::ENV_VALUE_LEN)
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -422,7 +483,7 @@ quorum = 2
     fn a_toml_spec_parses_and_survives_json_and_borsh() {
         let spec = TaskSpec::from_toml(AUCTION).unwrap();
         assert_eq!(spec.market, Market::Auction { max_price: "2.5".parse().unwrap(), bid_window: 3 });
-        assert_eq!(spec.verification, VerificationPolicy::Replicate { n: 3, quorum: 2 });
+        assert_eq!(spec.verification, VerificationPolicy::Replicate { n: 3, quorum: 2, tolerance: Ratio(0) });
         assert_eq!(spec.workload.limits, Limits::default());
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(TaskSpec::from_json(&json).unwrap(), spec);
@@ -467,6 +528,30 @@ quorum = 2
             invalid(|s| s.replace("policy = \"replicate\"\nn = 3\nquorum = 2", "policy = \"spot_check\"\np = 1.5"));
         assert!(fraction.contains("between 0 and 1"), "{fraction}");
         assert!(TaskSpec::from_json("{").unwrap_err().to_string().contains("JSON"));
+    }
+
+    #[test]
+    fn a_container_takes_an_environment_of_plain_names_and_no_other_kind_does() {
+        let container = |env: &str| AUCTION.replace("kind = \"wasm\"", "kind = \"container\"").replace("args = [", &format!("env = {env}\nargs = ["));
+        let spec = TaskSpec::from_toml(&container("{ SEED = \"7\", _X1 = \"\" }")).unwrap();
+        assert_eq!(spec.workload.env.get("SEED").map(String::as_str), Some("7"));
+        assert_eq!(borsh::from_slice::<TaskSpec>(&borsh::to_vec(&spec).unwrap()).unwrap(), spec);
+        let refused = [
+            ("{ \"1X\" = \"a\" }", "must be letters, digits and '_'"),
+            ("{ \"A=B\" = \"a\" }", "must be letters, digits and '_'"),
+            ("{ \"\" = \"a\" }", "must be letters, digits and '_'"),
+            ("{ OGPU_PROGRESS = \"/etc/passwd\" }", "names starting OGPU_ are the runtime's"),
+            ("{ A = \"a\\u0000b\" }", "without NUL"),
+        ];
+        for (env, expected) in refused {
+            let message = match TaskSpec::from_toml(&container(env)) {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("{env} was accepted"),
+            };
+            assert!(message.contains("workload.env") && message.contains(expected), "{env}: {message}");
+        }
+        let wasm = invalid(|s| s.replace("args = [", "env = { A = \"1\" }\nargs = ["));
+        assert!(wasm.contains("only container workloads take env"), "{wasm}");
     }
 
     const READER: &str = "0101010101010101010101010101010101010101010101010101010101010101";

@@ -84,7 +84,7 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn workload_kind() -> impl Strategy<Value = WorkloadKind> {
-    select(vec![WorkloadKind::Wasm, WorkloadKind::Onnx, WorkloadKind::Train])
+    select(vec![WorkloadKind::Wasm, WorkloadKind::Onnx, WorkloadKind::Train, WorkloadKind::Container])
 }
 
 fn stake_role() -> impl Strategy<Value = StakeRole> {
@@ -105,8 +105,16 @@ fn workload() -> impl Strategy<Value = Workload> {
         memory_mb,
         timeout_s,
     });
-    (workload_kind(), blob_hash(), btree_map(input_name, blob_hash(), 0..4), vec(".{0,16}", 0..4), limits)
-        .prop_map(|(kind, program, inputs, args, limits)| Workload { kind, program, inputs, args, limits })
+    let env = btree_map("[A-Z_][A-Z0-9_]{0,15}", "[^\\x00]{0,16}", 0..4);
+    (workload_kind(), blob_hash(), btree_map(input_name, blob_hash(), 0..4), vec(".{0,16}", 0..4), env, limits)
+        .prop_map(|(kind, program, inputs, args, env, limits)| {
+            // Only a container takes an environment, and OGPU_ names are the runtime's.
+            let env = match kind {
+                WorkloadKind::Container => env.into_iter().filter(|(name, _)| !name.starts_with("OGPU_")).collect(),
+                _ => Default::default(),
+            };
+            Workload { kind, program, inputs, args, env, limits }
+        })
 }
 
 fn market() -> impl Strategy<Value = Market> {
@@ -126,8 +134,11 @@ fn requirements() -> impl Strategy<Value = Requirements> {
 fn verification() -> impl Strategy<Value = VerificationPolicy> {
     let replicate = (2..=limits::REPLICAS)
         .prop_flat_map(|n| (Just(n), n / 2 + 1..=n))
-        .prop_map(|(n, quorum)| VerificationPolicy::Replicate { n, quorum });
-    let spot_check = (1..=Ratio::ONE.0).prop_map(|p| VerificationPolicy::SpotCheck { p: Ratio(p) });
+        .prop_flat_map(|(n, quorum)| {
+            (0..Ratio::ONE.0).prop_map(move |t| VerificationPolicy::Replicate { n, quorum, tolerance: Ratio(t) })
+        });
+    let spot_check = (1..=Ratio::ONE.0, 0..Ratio::ONE.0)
+        .prop_map(|(p, t)| VerificationPolicy::SpotCheck { p: Ratio(p), tolerance: Ratio(t) });
     let proof_of_learning = (1..=limits::SEGMENTS, 0..Ratio::ONE.0).prop_map(|(segments, tolerance)| {
         VerificationPolicy::ProofOfLearning { segments, tolerance: Ratio(tolerance) }
     });
@@ -144,6 +155,7 @@ fn task_spec() -> impl Strategy<Value = TaskSpec> {
             };
             if let VerificationPolicy::ProofOfLearning { .. } = verification {
                 workload.kind = WorkloadKind::Train;
+                workload.env.clear();
             }
             TaskSpec { name, workload, market, requirements, deadline_blocks, verification, private: None }
         })

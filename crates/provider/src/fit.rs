@@ -49,6 +49,7 @@ mod tests {
                 program: BlobHash(Hash::ZERO),
                 inputs: Default::default(),
                 args: vec![],
+                env: Default::default(),
                 limits,
             },
             market: ogpu_core::spec::Market::Auction { max_price: ogpu_core::Amount::ogpu(1), bid_window: 1 },

@@ -2,14 +2,18 @@
 //! cache (`ogpu_container::Cache`) and run in the bubblewrap sandbox with the task's
 //! inputs read-only at `/input` and its outputs written to `/output`. The command is the
 //! image's entrypoint followed by the task's `args`, or by the image's `Cmd` when the task
-//! gives none, as `docker run IMAGE ARGS...` would run it; its environment is the image's.
-//! What it prints is passed on as log lines.
+//! gives none, as `docker run IMAGE ARGS...` would run it; its environment is the image's
+//! with the task's `env` over it. What it prints is passed on as log lines, and the steps
+//! it appends to its progress file (see [`progress`]) as steps.
+
+mod progress;
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use ogpu_container::cache::Lease;
@@ -26,41 +30,54 @@ const PROCESSES: u64 = 1024;
 /// How much the image cache keeps, unpacked.
 const CACHE_BYTES: u64 = 64 << 30;
 
+/// The variable naming the progress file, and where the file is in the sandbox.
+const PROGRESS_VARIABLE: &str = "OGPU_PROGRESS";
+const RUNTIME_MOUNT: &str = "/ogpu";
+/// How often the progress file is looked at.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
 /// Runs image archives in the sandbox, keeping their layers in a cache directory.
 pub struct ContainerRuntime {
     cache: Cache,
-    /// Where image archives are written while they are read.
-    archives: PathBuf,
+    /// Where each run's own files go: its image archive while it is read, the directory
+    /// it shares with the program at `/ogpu`.
+    scratch: PathBuf,
 }
 
-/// Names archives apart within this process.
-static ARCHIVE: AtomicU64 = AtomicU64::new(0);
+/// Names scratch apart within this process.
+static SCRATCH: AtomicU64 = AtomicU64::new(0);
 
-/// An image archive written for one run, removed when the run is done with it.
-struct Archive(PathBuf);
+/// A file or directory of one run's, removed when the run is done with it.
+struct Scratch(PathBuf);
 
-impl Drop for Archive {
+impl Scratch {
+    /// A new name of its own under `dir` (runs of the same image may overlap).
+    fn name(dir: &Path, suffix: &str) -> Scratch {
+        let n = SCRATCH.fetch_add(1, Ordering::Relaxed);
+        Scratch(dir.join(format!("{}-{n}{suffix}", std::process::id())))
+    }
+}
+
+impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0).or_else(|_| std::fs::remove_file(&self.0));
     }
 }
 
 impl ContainerRuntime {
     /// A runtime whose image cache is `dir` (created if need be).
     pub fn new(dir: &Path) -> Result<ContainerRuntime, TaskError> {
-        let archives = dir.join("archives");
-        std::fs::create_dir_all(&archives).map_err(TaskError::io("creating", &archives))?;
+        let scratch = dir.join("scratch");
+        std::fs::create_dir_all(&scratch).map_err(TaskError::io("creating", &scratch))?;
         let cache = Cache::open(&dir.join("cache"), Default::default(), CACHE_BYTES).map_err(image_error)?;
-        Ok(ContainerRuntime { cache, archives })
+        Ok(ContainerRuntime { cache, scratch })
     }
 
     /// The root filesystem of the image archive `program`, held for the run, and its run
     /// settings.
     fn image(&self, program: &[u8]) -> Result<(Lease<'_>, Image), TaskError> {
-        // A name of its own (runs of the same image may overlap), made new: never a file
-        // or link someone left there.
-        let n = ARCHIVE.fetch_add(1, Ordering::Relaxed);
-        let archive = Archive(self.archives.join(format!("{}-{n}.tar", std::process::id())));
+        // Made new: never a file or link someone left there.
+        let archive = Scratch::name(&self.scratch, ".tar");
         let mut file = File::create_new(&archive.0).map_err(TaskError::io("creating", &archive.0))?;
         file.write_all(program).map_err(TaskError::io("writing", &archive.0))?;
         drop(file);
@@ -105,13 +122,37 @@ fn argv(image: &Image, args: &[String]) -> Result<Vec<String>, TaskError> {
     Ok(argv)
 }
 
-/// The image's `NAME=value` pairs; one without `=` is a name with an empty value.
-fn environment(image: &Image) -> BTreeMap<String, String> {
+/// The image's `NAME=value` pairs (one without `=` is a name with an empty value), the
+/// task's over them, and the runtime's `OGPU_` names over both.
+fn environment(image: &Image, task: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let pair = |entry: &String| match entry.split_once('=') {
         Some((name, value)) => (name.to_string(), value.to_string()),
         None => (entry.clone(), String::new()),
     };
-    image.config.env.iter().map(pair).filter(|(name, _)| !name.is_empty()).collect()
+    let mut env: BTreeMap<String, String> =
+        image.config.env.iter().map(pair).filter(|(name, _)| !name.is_empty()).collect();
+    env.extend(task.iter().map(|(name, value)| (name.clone(), value.clone())));
+    env.insert(PROGRESS_VARIABLE.into(), format!("{RUNTIME_MOUNT}/{}", progress::FILE));
+    env
+}
+
+/// Runs `run` while a thread passes on the steps the program appends to its progress
+/// file in `dir`, reading the file a last time once `run` returns.
+fn following_progress<T>(dir: &Path, report: &(dyn Fn(Progress) + Sync), run: impl FnOnce() -> T) -> T {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut tail = progress::Tail::new(dir);
+            // Until `run` returns and drops `stop`, which ends the wait at once.
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(PROGRESS_EVERY) {
+                tail.poll(report);
+            }
+            tail.poll(report);
+        });
+        let result = run();
+        drop(stop);
+        result
+    })
 }
 
 impl Runtime for ContainerRuntime {
@@ -136,7 +177,7 @@ impl Runtime for ContainerRuntime {
         let (rootfs, image) = self.image(job.program)?;
         let command = Command {
             argv: argv(&image, job.args)?,
-            env: environment(&image),
+            env: environment(&image, job.env),
             working_dir: image.config.working_dir.clone().unwrap_or_default(),
         };
         let memory_bytes = u64::from(job.limits.memory_mb) << 20;
@@ -147,9 +188,13 @@ impl Runtime for ContainerRuntime {
             output_bytes: MAX_OUTPUT_BYTES,
             wall: Duration::from_secs(u64::from(job.limits.timeout_s)),
         };
-        let mounts = Mounts { rootfs: &rootfs, input: job.inputs, output: job.output };
-        let ended = sandbox::run(&mounts, &command, &limits, job.cancel, |_, line| {
-            (job.progress)(Progress::Log(line.to_string()))
+        let shared = Scratch::name(&self.scratch, "");
+        std::fs::create_dir(&shared.0).map_err(TaskError::io("creating", &shared.0))?;
+        let mounts = Mounts { rootfs: &rootfs, input: job.inputs, output: job.output, runtime: &shared.0 };
+        let ended = following_progress(&shared.0, job.progress, || {
+            sandbox::run(&mounts, &command, &limits, job.cancel, |_, line| {
+                (job.progress)(Progress::Log(line.to_string()))
+            })
         })
         .map_err(sandbox_error)?;
         match ended {

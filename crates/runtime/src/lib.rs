@@ -19,6 +19,7 @@ mod registry;
 pub mod train;
 pub mod wasm;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -44,6 +45,8 @@ pub struct Job<'a> {
     /// An empty directory the runtime writes the outputs into.
     pub output: &'a Path,
     pub args: &'a [String],
+    /// Environment variables for a container's command (empty for other kinds).
+    pub env: &'a BTreeMap<String, String>,
     pub limits: Limits,
     /// Called with progress as it happens, from the calling thread or from a helper
     /// thread of the runtime (hence `Sync`). Advisory: it never changes the result.

@@ -1,9 +1,11 @@
 //! The container runtime on an image of Debian's static busybox built by the test (see
 //! `ogpu_testkit::images`): the image's command runs on the task's inputs and its outputs
 //! are the result, `args` replace the image's `Cmd` as with `docker run`, the image's
-//! environment is the command's, and a failing command, a timeout or an archive that is no
-//! image are errors by name. Skipped, saying so, where bubblewrap or busybox is missing.
+//! environment is the command's with the task's `env` over it, the steps the command
+//! appends to `$OGPU_PROGRESS` are reported, and a failing command, a timeout or an
+//! archive that is no image are errors by name. Skipped, saying so, where bubblewrap or busybox is missing.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
@@ -20,6 +22,19 @@ fn available() -> bool {
 /// Runs the busybox image with `config` and `args` on an input `numbers.txt`; returns the
 /// outcome (with the output directory, kept) and the lines it printed.
 fn run(config: Value, args: &[&str], timeout_s: u32) -> (Result<Outcome, TaskError>, tempfile::TempDir, Vec<String>) {
+    let ran = run_with(config, args, &BTreeMap::new(), timeout_s);
+    (ran.outcome, ran.dir, ran.lines)
+}
+
+/// What a run gave, and what it reported on its way.
+struct Ran {
+    outcome: Result<Outcome, TaskError>,
+    dir: tempfile::TempDir,
+    lines: Vec<String>,
+    steps: Vec<Progress>,
+}
+
+fn run_with(config: Value, args: &[&str], env: &BTreeMap<String, String>, timeout_s: u32) -> Ran {
     let dir = tempfile::tempdir().unwrap();
     let archive = std::fs::read(ogpu_testkit::images::busybox(dir.path(), config)).unwrap();
     let (input, output) = (dir.path().join("input"), dir.path().join("output"));
@@ -27,11 +42,10 @@ fn run(config: Value, args: &[&str], timeout_s: u32) -> (Result<Outcome, TaskErr
     std::fs::create_dir(&output).unwrap();
     std::fs::write(input.join("numbers.txt"), "1\n2\n3\n").unwrap();
     let runtime = ContainerRuntime::new(&dir.path().join("images")).unwrap();
-    let lines = Mutex::new(Vec::new());
-    let progress = |progress: Progress| {
-        if let Progress::Log(line) = progress {
-            lines.lock().unwrap().push(line);
-        }
+    let (lines, steps) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
+    let progress = |progress: Progress| match progress {
+        Progress::Log(line) => lines.lock().unwrap().push(line),
+        step => steps.lock().unwrap().push(step),
     };
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let job = Job {
@@ -40,12 +54,13 @@ fn run(config: Value, args: &[&str], timeout_s: u32) -> (Result<Outcome, TaskErr
         inputs: &input,
         output: &output,
         args: &args,
+        env,
         limits: Limits { fuel: 1, memory_mb: 256, timeout_s },
         progress: &progress,
         cancel: &AtomicBool::new(false),
     };
     let outcome = runtime.run(&job);
-    (outcome, dir, lines.into_inner().unwrap())
+    Ran { outcome, dir, lines: lines.into_inner().unwrap(), steps: steps.into_inner().unwrap() }
 }
 
 #[test]
@@ -75,6 +90,22 @@ fn the_images_command_runs_on_the_inputs_and_its_outputs_are_the_result() {
 }
 
 #[test]
+fn the_tasks_env_goes_over_the_images_and_the_steps_it_appends_to_its_progress_file_are_reported() {
+    if !available() {
+        return;
+    }
+    let config = json!({ "Entrypoint": ["/bin/sh", "-c"], "Env": ["PATH=/bin", "SEED=1", "KEEP=image"] });
+    let script = r#"echo $SEED $KEEP; for i in 1 2 3; do
+        echo "{\"step\": $i, \"total\": 3, \"loss\": 0.$((4 - i))}" >> $OGPU_PROGRESS; sleep 0.3; done"#;
+    let env = BTreeMap::from([("SEED".to_string(), "42".to_string())]);
+    let ran = run_with(config, &[script], &env, 30);
+    ran.outcome.unwrap();
+    assert_eq!(ran.lines, ["42 image"]);
+    let step = |done, loss| Progress::Step { done, total: 3, metrics: vec![("loss", loss)] };
+    assert_eq!(ran.steps, [step(1, 0.3), step(2, 0.2), step(3, 0.1)]);
+}
+
+#[test]
 fn a_failing_command_a_timeout_and_an_archive_that_is_no_image_are_errors_by_name() {
     if !available() {
         return;
@@ -97,6 +128,7 @@ fn a_failing_command_a_timeout_and_an_archive_that_is_no_image_are_errors_by_nam
         inputs: dir.path(),
         output: &output,
         args: &[],
+        env: &Default::default(),
         limits: Limits { fuel: 1, memory_mb: 256, timeout_s: 10 },
         progress: &|_| {},
         cancel: &AtomicBool::new(false),

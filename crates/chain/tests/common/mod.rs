@@ -221,6 +221,7 @@ pub fn auction_spec(max_price: &str, verification: VerificationPolicy) -> TaskSp
             program: BlobHash(Hash::of_bytes(b"program")),
             inputs: Default::default(),
             args: vec![],
+            env: Default::default(),
             limits: Limits::default(),
         },
         market: Market::Auction { max_price: ogpu(max_price), bid_window: 2 },

@@ -315,6 +315,7 @@ pub fn spin_steps_for(wanted: Duration) -> u64 {
         inputs: &inputs,
         output: &output,
         args: &args,
+        env: &Default::default(),
         limits,
         progress: &|_| {},
         cancel: &cancel,
