@@ -32,7 +32,10 @@ pub(crate) fn evaluate(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(),
     let policy = market::policy(ctx.state, task);
     let agree = claims.windows(2).all(|pair| pair[0].1 == pair[1].1);
     if !agree {
-        if let VerificationPolicy::Replicate { quorum, .. } = policy {
+        // Under a tolerance, results that differ may all be right: verifiers judge them.
+        if let VerificationPolicy::Replicate { quorum, tolerance, .. } = policy
+            && tolerance.parts_per_million() == 0
+        {
             let majority = claims
                 .iter()
                 .find(|(_, claim)| claims.iter().filter(|(_, other)| other == claim).count() >= usize::from(quorum));
@@ -61,7 +64,7 @@ pub(crate) fn evaluate(ctx: &mut Ctx, id: TaskId, task: &mut Task) -> Result<(),
         return settle::end_with_refund(ctx, id, task, Outcome::Failed(reason));
     }
     let wanted = match policy {
-        VerificationPolicy::SpotCheck { p } => {
+        VerificationPolicy::SpotCheck { p, .. } => {
             let draw = DetRng::new(&ctx.state.randomness, "ogpu/spot-check", &[&id.0.0]).below(1_000_000);
             (draw < u128::from(p.0)).then_some((VerifyReason::SpotCheck, 1))
         }

@@ -11,7 +11,7 @@ use ogpu_chain::receipt::SlashReason;
 use ogpu_chain::state::{Outcome, Phase};
 use ogpu_core::rng::DetRng;
 use ogpu_core::sealed::{ContentKey, Envelope, ReaderSecret, SealError, key_context};
-use ogpu_core::spec::{TaskSpec, VerificationPolicy};
+use ogpu_core::spec::{Ratio, TaskSpec, VerificationPolicy};
 use ogpu_core::tx::TxBody;
 use ogpu_core::{Amount, BlobHash, Hash, SecretKey, TaskId};
 
@@ -57,7 +57,7 @@ fn envelopes(
 /// A private task replicated twice, awarded to `workers` and each one's keys posted.
 fn replicated(net: &mut Net, client: &SecretKey, workers: [(&SecretKey, &ReaderSecret); 2]) -> (TaskId, TaskSpec) {
     let spec = TaskSpec {
-        verification: VerificationPolicy::Replicate { n: 2, quorum: 2 },
+        verification: VerificationPolicy::Replicate { n: 2, quorum: 2, tolerance: Ratio(0) },
         ..private_spec(&ReaderSecret::generate(&mut rng("client")))
     };
     let task = net.submit(client, spec.clone());

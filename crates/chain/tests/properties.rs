@@ -667,10 +667,10 @@ impl World {
         spec.deadline_blocks = 2 + dice.below(8);
         spec.verification = match dice.below(7) {
             0 => VerificationPolicy::None,
-            1 => VerificationPolicy::Replicate { n: 2, quorum: 2 },
-            2 => VerificationPolicy::Replicate { n: 3, quorum: 2 },
-            3 => VerificationPolicy::SpotCheck { p: Ratio(500_000) },
-            4 => VerificationPolicy::SpotCheck { p: Ratio::ONE },
+            1 => VerificationPolicy::Replicate { n: 2, quorum: 2, tolerance: Ratio(0) },
+            2 => VerificationPolicy::Replicate { n: 3, quorum: 2, tolerance: Ratio(0) },
+            3 => VerificationPolicy::SpotCheck { p: Ratio(500_000), tolerance: Ratio(0) },
+            4 => VerificationPolicy::SpotCheck { p: Ratio::ONE, tolerance: Ratio(0) },
             _ => VerificationPolicy::ProofOfLearning { segments: 1 + dice.below(2) as u8, tolerance: Ratio(20_000) },
         };
         if dice.chance(25) {

@@ -157,7 +157,7 @@ fn a_cheating_provider_is_slashed_the_client_compensated_and_the_task_reauctione
     for p in [&p1, &p2, &p3] {
         net.provider(p, "H100", 80_000, "100");
     }
-    let task = net.submit(&client, auction_spec("10", VerificationPolicy::SpotCheck { p: Ratio::ONE }));
+    let task = net.submit(&client, auction_spec("10", VerificationPolicy::SpotCheck { p: Ratio::ONE, tolerance: Ratio(0) }));
     net.auction(task, &[(&p1, "5"), (&p2, "7"), (&p3, "9")]);
     execute(&mut net, task, &p1, claim("garbage"));
     let verifier = selected_verifiers(&net)[0];
@@ -243,7 +243,7 @@ fn replication_slashes_the_executor_outside_the_quorum() {
     for p in &keys {
         net.provider(p, "A100", 40_000, "100");
     }
-    let task = net.submit(&client, auction_spec("10", VerificationPolicy::Replicate { n: 3, quorum: 2 }));
+    let task = net.submit(&client, auction_spec("10", VerificationPolicy::Replicate { n: 3, quorum: 2, tolerance: Ratio(0) }));
     let bids: Vec<(&SecretKey, &str)> = vec![(&keys[0], "3"), (&keys[1], "4"), (&keys[2], "5"), (&keys[3], "6")];
     net.auction(task, &bids);
     let executors: Vec<_> = net.task(task).executors.iter().map(|e| (e.provider, e.price)).collect();
@@ -265,6 +265,45 @@ fn replication_slashes_the_executor_outside_the_quorum() {
     assert_eq!(finish(&mut net, task), Outcome::Completed { output: claim("a").output });
     for k in &keys[..2] {
         assert_eq!(net.balance(k), plus(minus("400", &[fees(&net, 7)]), &[ogpu("6")]));
+    }
+}
+
+/// Under a tolerance, replicas whose results differ are not slashed by the exact majority:
+/// verifiers judge each of them, and all that pass are paid.
+#[test]
+fn replication_under_a_tolerance_sends_differing_results_to_verifiers_instead_of_slashing() {
+    let keys: Vec<SecretKey> = (0..5).map(|i| key(&format!("p{i}"))).collect();
+    let client = key("client");
+    let mut funded: Vec<(&SecretKey, &str)> = keys.iter().map(|k| (k, "500")).collect();
+    funded.push((&client, "1000"));
+    let mut net = Net::new(&funded);
+    for p in &keys {
+        net.provider(p, "A100", 40_000, "100");
+    }
+    let policy = VerificationPolicy::Replicate { n: 3, quorum: 2, tolerance: Ratio(10_000) };
+    let task = net.submit(&client, auction_spec("10", policy));
+    let bids: Vec<(&SecretKey, &str)> = (0..5).map(|i| (&keys[i], ["3", "4", "5", "6", "7"][i])).collect();
+    net.auction(task, &bids);
+    let starts = keys[..3].iter().map(|k| net.tx(k, TxBody::StartTask { task })).collect();
+    net.block(starts);
+    let outputs = [claim("a"), claim("a"), claim("a, within 1%")];
+    let commits = (0..3).map(|i| net.commit_result(&keys[i], task, outputs[i])).collect();
+    net.block(commits);
+    let reveals = (0..3).map(|i| net.reveal_result(&keys[i], task, outputs[i])).collect();
+    net.block(reveals);
+    assert!(!net.events().iter().any(|e| matches!(e, Event::Slashed { .. })), "{:?}", net.events());
+    assert!(matches!(net.task(task).phase, Phase::Verifying { reason: VerifyReason::Dispute, .. }));
+    let verifiers: Vec<Address> = net.task(task).verifiers.iter().map(|slot| slot.verifier).collect();
+    assert!(!verifiers.is_empty());
+    for verifier in keys.iter().filter(|k| verifiers.contains(&addr(k))) {
+        for executor in &keys[..3] {
+            report(&mut net, verifier, task, executor, true);
+        }
+    }
+    assert!(matches!(finish(&mut net, task), Outcome::Completed { .. }));
+    assert!(!net.events().iter().any(|e| matches!(e, Event::Slashed { .. })), "nobody was slashed");
+    for k in &keys[..3] {
+        assert!(net.balance(k) > minus("400", &[fees(&net, 7)]), "each replica was paid");
     }
 }
 
@@ -341,6 +380,7 @@ fn a_pool_job_with_a_dissenting_replica_is_settled_by_verifiers() {
             program: BlobHash(Hash::ZERO),
             inputs: Default::default(),
             args: vec![],
+            env: Default::default(),
             limits: Limits::default(),
         },
         ..auction_spec("1", VerificationPolicy::None)

@@ -81,10 +81,18 @@ fn outcome_text(outcome: &Outcome) -> String {
 
 fn policy_text(policy: &VerificationPolicy) -> String {
     let percent = |ratio: ogpu_core::spec::Ratio| f64::from(ratio.parts_per_million()) / 10_000.0;
+    let within = |tolerance: ogpu_core::spec::Ratio| match tolerance.parts_per_million() {
+        0 => String::new(),
+        _ => format!(" within {}%", percent(tolerance)),
+    };
     match policy {
         VerificationPolicy::None => "reputation only".into(),
-        VerificationPolicy::Replicate { n, quorum } => format!("{n} replicas, {quorum} must agree"),
-        VerificationPolicy::SpotCheck { p } => format!("spot check, {}% of runs", percent(*p)),
+        VerificationPolicy::Replicate { n, quorum, tolerance } => {
+            format!("{n} replicas, {quorum} must agree{}", within(*tolerance))
+        }
+        VerificationPolicy::SpotCheck { p, tolerance } => {
+            format!("spot check, {}% of runs{}", percent(*p), within(*tolerance))
+        }
         VerificationPolicy::ProofOfLearning { segments, tolerance } => {
             format!("proof of learning, {segments} segments within {}%", percent(*tolerance))
         }

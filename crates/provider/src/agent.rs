@@ -30,7 +30,7 @@ use rand_core::{OsRng, RngCore};
 use crate::config::{PoolChoice, ProviderConfig};
 use crate::feed;
 use crate::fit::fits;
-use crate::run::{self, Done, Ran, RunRequest};
+use crate::run::{self, Done, Purpose, Ran, RunRequest};
 use crate::verify::{self, CheckRequest, Subject};
 
 /// How long setting up (registering, staking, joining pools) waits for each transaction.
@@ -65,8 +65,9 @@ enum Role {
     Executor,
     /// Racing for a pool job; a commit counts only up to `commit_end`.
     Racer { commit_end: u64 },
-    /// Chosen to verify these executors' claims by running the task again.
-    Verifier { subjects: Vec<Subject> },
+    /// Chosen to verify these executors' claims by running the task again and comparing
+    /// results, within the policy's tolerance.
+    Verifier { subjects: Vec<Subject>, tolerance: Ratio },
     /// Chosen to verify these executors' training by replaying segment `segment` of it.
     Checker { segment: u32, tolerance: Ratio, subjects: Vec<Subject> },
 }
@@ -425,7 +426,7 @@ impl Agent {
             (Some(segment), VerificationPolicy::ProofOfLearning { tolerance, .. }) => {
                 Role::Checker { segment, tolerance, subjects }
             }
-            _ => Role::Verifier { subjects },
+            (_, policy) => Role::Verifier { subjects, tolerance: policy.tolerance() },
         };
         self.begin_with(id, task, role);
     }
@@ -516,7 +517,12 @@ impl Agent {
             task: id,
             spec,
             dir: self.config.work_dir.join(id.to_string()),
-            deliver: !matches!(role, Role::Verifier { .. }),
+            purpose: match &role {
+                Role::Verifier { subjects, tolerance } => {
+                    Purpose::Compare { subjects: subjects.clone(), tolerance: *tolerance }
+                }
+                _ => Purpose::Deliver,
+            },
             keys,
             cancel: cancel.clone(),
         };
@@ -544,18 +550,11 @@ impl Agent {
             }
         };
         match work.role {
-            Role::Verifier { subjects } => {
-                for Subject { executor: subject, claim, .. } in subjects {
-                    let pass = claim.output == outcome.output;
-                    let report = VerificationReport { subject, pass, distance_ppm: 0 };
-                    tracing::info!(task = %id, %subject, pass, "verified");
-                    self.send(TxBody::Report { task: id, report });
-                }
-            }
             Role::Racer { commit_end } if commit_end <= self.height => {
                 tracing::info!(task = %id, "finished after the race closed");
             }
-            Role::Checker { .. } => {}
+            // Their workers report through `on_checked`.
+            Role::Verifier { .. } | Role::Checker { .. } => {}
             role => {
                 let claim = ResultClaim { output: outcome.output, trace: outcome.trace.filter(|_| work.with_trace) };
                 let salt = random_salt();

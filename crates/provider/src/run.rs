@@ -1,6 +1,7 @@
 //! One run of a task on a worker thread: stage the program and inputs from the blob
 //! store, run them on the runtime for their kind with progress streamed as signed log
-//! entries, and (for executors, not verifiers) upload the outputs before reporting back.
+//! entries, then (for executors) upload the outputs or (for verifiers) compare them with
+//! each executor's result before reporting back.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,13 +11,14 @@ use std::sync::mpsc::Sender;
 use ogpu_client::private::BlobKeys;
 use ogpu_client::transfer::{self, TransferError};
 use ogpu_client::wallet::Wallet;
-use ogpu_core::spec::TaskSpec;
+use ogpu_core::spec::{Ratio, TaskSpec};
 use ogpu_core::tx::VerificationReport;
 use ogpu_core::{BlobHash, TaskId};
 use ogpu_runtime::{Job, Outcome, Progress, Runtimes};
 
 use crate::agent::Input;
 use crate::logs::TaskLog;
+use crate::verify::{self, Subject};
 
 /// What a worker hands back to the decision loop.
 pub(crate) enum Done {
@@ -24,7 +26,8 @@ pub(crate) enum Done {
     Ran(Result<Ran, String>),
     /// A private task whose blobs do not open with the keys this worker was given.
     Unreadable(String),
-    /// A proof-of-learning check: a report on each executor it could judge.
+    /// A verifier's run or a proof-of-learning check: a report on each executor it could
+    /// judge.
     Checked(Vec<VerificationReport>),
 }
 
@@ -57,11 +60,18 @@ pub(crate) struct RunRequest {
     pub spec: TaskSpec,
     /// A directory of the run's own; removed when the run ends.
     pub dir: PathBuf,
-    /// Whether to upload the outputs (executors do; verifiers only compare).
-    pub deliver: bool,
+    pub purpose: Purpose,
     /// A private task's blob keys.
     pub keys: Option<BlobKeys>,
     pub cancel: Arc<AtomicBool>,
+}
+
+/// What a run's outputs are for.
+pub(crate) enum Purpose {
+    /// An executor's or racer's result: uploaded for the client.
+    Deliver,
+    /// A verifier's run: compared with each executor's result, within `tolerance`.
+    Compare { subjects: Vec<Subject>, tolerance: Ratio },
 }
 
 pub(crate) fn spawn(request: RunRequest, wallet: Arc<Wallet>, runtimes: Arc<Runtimes>, done: Sender<Input>) {
@@ -69,7 +79,12 @@ pub(crate) fn spawn(request: RunRequest, wallet: Arc<Wallet>, runtimes: Arc<Runt
     on_worker(task, dir, wallet.clone(), done, move |log| match execute(&request, &wallet, &runtimes, log) {
         Ok(ran) => {
             log.finished(ran.outcome.output);
-            Done::Ran(Ok(ran))
+            match &request.purpose {
+                Purpose::Deliver => Done::Ran(Ok(ran)),
+                Purpose::Compare { subjects, tolerance } => {
+                    Done::Checked(verify::compare(&request, subjects, *tolerance, &ran.outcome, wallet.client(), log))
+                }
+            }
         }
         Err(Failure::Unreadable(reason)) => {
             log.failed(&reason);
@@ -116,12 +131,13 @@ fn execute(request: &RunRequest, wallet: &Wallet, runtimes: &Runtimes, log: &Tas
         inputs: &input_dir,
         output: &output_dir,
         args: &workload.args,
+        env: &workload.env,
         limits: workload.limits,
         progress: &progress,
         cancel: &request.cancel,
     };
     let outcome = runtimes.run(&job).map_err(|e| e.to_string())?;
-    if !request.deliver {
+    if let Purpose::Compare { .. } = request.purpose {
         return Ok(Ran { outcome, sealed: None });
     }
     // A private task's result is sealed for the task's parties alone.

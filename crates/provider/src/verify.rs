@@ -1,3 +1,8 @@
+//! Verifiers' judgements. A verifier that runs the task again compares its result with
+//! each executor's ([`compare`]): the same output passes, and under the policy's tolerance
+//! so does one whose files differ from its own only in their floating-point numbers, by
+//! no more than the tolerance (`ogpu_tensors::compare`).
+//!
 //! Proof-of-learning checks. A verifier chosen for a training task does not train it all
 //! again: it replays the one segment the chain picked for it (checkpoint i to i+1) from
 //! the executor's delivered checkpoint i, and measures how far it lands from the
@@ -17,11 +22,11 @@ use ogpu_client::{Client, ClientError};
 use ogpu_core::spec::{Ratio, TaskSpec};
 use ogpu_core::tx::{ResultClaim, VerificationReport};
 use ogpu_core::{Address, BlobHash, Hash, TaskId};
-use ogpu_runtime::{TaskError, train};
+use ogpu_runtime::{Outcome, TaskError, train};
 
 use crate::agent::Input;
 use crate::logs::TaskLog;
-use crate::run::{Done, on_worker};
+use crate::run::{Done, RunRequest, on_worker};
 
 pub(crate) struct CheckRequest {
     pub task: TaskId,
@@ -92,6 +97,94 @@ fn check(request: &CheckRequest, client: &Client, log: &TaskLog) -> Vec<Verifica
     reports
 }
 
+/// Reports on each executor's result against this verifier's own run, `mine`, of
+/// `request`'s task.
+pub(crate) fn compare(
+    request: &RunRequest,
+    subjects: &[Subject],
+    tolerance: Ratio,
+    mine: &Outcome,
+    client: &Client,
+    log: &TaskLog,
+) -> Vec<VerificationReport> {
+    let output_dir = request.dir.join("output");
+    let mut reports = Vec::new();
+    for subject in subjects {
+        let executor = subject.executor;
+        let judged = match subject.claim.output == mine.output {
+            true => Ok(0.0),
+            false if tolerance.parts_per_million() == 0 => Err(Unchecked::Fault("its result is not this run's".into())),
+            false => {
+                let keys = request.keys.as_ref();
+                delivered(client, &request.task, &request.spec, keys, subject)
+                    .and_then(|theirs| distance(&theirs, mine, &output_dir))
+            }
+        };
+        let report = match judged {
+            Ok(distance) => {
+                let ppm = parts_per_million(distance);
+                log.line("verify", &format!("{executor}: its result is at {distance:e} from this run's"));
+                VerificationReport { subject: executor, pass: ppm <= tolerance.parts_per_million(), distance_ppm: ppm }
+            }
+            Err(Unchecked::Fault(why)) => {
+                log.line("verify", &format!("{executor}: {why}"));
+                VerificationReport { subject: executor, pass: false, distance_ppm: u32::MAX }
+            }
+            Err(Unchecked::Here(why)) => {
+                tracing::warn!(task = %request.task, subject = %executor, %why, "cannot compare");
+                continue;
+            }
+        };
+        reports.push(report);
+    }
+    reports
+}
+
+/// How far an executor's delivered result is from this run's outputs in `output_dir`: the
+/// farthest of its files, which must be the same files.
+fn distance(theirs: &Delivered, mine: &Outcome, output_dir: &Path) -> Result<f64, Unchecked> {
+    let paths = |files: &[ogpu_core::manifest::OutputFile]| files.iter().map(|f| f.path.clone()).collect::<Vec<_>>();
+    if paths(theirs.files()) != paths(&mine.files) {
+        let (theirs, mine) = (paths(theirs.files()), paths(&mine.files));
+        let stray = theirs.iter().chain(&mine).find(|path| !(theirs.contains(path) && mine.contains(path)));
+        return Err(Unchecked::Fault(format!("its files are not this run's (first apart: {stray:?})")));
+    }
+    let mut farthest = 0f64;
+    for (their_file, my_file) in theirs.files().iter().zip(&mine.files) {
+        if their_file.hash == my_file.hash {
+            continue;
+        }
+        let path = output_dir.join(&my_file.path);
+        let my_bytes = std::fs::read(&path).map_err(|e| Unchecked::Here(format!("reading {}: {e}", path.display())))?;
+        let mut their_bytes = Vec::new();
+        theirs.read_into(&their_file.hash, &mut their_bytes, Path::new(&their_file.path)).map_err(judged_transfer)?;
+        let apart = ogpu_tensors::compare::distance(&my_file.path, &my_bytes, &their_bytes)
+            .map_err(|why| Unchecked::Fault(format!("{}: {why}", my_file.path)))?;
+        farthest = farthest.max(apart);
+    }
+    Ok(farthest)
+}
+
+/// An executor's delivered result; a private task's is read through its sealed copy, with
+/// the key every party to the task can derive.
+fn delivered<'a>(
+    client: &'a Client,
+    task: &TaskId,
+    spec: &TaskSpec,
+    keys: Option<&BlobKeys>,
+    subject: &Subject,
+) -> Result<Delivered<'a>, Unchecked> {
+    let sealed = match (keys, subject.sealed) {
+        (None, _) => None,
+        (Some(_), None) => return Err(Unchecked::Fault("the private result has no sealed copy".into())),
+        (Some(keys), Some(index)) => {
+            let key = keys.result_key(task, spec, &subject.executor);
+            Some((index, key.ok_or_else(|| Unchecked::Here("no key for the task's program".into()))?))
+        }
+    };
+    Delivered::open(client, &subject.claim.output, sealed).map_err(judged_transfer)
+}
+
 /// A distance as the chain takes it: millionths, rounded up; anything not finite is as far
 /// as can be.
 fn parts_per_million(relative: f64) -> u32 {
@@ -110,17 +203,7 @@ fn check_one(
 ) -> Result<train::Distances, Unchecked> {
     let claim = &subject.claim;
     let Some(trace) = claim.trace else { return Err(Unchecked::Fault("the claim has no trace".into())) };
-    // A private task's result is read through its sealed copy, with the key every party
-    // to the task can derive.
-    let sealed = match (&request.keys, subject.sealed) {
-        (None, _) => None,
-        (Some(_), None) => return Err(Unchecked::Fault("the private result has no sealed copy".into())),
-        (Some(keys), Some(index)) => {
-            let key = keys.result_key(&request.task, &request.spec, &subject.executor);
-            Some((index, key.ok_or_else(|| Unchecked::Here("no key for the task's program".into()))?))
-        }
-    };
-    let delivered = Delivered::open(client, &claim.output, sealed).map_err(judged_transfer)?;
+    let delivered = delivered(client, &request.task, &request.spec, request.keys.as_ref(), subject)?;
     let files = delivered.files();
     let by_path: BTreeMap<&str, Hash> = files.iter().map(|file| (file.path.as_str(), file.hash.0)).collect();
     let checkpoints = (0..u64::from(trace.checkpoints))

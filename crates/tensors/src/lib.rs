@@ -3,6 +3,7 @@
 //! of the network reads them: the onnx and train runtimes on a provider, a client's SDK
 //! writing inputs and reading results, and the fuzzers that feed them hostile bytes.
 
+pub mod compare;
 pub mod files;
 pub mod npy;
 

@@ -9,7 +9,7 @@ mod execution;
 mod keys;
 mod pool;
 
-use ogpu_core::spec::{DeviceProfile, Market, Requirements, TaskSpec, VerificationPolicy};
+use ogpu_core::spec::{DeviceProfile, Market, Ratio, Requirements, TaskSpec, VerificationPolicy};
 use ogpu_core::{Address, Amount, Hash, TaskId};
 
 pub(crate) use auction::{commit_bid, open_auction, reveal_bid};
@@ -257,7 +257,7 @@ pub(crate) fn policy(state: &State, task: &Task) -> VerificationPolicy {
         Market::Auction { .. } => task.spec.verification,
         Market::Pool { pool } => match state.pools.get(pool) {
             Some(pool) if pool.spec.verification_rate.0 > 0 => {
-                VerificationPolicy::SpotCheck { p: pool.spec.verification_rate }
+                VerificationPolicy::SpotCheck { p: pool.spec.verification_rate, tolerance: Ratio(0) }
             }
             _ => VerificationPolicy::None,
         },

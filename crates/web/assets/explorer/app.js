@@ -410,11 +410,15 @@ function account(ctx, address) {
   ctx.refresh();
 }
 
+function within(policy) {
+  return policy.tolerance ? `, within ${policy.tolerance}` : '';
+}
+
 function verification(policy) {
   switch (policy.policy) {
     case 'none': return 'none (reputation only)';
-    case 'replicate': return `replicated: ${policy.n} executors, ${policy.quorum} must agree`;
-    case 'spot_check': return `spot check with probability ${policy.p}`;
+    case 'replicate': return `replicated: ${policy.n} executors, ${policy.quorum} must agree${within(policy)}`;
+    case 'spot_check': return `spot check with probability ${policy.p}${within(policy)}`;
     case 'proof_of_learning':
       return `proof of learning: ${policy.segments} segments replayed, tolerance ${policy.tolerance}`;
     default: return words(policy.policy);
