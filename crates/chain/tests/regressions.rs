@@ -106,7 +106,8 @@ fn the_client_registered_as_a_provider_is_never_selected_as_verifier_of_its_own_
     let mut net = Net::new(&[(&client, "1000"), (&p1, "500")]);
     net.provider(&client, "H100", 80_000, "100");
     net.provider(&p1, "H100", 80_000, "100");
-    let task = net.submit(&client, auction_spec("10", VerificationPolicy::SpotCheck { p: Ratio::ONE, tolerance: Ratio(0) }));
+    let task =
+        net.submit(&client, auction_spec("10", VerificationPolicy::SpotCheck { p: Ratio::ONE, tolerance: Ratio(0) }));
     net.auction(task, &[(&p1, "5")]);
     net.ok(&p1, TxBody::StartTask { task });
     let commit = net.commit_result(&p1, task, claim("out"));
@@ -197,7 +198,8 @@ fn a_reveal_timeout_with_two_replicas_slashes_the_silent_one_releases_the_reveal
     for p in [&p1, &p2, &p3] {
         net.provider(p, "H100", 80_000, "100");
     }
-    let task = net.submit(&client, auction_spec("10", VerificationPolicy::Replicate { n: 2, quorum: 2, tolerance: Ratio(0) }));
+    let task =
+        net.submit(&client, auction_spec("10", VerificationPolicy::Replicate { n: 2, quorum: 2, tolerance: Ratio(0) }));
     net.auction(task, &[(&p1, "4"), (&p2, "5"), (&p3, "6")]);
     let starts = [&p1, &p2].iter().map(|p| net.tx(p, TxBody::StartTask { task })).collect();
     net.block(starts);
@@ -283,7 +285,8 @@ fn executors_awarded_after_paid_verification_rounds_are_paid_their_full_awarded_
         net.block(reveals);
     };
 
-    let task = net.submit(&client, auction_spec("10", VerificationPolicy::Replicate { n: 2, quorum: 2, tolerance: Ratio(0) }));
+    let task =
+        net.submit(&client, auction_spec("10", VerificationPolicy::Replicate { n: 2, quorum: 2, tolerance: Ratio(0) }));
     let (p1, p2) = (&providers[0], &providers[1]);
     net.auction(task, &[(p1, "5"), (p2, "6")]);
     run(&mut net, task, &[(p1, "a"), (p2, "b")]);

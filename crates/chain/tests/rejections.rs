@@ -518,7 +518,8 @@ fn a_second_result_commitment_fails() {
 fn a_report_from_a_provider_that_was_not_selected_fails() {
     let (client, p1, p2, p3) = (key("client"), key("p1"), key("p2"), key("p3"));
     let mut net = market(&client, &[&p1, &p2, &p3], &[]);
-    let task = net.submit(&client, auction_spec("10", VerificationPolicy::SpotCheck { p: Ratio::ONE, tolerance: Ratio(0) }));
+    let task =
+        net.submit(&client, auction_spec("10", VerificationPolicy::SpotCheck { p: Ratio::ONE, tolerance: Ratio(0) }));
     award(&mut net, task, &p1, "5");
     net.ok(&p1, TxBody::StartTask { task });
     let commit = net.commit_result(&p1, task, claim("answer"));

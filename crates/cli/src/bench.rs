@@ -96,6 +96,16 @@ pub enum BenchCommand {
         #[arg(long, env = "OGPU_ONNXRUNTIME")]
         onnxruntime: Option<PathBuf>,
     },
+    /// What the container sandbox adds to a command's start and to a long compute,
+    /// against running it directly.
+    Container {
+        /// Print one JSON object (the only output format for now).
+        #[arg(long)]
+        json: bool,
+        /// How long the compute figure's command runs, directly.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Transfers per second through apply_block, against ed25519 verifications per second.
     Chain {
         /// Print one JSON object (the only output format for now).
@@ -121,6 +131,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Runtime { json: _, data, device, onnxruntime } => {
             crate::bench_runtime::run(&data, &device, &Libraries { onnxruntime, ..Libraries::default() })
         }
+        BenchCommand::Container { json: _, seconds } => crate::bench_container::run(seconds),
         BenchCommand::Consensus { json: _, validators, seeds, beta, polls, seconds } => {
             consensus(validators, seeds, beta, polls, seconds)
         }

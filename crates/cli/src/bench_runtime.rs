@@ -146,7 +146,17 @@ pub(crate) fn run_job(
         std::fs::write(input.join(name), bytes)?;
     }
     let cancel = AtomicBool::new(false);
-    let job = Job { kind, program, inputs: &input, output: &output, args, env: &Default::default(), limits, progress, cancel: &cancel };
+    let job = Job {
+        kind,
+        program,
+        inputs: &input,
+        output: &output,
+        args,
+        env: &Default::default(),
+        limits,
+        progress,
+        cancel: &cancel,
+    };
     runtime.run(&job).with_context(|| format!("the {kind:?} job failed"))?;
     Ok(())
 }

@@ -34,7 +34,7 @@ pub enum ImageCommand {
 
 pub fn run(command: ImageCommand) -> Result<()> {
     let ImageCommand::Build { dir, out, entrypoint, cmd, env, workdir } = command;
-    if let Some(bad) = env.iter().find(|pair| !pair.split_once('=').is_some_and(|(name, _)| !name.is_empty())) {
+    if let Some(bad) = env.iter().find(|pair| pair.split_once('=').is_none_or(|(name, _)| name.is_empty())) {
         anyhow::bail!("--env {bad:?}: write NAME=value");
     }
     let config = ImageConfig { entrypoint, cmd, env, working_dir: workdir };

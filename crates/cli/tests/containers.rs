@@ -107,7 +107,10 @@ fn a_spot_check_passes_metrics_within_the_tolerance_and_fails_them_without_one()
     let exact = submit("exact.toml", NOISY.to_string());
     let verdicts = |id| -> Vec<(ogpu_core::Address, bool)> {
         let events = devnet.events(id);
-        events.iter().filter_map(|e| if let Event::Verdict { executor, pass, .. } = e { Some((*executor, *pass)) } else { None }).collect()
+        events
+            .iter()
+            .filter_map(|e| if let Event::Verdict { executor, pass, .. } = e { Some((*executor, *pass)) } else { None })
+            .collect()
     };
 
     let outcome = devnet.wait_until_ended(&tolerant, Duration::from_secs(120));

@@ -34,9 +34,7 @@ pub fn write_archive(root: &Path, config: &ImageConfig, out: &Path) -> Result<()
         "rootfs": { "type": "layers", "diff_ids": [layer.0.to_string()] },
     }))
     .map_err(|e| io_at(out)(io::Error::other(e)))?;
-    let descriptor = |media_type: &str, digest: Digest, size: u64| {
-        json!({ "mediaType": media_type, "digest": digest.to_string(), "size": size })
-    };
+    let descriptor = |media_type: &str, digest: Digest, size: u64| json!({ "mediaType": media_type, "digest": digest.to_string(), "size": size });
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -146,7 +144,8 @@ fn add_tree(layer: &mut tar::Builder<impl Write>, root: &Path, below: &Path) -> 
             let file = File::open(&path).map_err(io_at(&path))?.take(meta.len());
             layer.append_data(&mut header(tar::EntryType::Regular, mode, meta.len()), &name, file)
         } else {
-            let why = "only files, directories and symbolic links go into an image (a device node, FIFO or socket does not)";
+            let why =
+                "only files, directories and symbolic links go into an image (a device node, FIFO or socket does not)";
             return Err(ImageError::Hostile { path: name.display().to_string(), why: why.into() });
         };
         appended.map_err(io_at(&path))?;

@@ -176,7 +176,8 @@ pub fn run(
         }
         // The unprivileged user writes the outputs and the runtime's files.
         for (dir, what) in [(&output, "/output"), (&runtime, "/ogpu")] {
-            fchown(dir, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).map_err(io(format!("handing {what} to the sandbox")))?;
+            fchown(dir, Some(UNPRIVILEGED), Some(UNPRIVILEGED))
+                .map_err(io(format!("handing {what} to the sandbox")))?;
         }
     }
     let fd = |file: &File| file.as_raw_fd().to_string();

@@ -106,7 +106,15 @@ fn a_command_reads_its_inputs_writes_its_outputs_and_sees_nothing_else() {
     assert_eq!(ended, Ended::Exited(0), "{lines:?}");
     assert_eq!(fs::read_to_string(task.output.join("out.txt")).unwrap(), "the input\n");
     assert_eq!(fs::read_to_string(task.runtime.join("progress.jsonl")).unwrap(), "{\"step\": 1}\n");
-    let expected = ["wrote", "runtime is writable", "input is read-only", "image is read-only", "no host files", "no network", "! to stderr"];
+    let expected = [
+        "wrote",
+        "runtime is writable",
+        "input is read-only",
+        "image is read-only",
+        "no host files",
+        "no network",
+        "! to stderr",
+    ];
     // The same user and host name wherever it runs.
     for expected in expected.into_iter().chain(["65534", "ogpu"]) {
         assert!(lines.iter().any(|line| line == expected), "{expected:?} in {lines:?}");

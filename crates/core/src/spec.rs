@@ -366,9 +366,14 @@ impl Workload {
             let first = bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
             let plain = first && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
             check(plain && name.len() <= limits::ENV_NAME_LEN, "workload.env", || {
-                format!("{name:?} must be letters, digits and '_', not starting with a digit, at most {} bytes", limits::ENV_NAME_LEN)
+                format!(
+                    "{name:?} must be letters, digits and '_', not starting with a digit, at most {} bytes",
+                    limits::ENV_NAME_LEN
+                )
             })?;
-            check(!name.starts_with("OGPU_"), "workload.env", || format!("{name:?}: names starting OGPU_ are the runtime's"))?;
+            check(!name.starts_with("OGPU_"), "workload.env", || {
+                format!("{name:?}: names starting OGPU_ are the runtime's")
+            })?;
             check(value.len() <= limits::ENV_VALUE_LEN && !value.contains('\0'), "workload.env", || {
                 format!("the value of {name} must be at most {} bytes, without NUL", limits::ENV_VALUE_LEN)
             })?;
@@ -532,7 +537,11 @@ quorum = 2
 
     #[test]
     fn a_container_takes_an_environment_of_plain_names_and_no_other_kind_does() {
-        let container = |env: &str| AUCTION.replace("kind = \"wasm\"", "kind = \"container\"").replace("args = [", &format!("env = {env}\nargs = ["));
+        let container = |env: &str| {
+            AUCTION
+                .replace("kind = \"wasm\"", "kind = \"container\"")
+                .replace("args = [", &format!("env = {env}\nargs = ["))
+        };
         let spec = TaskSpec::from_toml(&container("{ SEED = \"7\", _X1 = \"\" }")).unwrap();
         assert_eq!(spec.workload.env.get("SEED").map(String::as_str), Some("7"));
         assert_eq!(borsh::from_slice::<TaskSpec>(&borsh::to_vec(&spec).unwrap()).unwrap(), spec);

@@ -132,11 +132,9 @@ fn requirements() -> impl Strategy<Value = Requirements> {
 }
 
 fn verification() -> impl Strategy<Value = VerificationPolicy> {
-    let replicate = (2..=limits::REPLICAS)
-        .prop_flat_map(|n| (Just(n), n / 2 + 1..=n))
-        .prop_flat_map(|(n, quorum)| {
-            (0..Ratio::ONE.0).prop_map(move |t| VerificationPolicy::Replicate { n, quorum, tolerance: Ratio(t) })
-        });
+    let replicate = (2..=limits::REPLICAS).prop_flat_map(|n| (Just(n), n / 2 + 1..=n)).prop_flat_map(|(n, quorum)| {
+        (0..Ratio::ONE.0).prop_map(move |t| VerificationPolicy::Replicate { n, quorum, tolerance: Ratio(t) })
+    });
     let spot_check = (1..=Ratio::ONE.0, 0..Ratio::ONE.0)
         .prop_map(|(p, t)| VerificationPolicy::SpotCheck { p: Ratio(p), tolerance: Ratio(t) });
     let proof_of_learning = (1..=limits::SEGMENTS, 0..Ratio::ONE.0).prop_map(|(segments, tolerance)| {

@@ -82,7 +82,9 @@ impl L2 {
             )));
         }
         let pairs: Vec<(f64, f64)> = match mine.dtype {
-            DType::F32 => mine.values::<f32>().into_iter().flatten().map(f64::from).zip(floats::<f32>(theirs)).collect(),
+            DType::F32 => {
+                mine.values::<f32>().into_iter().flatten().map(f64::from).zip(floats::<f32>(theirs)).collect()
+            }
             DType::F64 => mine.values::<f64>().into_iter().flatten().zip(floats::<f64>(theirs)).collect(),
             DType::I32 | DType::I64 if mine.data == theirs.data => Vec::new(),
             DType::I32 | DType::I64 => return Err(differ(format!("{what} holds integers, and they differ"))),
