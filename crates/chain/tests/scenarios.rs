@@ -234,9 +234,9 @@ fn a_winner_that_never_starts_is_slashed_a_little_and_replaced() {
     assert_eq!(net.balance(&client), plus(minus("1000", &[ogpu("10"), ogpu("0.2"), net.fee()]), &[ogpu("1")]));
 }
 
-#[test]
-fn replication_slashes_the_executor_outside_the_quorum() {
-    let keys: Vec<SecretKey> = (0..4).map(|i| key(&format!("p{i}"))).collect();
+/// A chain with `count` staked A100 providers `p0`, `p1`, ... and a funded client.
+fn providers_and_a_client(count: usize) -> (Net, SecretKey, Vec<SecretKey>) {
+    let keys: Vec<SecretKey> = (0..count).map(|i| key(&format!("p{i}"))).collect();
     let client = key("client");
     let mut funded: Vec<(&SecretKey, &str)> = keys.iter().map(|k| (k, "500")).collect();
     funded.push((&client, "1000"));
@@ -244,6 +244,12 @@ fn replication_slashes_the_executor_outside_the_quorum() {
     for p in &keys {
         net.provider(p, "A100", 40_000, "100");
     }
+    (net, client, keys)
+}
+
+#[test]
+fn replication_slashes_the_executor_outside_the_quorum() {
+    let (mut net, client, keys) = providers_and_a_client(4);
     let task =
         net.submit(&client, auction_spec("10", VerificationPolicy::Replicate { n: 3, quorum: 2, tolerance: Ratio(0) }));
     let bids: Vec<(&SecretKey, &str)> = vec![(&keys[0], "3"), (&keys[1], "4"), (&keys[2], "5"), (&keys[3], "6")];
@@ -274,14 +280,7 @@ fn replication_slashes_the_executor_outside_the_quorum() {
 /// verifiers judge each of them, and all that pass are paid.
 #[test]
 fn replication_under_a_tolerance_sends_differing_results_to_verifiers_instead_of_slashing() {
-    let keys: Vec<SecretKey> = (0..5).map(|i| key(&format!("p{i}"))).collect();
-    let client = key("client");
-    let mut funded: Vec<(&SecretKey, &str)> = keys.iter().map(|k| (k, "500")).collect();
-    funded.push((&client, "1000"));
-    let mut net = Net::new(&funded);
-    for p in &keys {
-        net.provider(p, "A100", 40_000, "100");
-    }
+    let (mut net, client, keys) = providers_and_a_client(5);
     let policy = VerificationPolicy::Replicate { n: 3, quorum: 2, tolerance: Ratio(10_000) };
     let task = net.submit(&client, auction_spec("10", policy));
     let bids: Vec<(&SecretKey, &str)> = (0..5).map(|i| (&keys[i], ["3", "4", "5", "6", "7"][i])).collect();
