@@ -109,6 +109,9 @@ impl Cache {
                 .try_for_each(|(tree, whiteouts)| stack(tree, whiteouts, &scratch))
                 .and_then(|()| mount_points(&scratch));
             self.keep(stacked, &scratch, &rootfs)?;
+        } else {
+            // A root filesystem stacked by an older agent may lack a mount point added since.
+            mount_points(&rootfs)?;
         }
         touch(&rootfs)?;
         *self.leased.lock().unwrap_or_else(|p| p.into_inner()).entry(rootfs.clone()).or_default() += 1;

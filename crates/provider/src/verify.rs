@@ -154,6 +154,11 @@ fn distance(theirs: &Delivered, mine: &Outcome, output_dir: &Path) -> Result<f64
         if their_file.hash == my_file.hash {
             continue;
         }
+        // Read whole to be compared: a copy far larger than this run's is refused unread.
+        if their_file.size > my_file.size.saturating_mul(2).saturating_add(1 << 20) {
+            let (theirs, mine) = (their_file.size, my_file.size);
+            return Err(Unchecked::Fault(format!("{}: {theirs} bytes against this run's {mine}", my_file.path)));
+        }
         let path = output_dir.join(&my_file.path);
         let my_bytes = std::fs::read(&path).map_err(|e| Unchecked::Here(format!("reading {}: {e}", path.display())))?;
         let mut their_bytes = Vec::new();

@@ -5,11 +5,14 @@
 //! Files with the same bytes are at distance 0. Otherwise only their floating-point
 //! numbers may differ, and everything else about them must be the same:
 //! - tensors (`.npy`, `.safetensors`): the same tensors, element types and shapes, integer
-//!   tensors equal; the distance is the relative L2 distance of all float elements
-//!   together, ‖theirs − mine‖ / ‖mine‖, as proof of learning measures checkpoints;
-//! - JSON (`.json`): the same structure, strings, booleans and nulls; the distance is the
-//!   largest relative difference of one number, |a − b| / max(|a|, |b|), since a metrics
-//!   file mixes numbers of every size (a step count beside a loss).
+//!   tensors equal, infinities and NaNs in the same places; the distance is the relative
+//!   L2 distance of a tensor's float elements, ‖theirs − mine‖ / ‖mine‖, as proof of
+//!   learning measures checkpoints, the largest of a file's tensors (so that a small tensor
+//!   beside large ones cannot be replaced whole);
+//! - JSON (`.json`): the same structure, strings, booleans, nulls and integers; the
+//!   distance is the largest relative difference of one other number, |a − b| / max(|a|,
+//!   |b|, 1e-9) (numbers nearer 0 than 1e-9 compared absolutely), since a metrics file
+//!   mixes numbers of every size (a step count beside a loss).
 //!
 //! Any other file must be the same bytes.
 
@@ -54,13 +57,17 @@ struct L2 {
 
 impl L2 {
     fn add(&mut self, mine: f64, theirs: f64) {
-        // NaN where the other has NaN too is the same result.
-        if mine.is_nan() && theirs.is_nan() {
+        if !mine.is_finite() || !theirs.is_finite() {
+            // The same infinity or NaN in both is the same result and weighs nothing (an
+            // infinite reference would make every other difference vanish); any other
+            // pair with one is infinitely far.
+            let same = mine == theirs || (mine.is_nan() && theirs.is_nan());
+            if !same {
+                self.difference = f64::INFINITY;
+            }
             return;
         }
-        if mine != theirs {
-            self.difference += (theirs - mine) * (theirs - mine);
-        }
+        self.difference += (theirs - mine) * (theirs - mine);
         self.reference += mine * mine;
     }
 
@@ -116,7 +123,7 @@ fn safetensors_distance(mine: &[u8], theirs: &[u8]) -> Result<f64, Incomparable>
     if names(&mine) != names(&theirs) {
         return Err(differ(format!("the tensors are {:?} here and {:?} there", names(&mine), names(&theirs))));
     }
-    let mut l2 = L2::default();
+    let mut farthest = 0f64;
     for name in names(&mine) {
         let what = format!("tensor {name:?}");
         let (a, b) = (mine.tensor(&name), theirs.tensor(&name));
@@ -129,14 +136,16 @@ fn safetensors_distance(mine: &[u8], theirs: &[u8]) -> Result<f64, Incomparable>
             Some(dtype) => {
                 let array =
                     |view: &TensorView| Array { dtype, shape: view.shape().to_vec(), data: view.data().to_vec() };
+                let mut l2 = L2::default();
                 l2.add_tensors(&what, &array(&a), &array(&b))?;
+                farthest = farthest.max(l2.relative());
             }
             // Other types (half floats among them) are compared by their bits.
             None if a.data() == b.data() => {}
             None => return Err(differ(format!("{what} ({:?}) differs, and only float32 and float64 may", a.dtype()))),
         }
     }
-    Ok(l2.relative())
+    Ok(farthest)
 }
 
 fn json_distance(mine: &[u8], theirs: &[u8]) -> Result<f64, Incomparable> {
@@ -148,16 +157,24 @@ fn json_distance(mine: &[u8], theirs: &[u8]) -> Result<f64, Incomparable> {
     Ok(worst)
 }
 
+/// JSON numbers nearer 0 than this are compared by their absolute difference.
+const NEAR_ZERO: f64 = 1e-9;
+
 /// Walks two JSON values side by side, keeping the largest relative difference of a
 /// number in `worst`.
 fn json_walk(mine: &Value, theirs: &Value, at: &str, worst: &mut f64) -> Result<(), Incomparable> {
     let at_or_top = || if at.is_empty() { "the top".to_string() } else { at.to_string() };
     match (mine, theirs) {
+        // Integers (counts, class ids, steps) are exact, as in integer tensors.
+        (Value::Number(a), Value::Number(b)) if !a.is_f64() && !b.is_f64() => match a == b {
+            true => Ok(()),
+            false => Err(differ(format!("{} is the integer {a} here and {b} there", at_or_top()))),
+        },
         (Value::Number(a), Value::Number(b)) => {
             let (a, b) = (a.as_f64().unwrap_or(f64::NAN), b.as_f64().unwrap_or(f64::NAN));
             let relative = match a == b {
                 true => 0.0,
-                false => (a - b).abs() / a.abs().max(b.abs()),
+                false => (a - b).abs() / a.abs().max(b.abs()).max(NEAR_ZERO),
             };
             *worst = worst.max(if relative.is_nan() { f64::INFINITY } else { relative });
             Ok(())
@@ -223,12 +240,15 @@ mod tests {
     }
 
     #[test]
-    fn nan_matches_nan_and_nothing_else() {
+    fn nan_and_infinity_match_themselves_and_nothing_else_and_hide_no_other_difference() {
         let d = distance("out.npy", &npy_of(&[f32::NAN, 1.0]), &npy_of(&[f32::NAN, 1.01])).unwrap();
         assert!((d - 0.01).abs() < 1e-6, "{d}");
         assert_eq!(distance("out.npy", &npy_of(&[0.5, 1.0]), &npy_of(&[f32::NAN, 1.0])), Ok(f64::INFINITY));
-        let json = |text: &str| text.as_bytes().to_vec();
-        assert_eq!(distance("m.json", &json("{\"a\": 0}"), &json("{\"a\": 1e-300}")), Ok(1.0));
+        // Review finding: the same infinity in both made the reference infinite, and every
+        // other difference vanished into it.
+        let inf = |rest: f32| npy_of(&[f32::INFINITY, rest]);
+        assert_eq!(distance("out.npy", &inf(1.0), &inf(2.0)), Ok(1.0));
+        assert_eq!(distance("out.npy", &inf(1.0), &npy_of(&[1e30, 1.0])), Ok(f64::INFINITY));
     }
 
     #[test]
@@ -236,7 +256,12 @@ mod tests {
         let mine = safetensors_of(&[("w", Dtype::F32, &[3.0, 0.0]), ("b", Dtype::F32, &[4.0])]);
         let near = safetensors_of(&[("w", Dtype::F32, &[3.0, 0.0]), ("b", Dtype::F32, &[4.05])]);
         let d = distance("model.safetensors", &mine, &near).unwrap();
-        assert!((d - 0.01).abs() < 1e-6, "{d}");
+        assert!((d - 0.0125).abs() < 1e-6, "each tensor on its own: {d}");
+        // Review finding: pooled with the large tensors, a small one could be replaced whole.
+        let big: Vec<f32> = vec![100.0; 1000];
+        let mine = safetensors_of(&[("w", Dtype::F32, &big), ("head", Dtype::F32, &[1.0])]);
+        let swapped = safetensors_of(&[("w", Dtype::F32, &big), ("head", Dtype::F32, &[-1.0])]);
+        assert_eq!(distance("model.safetensors", &mine, &swapped), Ok(2.0));
         let renamed = safetensors_of(&[("w", Dtype::F32, &[3.0, 0.0]), ("bias", Dtype::F32, &[4.0])]);
         assert!(distance("model.safetensors", &mine, &renamed).unwrap_err().0.contains("bias"));
         let halves = safetensors_of(&[("w", Dtype::F32, &[3.0, 0.0]), ("b", Dtype::BF16, &[4.0, 4.0])]);
@@ -261,5 +286,10 @@ mod tests {
             assert!(refused.0.contains("differs in more than its numbers"), "{refused}");
         }
         assert!(distance("metrics.json", mine, b"{").unwrap_err().0.contains("no JSON"));
+        // Review findings: integers are exact, and numbers near 0 are compared absolutely.
+        let recount = br#"{"steps": 101, "loss": 0.5, "eval": {"accuracy": 0.9, "labels": ["a", "b"]}}"#;
+        assert!(distance("metrics.json", mine, recount).unwrap_err().0.contains("integer 100 here and 101"));
+        let d = distance("metrics.json", br#"{"a": 0.0}"#, br#"{"a": 1e-12}"#).unwrap();
+        assert!((d - 1e-3).abs() < 1e-12, "{d}");
     }
 }

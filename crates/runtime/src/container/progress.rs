@@ -21,6 +21,9 @@ const MAX_LINE: usize = 4096;
 /// At most this much is read at each look, so a program writing without end cannot hold
 /// the reader.
 const MAX_READ: u64 = 1 << 20;
+/// The most steps passed on from one look, the newest: each becomes a signed log entry,
+/// and a program may append thousands between two looks.
+const STEPS_PER_LOOK: usize = 8;
 /// The measurements a step may carry, by the names the train runtime gives them.
 const METRICS: [&str; 3] = ["loss", "eval_loss", "eval_accuracy"];
 
@@ -43,10 +46,12 @@ impl Tail {
         Tail { path: dir.join(FILE), offset: 0, partial: Vec::new(), skipping: false, last: None, warned: false }
     }
 
-    /// Reads what was appended since the last look and passes each new step on (and, the
-    /// first time, a log line saying a line is not a step).
+    /// Reads what was appended since the last look and passes the new steps on, at most
+    /// [`STEPS_PER_LOOK`] of them, the newest (and, the first time, a log line saying a
+    /// line is not a step).
     pub(crate) fn poll(&mut self, report: &(dyn Fn(Progress) + Sync)) {
         let Some(bytes) = self.read_more() else { return };
+        let mut steps = std::collections::VecDeque::new();
         for byte in bytes {
             if byte != b'\n' {
                 if !self.skipping && self.partial.len() < MAX_LINE {
@@ -65,12 +70,16 @@ impl Tail {
             match step(&line) {
                 Ok(Some(Progress::Step { done, total, metrics })) if self.last.is_none_or(|last| done > last) => {
                     self.last = Some(done);
-                    report(Progress::Step { done, total, metrics });
+                    if steps.len() == STEPS_PER_LOOK {
+                        steps.pop_front();
+                    }
+                    steps.push_back(Progress::Step { done, total, metrics });
                 }
                 Ok(_) => {}
                 Err(why) => self.complain(report, &why),
             }
         }
+        steps.into_iter().for_each(report);
     }
 
     fn complain(&mut self, report: &(dyn Fn(Progress) + Sync), why: &str) {
@@ -141,6 +150,19 @@ mod tests {
         assert_eq!(polled(&mut tail), [step(2, vec![("loss", 1.5)])], "step 1 again is not news");
         append(dir.path(), "{\"step\": 3, \"total\": 3, \"eval_accuracy\": 0.9, \"eval_loss\": \"NaN\"}\n");
         assert_eq!(polled(&mut tail), [step(3, vec![("eval_accuracy", 0.9)])]);
+    }
+
+    /// Review finding: every step became a signed log entry, thousands a look.
+    #[test]
+    fn a_look_passes_on_only_the_newest_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tail = Tail::new(dir.path());
+        append(dir.path(), &(1..=1000).map(|n| format!("{{\"step\": {n}}}\n")).collect::<String>());
+        let done: Vec<u64> = polled(&mut tail)
+            .into_iter()
+            .map(|p| if let Progress::Step { done, .. } = p { done } else { panic!("{p:?}") })
+            .collect();
+        assert_eq!(done, (993..=1000).collect::<Vec<_>>());
     }
 
     #[test]
