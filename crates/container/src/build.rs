@@ -9,8 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
 
+use crate::digest::Hashing;
 use crate::{Digest, ImageConfig, ImageError, io_at};
 
 /// Writes the tree under `root` as the one layer of an OCI layout archive at `out`, with
@@ -93,35 +93,15 @@ fn append_bytes(archive: &mut tar::Builder<impl Write>, path: &str, bytes: &[u8]
     archive.append_data(&mut header(tar::EntryType::Regular, 0o644, bytes.len() as u64), path, bytes)
 }
 
-/// A writer that hashes and counts what goes through it.
-struct Hashing<W> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
-        let written = self.inner.write(buffer)?;
-        self.hasher.update(&buffer[..written]);
-        self.bytes += written as u64;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Writes the layer tar of `root` to `path`: its digest and size.
 fn write_layer(root: &Path, path: &Path) -> Result<(Digest, u64), ImageError> {
     let file = File::create(path).map_err(io_at(path))?;
-    let hashing = Hashing { inner: BufWriter::new(file), hasher: Sha256::new(), bytes: 0 };
-    let mut layer = tar::Builder::new(hashing);
+    let mut layer = tar::Builder::new(Hashing::new(BufWriter::new(file)));
     add_tree(&mut layer, root, Path::new(""))?;
     let mut hashing = layer.into_inner().map_err(io_at(path))?;
     hashing.flush().map_err(io_at(path))?;
-    Ok((Digest(hashing.hasher.finalize().into()), hashing.bytes))
+    let size = fs::metadata(path).map_err(io_at(path))?.len();
+    Ok((hashing.digest(), size))
 }
 
 /// Appends what is under `root/below`, in name order, directories before what they hold.

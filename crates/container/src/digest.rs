@@ -1,7 +1,7 @@
 //! Content digests as OCI names blobs: `sha256:` and 64 hex digits.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 
 use sha2::{Digest as _, Sha256};
 
@@ -50,7 +50,7 @@ impl fmt::Debug for Digest {
     }
 }
 
-/// A reader that hashes every byte read through it.
+/// A reader that hashes every byte read through it, or a writer every byte written.
 pub(crate) struct Hashing<R> {
     inner: R,
     hasher: Sha256,
@@ -71,6 +71,18 @@ impl<R: Read> Read for Hashing<R> {
         let read = self.inner.read(buffer)?;
         self.hasher.update(&buffer[..read]);
         Ok(read)
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buffer)?;
+        self.hasher.update(&buffer[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
