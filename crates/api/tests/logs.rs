@@ -38,6 +38,7 @@ fn job(pool: PoolId) -> TaskSpec {
             inputs: Default::default(),
             args: vec![],
             env: Default::default(),
+            checkpoint_every: None,
             limits: Default::default(),
         },
         market: Market::Pool { pool },

@@ -388,6 +388,7 @@ fn a_pool_job_with_a_dissenting_replica_is_settled_by_verifiers() {
             inputs: Default::default(),
             args: vec![],
             env: Default::default(),
+            checkpoint_every: None,
             limits: Limits::default(),
         },
         ..auction_spec("1", VerificationPolicy::None)

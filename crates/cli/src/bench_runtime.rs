@@ -153,6 +153,7 @@ pub(crate) fn run_job(
         output: &output,
         args,
         env: &Default::default(),
+        checkpoints: None,
         limits,
         progress,
         cancel: &cancel,

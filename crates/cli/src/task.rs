@@ -23,7 +23,7 @@ use ogpu_client::{EventRecord, TaskFilter, Wallet};
 use ogpu_core::spec::{Market, TaskSpec};
 use ogpu_core::tasklog::{LogBody, SignedLogEntry};
 use ogpu_core::{Address, Amount, BlobHash, TaskId};
-use ogpu_runtime::{Job, Libraries, Progress, Runtimes};
+use ogpu_runtime::{Checkpointing, Job, Libraries, Progress, Runtimes};
 
 use crate::client::{ClientArgs, Format};
 use crate::exit::TaskFailed;
@@ -225,6 +225,7 @@ fn run_local(
         output: &output_dir,
         args: &spec.workload.args,
         env: &spec.workload.env,
+        checkpoints: Checkpointing::of(&spec.workload),
         limits: spec.workload.limits,
         progress: &progress,
         cancel: &cancel,

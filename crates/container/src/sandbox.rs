@@ -34,10 +34,12 @@ pub struct Mounts<'a> {
     pub rootfs: &'a Path,
     /// Mounted read-only at `/input`.
     pub input: &'a Path,
-    /// Mounted read-write at `/output`.
+    /// Mounted read-write at `/output`. (Run as root, it and the directories directly in
+    /// it become the sandbox user's.)
     pub output: &'a Path,
     /// Mounted read-write at `/ogpu`: the runtime's exchange with the program (its
-    /// progress file), not part of the result.
+    /// progress file, a checkpoint to resume from), not part of the result; handed over
+    /// as `output` is.
     pub runtime: &'a Path,
 }
 
@@ -174,10 +176,12 @@ pub fn run(
         for path in [mounts.rootfs, mounts.input, mounts.output, mounts.runtime] {
             reachable_by_others(path)?;
         }
-        // The unprivileged user writes the outputs and the runtime's files.
-        for (dir, what) in [(&output, "/output"), (&runtime, "/ogpu")] {
+        // The unprivileged user writes the outputs and the runtime's files, and into the
+        // directories the runtime made there for it (a container's checkpoints).
+        for (dir, path, what) in [(&output, mounts.output, "/output"), (&runtime, mounts.runtime, "/ogpu")] {
             fchown(dir, Some(UNPRIVILEGED), Some(UNPRIVILEGED))
                 .map_err(io(format!("handing {what} to the sandbox")))?;
+            hand_over_directories_in(path).map_err(io(format!("handing the directories in {what} to the sandbox")))?;
         }
     }
     let fd = |file: &File| file.as_raw_fd().to_string();
@@ -317,6 +321,18 @@ fn watch(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Hands the directories directly in `dir` (not links, not what is below them) to the
+/// unprivileged user.
+fn hand_over_directories_in(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::os::unix::fs::lchown(entry.path(), Some(UNPRIVILEGED), Some(UNPRIVILEGED))?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether every directory above `path` lets others pass (its `o+x` bit), as the

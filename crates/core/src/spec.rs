@@ -116,6 +116,11 @@ pub struct Workload {
     /// Environment variables a `container` task's command runs with, over the image's own.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// How many steps apart a `container` task's program writes its checkpoints (the
+    /// runtime's `OGPU_CHECKPOINT_EVERY`): what proof of learning replays it by. A `train`
+    /// config has its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every: Option<u64>,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -313,8 +318,14 @@ impl TaskSpec {
                 check(tolerance < Ratio::ONE, "verification.tolerance", || "must be below 1".into())
             }
             VerificationPolicy::ProofOfLearning { segments, tolerance } => {
-                check(self.workload.kind == WorkloadKind::Train, "verification.policy", || {
-                    "proof_of_learning is for train workloads".into()
+                let kind = self.workload.kind;
+                check(matches!(kind, WorkloadKind::Train | WorkloadKind::Container), "verification.policy", || {
+                    "proof_of_learning is for train and container workloads".into()
+                })?;
+                check(kind != WorkloadKind::Container || self.workload.checkpoint_every.is_some(), "workload", || {
+                    "proof_of_learning of a container needs checkpoint_every: how many steps apart its program \
+                     writes checkpoints to $OGPU_CHECKPOINT_DIR (docs/containers.md)"
+                        .into()
                 })?;
                 check((1..=limits::SEGMENTS).contains(&segments), "verification.segments", || {
                     format!("must be 1 to {}", limits::SEGMENTS)
@@ -345,6 +356,12 @@ impl Workload {
             check(arg.len() <= limits::ARG_LEN, "workload.args", || format!("each at most {} bytes", limits::ARG_LEN))?;
         }
         self.validate_env()?;
+        if let Some(every) = self.checkpoint_every {
+            check(self.kind == WorkloadKind::Container, "workload.checkpoint_every", || {
+                "only container workloads take it; a train config sets its own".into()
+            })?;
+            check(every > 0, "workload.checkpoint_every", || "must be more than 0".into())?;
+        }
         let l = &self.limits;
         check(l.fuel > 0, "workload.limits.fuel", || "must be more than 0".into())?;
         check((1..=1 << 20).contains(&l.memory_mb), "workload.limits.memory_mb", || "must be 1 to 1048576".into())?;
@@ -528,7 +545,7 @@ quorum = 2
                 "policy = \"proof_of_learning\"\nsegments = 2\ntolerance = 0.01",
             )
         });
-        assert!(policy.contains("proof_of_learning is for train workloads"), "{policy}");
+        assert!(policy.contains("proof_of_learning is for train and container workloads"), "{policy}");
         let fraction =
             invalid(|s| s.replace("policy = \"replicate\"\nn = 3\nquorum = 2", "policy = \"spot_check\"\np = 1.5"));
         assert!(fraction.contains("between 0 and 1"), "{fraction}");
@@ -561,6 +578,31 @@ quorum = 2
         }
         let wasm = invalid(|s| s.replace("args = [", "env = { A = \"1\" }\nargs = ["));
         assert!(wasm.contains("only container workloads take env"), "{wasm}");
+    }
+
+    #[test]
+    fn proof_of_learning_of_a_container_needs_its_checkpoint_interval_and_only_a_container_takes_one() {
+        let pol = "policy = \"proof_of_learning\"\nsegments = 2\ntolerance = 0.01";
+        let container = |workload: &str| {
+            AUCTION
+                .replace("kind = \"wasm\"", "kind = \"container\"")
+                .replace("args = [", &format!("{workload}args = ["))
+                .replace("policy = \"replicate\"\nn = 3\nquorum = 2", pol)
+        };
+        let spec = TaskSpec::from_toml(&container("checkpoint_every = 50\n")).unwrap();
+        assert_eq!(spec.workload.checkpoint_every, Some(50));
+        assert_eq!(borsh::from_slice::<TaskSpec>(&borsh::to_vec(&spec).unwrap()).unwrap(), spec);
+        assert_eq!(TaskSpec::from_json(&serde_json::to_string(&spec).unwrap()).unwrap(), spec);
+        let refused = [
+            ("", "proof_of_learning of a container needs checkpoint_every"),
+            ("checkpoint_every = 0\n", "workload.checkpoint_every: must be more than 0"),
+        ];
+        for (workload, expected) in refused {
+            let message = TaskSpec::from_toml(&container(workload)).unwrap_err().to_string();
+            assert!(message.contains(expected), "{workload}: {message}");
+        }
+        let wasm = invalid(|s| s.replace("args = [", "checkpoint_every = 5\nargs = ["));
+        assert!(wasm.contains("workload.checkpoint_every: only container workloads take it"), "{wasm}");
     }
 
     const READER: &str = "0101010101010101010101010101010101010101010101010101010101010101";

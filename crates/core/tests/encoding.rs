@@ -106,15 +106,18 @@ fn workload() -> impl Strategy<Value = Workload> {
         timeout_s,
     });
     let env = btree_map("[A-Z_][A-Z0-9_]{0,15}", "[^\\x00]{0,16}", 0..4);
-    (workload_kind(), blob_hash(), btree_map(input_name, blob_hash(), 0..4), vec(".{0,16}", 0..4), env, limits)
-        .prop_map(|(kind, program, inputs, args, env, limits)| {
-            // Only a container takes an environment, and OGPU_ names are the runtime's.
-            let env = match kind {
-                WorkloadKind::Container => env.into_iter().filter(|(name, _)| !name.starts_with("OGPU_")).collect(),
-                _ => Default::default(),
-            };
-            Workload { kind, program, inputs, args, env, limits }
-        })
+    let parts = (workload_kind(), blob_hash(), btree_map(input_name, blob_hash(), 0..4), vec(".{0,16}", 0..4));
+    (parts, env, 1..=u64::MAX, limits).prop_map(|((kind, program, inputs, args), env, every, limits)| {
+        // Only a container takes an environment, and OGPU_ names are the runtime's; only a
+        // container takes a checkpoint interval, and proof of learning of one needs it.
+        let (env, checkpoint_every) = match kind {
+            WorkloadKind::Container => {
+                (env.into_iter().filter(|(name, _)| !name.starts_with("OGPU_")).collect(), Some(every))
+            }
+            _ => Default::default(),
+        };
+        Workload { kind, program, inputs, args, env, checkpoint_every, limits }
+    })
 }
 
 fn market() -> impl Strategy<Value = Market> {
@@ -146,14 +149,16 @@ fn verification() -> impl Strategy<Value = VerificationPolicy> {
 fn task_spec() -> impl Strategy<Value = TaskSpec> {
     (text(), workload(), market(), requirements(), 1..=limits::MAX_DEADLINE_BLOCKS, verification())
         .prop_map(|(name, mut workload, market, requirements, deadline_blocks, verification)| {
-            // A pool job takes its pool's verification; proof of learning is for training.
+            // A pool job takes its pool's verification; proof of learning is for training,
+            // by the train runtime or by a container (which has its checkpoint interval).
             let verification = match market {
                 Market::Pool { .. } => VerificationPolicy::None,
                 Market::Auction { .. } => verification,
             };
-            if let VerificationPolicy::ProofOfLearning { .. } = verification {
+            if let VerificationPolicy::ProofOfLearning { .. } = verification
+                && workload.kind != WorkloadKind::Container
+            {
                 workload.kind = WorkloadKind::Train;
-                workload.env.clear();
             }
             TaskSpec { name, workload, market, requirements, deadline_blocks, verification, private: None }
         })

@@ -497,9 +497,10 @@ impl Agent {
                 let cancel = Arc::new(AtomicBool::new(false));
                 let dir = self.config.work_dir.join(id.to_string());
                 let subjects = subjects.clone();
-                let request = CheckRequest { task: id, spec, dir, segment, tolerance, subjects, keys };
+                let request =
+                    CheckRequest { task: id, spec, dir, segment, tolerance, subjects, keys, cancel: cancel.clone() };
                 self.work.insert(id, Work { role, stage: WorkStage::Running { cancel }, with_trace: false });
-                verify::spawn(request, self.wallet.clone(), self.sender.clone());
+                verify::spawn(request, self.wallet.clone(), self.runtimes.clone(), self.sender.clone());
             }
             role => {
                 if matches!(role, Role::Executor) {

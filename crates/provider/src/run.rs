@@ -14,7 +14,7 @@ use ogpu_client::wallet::Wallet;
 use ogpu_core::spec::{Ratio, TaskSpec};
 use ogpu_core::tx::VerificationReport;
 use ogpu_core::{BlobHash, TaskId};
-use ogpu_runtime::{Job, Outcome, Progress, Runtimes};
+use ogpu_runtime::{Checkpointing, Job, Outcome, Progress, Runtimes};
 
 use crate::agent::Input;
 use crate::logs::TaskLog;
@@ -132,6 +132,7 @@ fn execute(request: &RunRequest, wallet: &Wallet, runtimes: &Runtimes, log: &Tas
         output: &output_dir,
         args: &workload.args,
         env: &workload.env,
+        checkpoints: Checkpointing::of(workload),
         limits: workload.limits,
         progress: &progress,
         cancel: &request.cancel,

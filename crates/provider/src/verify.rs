@@ -6,23 +6,28 @@
 //! Proof-of-learning checks. A verifier chosen for a training task does not train it all
 //! again: it replays the one segment the chain picked for it (checkpoint i to i+1) from
 //! the executor's delivered checkpoint i, and measures how far it lands from the
-//! executor's checkpoint i+1. Before that it checks that the delivered checkpoints, with
-//! the data order the config implies, make the trace the executor committed on chain, so
-//! the two it replays between are the committed ones.
+//! executor's checkpoint i+1. Before that it checks that the delivered checkpoints make
+//! the trace the executor committed on chain (with the data order the config implies, for
+//! the train runtime), so the two it replays between are the committed ones. A container
+//! is replayed by running its image from checkpoint i until the step of i+1
+//! (`ogpu_runtime::container::learning`), its files compared as a verifier's own run is.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Sender;
 
 use ogpu_client::private::BlobKeys;
 use ogpu_client::transfer::{self, Delivered, TransferError};
 use ogpu_client::wallet::Wallet;
 use ogpu_client::{Client, ClientError};
-use ogpu_core::spec::{Ratio, TaskSpec};
-use ogpu_core::tx::{ResultClaim, VerificationReport};
+use ogpu_core::manifest::OutputFile;
+use ogpu_core::spec::{Ratio, TaskSpec, WorkloadKind};
+use ogpu_core::tx::{ResultClaim, Trace, VerificationReport};
 use ogpu_core::{Address, BlobHash, Hash, TaskId};
-use ogpu_runtime::{Outcome, TaskError, train};
+use ogpu_runtime::container::learning::{self, Checkpoint};
+use ogpu_runtime::{Checkpointing, Job, Outcome, Progress, Resume, Runtimes, TaskError, train};
 
 use crate::agent::Input;
 use crate::logs::TaskLog;
@@ -40,6 +45,8 @@ pub(crate) struct CheckRequest {
     pub subjects: Vec<Subject>,
     /// A private task's blob keys.
     pub keys: Option<BlobKeys>,
+    /// Set to stop a container's replay.
+    pub cancel: Arc<AtomicBool>,
 }
 
 /// An executor whose result is checked.
@@ -61,12 +68,21 @@ enum Unchecked {
     Here(String),
 }
 
-pub(crate) fn spawn(request: CheckRequest, wallet: Arc<Wallet>, done: Sender<Input>) {
-    let (task, dir) = (request.task, request.dir.clone());
-    on_worker(task, dir, wallet.clone(), done, move |log| Done::Checked(check(&request, wallet.client(), log)));
+/// Where a replayed segment landed: how far from the executor's checkpoint, and how that
+/// was measured.
+struct Landing {
+    distance: f64,
+    detail: String,
 }
 
-fn check(request: &CheckRequest, client: &Client, log: &TaskLog) -> Vec<VerificationReport> {
+pub(crate) fn spawn(request: CheckRequest, wallet: Arc<Wallet>, runtimes: Arc<Runtimes>, done: Sender<Input>) {
+    let (task, dir) = (request.task, request.dir.clone());
+    on_worker(task, dir, wallet.clone(), done, move |log| {
+        Done::Checked(check(&request, wallet.client(), &runtimes, log))
+    });
+}
+
+fn check(request: &CheckRequest, client: &Client, runtimes: &Runtimes, log: &TaskLog) -> Vec<VerificationReport> {
     let input_dir = request.dir.join("input");
     let program = match transfer::stage(client, &request.spec, request.keys.as_ref(), &input_dir) {
         Ok(program) => program,
@@ -77,14 +93,19 @@ fn check(request: &CheckRequest, client: &Client, log: &TaskLog) -> Vec<Verifica
     };
     log.started();
     let mut reports = Vec::new();
-    for subject_of_check in &request.subjects {
+    for (index, subject_of_check) in request.subjects.iter().enumerate() {
         let subject = &subject_of_check.executor;
         let report = |pass: bool, distance_ppm: u32| VerificationReport { subject: *subject, pass, distance_ppm };
-        match check_one(request, client, &program, &input_dir, subject_of_check) {
-            Ok(distances) => {
-                let ppm = parts_per_million(distances.relative_l2);
+        let segment = Segment { request, client, program: &program, inputs: &input_dir, subject: subject_of_check };
+        let landed = match request.spec.workload.kind {
+            WorkloadKind::Container => segment.replay_container(runtimes, &request.dir.join(index.to_string()), log),
+            _ => segment.replay_training(),
+        };
+        match landed {
+            Ok(Landing { distance, detail }) => {
+                let ppm = parts_per_million(distance);
                 let pass = ppm <= request.tolerance.parts_per_million();
-                log.line("verify", &format!("{subject}: segment {} lands at {distances:?}", request.segment));
+                log.line("verify", &format!("{subject}: segment {} lands at {detail}", request.segment));
                 reports.push(report(pass, ppm));
             }
             Err(Unchecked::Fault(why)) => {
@@ -117,7 +138,7 @@ pub(crate) fn compare(
             false => {
                 let keys = request.keys.as_ref();
                 delivered(client, &request.task, &request.spec, keys, subject)
-                    .and_then(|theirs| distance(&theirs, mine, &output_dir))
+                    .and_then(|theirs| distance(&theirs, theirs.files(), &mine.files, &output_dir))
             }
         };
         let report = match judged {
@@ -140,17 +161,22 @@ pub(crate) fn compare(
     reports
 }
 
-/// How far an executor's delivered result is from this run's outputs in `output_dir`: the
-/// farthest of its files, which must be the same files.
-fn distance(theirs: &Delivered, mine: &Outcome, output_dir: &Path) -> Result<f64, Unchecked> {
-    let paths = |files: &[ogpu_core::manifest::OutputFile]| files.iter().map(|f| f.path.clone()).collect::<Vec<_>>();
-    if paths(theirs.files()) != paths(&mine.files) {
-        let (theirs, mine) = (paths(theirs.files()), paths(&mine.files));
+/// How far an executor's delivered `their_files` (of `delivered`) are from this run's
+/// `my_files` in `my_dir`: the farthest of them, which must be the same files.
+fn distance(
+    delivered: &Delivered,
+    their_files: &[OutputFile],
+    my_files: &[OutputFile],
+    my_dir: &Path,
+) -> Result<f64, Unchecked> {
+    let paths = |files: &[OutputFile]| files.iter().map(|f| f.path.clone()).collect::<Vec<_>>();
+    if paths(their_files) != paths(my_files) {
+        let (theirs, mine) = (paths(their_files), paths(my_files));
         let stray = theirs.iter().chain(&mine).find(|path| !(theirs.contains(path) && mine.contains(path)));
         return Err(Unchecked::Fault(format!("its files are not this run's (first apart: {stray:?})")));
     }
     let mut farthest = 0f64;
-    for (their_file, my_file) in theirs.files().iter().zip(&mine.files) {
+    for (their_file, my_file) in their_files.iter().zip(my_files) {
         if their_file.hash == my_file.hash {
             continue;
         }
@@ -159,10 +185,12 @@ fn distance(theirs: &Delivered, mine: &Outcome, output_dir: &Path) -> Result<f64
             let (theirs, mine) = (their_file.size, my_file.size);
             return Err(Unchecked::Fault(format!("{}: {theirs} bytes against this run's {mine}", my_file.path)));
         }
-        let path = output_dir.join(&my_file.path);
+        let path = my_dir.join(&my_file.path);
         let my_bytes = std::fs::read(&path).map_err(|e| Unchecked::Here(format!("reading {}: {e}", path.display())))?;
         let mut their_bytes = Vec::new();
-        theirs.read_into(&their_file.hash, &mut their_bytes, Path::new(&their_file.path)).map_err(judged_transfer)?;
+        delivered
+            .read_into(&their_file.hash, &mut their_bytes, Path::new(&their_file.path))
+            .map_err(judged_transfer)?;
         let apart = ogpu_tensors::compare::distance(&my_file.path, &my_bytes, &their_bytes)
             .map_err(|why| Unchecked::Fault(format!("{}: {why}", my_file.path)))?;
         farthest = farthest.max(apart);
@@ -199,38 +227,109 @@ fn parts_per_million(relative: f64) -> u32 {
     }
 }
 
-fn check_one(
-    request: &CheckRequest,
-    client: &Client,
-    program: &[u8],
-    inputs: &Path,
-    subject: &Subject,
-) -> Result<train::Distances, Unchecked> {
-    let claim = &subject.claim;
-    let Some(trace) = claim.trace else { return Err(Unchecked::Fault("the claim has no trace".into())) };
-    let delivered = delivered(client, &request.task, &request.spec, request.keys.as_ref(), subject)?;
-    let files = delivered.files();
-    let by_path: BTreeMap<&str, Hash> = files.iter().map(|file| (file.path.as_str(), file.hash.0)).collect();
-    let checkpoints = (0..u64::from(trace.checkpoints))
-        .map(|index| {
-            let path = train::checkpoint_file(index);
-            by_path.get(path.as_str()).copied().ok_or_else(|| Unchecked::Fault(format!("the result lacks {path}")))
-        })
-        .collect::<Result<Vec<Hash>, _>>()?;
-    train::check_trace(program, &trace, &checkpoints).map_err(judged)?;
-    let at = |index: u32| {
-        let hash = checkpoints.get(index as usize).copied();
-        hash.ok_or_else(|| Unchecked::Fault(format!("the trace has no checkpoint {index}")))
-    };
-    let read = |hash: Hash| {
-        let mut bytes = Vec::new();
-        delivered.read_into(&BlobHash(hash), &mut bytes, Path::new("a checkpoint")).map_err(judged_transfer)?;
-        Ok::<_, Unchecked>(bytes)
-    };
-    let start = read(at(request.segment)?)?;
-    let end = read(at(request.segment + 1)?)?;
-    let args = &request.spec.workload.args;
-    train::replay(program, args, inputs, &start, &end, request.segment).map_err(judged)
+/// One executor's segment to check.
+struct Segment<'a> {
+    request: &'a CheckRequest,
+    client: &'a Client,
+    program: &'a [u8],
+    inputs: &'a Path,
+    subject: &'a Subject,
+}
+
+impl Segment<'_> {
+    /// The executor's claimed trace and delivered result.
+    fn claimed(&self) -> Result<(Trace, Delivered<'_>), Unchecked> {
+        let Some(trace) = self.subject.claim.trace else {
+            return Err(Unchecked::Fault("the claim has no trace".into()));
+        };
+        let request = self.request;
+        let delivered = delivered(self.client, &request.task, &request.spec, request.keys.as_ref(), self.subject)?;
+        Ok((trace, delivered))
+    }
+
+    /// The train runtime's segment, replayed from its checkpoint files.
+    fn replay_training(&self) -> Result<Landing, Unchecked> {
+        let (trace, delivered) = self.claimed()?;
+        let by_path: BTreeMap<&str, Hash> =
+            delivered.files().iter().map(|file| (file.path.as_str(), file.hash.0)).collect();
+        let checkpoints = (0..u64::from(trace.checkpoints))
+            .map(|index| {
+                let path = train::checkpoint_file(index);
+                by_path.get(path.as_str()).copied().ok_or_else(|| Unchecked::Fault(format!("the result lacks {path}")))
+            })
+            .collect::<Result<Vec<Hash>, _>>()?;
+        train::check_trace(self.program, &trace, &checkpoints).map_err(judged)?;
+        let at = |index: u32| {
+            let hash = checkpoints.get(index as usize).copied();
+            hash.ok_or_else(|| Unchecked::Fault(format!("the trace has no checkpoint {index}")))
+        };
+        let read = |hash: Hash| {
+            let mut bytes = Vec::new();
+            delivered.read_into(&BlobHash(hash), &mut bytes, Path::new("a checkpoint")).map_err(judged_transfer)?;
+            Ok::<_, Unchecked>(bytes)
+        };
+        let segment = self.request.segment;
+        let (start, end) = (read(at(segment)?)?, read(at(segment + 1)?)?);
+        let args = &self.request.spec.workload.args;
+        let distances = train::replay(self.program, args, self.inputs, &start, &end, segment).map_err(judged)?;
+        Ok(Landing { distance: distances.relative_l2, detail: format!("{distances:?}") })
+    }
+
+    /// A container's segment: its image run from the executor's checkpoint to the next
+    /// one's step in `dir`, the checkpoint it writes compared with the executor's.
+    fn replay_container(&self, runtimes: &Runtimes, dir: &Path, log: &TaskLog) -> Result<Landing, Unchecked> {
+        let (trace, delivered) = self.claimed()?;
+        let workload = &self.request.spec.workload;
+        let every =
+            workload.checkpoint_every.ok_or_else(|| Unchecked::Here("the spec has no checkpoint_every".into()))?;
+        let checkpoints = learning::checkpoints(delivered.files(), every).map_err(judged)?;
+        if learning::trace(&checkpoints).map_err(judged)? != trace {
+            return Err(Unchecked::Fault("its delivered checkpoints do not make the trace it committed".into()));
+        }
+        let segment = self.request.segment as usize;
+        let (Some(start), Some(end)) = (checkpoints.get(segment), checkpoints.get(segment + 1)) else {
+            return Err(Unchecked::Fault(format!("the trace has no segment {segment}")));
+        };
+        let (from, output) = (dir.join("resume"), dir.join("output"));
+        self.fetch(&delivered, start, &from)?;
+        std::fs::create_dir_all(&output).map_err(|e| Unchecked::Here(format!("creating {}: {e}", output.display())))?;
+        let progress = |progress: Progress| {
+            if let Progress::Log(line) = progress {
+                log.line("stderr", &line);
+            }
+        };
+        let resume = Resume { from: &from, step: start.step, stop_at: end.step };
+        let job = Job {
+            kind: workload.kind,
+            program: self.program,
+            inputs: self.inputs,
+            output: &output,
+            args: &workload.args,
+            env: &workload.env,
+            checkpoints: Some(Checkpointing { every, resume: Some(resume) }),
+            limits: workload.limits,
+            progress: &progress,
+            cancel: &self.request.cancel,
+        };
+        let replayed = runtimes.run(&job).map_err(judged)?;
+        let stop = format!("{}/", Checkpoint::dir(end.step));
+        let mine: Vec<OutputFile> = replayed.files.into_iter().filter(|file| file.path.starts_with(&stop)).collect();
+        let distance = distance(&delivered, &end.files, &mine, &output)?;
+        Ok(Landing { distance, detail: format!("step {} at {distance:e} from its checkpoint", end.step) })
+    }
+
+    /// Writes the files of the executor's `checkpoint` under `dir`, by their paths within it.
+    fn fetch(&self, delivered: &Delivered, checkpoint: &Checkpoint, dir: &Path) -> Result<(), Unchecked> {
+        for file in &checkpoint.files {
+            let path = dir.join(checkpoint.relative(file));
+            let here = |e: std::io::Error| Unchecked::Here(format!("writing {}: {e}", path.display()));
+            std::fs::create_dir_all(path.parent().unwrap_or(dir)).map_err(here)?;
+            let mut bytes = Vec::new();
+            delivered.read_into(&file.hash, &mut bytes, Path::new(&file.path)).map_err(judged_transfer)?;
+            std::fs::write(&path, bytes).map_err(here)?;
+        }
+        Ok(())
+    }
 }
 
 /// Whose fault it is that the executor's delivered result cannot be read: the executor's

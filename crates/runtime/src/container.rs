@@ -6,6 +6,7 @@
 //! with the task's `env` over it. What it prints is passed on as log lines, and the steps
 //! it appends to its progress file (see [`progress`]) as steps.
 
+pub mod learning;
 mod progress;
 
 use std::collections::BTreeMap;
@@ -175,9 +176,15 @@ impl Runtime for ContainerRuntime {
         self.accepts(job.args)?;
         let started = Instant::now();
         let (rootfs, image) = self.image(job.program)?;
+        let shared = Scratch::name(&self.scratch, "");
+        std::fs::create_dir(&shared.0).map_err(TaskError::io("creating", &shared.0))?;
+        let mut env = environment(&image, job.env);
+        if let Some(checkpointing) = &job.checkpoints {
+            learning::prepare(checkpointing, job.output, &shared.0, RUNTIME_MOUNT, &mut env)?;
+        }
         let command = Command {
             argv: argv(&image, job.args)?,
-            env: environment(&image, job.env),
+            env,
             working_dir: image.config.working_dir.clone().unwrap_or_default(),
         };
         let memory_bytes = u64::from(job.limits.memory_mb) << 20;
@@ -188,8 +195,6 @@ impl Runtime for ContainerRuntime {
             output_bytes: MAX_OUTPUT_BYTES,
             wall: Duration::from_secs(u64::from(job.limits.timeout_s)),
         };
-        let shared = Scratch::name(&self.scratch, "");
-        std::fs::create_dir(&shared.0).map_err(TaskError::io("creating", &shared.0))?;
         let mounts = Mounts { rootfs: &rootfs, input: job.inputs, output: job.output, runtime: &shared.0 };
         let ended = following_progress(&shared.0, job.progress, || {
             sandbox::run(&mounts, &command, &limits, job.cancel, |_, line| {
@@ -211,6 +216,10 @@ impl Runtime for ContainerRuntime {
         }
         let compute_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let digest = digest_dir(job.output)?;
-        Ok(Outcome { output: digest.hash, trace: None, files: digest.files, manifest: digest.manifest, compute_ms })
+        let trace = match &job.checkpoints {
+            Some(checkpointing) => learning::finish(checkpointing, &digest.files)?,
+            None => None,
+        };
+        Ok(Outcome { output: digest.hash, trace, files: digest.files, manifest: digest.manifest, compute_ms })
     }
 }

@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use ogpu_core::Hash;
-use ogpu_core::spec::{Limits, WorkloadKind};
+use ogpu_core::spec::{Limits, Workload, WorkloadKind};
 use ogpu_core::tx::Trace;
 
 pub use container::ContainerRuntime;
@@ -47,6 +47,9 @@ pub struct Job<'a> {
     pub args: &'a [String],
     /// Environment variables for a container's command (empty for other kinds).
     pub env: &'a BTreeMap<String, String>,
+    /// A container's checkpoints, for proof of learning (`None` for other kinds: a train
+    /// config sets its own).
+    pub checkpoints: Option<Checkpointing<'a>>,
     pub limits: Limits,
     /// Called with progress as it happens, from the calling thread or from a helper
     /// thread of the runtime (hence `Sync`). Advisory: it never changes the result.
@@ -54,6 +57,33 @@ pub struct Job<'a> {
     /// Set by the agent to stop the run; the runtime then returns
     /// [`TaskError::Cancelled`] promptly.
     pub cancel: &'a AtomicBool,
+}
+
+/// How a container checkpoints (see `container::learning`).
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpointing<'a> {
+    /// Steps between two checkpoints.
+    pub every: u64,
+    /// A verifier's replay of one segment; `None` for a whole run.
+    pub resume: Option<Resume<'a>>,
+}
+
+impl Checkpointing<'_> {
+    /// How a whole run of `workload` checkpoints.
+    pub fn of(workload: &Workload) -> Option<Checkpointing<'static>> {
+        workload.checkpoint_every.map(|every| Checkpointing { every, resume: None })
+    }
+}
+
+/// Where a replay starts and stops.
+#[derive(Debug, Clone, Copy)]
+pub struct Resume<'a> {
+    /// The files of the checkpoint to start from.
+    pub from: &'a Path,
+    /// The step that checkpoint was taken at.
+    pub step: u64,
+    /// The step to stop at, writing its checkpoint.
+    pub stop_at: u64,
 }
 
 /// What a running task reports along the way.
@@ -126,6 +156,12 @@ pub(crate) fn check_job(runtime: WorkloadKind, job: &Job<'_>) -> Result<(), Task
     })?;
     if entries.next().is_some() {
         return Err(TaskError::BadInput(format!("the output directory {} is not empty", job.output.display())));
+    }
+    if job.checkpoints.is_some() && runtime != WorkloadKind::Container {
+        return Err(TaskError::Unsupported(format!(
+            "the {} runtime takes no checkpoint interval: its program sets its own",
+            kind_name(runtime)
+        )));
     }
     if job.cancel.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(TaskError::Cancelled);

@@ -11,7 +11,8 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
 use ogpu_core::spec::{Limits, WorkloadKind};
-use ogpu_runtime::{ContainerRuntime, Job, Outcome, Progress, Runtime, TaskError};
+use ogpu_runtime::container::learning;
+use ogpu_runtime::{Checkpointing, ContainerRuntime, Job, Outcome, Progress, Resume, Runtime, TaskError};
 use serde_json::{Value, json};
 
 fn available() -> bool {
@@ -22,7 +23,7 @@ fn available() -> bool {
 /// Runs the busybox image with `config` and `args` on an input `numbers.txt`; returns the
 /// outcome (with the output directory, kept) and the lines it printed.
 fn run(config: Value, args: &[&str], timeout_s: u32) -> (Result<Outcome, TaskError>, tempfile::TempDir, Vec<String>) {
-    let ran = run_with(config, args, &BTreeMap::new(), timeout_s);
+    let ran = run_with(config, args, &BTreeMap::new(), None, timeout_s);
     (ran.outcome, ran.dir, ran.lines)
 }
 
@@ -34,7 +35,13 @@ struct Ran {
     steps: Vec<Progress>,
 }
 
-fn run_with(config: Value, args: &[&str], env: &BTreeMap<String, String>, timeout_s: u32) -> Ran {
+fn run_with(
+    config: Value,
+    args: &[&str],
+    env: &BTreeMap<String, String>,
+    checkpoints: Option<Checkpointing>,
+    timeout_s: u32,
+) -> Ran {
     let dir = tempfile::tempdir().unwrap();
     let archive = std::fs::read(ogpu_testkit::images::busybox(dir.path(), config)).unwrap();
     let (input, output) = (dir.path().join("input"), dir.path().join("output"));
@@ -55,6 +62,7 @@ fn run_with(config: Value, args: &[&str], env: &BTreeMap<String, String>, timeou
         output: &output,
         args: &args,
         env,
+        checkpoints,
         limits: Limits { fuel: 1, memory_mb: 256, timeout_s },
         progress: &progress,
         cancel: &AtomicBool::new(false),
@@ -98,7 +106,7 @@ fn the_tasks_env_goes_over_the_images_and_the_steps_it_appends_to_its_progress_f
     let script = r#"echo $SEED $KEEP; for i in 1 2 3; do
         echo "{\"step\": $i, \"total\": 3, \"loss\": 0.$((4 - i))}" >> $OGPU_PROGRESS; sleep 0.3; done"#;
     let env = BTreeMap::from([("SEED".to_string(), "42".to_string())]);
-    let ran = run_with(config, &[script], &env, 30);
+    let ran = run_with(config, &[script], &env, None, 30);
     ran.outcome.unwrap();
     assert_eq!(ran.lines, ["42 image"]);
     let step = |done, loss| Progress::Step { done, total: 3, metrics: vec![("loss", loss)] };
@@ -129,10 +137,78 @@ fn a_failing_command_a_timeout_and_an_archive_that_is_no_image_are_errors_by_nam
         output: &output,
         args: &[],
         env: &Default::default(),
+        checkpoints: None,
         limits: Limits { fuel: 1, memory_mb: 256, timeout_s: 10 },
         progress: &|_| {},
         cancel: &AtomicBool::new(false),
     };
     let refused = runtime.run(&job);
     assert!(matches!(refused, Err(TaskError::InvalidProgram(_))), "{refused:?}");
+}
+
+/// A "training" in busybox's shell by the checkpoint convention: a number stepped seven
+/// times, its value after step 0, every 3 steps and the last written as a checkpoint;
+/// resumed from one when the runtime says so.
+const CHECKPOINTING: &str = r#"set -e
+step=0; state=1; total=7
+save() { mkdir -p $OGPU_CHECKPOINT_DIR/$1; echo $2 > $OGPU_CHECKPOINT_DIR/$1/state.txt; }
+if [ -n "$OGPU_RESUME_FROM" ]; then
+  step=${OGPU_RESUME_FROM##*/}; state=$(cat $OGPU_RESUME_FROM/state.txt); total=$OGPU_STOP_AT
+else
+  save 0 $state
+fi
+while [ $step -lt $total ]; do
+  step=$((step + 1)); state=$(((state * 3 + step) % 1000003))
+  if [ $((step % OGPU_CHECKPOINT_EVERY)) = 0 ] || [ $step = $total ]; then save $step $state; fi
+done
+echo $state > /output/final.txt"#;
+
+fn shell() -> Value {
+    json!({ "Entrypoint": ["/bin/sh", "-c"], "Env": ["PATH=/bin"] })
+}
+
+#[test]
+fn a_checkpointing_container_commits_a_trace_and_replays_a_segment_to_its_next_checkpoint() {
+    if !available() {
+        return;
+    }
+    let every = Some(Checkpointing { every: 3, resume: None });
+    let ran = run_with(shell(), &[CHECKPOINTING], &BTreeMap::new(), every, 30);
+    let outcome = ran.outcome.unwrap();
+    let checkpoints = learning::checkpoints(&outcome.files, 3).unwrap();
+    assert_eq!(checkpoints.iter().map(|c| c.step).collect::<Vec<_>>(), [0, 3, 6, 7]);
+    assert_eq!(outcome.trace, Some(learning::trace(&checkpoints).unwrap()));
+    let output = ran.dir.path().join("output");
+    let state = |dir: &Path, step: u64| std::fs::read_to_string(dir.join(format!("checkpoints/{step}/state.txt")));
+
+    // Segment 1, steps 3 to 6, from the run's checkpoint 3.
+    let from = output.join("checkpoints/3");
+    let resume = Some(Checkpointing { every: 3, resume: Some(Resume { from: &from, step: 3, stop_at: 6 }) });
+    let replay = run_with(shell(), &[CHECKPOINTING], &BTreeMap::new(), resume, 30);
+    assert_eq!(replay.outcome.unwrap().trace, None, "a replay has no trace of its own");
+    let replayed = replay.dir.path().join("output");
+    assert_eq!(state(&replayed, 6).unwrap(), state(&output, 6).unwrap());
+    assert!(state(&replayed, 3).is_err(), "it resumed at step 3 rather than starting over");
+}
+
+#[test]
+fn a_container_that_ignores_the_checkpoint_convention_is_refused_for_proof_of_learning() {
+    if !available() {
+        return;
+    }
+    let every = || Some(Checkpointing { every: 3, resume: None });
+    let ignores = run_with(shell(), &["echo done > /output/final.txt"], &BTreeMap::new(), every(), 30);
+    let refused = ignores.outcome.unwrap_err().to_string();
+    assert!(refused.contains("wrote 0 checkpoint(s)") && refused.contains("checkpoint convention"), "{refused}");
+
+    let skips = "mkdir -p $OGPU_CHECKPOINT_DIR/0 $OGPU_CHECKPOINT_DIR/5; touch $OGPU_CHECKPOINT_DIR/0/a $OGPU_CHECKPOINT_DIR/5/a";
+    let ran = run_with(shell(), &[skips], &BTreeMap::new(), every(), 30);
+    let refused = ran.outcome.unwrap_err().to_string();
+    assert!(refused.contains("of steps [0, 5]"), "{refused}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let resume = Some(Checkpointing { every: 3, resume: Some(Resume { from: dir.path(), step: 3, stop_at: 6 }) });
+    let ran = run_with(shell(), &["true"], &BTreeMap::new(), resume, 30);
+    let refused = ran.outcome.unwrap_err().to_string();
+    assert!(refused.contains("the program wrote no checkpoint 6"), "{refused}");
 }

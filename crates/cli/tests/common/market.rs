@@ -316,6 +316,7 @@ pub fn spin_steps_for(wanted: Duration) -> u64 {
         output: &output,
         args: &args,
         env: &Default::default(),
+        checkpoints: None,
         limits,
         progress: &|_| {},
         cancel: &cancel,
