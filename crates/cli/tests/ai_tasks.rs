@@ -1,7 +1,8 @@
 //! The AI examples end to end on a devnet of real processes: a training task verified by
-//! proof of learning (and a provider that skips the training caught by it), and batch
-//! inference with the digits classifier, each submitted with `ogpu task submit` and its
-//! result fetched with `ogpu task result`.
+//! proof of learning (and a provider that skips the training caught by it), the same for
+//! a container's own training code (examples/container-digits), and batch inference with
+//! the digits classifier, each submitted with `ogpu task submit` and its result fetched
+//! with `ogpu task result`.
 
 mod common;
 
@@ -16,7 +17,10 @@ use ogpu_core::spec::WorkloadKind;
 use ogpu_core::tx::Trace;
 use ogpu_core::{Address, BlobHash, Hash, TaskId, merkle};
 use ogpu_runtime::onnx::npy;
-use ogpu_runtime::{Job, Outcome as RunOutcome, Runtime, Runtimes, TaskError, TrainRuntime, digest_dir, hash_dir};
+use ogpu_runtime::container::learning::{self, Checkpoint};
+use ogpu_runtime::{
+    ContainerRuntime, Job, Outcome as RunOutcome, Runtime, Runtimes, TaskError, TrainRuntime, digest_dir, hash_dir,
+};
 
 fn example(name: &str) -> String {
     Path::new(EXAMPLES).join(name).display().to_string()
@@ -182,6 +186,110 @@ fn a_trainer_that_skips_the_work_fails_proof_of_learning_and_the_task_is_trained
     assert_eq!(verdicts.last(), Some(&(trained_by[0], true)));
     let out = fetch(&devnet, &id, &result);
     assert!(eval_accuracy(out.path()) >= 0.91);
+}
+
+/// The container runtime of a provider that skips the work: it runs the image, then
+/// delivers the initial checkpoint as every later one, under a trace rebuilt over them.
+struct LazyContainer(ContainerRuntime);
+
+impl Runtime for LazyContainer {
+    fn kind(&self) -> WorkloadKind {
+        WorkloadKind::Container
+    }
+
+    fn accepts(&self, args: &[String]) -> Result<(), TaskError> {
+        self.0.accepts(args)
+    }
+
+    fn run(&self, job: &Job<'_>) -> Result<RunOutcome, TaskError> {
+        let honest = self.0.run(job)?;
+        // A replay it was chosen to verify, it runs as it is.
+        let Some(checkpointing) = job.checkpoints.filter(|c| c.resume.is_none()) else { return Ok(honest) };
+        let checkpoints = learning::checkpoints(&honest.files, checkpointing.every)?;
+        let initial = &checkpoints[0];
+        for later in &checkpoints[1..] {
+            let dir = job.output.join(Checkpoint::dir(later.step));
+            std::fs::remove_dir_all(&dir).unwrap();
+            std::fs::create_dir(&dir).unwrap();
+            for file in &initial.files {
+                std::fs::copy(job.output.join(&file.path), dir.join(initial.relative(file))).unwrap();
+            }
+        }
+        let digest = digest_dir(job.output)?;
+        let trace = learning::trace(&learning::checkpoints(&digest.files, checkpointing.every)?)?;
+        Ok(RunOutcome {
+            output: digest.hash,
+            files: digest.files,
+            manifest: digest.manifest,
+            trace: Some(trace),
+            ..honest
+        })
+    }
+}
+
+/// Whether the container-digits example can run here: bubblewrap, and its image, built by
+/// the example's script where it is not yet (mmdebstrap, as root, about half a minute).
+fn container_digits_image() -> bool {
+    if !common::available("bubblewrap", Path::new("/usr/bin/bwrap").is_file()) {
+        return false;
+    }
+    let image = Path::new(EXAMPLES).join("container-digits/image.oci.tar");
+    if image.is_file() {
+        return true;
+    }
+    if !common::available("mmdebstrap", Path::new("/usr/bin/mmdebstrap").is_file()) {
+        return false;
+    }
+    let built = std::process::Command::new(Path::new(EXAMPLES).join("container-digits/build.sh"))
+        .env("OGPU", env!("CARGO_BIN_EXE_ogpu"))
+        .status()
+        .unwrap();
+    assert!(built.success(), "examples/container-digits/build.sh failed: {built}");
+    true
+}
+
+#[test]
+fn a_containers_own_training_passes_proof_of_learning_where_a_provider_that_skips_it_is_slashed() {
+    if !container_digits_image() {
+        return;
+    }
+    let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let devnet = Devnet::start();
+    let images = tempfile::tempdir().unwrap();
+    let mut runtimes = Runtimes::new();
+    runtimes.insert(Box::new(LazyContainer(ContainerRuntime::new(images.path()).unwrap())));
+    let lazy = InProcessAgent::start(&devnet, "ai-test-lazy-container", runtimes);
+    let (id, result) = run_example(&devnet, "container-digits.toml");
+    let lazy = {
+        let address = lazy.address;
+        drop(lazy);
+        address
+    };
+    let events = devnet.events(&id);
+    assert_eq!(first_award(&events), Some(lazy), "the cheapest bid wins the first round: {events:?}");
+    let verdicts = verdicts(&events);
+    assert_eq!(verdicts[0], (lazy, false), "{verdicts:?}");
+    assert_eq!(devnet.slashes(&lazy), [SlashReason::WrongResult]);
+    let (honest, passed) = *verdicts.last().unwrap();
+    assert!(passed && honest != lazy, "{verdicts:?}");
+    let task = devnet.task(&id);
+    let executor = task.executors.iter().find(|e| e.provider == honest).unwrap();
+    let Stage::Revealed(claim) = executor.stage else { panic!("{:?}", executor.stage) };
+    assert_eq!(claim.trace.map(|t| t.checkpoints), Some(7), "checkpoints at 0, 100, ..., 600 steps");
+
+    // The client's model learned, and it is what a run of the same spec here delivers.
+    let out = fetch(&devnet, &id, &result);
+    let accuracy = eval_accuracy(out.path());
+    assert!(accuracy >= 0.90, "eval accuracy {accuracy} on rows 1500..1796");
+    let local = tempfile::tempdir().unwrap();
+    let spec = example("container-digits.toml");
+    let ran = devnet.ogpu(&["task", "run-local", &spec, "--out", local.path().to_str().unwrap()]);
+    assert_success(&ran);
+    assert_eq!(hash_dir(local.path()).unwrap(), result, "the same checkpoints, model and metrics");
+    let logs = devnet.ogpu(&["task", "logs", &id.to_string()]);
+    assert_success(&logs);
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(logs.contains("lands at step"), "the verifiers' findings are in the task's log: {logs}");
 }
 
 #[test]
