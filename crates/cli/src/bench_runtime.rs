@@ -154,6 +154,7 @@ pub(crate) fn run_job(
         args,
         env: &Default::default(),
         checkpoints: None,
+        gpus: 0,
         limits,
         progress,
         cancel: &cancel,

@@ -226,6 +226,7 @@ fn run_local(
         args: &spec.workload.args,
         env: &spec.workload.env,
         checkpoints: Checkpointing::of(&spec.workload),
+        gpus: spec.requirements.gpus,
         limits: spec.workload.limits,
         progress: &progress,
         cancel: &cancel,

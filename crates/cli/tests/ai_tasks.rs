@@ -16,8 +16,8 @@ use ogpu_chain::state::{Outcome, Stage, VerifyReason};
 use ogpu_core::spec::WorkloadKind;
 use ogpu_core::tx::Trace;
 use ogpu_core::{Address, BlobHash, Hash, TaskId, merkle};
-use ogpu_runtime::onnx::npy;
 use ogpu_runtime::container::learning::{self, Checkpoint};
+use ogpu_runtime::onnx::npy;
 use ogpu_runtime::{
     ContainerRuntime, Job, Outcome as RunOutcome, Runtime, Runtimes, TaskError, TrainRuntime, digest_dir, hash_dir,
 };
@@ -197,8 +197,8 @@ impl Runtime for LazyContainer {
         WorkloadKind::Container
     }
 
-    fn accepts(&self, args: &[String]) -> Result<(), TaskError> {
-        self.0.accepts(args)
+    fn accepts(&self, args: &[String], gpus: u32) -> Result<(), TaskError> {
+        self.0.accepts(args, gpus)
     }
 
     fn run(&self, job: &Job<'_>) -> Result<RunOutcome, TaskError> {

@@ -2,8 +2,9 @@
 //! --format oci-archive` or `skopeo copy ... oci-archive:` writes) read without trusting
 //! it, its layers unpacked once each into a bounded cache keyed by digest and stacked
 //! into the root filesystem a task runs in (`image`, `layer`, `cache`), and the task's
-//! command run in it under bubblewrap (`sandbox`); and an image archive written from a
-//! directory tree (`build`), for images made without a container engine.
+//! command run in it under bubblewrap (`sandbox`), with the machine's NVIDIA driver where
+//! it asks for GPUs (`nvidia`); and an image archive written from a directory tree
+//! (`build`), for images made without a container engine.
 //!
 //! Everything here reads bytes a stranger chose: every blob's digest is checked before it
 //! is used, every layer entry is checked before it is written (no `..`, no absolute path,
@@ -15,6 +16,7 @@ pub mod cache;
 pub mod digest;
 pub mod image;
 pub mod layer;
+pub mod nvidia;
 pub mod sandbox;
 
 pub use cache::Cache;

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
 
+use crate::nvidia::Driver;
+
 /// What the sandbox mounts.
 #[derive(Debug, Clone, Copy)]
 pub struct Mounts<'a> {
@@ -41,6 +43,8 @@ pub struct Mounts<'a> {
     /// progress file, a checkpoint to resume from), not part of the result; handed over
     /// as `output` is.
     pub runtime: &'a Path,
+    /// The machine's NVIDIA driver, for a command that asks for GPUs.
+    pub driver: Option<&'a Driver>,
 }
 
 /// The command: its words, its whole environment, and where it starts.
@@ -214,6 +218,7 @@ pub fn run(
         .args(["--ro-bind-fd", &fd(&input), "/input"])
         .args(["--bind-fd", &fd(&output), "/output"])
         .args(["--bind-fd", &fd(&runtime), "/ogpu"])
+        .args(mounts.driver.map(Driver::bwrap_args).unwrap_or_default())
         .arg("--chdir")
         .arg(if command.working_dir.is_empty() { "/" } else { &command.working_dir })
         .args(["--seccomp", &fd(&filter)])

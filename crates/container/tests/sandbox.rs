@@ -32,7 +32,7 @@ struct Task {
 
 impl Task {
     fn mounts(&self) -> Mounts<'_> {
-        Mounts { rootfs: &self.rootfs, input: &self.input, output: &self.output, runtime: &self.runtime }
+        Mounts { rootfs: &self.rootfs, input: &self.input, output: &self.output, runtime: &self.runtime, driver: None }
     }
 }
 
@@ -330,4 +330,64 @@ fn a_timeout_or_a_cancel_kills_every_process_of_the_sandbox() {
     assert_eq!(ended, Ended::Cancelled);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(processes_running("sleep 986"), 0);
+}
+
+/// A machine's NVIDIA driver as `nvidia::Driver` finds it, made by the test under a root
+/// of its own (no GPU here): a character device by a GPU's name (it is `/dev/null`'s,
+/// 1:3, which only root may make), libcuda with its version link, and nvidia-smi.
+fn machine_with_a_driver() -> Option<tempfile::TempDir> {
+    let root = tempfile::tempdir().unwrap();
+    let (dev, lib) = (root.path().join("dev"), root.path().join("usr/lib/x86_64-linux-gnu"));
+    fs::create_dir_all(&dev).unwrap();
+    fs::create_dir_all(&lib).unwrap();
+    fs::create_dir_all(root.path().join("usr/bin")).unwrap();
+    let made = ["nvidia0", "nvidiactl"].iter().all(|name| {
+        let path = dev.join(name);
+        let c_path = std::ffi::CString::new(path.clone().into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string; mknod reads nothing else.
+        let made = unsafe { libc::mknod(c_path.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) == 0 };
+        // Readable and writable by all, as the driver's nodes are (mknod applies the umask).
+        made && fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666)).is_ok()
+    });
+    fs::write(lib.join("libcuda.so.999.1"), "the driver's libcuda\n").unwrap();
+    std::os::unix::fs::symlink("libcuda.so.999.1", lib.join("libcuda.so.1")).unwrap();
+    fs::write(lib.join("libnotnvidia.so"), "not the driver's\n").unwrap();
+    fs::write(root.path().join("usr/bin/nvidia-smi"), "#!/bin/sh\n").unwrap();
+    made.then_some(root)
+}
+
+#[test]
+fn a_command_that_asks_for_gpus_gets_the_drivers_devices_and_libraries_and_no_other() {
+    if !available() {
+        return;
+    }
+    let Some(machine) = machine_with_a_driver() else {
+        ogpu_testkit::available!("root, to make device nodes", false);
+        return;
+    };
+    let driver = ogpu_container::nvidia::Driver::find(machine.path()).expect("the driver is found");
+    assert_eq!(driver.devices.len(), 2, "{driver:?}");
+    let task = task();
+    let mounts = Mounts { driver: Some(&driver), ..task.mounts() };
+    let script = "ls /dev; cat /ogpu/nvidia/lib/libcuda.so.1; ls /ogpu/nvidia/lib /ogpu/nvidia/bin; \
+                  echo written > /dev/nvidia0 && echo the device opens";
+    let command = Command {
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        env: BTreeMap::from([("PATH".to_string(), "/bin".to_string())]),
+        working_dir: "/".into(),
+    };
+    let mut lines = Vec::new();
+    let ended = sandbox::run(&mounts, &command, &limits(), &running(), |_, line| lines.push(line.to_string())).unwrap();
+    assert_eq!(ended, Ended::Exited(0), "{lines:?}");
+    for expected in
+        ["nvidia0", "nvidiactl", "the driver's libcuda", "libcuda.so.999.1", "nvidia-smi", "the device opens"]
+    {
+        assert!(lines.iter().any(|line| line == expected), "{expected:?} in {lines:?}");
+    }
+    assert!(!lines.iter().any(|line| line.contains("libnotnvidia")), "only the driver's libraries: {lines:?}");
+
+    // Without it, none of this is there.
+    let (ended, lines) = run(&self::task(), "ls /dev /ogpu", &limits(), &running());
+    assert_eq!(ended, Ended::Exited(0));
+    assert!(!lines.iter().any(|line| line.starts_with("nvidia")), "{lines:?}");
 }

@@ -378,7 +378,8 @@ impl Agent {
             return false;
         }
         let workload = &spec.workload;
-        let runs = self.runtimes.get(workload.kind).map(|runtime| runtime.accepts(&workload.args));
+        let runs =
+            self.runtimes.get(workload.kind).map(|runtime| runtime.accepts(&workload.args, spec.requirements.gpus));
         matches!(runs, Some(Ok(())))
     }
 

@@ -133,6 +133,7 @@ fn execute(request: &RunRequest, wallet: &Wallet, runtimes: &Runtimes, log: &Tas
         args: &workload.args,
         env: &workload.env,
         checkpoints: Checkpointing::of(workload),
+        gpus: request.spec.requirements.gpus,
         limits: workload.limits,
         progress: &progress,
         cancel: &request.cancel,

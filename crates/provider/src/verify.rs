@@ -307,6 +307,7 @@ impl Segment<'_> {
             args: &workload.args,
             env: &workload.env,
             checkpoints: Some(Checkpointing { every, resume: Some(resume) }),
+            gpus: self.request.spec.requirements.gpus,
             limits: workload.limits,
             progress: &progress,
             cancel: &self.request.cancel,

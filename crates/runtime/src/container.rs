@@ -18,6 +18,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use ogpu_container::cache::Lease;
+use ogpu_container::nvidia::{self, Driver};
 use ogpu_container::sandbox::SandboxError;
 use ogpu_container::sandbox::{self, Command, Ended, Mounts};
 use ogpu_container::{Cache, Image, ImageError};
@@ -137,6 +138,31 @@ fn environment(image: &Image, task: &BTreeMap<String, String>) -> BTreeMap<Strin
     env
 }
 
+/// The machine's NVIDIA driver for a command that asks for `gpus`; `None` when it asks
+/// for none.
+fn gpu_driver(gpus: u32) -> Result<Option<Driver>, TaskError> {
+    if gpus == 0 {
+        return Ok(None);
+    }
+    let driver = Driver::find(Path::new("/")).ok_or_else(|| {
+        TaskError::Unsupported(format!(
+            "the task asks for {gpus} GPU(s), and this machine has no NVIDIA device node (/dev/nvidia0) or no libcuda"
+        ))
+    })?;
+    Ok(Some(driver))
+}
+
+/// Adds the driver's libraries and programs to the command's search paths in `env`.
+fn with_driver(env: &mut BTreeMap<String, String>) {
+    // After the image's own: an image that ships a CUDA forward-compatibility libcuda
+    // names it first on purpose.
+    for (variable, dir) in [("LD_LIBRARY_PATH", nvidia::LIBRARY_DIR), ("PATH", nvidia::BINARY_DIR)] {
+        let value = env.entry(variable.into()).or_default();
+        *value = if value.is_empty() { dir.to_string() } else { format!("{value}:{dir}") };
+    }
+    env.insert("NVIDIA_VISIBLE_DEVICES".into(), "all".into());
+}
+
 /// Runs `run` while a thread passes on the steps the program appends to its progress
 /// file in `dir`, reading the file a last time once `run` returns.
 fn following_progress<T>(dir: &Path, report: &(dyn Fn(Progress) + Sync), run: impl FnOnce() -> T) -> T {
@@ -161,24 +187,28 @@ impl Runtime for ContainerRuntime {
         WorkloadKind::Container
     }
 
-    fn accepts(&self, _args: &[String]) -> Result<(), TaskError> {
-        match Path::new(sandbox::BWRAP).is_file() {
-            true => Ok(()),
-            false => Err(TaskError::Unsupported(format!(
+    fn accepts(&self, _args: &[String], gpus: u32) -> Result<(), TaskError> {
+        if !Path::new(sandbox::BWRAP).is_file() {
+            return Err(TaskError::Unsupported(format!(
                 "container tasks run under bubblewrap, and {} is missing (Debian: apt-get install bubblewrap)",
                 sandbox::BWRAP
-            ))),
+            )));
         }
+        gpu_driver(gpus).map(drop)
     }
 
     fn run(&self, job: &Job<'_>) -> Result<Outcome, TaskError> {
         check_job(WorkloadKind::Container, job)?;
-        self.accepts(job.args)?;
+        self.accepts(job.args, 0)?;
         let started = Instant::now();
         let (rootfs, image) = self.image(job.program)?;
         let shared = Scratch::name(&self.scratch, "");
         std::fs::create_dir(&shared.0).map_err(TaskError::io("creating", &shared.0))?;
         let mut env = environment(&image, job.env);
+        let driver = gpu_driver(job.gpus)?;
+        if driver.is_some() {
+            with_driver(&mut env);
+        }
         if let Some(checkpointing) = &job.checkpoints {
             learning::prepare(checkpointing, job.output, &shared.0, RUNTIME_MOUNT, &mut env)?;
         }
@@ -195,7 +225,13 @@ impl Runtime for ContainerRuntime {
             output_bytes: MAX_OUTPUT_BYTES,
             wall: Duration::from_secs(u64::from(job.limits.timeout_s)),
         };
-        let mounts = Mounts { rootfs: &rootfs, input: job.inputs, output: job.output, runtime: &shared.0 };
+        let mounts = Mounts {
+            rootfs: &rootfs,
+            input: job.inputs,
+            output: job.output,
+            runtime: &shared.0,
+            driver: driver.as_ref(),
+        };
         let ended = following_progress(&shared.0, job.progress, || {
             sandbox::run(&mounts, &command, &limits, job.cancel, |_, line| {
                 (job.progress)(Progress::Log(line.to_string()))

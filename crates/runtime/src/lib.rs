@@ -50,6 +50,9 @@ pub struct Job<'a> {
     /// A container's checkpoints, for proof of learning (`None` for other kinds: a train
     /// config sets its own).
     pub checkpoints: Option<Checkpointing<'a>>,
+    /// The GPUs the task asks for (`requirements.gpus`): a container above 0 is given the
+    /// machine's NVIDIA devices and driver. (Other runtimes pick a device by their args.)
+    pub gpus: u32,
     pub limits: Limits,
     /// Called with progress as it happens, from the calling thread or from a helper
     /// thread of the runtime (hence `Sync`). Advisory: it never changes the result.
@@ -122,10 +125,11 @@ pub trait Runtime: Send + Sync {
     fn run(&self, job: &Job<'_>) -> Result<Outcome, TaskError>;
 
     /// Whether this runtime, in this build on this machine, can run jobs with `args` (a
-    /// backend, engine or device they ask for), without running anything: what a provider
-    /// asks before it bids, since a task it then cannot run would cost it its stake.
-    fn accepts(&self, args: &[String]) -> Result<(), TaskError> {
-        let _ = args;
+    /// backend, engine or device they ask for) and `gpus` (see [`Job::gpus`]), without
+    /// running anything: what a provider asks before it bids, since a task it then cannot
+    /// run would cost it its stake.
+    fn accepts(&self, args: &[String], gpus: u32) -> Result<(), TaskError> {
+        let _ = (args, gpus);
         Ok(())
     }
 }

@@ -23,7 +23,7 @@ fn available() -> bool {
 /// Runs the busybox image with `config` and `args` on an input `numbers.txt`; returns the
 /// outcome (with the output directory, kept) and the lines it printed.
 fn run(config: Value, args: &[&str], timeout_s: u32) -> (Result<Outcome, TaskError>, tempfile::TempDir, Vec<String>) {
-    let ran = run_with(config, args, &BTreeMap::new(), None, timeout_s);
+    let ran = run_with(config, args, &BTreeMap::new(), None, 0, timeout_s);
     (ran.outcome, ran.dir, ran.lines)
 }
 
@@ -40,6 +40,7 @@ fn run_with(
     args: &[&str],
     env: &BTreeMap<String, String>,
     checkpoints: Option<Checkpointing>,
+    gpus: u32,
     timeout_s: u32,
 ) -> Ran {
     let dir = tempfile::tempdir().unwrap();
@@ -63,6 +64,7 @@ fn run_with(
         args: &args,
         env,
         checkpoints,
+        gpus,
         limits: Limits { fuel: 1, memory_mb: 256, timeout_s },
         progress: &progress,
         cancel: &AtomicBool::new(false),
@@ -106,7 +108,7 @@ fn the_tasks_env_goes_over_the_images_and_the_steps_it_appends_to_its_progress_f
     let script = r#"echo $SEED $KEEP; for i in 1 2 3; do
         echo "{\"step\": $i, \"total\": 3, \"loss\": 0.$((4 - i))}" >> $OGPU_PROGRESS; sleep 0.3; done"#;
     let env = BTreeMap::from([("SEED".to_string(), "42".to_string())]);
-    let ran = run_with(config, &[script], &env, None, 30);
+    let ran = run_with(config, &[script], &env, None, 0, 30);
     ran.outcome.unwrap();
     assert_eq!(ran.lines, ["42 image"]);
     let step = |done, loss| Progress::Step { done, total: 3, metrics: vec![("loss", loss)] };
@@ -138,6 +140,7 @@ fn a_failing_command_a_timeout_and_an_archive_that_is_no_image_are_errors_by_nam
         args: &[],
         env: &Default::default(),
         checkpoints: None,
+        gpus: 0,
         limits: Limits { fuel: 1, memory_mb: 256, timeout_s: 10 },
         progress: &|_| {},
         cancel: &AtomicBool::new(false),
@@ -173,7 +176,7 @@ fn a_checkpointing_container_commits_a_trace_and_replays_a_segment_to_its_next_c
         return;
     }
     let every = Some(Checkpointing { every: 3, resume: None });
-    let ran = run_with(shell(), &[CHECKPOINTING], &BTreeMap::new(), every, 30);
+    let ran = run_with(shell(), &[CHECKPOINTING], &BTreeMap::new(), every, 0, 30);
     let outcome = ran.outcome.unwrap();
     let checkpoints = learning::checkpoints(&outcome.files, 3).unwrap();
     assert_eq!(checkpoints.iter().map(|c| c.step).collect::<Vec<_>>(), [0, 3, 6, 7]);
@@ -184,7 +187,7 @@ fn a_checkpointing_container_commits_a_trace_and_replays_a_segment_to_its_next_c
     // Segment 1, steps 3 to 6, from the run's checkpoint 3.
     let from = output.join("checkpoints/3");
     let resume = Some(Checkpointing { every: 3, resume: Some(Resume { from: &from, step: 3, stop_at: 6 }) });
-    let replay = run_with(shell(), &[CHECKPOINTING], &BTreeMap::new(), resume, 30);
+    let replay = run_with(shell(), &[CHECKPOINTING], &BTreeMap::new(), resume, 0, 30);
     assert_eq!(replay.outcome.unwrap().trace, None, "a replay has no trace of its own");
     let replayed = replay.dir.path().join("output");
     assert_eq!(state(&replayed, 6).unwrap(), state(&output, 6).unwrap());
@@ -197,18 +200,41 @@ fn a_container_that_ignores_the_checkpoint_convention_is_refused_for_proof_of_le
         return;
     }
     let every = || Some(Checkpointing { every: 3, resume: None });
-    let ignores = run_with(shell(), &["echo done > /output/final.txt"], &BTreeMap::new(), every(), 30);
+    let ignores = run_with(shell(), &["echo done > /output/final.txt"], &BTreeMap::new(), every(), 0, 30);
     let refused = ignores.outcome.unwrap_err().to_string();
     assert!(refused.contains("wrote 0 checkpoint(s)") && refused.contains("checkpoint convention"), "{refused}");
 
     let skips = "mkdir -p $OGPU_CHECKPOINT_DIR/0 $OGPU_CHECKPOINT_DIR/5; touch $OGPU_CHECKPOINT_DIR/0/a $OGPU_CHECKPOINT_DIR/5/a";
-    let ran = run_with(shell(), &[skips], &BTreeMap::new(), every(), 30);
+    let ran = run_with(shell(), &[skips], &BTreeMap::new(), every(), 0, 30);
     let refused = ran.outcome.unwrap_err().to_string();
     assert!(refused.contains("of steps [0, 5]"), "{refused}");
 
     let dir = tempfile::tempdir().unwrap();
     let resume = Some(Checkpointing { every: 3, resume: Some(Resume { from: dir.path(), step: 3, stop_at: 6 }) });
-    let ran = run_with(shell(), &["true"], &BTreeMap::new(), resume, 30);
+    let ran = run_with(shell(), &["true"], &BTreeMap::new(), resume, 0, 30);
     let refused = ran.outcome.unwrap_err().to_string();
     assert!(refused.contains("the program wrote no checkpoint 6"), "{refused}");
+}
+
+#[test]
+fn a_container_that_asks_for_a_gpu_gets_the_machines_nvidia_devices_or_a_refusal() {
+    if !available() {
+        return;
+    }
+    let script = "ls /dev; echo $LD_LIBRARY_PATH";
+    let ran = run_with(shell(), &[script], &BTreeMap::new(), None, 1, 30);
+    match ogpu_container::nvidia::Driver::find(Path::new("/")) {
+        Some(_) => {
+            ran.outcome.unwrap();
+            assert!(ran.lines.iter().any(|line| line == "nvidia0"), "{:?}", ran.lines);
+            assert!(ran.lines.iter().any(|line| line == ogpu_container::nvidia::LIBRARY_DIR), "{:?}", ran.lines);
+        }
+        None => {
+            let refused = ran.outcome.unwrap_err();
+            assert!(
+                matches!(refused, TaskError::Unsupported(ref why) if why.contains("no NVIDIA device node")),
+                "{refused}"
+            );
+        }
+    }
 }

@@ -109,6 +109,7 @@ impl Sandbox {
             args,
             env: &Default::default(),
             checkpoints: None,
+            gpus: 0,
             limits,
             progress: &progress,
             cancel,
@@ -491,6 +492,7 @@ fn an_engine_or_device_this_provider_lacks_is_named() {
         args: &args,
         env: &Default::default(),
         checkpoints: None,
+        gpus: 0,
         limits: LIMITS,
         progress: &|_| {},
         cancel: &cancel,
@@ -498,8 +500,8 @@ fn an_engine_or_device_this_provider_lacks_is_named() {
     let missing =
         if cfg!(feature = "ort") { "no onnxruntime library configured" } else { "ogpu-runtime's ort feature" };
     refused(OnnxRuntime::new().run(&job), unsupported, missing);
-    refused(OnnxRuntime::new().accepts(&args), unsupported, missing);
-    assert_eq!(OnnxRuntime::new().accepts(&["input=pixels.npy".into()]), Ok(()));
+    refused(OnnxRuntime::new().accepts(&args, 0), unsupported, missing);
+    assert_eq!(OnnxRuntime::new().accepts(&["input=pixels.npy".into()], 0), Ok(()));
     if !engines().contains(&"engine=ort") {
         return;
     }
@@ -546,6 +548,7 @@ fn a_job_must_fit_the_runtime_and_the_registry_dispatches_by_kind() {
         args: &args,
         env: &Default::default(),
         checkpoints: None,
+        gpus: 0,
         limits: LIMITS,
         progress: &|_| {},
         cancel: &cancel,

@@ -110,6 +110,7 @@ impl Sandbox {
             args: &args,
             env: &Default::default(),
             checkpoints: None,
+            gpus: 0,
             limits,
             progress: &progress,
             cancel,
@@ -406,10 +407,10 @@ fn malformed_configs_and_data_are_refused_with_clear_errors() {
     refused(on("device=tpu"), bad_input, "device=tpu is not a device");
     // What a provider asks before bidding, without running anything.
     let runtime = TrainRuntime::new();
-    assert_eq!(runtime.accepts(&["device=cpu".into()]), Ok(()));
-    refused(runtime.accepts(&["device=tpu".into()]), bad_input, "device=tpu is not a device");
+    assert_eq!(runtime.accepts(&["device=cpu".into()], 0), Ok(()));
+    refused(runtime.accepts(&["device=tpu".into()], 0), bad_input, "device=tpu is not a device");
     if !cfg!(feature = "cuda") || !ogpu_runtime::gpu::cuda_driver() {
-        refused(runtime.accepts(&["device=cuda".into()]), unsupported, "device=cuda");
+        refused(runtime.accepts(&["device=cuda".into()], 0), unsupported, "device=cuda");
     }
     let tiny = Limits { memory_mb: 1, ..LIMITS };
     let big = SHORT.replace("hidden = [16]", "hidden = [4096, 4096]");
@@ -453,6 +454,7 @@ fn the_registry_runs_train_jobs_and_the_runtime_refuses_other_kinds() {
         args: &[],
         env: &Default::default(),
         checkpoints: None,
+        gpus: 0,
         limits: LIMITS,
         progress: &|_| {},
         cancel: &cancel,

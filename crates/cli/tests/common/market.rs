@@ -317,6 +317,7 @@ pub fn spin_steps_for(wanted: Duration) -> u64 {
         args: &args,
         env: &Default::default(),
         checkpoints: None,
+        gpus: 0,
         limits,
         progress: &|_| {},
         cancel: &cancel,

@@ -160,7 +160,7 @@ impl Runtime for OnnxRuntime {
         WorkloadKind::Onnx
     }
 
-    fn accepts(&self, args: &[String]) -> Result<(), TaskError> {
+    fn accepts(&self, args: &[String], _gpus: u32) -> Result<(), TaskError> {
         self.available(Task::parse(args)?.engine)
     }
 

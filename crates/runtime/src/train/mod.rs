@@ -116,7 +116,7 @@ impl Runtime for TrainRuntime {
         WorkloadKind::Train
     }
 
-    fn accepts(&self, args: &[String]) -> Result<(), TaskError> {
+    fn accepts(&self, args: &[String], _gpus: u32) -> Result<(), TaskError> {
         backend::available(parse_args(args)?)
     }
 
