@@ -156,14 +156,15 @@ impl Runtime for Lazy {
     }
 }
 
-#[test]
-fn a_trainer_that_skips_the_work_fails_proof_of_learning_and_the_task_is_trained_elsewhere() {
-    let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let devnet = Devnet::start();
+/// Runs example `spec` on a devnet where a provider with the runtime `cheat`, which skips
+/// the work, bids the least: it wins the first round, fails proof of learning and is
+/// slashed, and another provider does the work and passes. Returns the task, its result
+/// and that provider.
+fn run_past_a_cheat(devnet: &Devnet, spec: &str, cheat: Box<dyn Runtime>) -> (TaskId, Hash, Address) {
     let mut runtimes = Runtimes::new();
-    runtimes.insert(Box::new(Lazy(TrainRuntime::new())));
-    let lazy = InProcessAgent::start(&devnet, "ai-test-lazy-trainer", runtimes);
-    let (id, result) = run_example(&devnet, "digits-train.toml");
+    runtimes.insert(cheat);
+    let lazy = InProcessAgent::start(devnet, &format!("ai-test-lazy-{spec}"), runtimes);
+    let (id, result) = run_example(devnet, spec);
     let lazy = {
         let address = lazy.address;
         drop(lazy);
@@ -184,6 +185,14 @@ fn a_trainer_that_skips_the_work_fails_proof_of_learning_and_the_task_is_trained
     assert_eq!(trained_by.len(), 1);
     assert_ne!(trained_by[0], lazy);
     assert_eq!(verdicts.last(), Some(&(trained_by[0], true)));
+    (id, result, trained_by[0])
+}
+
+#[test]
+fn a_trainer_that_skips_the_work_fails_proof_of_learning_and_the_task_is_trained_elsewhere() {
+    let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let devnet = Devnet::start();
+    let (id, result, _) = run_past_a_cheat(&devnet, "digits-train.toml", Box::new(Lazy(TrainRuntime::new())));
     let out = fetch(&devnet, &id, &result);
     assert!(eval_accuracy(out.path()) >= 0.91);
 }
@@ -256,22 +265,8 @@ fn a_containers_own_training_passes_proof_of_learning_where_a_provider_that_skip
     let _one = ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let devnet = Devnet::start();
     let images = tempfile::tempdir().unwrap();
-    let mut runtimes = Runtimes::new();
-    runtimes.insert(Box::new(LazyContainer(ContainerRuntime::new(images.path()).unwrap())));
-    let lazy = InProcessAgent::start(&devnet, "ai-test-lazy-container", runtimes);
-    let (id, result) = run_example(&devnet, "container-digits.toml");
-    let lazy = {
-        let address = lazy.address;
-        drop(lazy);
-        address
-    };
-    let events = devnet.events(&id);
-    assert_eq!(first_award(&events), Some(lazy), "the cheapest bid wins the first round: {events:?}");
-    let verdicts = verdicts(&events);
-    assert_eq!(verdicts[0], (lazy, false), "{verdicts:?}");
-    assert_eq!(devnet.slashes(&lazy), [SlashReason::WrongResult]);
-    let (honest, passed) = *verdicts.last().unwrap();
-    assert!(passed && honest != lazy, "{verdicts:?}");
+    let lazy = LazyContainer(ContainerRuntime::new(images.path()).unwrap());
+    let (id, result, honest) = run_past_a_cheat(&devnet, "container-digits.toml", Box::new(lazy));
     let task = devnet.task(&id);
     let executor = task.executors.iter().find(|e| e.provider == honest).unwrap();
     let Stage::Revealed(claim) = executor.stage else { panic!("{:?}", executor.stage) };

@@ -59,7 +59,8 @@ pub struct Command {
 /// The most a run may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Address space of each process, in bytes.
+    /// Address space of each process, in bytes (not with an NVIDIA driver: CUDA reserves
+    /// address ranges far beyond the memory it uses), and what `/tmp` holds.
     pub memory_bytes: u64,
     /// Processes and threads at once.
     pub processes: u64,
@@ -229,8 +230,9 @@ pub fn run(
         .stderr(Stdio::piped());
     let inherited = [&filter, &rootfs, &input, &output, &runtime].map(|file| file.as_raw_fd());
     let processes = process_limit(root, limits.processes);
+    let address_space = if mounts.driver.is_some() { libc::RLIM_INFINITY } else { limits.memory_bytes };
     let rlimits = [
-        (libc::RLIMIT_AS, limits.memory_bytes),
+        (libc::RLIMIT_AS, address_space),
         (libc::RLIMIT_NPROC, processes),
         (libc::RLIMIT_FSIZE, limits.file_bytes),
         (libc::RLIMIT_CORE, 0),
