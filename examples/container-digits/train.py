@@ -3,6 +3,8 @@
 It follows the OpenGPU Network's checkpoint convention (docs/containers.md), so that the
 task can be verified by proof of learning:
 
+- It takes OGPU_STEPS steps (the task's [workload.training] steps; STEPS, or 600, when
+  run by hand).
 - When the runtime sets OGPU_CHECKPOINT_EVERY (K) and OGPU_CHECKPOINT_DIR, the state
   after step s (the parameters and the optimizer's momentum) is written as the files of
   $OGPU_CHECKPOINT_DIR/s, for s = 0, K, 2K, ... and the last step.
@@ -22,7 +24,7 @@ import os
 import numpy as np
 
 SEED = int(os.environ.get("SEED", "1"))
-STEPS = int(os.environ.get("STEPS", "600"))
+STEPS = int(os.environ.get("OGPU_STEPS", os.environ.get("STEPS", "600")))
 BATCH = 64
 LEARNING_RATE = 0.05
 MOMENTUM = 0.9

@@ -461,7 +461,7 @@ mod tests {
             inputs: Default::default(),
             args: vec![],
             env: Default::default(),
-            checkpoint_every: None,
+            training: None,
             limits: Default::default(),
         };
         let spec = TaskSpec {

@@ -38,7 +38,7 @@ fn job(pool: PoolId) -> TaskSpec {
             inputs: Default::default(),
             args: vec![],
             env: Default::default(),
-            checkpoint_every: None,
+            training: None,
             limits: Default::default(),
         },
         market: Market::Pool { pool },

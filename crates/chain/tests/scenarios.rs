@@ -3,11 +3,11 @@
 mod common;
 
 use common::*;
-use ogpu_chain::Event;
 use ogpu_chain::receipt::{PayReason, SlashReason};
 use ogpu_chain::state::{Outcome, Phase, VerifyReason};
+use ogpu_chain::{Event, TxError};
 use ogpu_core::spec::{
-    Limits, Market, PoolSpec, Ratio, Requirements, TaskSpec, VerificationPolicy, Workload, WorkloadKind,
+    Limits, Market, PoolSpec, Ratio, Requirements, TaskSpec, Training, VerificationPolicy, Workload, WorkloadKind,
 };
 use ogpu_core::tx::{ResultClaim, StakeRole, Trace, Transaction, TxBody, VerificationReport};
 use ogpu_core::{Address, Amount, BlobHash, Hash, PoolId, SecretKey, TaskId};
@@ -92,6 +92,37 @@ fn a_training_task_goes_through_auction_proof_of_learning_and_settlement() {
     assert_eq!(net.state.providers.get(&addr(&p1)).unwrap().reputation, 510);
     let task = net.task(task);
     assert_eq!((task.escrow, task.client_lock), (Amount::ZERO, Amount::ZERO));
+}
+
+/// A container's declared training fixes how many checkpoints its trace has: an executor
+/// that stopped early cannot have its verifiers drawn from the few segments it made.
+#[test]
+fn a_containers_trace_must_have_the_checkpoints_its_declared_training_makes() {
+    let (client, p1, p2) = (key("client"), key("p1"), key("p2"));
+    let mut net = Net::new(&[(&client, "1000"), (&p1, "500"), (&p2, "500")]);
+    // One task each: the first stays open, its executor's stake locked in it.
+    net.provider(&p1, "H100", 80_000, "100");
+    net.provider(&p2, "H100", 80_000, "100");
+    let mut reveal_with = |provider: &SecretKey, checkpoints| {
+        let policy = VerificationPolicy::ProofOfLearning { segments: 1, tolerance: Ratio(0) };
+        let mut spec = auction_spec("10", policy);
+        spec.workload.kind = WorkloadKind::Container;
+        spec.workload.training = Some(Training { steps: 600, checkpoint_every: 100 });
+        let task = net.submit(&client, spec);
+        net.auction(task, &[(provider, "6")]);
+        net.ok(provider, TxBody::StartTask { task });
+        let claim = ResultClaim {
+            output: Hash::of_bytes(b"model"),
+            trace: Some(Trace { root: Hash::of_bytes(b"checkpoints"), checkpoints }),
+        };
+        let commit = net.commit_result(provider, task, claim);
+        net.block(vec![commit]);
+        let reveal = net.reveal_result(provider, task, claim);
+        net.block(vec![reveal]).receipts[0].result.clone()
+    };
+    let refused = Err(TxError::InvalidClaim("the trace's checkpoints are not those the task's training makes"));
+    assert_eq!(reveal_with(&p1, 2), refused, "stopped after the first segment");
+    assert_eq!(reveal_with(&p2, 7), Ok(()), "after steps 0, 100, ..., 600");
 }
 
 #[test]
@@ -342,7 +373,7 @@ fn a_frivolous_challenge_forfeits_its_bond_to_the_executor() {
     execute(&mut net, task, &p1, claim("fine"));
     assert_eq!(
         net.run(&critic, TxBody::Challenge { task, bond: ogpu("1") }),
-        Err(ogpu_chain::TxError::BondTooSmall { min: ogpu("10") })
+        Err(TxError::BondTooSmall { min: ogpu("10") })
     );
     net.ok(&critic, TxBody::Challenge { task, bond: ogpu("10") });
     let verifiers = selected_verifiers(&net);
@@ -388,7 +419,7 @@ fn a_pool_job_with_a_dissenting_replica_is_settled_by_verifiers() {
             inputs: Default::default(),
             args: vec![],
             env: Default::default(),
-            checkpoint_every: None,
+            training: None,
             limits: Limits::default(),
         },
         ..auction_spec("1", VerificationPolicy::None)

@@ -214,7 +214,7 @@ impl Runtime for LazyContainer {
         let honest = self.0.run(job)?;
         // A replay it was chosen to verify, it runs as it is.
         let Some(checkpointing) = job.checkpoints.filter(|c| c.resume.is_none()) else { return Ok(honest) };
-        let checkpoints = learning::checkpoints(&honest.files, checkpointing.every)?;
+        let checkpoints = learning::checkpoints(&honest.files, &checkpointing.training)?;
         let initial = &checkpoints[0];
         for later in &checkpoints[1..] {
             let dir = job.output.join(Checkpoint::dir(later.step));
@@ -225,7 +225,7 @@ impl Runtime for LazyContainer {
             }
         }
         let digest = digest_dir(job.output)?;
-        let trace = learning::trace(&learning::checkpoints(&digest.files, checkpointing.every)?)?;
+        let trace = learning::trace(&learning::checkpoints(&digest.files, &checkpointing.training)?)?;
         Ok(RunOutcome {
             output: digest.hash,
             files: digest.files,

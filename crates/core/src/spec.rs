@@ -28,6 +28,8 @@ pub mod limits {
     pub const DEVICES: usize = 16;
     pub const REPLICAS: u8 = 16;
     pub const SEGMENTS: u8 = 32;
+    /// Checkpoints a container's declared training may make (as many as a result's files).
+    pub const CHECKPOINTS: u64 = 10_000;
     pub const MAX_BID_WINDOW: u32 = 1_000;
     pub const MAX_DEADLINE_BLOCKS: u64 = 1_000_000;
     pub const MAX_REPUTATION: u16 = 1_000;
@@ -116,13 +118,35 @@ pub struct Workload {
     /// Environment variables a `container` task's command runs with, over the image's own.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
-    /// How many steps apart a `container` task's program writes its checkpoints (the
-    /// runtime's `OGPU_CHECKPOINT_EVERY`): what proof of learning replays it by. A `train`
-    /// config has its own.
+    /// A `container` task's training, as proof of learning checks it (a `train` config
+    /// declares its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoint_every: Option<u64>,
+    pub training: Option<Training>,
     #[serde(default)]
     pub limits: Limits,
+}
+
+/// The steps a container's program trains for and how often it checkpoints: the runtime's
+/// `OGPU_STEPS` and `OGPU_CHECKPOINT_EVERY`. Its checkpoints are those after steps 0,
+/// `checkpoint_every`, twice that, ... and `steps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Training {
+    pub steps: u64,
+    pub checkpoint_every: u64,
+}
+
+impl Training {
+    /// The steps its checkpoints are taken after, in order.
+    pub fn checkpoint_steps(&self) -> impl Iterator<Item = u64> + '_ {
+        let every = self.checkpoint_every.max(1);
+        (0..self.steps).step_by(usize::try_from(every).unwrap_or(usize::MAX)).chain([self.steps])
+    }
+
+    /// How many checkpoints it makes.
+    pub fn checkpoints(&self) -> u64 {
+        1 + self.steps.div_ceil(self.checkpoint_every.max(1))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
@@ -322,9 +346,9 @@ impl TaskSpec {
                 check(matches!(kind, WorkloadKind::Train | WorkloadKind::Container), "verification.policy", || {
                     "proof_of_learning is for train and container workloads".into()
                 })?;
-                check(kind != WorkloadKind::Container || self.workload.checkpoint_every.is_some(), "workload", || {
-                    "proof_of_learning of a container needs checkpoint_every: how many steps apart its program \
-                     writes checkpoints to $OGPU_CHECKPOINT_DIR (docs/containers.md)"
+                check(kind != WorkloadKind::Container || self.workload.training.is_some(), "workload", || {
+                    "proof_of_learning of a container needs [workload.training]: the steps its program takes and \
+                     how many apart it writes checkpoints to $OGPU_CHECKPOINT_DIR (docs/containers.md)"
                         .into()
                 })?;
                 check((1..=limits::SEGMENTS).contains(&segments), "verification.segments", || {
@@ -356,11 +380,17 @@ impl Workload {
             check(arg.len() <= limits::ARG_LEN, "workload.args", || format!("each at most {} bytes", limits::ARG_LEN))?;
         }
         self.validate_env()?;
-        if let Some(every) = self.checkpoint_every {
-            check(self.kind == WorkloadKind::Container, "workload.checkpoint_every", || {
+        if let Some(training) = self.training {
+            check(self.kind == WorkloadKind::Container, "workload.training", || {
                 "only container workloads take it; a train config sets its own".into()
             })?;
-            check(every > 0, "workload.checkpoint_every", || "must be more than 0".into())?;
+            check(training.steps > 0, "workload.training.steps", || "must be more than 0".into())?;
+            check(training.checkpoint_every > 0, "workload.training.checkpoint_every", || {
+                "must be more than 0".into()
+            })?;
+            check(training.checkpoints() <= limits::CHECKPOINTS, "workload.training", || {
+                format!("at most {} checkpoints: checkpoint_every is too small for the steps", limits::CHECKPOINTS)
+            })?;
         }
         let l = &self.limits;
         check(l.fuel > 0, "workload.limits.fuel", || "must be more than 0".into())?;
@@ -581,7 +611,7 @@ quorum = 2
     }
 
     #[test]
-    fn proof_of_learning_of_a_container_needs_its_checkpoint_interval_and_only_a_container_takes_one() {
+    fn proof_of_learning_of_a_container_needs_its_declared_training_and_only_a_container_takes_one() {
         let pol = "policy = \"proof_of_learning\"\nsegments = 2\ntolerance = 0.01";
         let container = |workload: &str| {
             AUCTION
@@ -589,20 +619,25 @@ quorum = 2
                 .replace("args = [", &format!("{workload}args = ["))
                 .replace("policy = \"replicate\"\nn = 3\nquorum = 2", pol)
         };
-        let spec = TaskSpec::from_toml(&container("checkpoint_every = 50\n")).unwrap();
-        assert_eq!(spec.workload.checkpoint_every, Some(50));
+        let spec = TaskSpec::from_toml(&container("training = { steps = 120, checkpoint_every = 50 }\n")).unwrap();
+        let training = spec.workload.training.unwrap();
+        assert_eq!(training.checkpoint_steps().collect::<Vec<_>>(), [0, 50, 100, 120]);
+        assert_eq!(training.checkpoints(), 4);
+        assert_eq!(Training { steps: 100, checkpoint_every: 50 }.checkpoint_steps().collect::<Vec<_>>(), [0, 50, 100]);
         assert_eq!(borsh::from_slice::<TaskSpec>(&borsh::to_vec(&spec).unwrap()).unwrap(), spec);
         assert_eq!(TaskSpec::from_json(&serde_json::to_string(&spec).unwrap()).unwrap(), spec);
         let refused = [
-            ("", "proof_of_learning of a container needs checkpoint_every"),
-            ("checkpoint_every = 0\n", "workload.checkpoint_every: must be more than 0"),
+            ("", "proof_of_learning of a container needs [workload.training]"),
+            ("training = { steps = 10, checkpoint_every = 0 }\n", "workload.training.checkpoint_every: must be more"),
+            ("training = { steps = 0, checkpoint_every = 5 }\n", "workload.training.steps: must be more than 0"),
+            ("training = { steps = 100000, checkpoint_every = 1 }\n", "at most 10000 checkpoints"),
         ];
         for (workload, expected) in refused {
             let message = TaskSpec::from_toml(&container(workload)).unwrap_err().to_string();
             assert!(message.contains(expected), "{workload}: {message}");
         }
-        let wasm = invalid(|s| s.replace("args = [", "checkpoint_every = 5\nargs = ["));
-        assert!(wasm.contains("workload.checkpoint_every: only container workloads take it"), "{wasm}");
+        let wasm = invalid(|s| s.replace("args = [", "training = { steps = 10, checkpoint_every = 5 }\nargs = ["));
+        assert!(wasm.contains("workload.training: only container workloads take it"), "{wasm}");
     }
 
     const READER: &str = "0101010101010101010101010101010101010101010101010101010101010101";

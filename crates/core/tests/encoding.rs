@@ -12,8 +12,8 @@ use ogpu_core::block::{BlockHeader, SignedHeader};
 use ogpu_core::encoding::{Canonical, DecodeError, decode_bounded};
 use ogpu_core::sealed::{Envelope, ReaderKey};
 use ogpu_core::spec::{
-    Device, DeviceKind, DeviceProfile, Limits, Market, PoolSpec, Ratio, Requirements, TaskSpec, VerificationPolicy,
-    Workload, WorkloadKind, limits,
+    Device, DeviceKind, DeviceProfile, Limits, Market, PoolSpec, Ratio, Requirements, TaskSpec, Training,
+    VerificationPolicy, Workload, WorkloadKind, limits,
 };
 use ogpu_core::tx::{ParamChange, ParamKey, ResultClaim, StakeRole, Trace, VerificationReport};
 use ogpu_core::vote::{Chit, Evidence, SignedChit};
@@ -107,16 +107,21 @@ fn workload() -> impl Strategy<Value = Workload> {
     });
     let env = btree_map("[A-Z_][A-Z0-9_]{0,15}", "[^\\x00]{0,16}", 0..4);
     let parts = (workload_kind(), blob_hash(), btree_map(input_name, blob_hash(), 0..4), vec(".{0,16}", 0..4));
-    (parts, env, 1..=u64::MAX, limits).prop_map(|((kind, program, inputs, args), env, every, limits)| {
+    let training = (1..=1u64 << 40, 1..=1u64 << 40).prop_map(|(steps, every)| Training {
+        steps,
+        // Within the checkpoints a spec may declare.
+        checkpoint_every: every.max(steps.div_ceil(limits::CHECKPOINTS - 1)),
+    });
+    (parts, env, training, limits).prop_map(|((kind, program, inputs, args), env, training, limits)| {
         // Only a container takes an environment, and OGPU_ names are the runtime's; only a
-        // container takes a checkpoint interval, and proof of learning of one needs it.
-        let (env, checkpoint_every) = match kind {
+        // container declares its training, and proof of learning of one needs it.
+        let (env, training) = match kind {
             WorkloadKind::Container => {
-                (env.into_iter().filter(|(name, _)| !name.starts_with("OGPU_")).collect(), Some(every))
+                (env.into_iter().filter(|(name, _)| !name.starts_with("OGPU_")).collect(), Some(training))
             }
             _ => Default::default(),
         };
-        Workload { kind, program, inputs, args, env, checkpoint_every, limits }
+        Workload { kind, program, inputs, args, env, training, limits }
     })
 }
 

@@ -50,7 +50,7 @@ mod tests {
                 inputs: Default::default(),
                 args: vec![],
                 env: Default::default(),
-                checkpoint_every: None,
+                training: None,
                 limits,
             },
             market: ogpu_core::spec::Market::Auction { max_price: ogpu_core::Amount::ogpu(1), bid_window: 1 },

@@ -280,9 +280,8 @@ impl Segment<'_> {
     fn replay_container(&self, runtimes: &Runtimes, dir: &Path, log: &TaskLog) -> Result<Landing, Unchecked> {
         let (trace, delivered) = self.claimed()?;
         let workload = &self.request.spec.workload;
-        let every =
-            workload.checkpoint_every.ok_or_else(|| Unchecked::Here("the spec has no checkpoint_every".into()))?;
-        let checkpoints = learning::checkpoints(delivered.files(), every).map_err(judged)?;
+        let training = workload.training.ok_or_else(|| Unchecked::Here("the spec declares no training".into()))?;
+        let checkpoints = learning::checkpoints(delivered.files(), &training).map_err(judged)?;
         if learning::trace(&checkpoints).map_err(judged)? != trace {
             return Err(Unchecked::Fault("its delivered checkpoints do not make the trace it committed".into()));
         }
@@ -290,6 +289,8 @@ impl Segment<'_> {
         let (Some(start), Some(end)) = (checkpoints.get(segment), checkpoints.get(segment + 1)) else {
             return Err(Unchecked::Fault(format!("the trace has no segment {segment}")));
         };
+        // Anything a check cut short left there is not this one's.
+        let _ = std::fs::remove_dir_all(dir);
         let (from, output) = (dir.join("resume"), dir.join("output"));
         self.fetch(&delivered, start, &from)?;
         std::fs::create_dir_all(&output).map_err(|e| Unchecked::Here(format!("creating {}: {e}", output.display())))?;
@@ -306,7 +307,7 @@ impl Segment<'_> {
             output: &output,
             args: &workload.args,
             env: &workload.env,
-            checkpoints: Some(Checkpointing { every, resume: Some(resume) }),
+            checkpoints: Some(Checkpointing { training, resume: Some(resume) }),
             gpus: self.request.spec.requirements.gpus,
             limits: workload.limits,
             progress: &progress,

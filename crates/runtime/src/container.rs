@@ -152,14 +152,21 @@ fn gpu_driver(gpus: u32) -> Result<Option<Driver>, TaskError> {
     Ok(Some(driver))
 }
 
+/// The search path of a command whose image sets none, as docker gives it.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Adds the driver's libraries and programs to the command's search paths in `env`.
 fn with_driver(env: &mut BTreeMap<String, String>) {
     // After the image's own: an image that ships a CUDA forward-compatibility libcuda
-    // names it first on purpose.
-    for (variable, dir) in [("LD_LIBRARY_PATH", nvidia::LIBRARY_DIR), ("PATH", nvidia::BINARY_DIR)] {
-        let value = env.entry(variable.into()).or_default();
-        *value = if value.is_empty() { dir.to_string() } else { format!("{value}:{dir}") };
-    }
+    // names it first on purpose. (A PATH of the driver's alone would hide the image's
+    // programs, which the default search path finds.)
+    let path = env.entry("PATH".into()).or_insert_with(|| DEFAULT_PATH.into());
+    *path = format!("{path}:{}", nvidia::BINARY_DIR);
+    let libraries = env.entry("LD_LIBRARY_PATH".into()).or_default();
+    *libraries = match libraries.is_empty() {
+        true => nvidia::LIBRARY_DIR.to_string(),
+        false => format!("{libraries}:{}", nvidia::LIBRARY_DIR),
+    };
     env.insert("NVIDIA_VISIBLE_DEVICES".into(), "all".into());
 }
 

@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use ogpu_core::Hash;
-use ogpu_core::spec::{Limits, Workload, WorkloadKind};
+use ogpu_core::spec::{Limits, Training, Workload, WorkloadKind};
 use ogpu_core::tx::Trace;
 
 pub use container::ContainerRuntime;
@@ -62,11 +62,11 @@ pub struct Job<'a> {
     pub cancel: &'a AtomicBool,
 }
 
-/// How a container checkpoints (see `container::learning`).
+/// How a container trains and checkpoints (see `container::learning`).
 #[derive(Debug, Clone, Copy)]
 pub struct Checkpointing<'a> {
-    /// Steps between two checkpoints.
-    pub every: u64,
+    /// Its steps, and how many apart its checkpoints are.
+    pub training: Training,
     /// A verifier's replay of one segment; `None` for a whole run.
     pub resume: Option<Resume<'a>>,
 }
@@ -74,7 +74,7 @@ pub struct Checkpointing<'a> {
 impl Checkpointing<'_> {
     /// How a whole run of `workload` checkpoints.
     pub fn of(workload: &Workload) -> Option<Checkpointing<'static>> {
-        workload.checkpoint_every.map(|every| Checkpointing { every, resume: None })
+        workload.training.map(|training| Checkpointing { training, resume: None })
     }
 }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
-use ogpu_core::spec::{Limits, WorkloadKind};
+use ogpu_core::spec::{Limits, Training, WorkloadKind};
 use ogpu_runtime::container::learning;
 use ogpu_runtime::{Checkpointing, ContainerRuntime, Job, Outcome, Progress, Resume, Runtime, TaskError};
 use serde_json::{Value, json};
@@ -149,11 +149,11 @@ fn a_failing_command_a_timeout_and_an_archive_that_is_no_image_are_errors_by_nam
     assert!(matches!(refused, Err(TaskError::InvalidProgram(_))), "{refused:?}");
 }
 
-/// A "training" in busybox's shell by the checkpoint convention: a number stepped seven
-/// times, its value after step 0, every 3 steps and the last written as a checkpoint;
-/// resumed from one when the runtime says so.
+/// A "training" in busybox's shell by the checkpoint convention: a number stepped
+/// `$OGPU_STEPS` times, its value after step 0, every `$OGPU_CHECKPOINT_EVERY` steps and
+/// the last written as a checkpoint; resumed from one when the runtime says so.
 const CHECKPOINTING: &str = r#"set -e
-step=0; state=1; total=7
+step=0; state=1; total=$OGPU_STEPS
 save() { mkdir -p $OGPU_CHECKPOINT_DIR/$1; echo $2 > $OGPU_CHECKPOINT_DIR/$1/state.txt; }
 if [ -n "$OGPU_RESUME_FROM" ]; then
   step=${OGPU_RESUME_FROM##*/}; state=$(cat $OGPU_RESUME_FROM/state.txt); total=$OGPU_STOP_AT
@@ -166,6 +166,9 @@ while [ $step -lt $total ]; do
 done
 echo $state > /output/final.txt"#;
 
+/// Seven steps, a checkpoint every three: after steps 0, 3, 6 and 7.
+const SEVEN_STEPS: Training = Training { steps: 7, checkpoint_every: 3 };
+
 fn shell() -> Value {
     json!({ "Entrypoint": ["/bin/sh", "-c"], "Env": ["PATH=/bin"] })
 }
@@ -175,10 +178,10 @@ fn a_checkpointing_container_commits_a_trace_and_replays_a_segment_to_its_next_c
     if !available() {
         return;
     }
-    let every = Some(Checkpointing { every: 3, resume: None });
+    let every = Some(Checkpointing { training: SEVEN_STEPS, resume: None });
     let ran = run_with(shell(), &[CHECKPOINTING], &BTreeMap::new(), every, 0, 30);
     let outcome = ran.outcome.unwrap();
-    let checkpoints = learning::checkpoints(&outcome.files, 3).unwrap();
+    let checkpoints = learning::checkpoints(&outcome.files, &SEVEN_STEPS).unwrap();
     assert_eq!(checkpoints.iter().map(|c| c.step).collect::<Vec<_>>(), [0, 3, 6, 7]);
     assert_eq!(outcome.trace, Some(learning::trace(&checkpoints).unwrap()));
     let output = ran.dir.path().join("output");
@@ -186,7 +189,8 @@ fn a_checkpointing_container_commits_a_trace_and_replays_a_segment_to_its_next_c
 
     // Segment 1, steps 3 to 6, from the run's checkpoint 3.
     let from = output.join("checkpoints/3");
-    let resume = Some(Checkpointing { every: 3, resume: Some(Resume { from: &from, step: 3, stop_at: 6 }) });
+    let resume =
+        Some(Checkpointing { training: SEVEN_STEPS, resume: Some(Resume { from: &from, step: 3, stop_at: 6 }) });
     let replay = run_with(shell(), &[CHECKPOINTING], &BTreeMap::new(), resume, 0, 30);
     assert_eq!(replay.outcome.unwrap().trace, None, "a replay has no trace of its own");
     let replayed = replay.dir.path().join("output");
@@ -199,7 +203,7 @@ fn a_container_that_ignores_the_checkpoint_convention_is_refused_for_proof_of_le
     if !available() {
         return;
     }
-    let every = || Some(Checkpointing { every: 3, resume: None });
+    let every = || Some(Checkpointing { training: SEVEN_STEPS, resume: None });
     let ignores = run_with(shell(), &["echo done > /output/final.txt"], &BTreeMap::new(), every(), 0, 30);
     let refused = ignores.outcome.unwrap_err().to_string();
     assert!(refused.contains("wrote 0 checkpoint(s)") && refused.contains("checkpoint convention"), "{refused}");
@@ -207,10 +211,18 @@ fn a_container_that_ignores_the_checkpoint_convention_is_refused_for_proof_of_le
     let skips = "mkdir -p $OGPU_CHECKPOINT_DIR/0 $OGPU_CHECKPOINT_DIR/5; touch $OGPU_CHECKPOINT_DIR/0/a $OGPU_CHECKPOINT_DIR/5/a";
     let ran = run_with(shell(), &[skips], &BTreeMap::new(), every(), 0, 30);
     let refused = ran.outcome.unwrap_err().to_string();
-    assert!(refused.contains("of steps [0, 5]"), "{refused}");
+    assert!(refused.contains("(steps [0, 5]), and the task's training makes 4"), "{refused}");
+
+    // Stopped early, its checkpoints lined up: not the training the task declares.
+    let early =
+        r#"for s in 0 3; do mkdir -p $OGPU_CHECKPOINT_DIR/$s; echo $s > $OGPU_CHECKPOINT_DIR/$s/state.txt; done"#;
+    let ran = run_with(shell(), &[early], &BTreeMap::new(), every(), 0, 30);
+    let refused = ran.outcome.unwrap_err().to_string();
+    assert!(refused.contains("(steps [0, 3]), and the task's training makes 4"), "{refused}");
 
     let dir = tempfile::tempdir().unwrap();
-    let resume = Some(Checkpointing { every: 3, resume: Some(Resume { from: dir.path(), step: 3, stop_at: 6 }) });
+    let resume =
+        Some(Checkpointing { training: SEVEN_STEPS, resume: Some(Resume { from: dir.path(), step: 3, stop_at: 6 }) });
     let ran = run_with(shell(), &["true"], &BTreeMap::new(), resume, 0, 30);
     let refused = ran.outcome.unwrap_err().to_string();
     assert!(refused.contains("the program wrote no checkpoint 6"), "{refused}");

@@ -58,14 +58,19 @@ pub(crate) fn commit_result(ctx: &mut Ctx, who: Address, id: TaskId, commitment:
 }
 
 /// A claim must carry a training trace exactly when its task is verified by proof of
-/// learning.
+/// learning, with as many checkpoints as the task's declared training makes (a
+/// container's; a train config's count is checked by its verifiers).
 pub(crate) fn check_claim(task: &Task, claim: &ResultClaim) -> Result<(), TxError> {
     let wants_trace = matches!(task.spec.verification, VerificationPolicy::ProofOfLearning { .. })
         && matches!(task.spec.market, Market::Auction { .. });
+    let declared = task.spec.workload.training.map(|training| training.checkpoints());
     match (&claim.trace, wants_trace) {
         (None, true) => Err(TxError::InvalidClaim("proof of learning needs a checkpoint trace")),
         (Some(trace), true) if trace.checkpoints < 2 => {
             Err(TxError::InvalidClaim("a trace needs at least 2 checkpoints"))
+        }
+        (Some(trace), true) if declared.is_some_and(|count| count != u64::from(trace.checkpoints)) => {
+            Err(TxError::InvalidClaim("the trace's checkpoints are not those the task's training makes"))
         }
         (Some(_), false) => Err(TxError::InvalidClaim("only proof-of-learning tasks take a trace")),
         _ => Ok(()),

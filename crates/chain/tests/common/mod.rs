@@ -222,7 +222,7 @@ pub fn auction_spec(max_price: &str, verification: VerificationPolicy) -> TaskSp
             inputs: Default::default(),
             args: vec![],
             env: Default::default(),
-            checkpoint_every: None,
+            training: None,
             limits: Limits::default(),
         },
         market: Market::Auction { max_price: ogpu(max_price), bid_window: 2 },
