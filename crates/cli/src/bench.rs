@@ -222,8 +222,10 @@ fn ed25519_batch_verify_per_s(count: usize, rounds: usize) -> f64 {
     }))
 }
 
-fn median(samples: impl Iterator<Item = f64>) -> f64 {
-    let mut samples: Vec<f64> = samples.collect();
+/// The middle of `samples` (the upper one of an even count): what every bench reports
+/// from its rounds on a shared, noisy machine.
+pub(crate) fn median(samples: impl IntoIterator<Item = f64>) -> f64 {
+    let mut samples: Vec<f64> = samples.into_iter().collect();
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
 }

@@ -18,6 +18,8 @@ use ogpu_core::sealed::{self, ContentKey};
 use rand_core::OsRng;
 use serde_json::json;
 
+use crate::bench::median;
+
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// Bytes that do not compress and cost nothing to make: a xorshift stream.
@@ -70,11 +72,6 @@ fn wait_until_up(client: &Client) -> Result<()> {
 /// Rounds of each measurement; each figure is their median, which a shared, noisy
 /// machine needs.
 const ROUNDS: u8 = 3;
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 fn timed(bytes: usize, run: impl FnOnce() -> Result<()>) -> Result<f64> {
     let started = Instant::now();

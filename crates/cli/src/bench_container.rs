@@ -11,7 +11,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use ogpu_container::ImageConfig;
@@ -19,6 +19,7 @@ use ogpu_core::spec::{Limits, WorkloadKind};
 use ogpu_runtime::ContainerRuntime;
 use serde_json::json;
 
+use crate::bench::median;
 use crate::bench_runtime::run_job;
 
 const BUSYBOX: &str = "/bin/busybox";
@@ -44,50 +45,46 @@ pub fn run(seconds: u64) -> Result<()> {
     let runtime = ContainerRuntime::new(&dir.path().join("images"))?;
     let shell = tree.join("bin/busybox");
 
-    let in_container = |script: &str| -> Result<Duration> {
+    // Each in seconds.
+    let in_container = |script: &str| -> Result<f64> {
         let started = Instant::now();
         let args = [script.to_string()];
         run_job(&runtime, WorkloadKind::Container, &program, &[], &args, LIMITS, &|_| {})?;
-        Ok(started.elapsed())
+        Ok(started.elapsed().as_secs_f64())
     };
-    let directly = |script: &str| -> Result<Duration> {
+    let directly = |script: &str| -> Result<f64> {
         let started = Instant::now();
         let status = Command::new(&shell).args(["sh", "-c", script]).status().context("running busybox")?;
         if !status.success() {
             bail!("busybox sh -c {script:?}: {status}");
         }
-        Ok(started.elapsed())
+        Ok(started.elapsed().as_secs_f64())
     };
     // The image unpacked into the cache.
     in_container("true")?;
-    let container_start = median((0..STARTS).map(|_| in_container("true")).collect::<Result<_>>()?);
-    let direct_start = median((0..STARTS).map(|_| directly("true")).collect::<Result<_>>()?);
+    let container_start = median((0..STARTS).map(|_| in_container("true")).collect::<Result<Vec<_>>>()?);
+    let direct_start = median((0..STARTS).map(|_| directly("true")).collect::<Result<Vec<_>>>()?);
 
     let script = |n: u64| format!("i=0; while [ $i -lt {n} ]; do i=$((i+1)); done");
     let probe = 200_000;
-    let per_iteration = directly(&script(probe))?.as_secs_f64() / probe as f64;
+    let per_iteration = directly(&script(probe))? / probe as f64;
     let iterations = ((seconds as f64 / per_iteration) as u64).max(1);
-    let (mut container_compute, mut direct_compute) = (Duration::MAX, Duration::MAX);
+    let (mut container_compute, mut direct_compute) = (f64::INFINITY, f64::INFINITY);
     for _ in 0..2 {
         direct_compute = direct_compute.min(directly(&script(iterations))?);
         container_compute = container_compute.min(in_container(&script(iterations))?);
     }
-    let ms = |d: Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
+    let ms = |seconds: f64| (seconds * 1e4).round() / 10.0;
     let report = json!({
         "image_bytes": program.len(),
         "start_container_ms": ms(container_start),
         "start_direct_ms": ms(direct_start),
-        "start_overhead_ms": ms(container_start.saturating_sub(direct_start)),
+        "start_overhead_ms": ms((container_start - direct_start).max(0.0)),
         "compute_iterations": iterations,
-        "compute_container_s": container_compute.as_secs_f64(),
-        "compute_direct_s": direct_compute.as_secs_f64(),
-        "compute_overhead_ratio": container_compute.as_secs_f64() / direct_compute.as_secs_f64() - 1.0,
+        "compute_container_s": container_compute,
+        "compute_direct_s": direct_compute,
+        "compute_overhead_ratio": container_compute / direct_compute - 1.0,
     });
     println!("{report}");
     Ok(())
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
 }

@@ -23,7 +23,7 @@ use ogpu_client::{EventRecord, TaskFilter, Wallet};
 use ogpu_core::spec::{Market, TaskSpec};
 use ogpu_core::tasklog::{LogBody, SignedLogEntry};
 use ogpu_core::{Address, Amount, BlobHash, TaskId};
-use ogpu_runtime::{Checkpointing, Job, Libraries, Progress, Runtimes};
+use ogpu_runtime::{ContainerSettings, Job, Libraries, Progress, Runtimes};
 
 use crate::client::{ClientArgs, Format};
 use crate::exit::TaskFailed;
@@ -224,9 +224,7 @@ fn run_local(
         inputs: &input_dir,
         output: &output_dir,
         args: &spec.workload.args,
-        env: &spec.workload.env,
-        checkpoints: Checkpointing::of(&spec.workload),
-        gpus: spec.requirements.gpus,
+        container: ContainerSettings::of(&spec),
         limits: spec.workload.limits,
         progress: &progress,
         cancel: &cancel,

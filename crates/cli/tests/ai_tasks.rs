@@ -19,7 +19,8 @@ use ogpu_core::{Address, BlobHash, Hash, TaskId, merkle};
 use ogpu_runtime::container::learning::{self, Checkpoint};
 use ogpu_runtime::onnx::npy;
 use ogpu_runtime::{
-    ContainerRuntime, Job, Outcome as RunOutcome, Runtime, Runtimes, TaskError, TrainRuntime, digest_dir, hash_dir,
+    ContainerRuntime, Job, Outcome as RunOutcome, OutputFile, Runtime, Runtimes, TaskError, TrainRuntime, digest_dir,
+    hash_dir,
 };
 
 fn example(name: &str) -> String {
@@ -144,16 +145,21 @@ impl Runtime for Lazy {
             leaves.push(Hash::of_bytes(&initial));
         }
         leaves.push(trace["data_order"].as_str().unwrap().parse().unwrap());
-        let digest = digest_dir(job.output)?;
         let trace = Trace { root: merkle::root(&leaves), checkpoints: count };
-        Ok(RunOutcome {
-            output: digest.hash,
-            files: digest.files,
-            manifest: digest.manifest,
-            trace: Some(trace),
-            ..honest
-        })
+        handed_in(job, honest, |_| Ok(trace))
     }
+}
+
+/// What a cheat hands in after a run (`honest`): the files it left in the job's output,
+/// under the trace `trace` makes of them.
+fn handed_in(
+    job: &Job<'_>,
+    honest: RunOutcome,
+    trace: impl FnOnce(&[OutputFile]) -> Result<Trace, TaskError>,
+) -> Result<RunOutcome, TaskError> {
+    let digest = digest_dir(job.output)?;
+    let trace = trace(&digest.files)?;
+    Ok(RunOutcome { output: digest.hash, files: digest.files, manifest: digest.manifest, trace: Some(trace), ..honest })
 }
 
 /// Runs example `spec` on a devnet where a provider with the runtime `cheat`, which skips
@@ -213,7 +219,7 @@ impl Runtime for LazyContainer {
     fn run(&self, job: &Job<'_>) -> Result<RunOutcome, TaskError> {
         let honest = self.0.run(job)?;
         // A replay it was chosen to verify, it runs as it is.
-        let Some(checkpointing) = job.checkpoints.filter(|c| c.resume.is_none()) else { return Ok(honest) };
+        let Some(checkpointing) = job.container.checkpoints.filter(|c| c.resume.is_none()) else { return Ok(honest) };
         let checkpoints = learning::checkpoints(&honest.files, &checkpointing.training)?;
         let initial = &checkpoints[0];
         for later in &checkpoints[1..] {
@@ -224,15 +230,7 @@ impl Runtime for LazyContainer {
                 std::fs::copy(job.output.join(&file.path), dir.join(initial.relative(file))).unwrap();
             }
         }
-        let digest = digest_dir(job.output)?;
-        let trace = learning::trace(&learning::checkpoints(&digest.files, &checkpointing.training)?)?;
-        Ok(RunOutcome {
-            output: digest.hash,
-            files: digest.files,
-            manifest: digest.manifest,
-            trace: Some(trace),
-            ..honest
-        })
+        handed_in(job, honest, |files| learning::trace(&learning::checkpoints(files, &checkpointing.training)?))
     }
 }
 

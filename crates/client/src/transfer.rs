@@ -355,15 +355,19 @@ impl<'a> Delivered<'a> {
     pub fn write_all(&self, dir: &Path) -> Result<(), TransferError> {
         for file in &self.files {
             // the manifest admits only plain relative paths, so this stays inside `dir`.
-            let target = dir.join(&file.path);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(io(parent))?;
-            }
-            let mut out = BufWriter::new(File::create(&target).map_err(io(&target))?);
-            self.read_into(&file.hash, &mut out, &target)?;
-            out.flush().map_err(io(&target))?;
+            self.write_file(file, &dir.join(&file.path))?;
         }
         Ok(())
+    }
+
+    /// Writes one of its files to `target`, making the directories above it.
+    pub fn write_file(&self, file: &OutputFile, target: &Path) -> Result<(), TransferError> {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let mut out = BufWriter::new(File::create(target).map_err(io(target))?);
+        self.read_into(&file.hash, &mut out, target)?;
+        out.flush().map_err(io(target))
     }
 }
 

@@ -61,20 +61,24 @@ fn limits() -> Limits {
 
 /// Runs `script` with `sh -c` in the task's sandbox: how it ended and what it printed.
 fn run(task: &Task, script: &str, limits: &Limits, cancel: &AtomicBool) -> (Ended, Vec<String>) {
-    run_with(task, script, BTreeMap::from([("PATH".to_string(), "/bin".to_string())]), limits, cancel).unwrap()
+    run_in(&task.mounts(), script, limits, cancel)
+}
+
+/// [`run`] with the mounts given.
+fn run_in(mounts: &Mounts, script: &str, limits: &Limits, cancel: &AtomicBool) -> (Ended, Vec<String>) {
+    run_with(mounts, script, BTreeMap::from([("PATH".to_string(), "/bin".to_string())]), limits, cancel).unwrap()
 }
 
 fn run_with(
-    task: &Task,
+    mounts: &Mounts,
     script: &str,
     env: BTreeMap<String, String>,
     limits: &Limits,
     cancel: &AtomicBool,
 ) -> Result<(Ended, Vec<String>), sandbox::SandboxError> {
-    let mounts = task.mounts();
     let command = Command { argv: vec!["/bin/sh".into(), "-c".into(), script.into()], env, working_dir: "/".into() };
     let mut lines = Vec::new();
-    let ended = sandbox::run(&mounts, &command, limits, cancel, |stream, line| {
+    let ended = sandbox::run(mounts, &command, limits, cancel, |stream, line| {
         lines.push(format!("{}{line}", if stream == Stream::Stderr { "! " } else { "" }));
     })?;
     Ok((ended, lines))
@@ -143,11 +147,11 @@ fn the_tasks_environment_reaches_its_command_and_never_the_host() {
         ("LD_PRELOAD".to_string(), "/proc/self/fd/3/evil.so".to_string()),
         ("GREETING".to_string(), "hello".to_string()),
     ]);
-    let (ended, lines) = run_with(&task, "/bin/echo \"$GREETING $PATH\"", env, &limits(), &running()).unwrap();
+    let (ended, lines) = run_with(&task.mounts(), "/bin/echo \"$GREETING $PATH\"", env, &limits(), &running()).unwrap();
     assert_eq!(ended, Ended::Exited(0), "{lines:?}");
     assert!(lines.contains(&"hello /proc/self/fd/3/nowhere".to_string()), "{lines:?}");
     let bad = BTreeMap::from([("A=B".to_string(), "c".to_string())]);
-    assert!(matches!(run_with(&task, "true", bad, &limits(), &running()), Err(sandbox::SandboxError::Env(_))));
+    assert!(matches!(run_with(&task.mounts(), "true", bad, &limits(), &running()), Err(sandbox::SandboxError::Env(_))));
 }
 
 /// Review finding: lines still on their way when the command exited were dropped (the
@@ -371,13 +375,7 @@ fn a_command_that_asks_for_gpus_gets_the_drivers_devices_and_libraries_and_no_ot
     let mounts = Mounts { driver: Some(&driver), ..task.mounts() };
     let script = "ls /dev; cat /ogpu/nvidia/lib/libcuda.so.1; ls /ogpu/nvidia/lib /ogpu/nvidia/bin; \
                   echo written > /dev/nvidia0 && echo the device opens";
-    let command = Command {
-        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        env: BTreeMap::from([("PATH".to_string(), "/bin".to_string())]),
-        working_dir: "/".into(),
-    };
-    let mut lines = Vec::new();
-    let ended = sandbox::run(&mounts, &command, &limits(), &running(), |_, line| lines.push(line.to_string())).unwrap();
+    let (ended, lines) = run_in(&mounts, script, &limits(), &running());
     assert_eq!(ended, Ended::Exited(0), "{lines:?}");
     for expected in
         ["nvidia0", "nvidiactl", "the driver's libcuda", "libcuda.so.999.1", "nvidia-smi", "the device opens"]

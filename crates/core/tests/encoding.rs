@@ -155,7 +155,7 @@ fn task_spec() -> impl Strategy<Value = TaskSpec> {
     (text(), workload(), market(), requirements(), 1..=limits::MAX_DEADLINE_BLOCKS, verification())
         .prop_map(|(name, mut workload, market, requirements, deadline_blocks, verification)| {
             // A pool job takes its pool's verification; proof of learning is for training,
-            // by the train runtime or by a container (which has its checkpoint interval).
+            // by the train runtime or by a container (which declares its training).
             let verification = match market {
                 Market::Pool { .. } => VerificationPolicy::None,
                 Market::Auction { .. } => verification,

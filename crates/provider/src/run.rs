@@ -14,7 +14,7 @@ use ogpu_client::wallet::Wallet;
 use ogpu_core::spec::{Ratio, TaskSpec};
 use ogpu_core::tx::VerificationReport;
 use ogpu_core::{BlobHash, TaskId};
-use ogpu_runtime::{Checkpointing, Job, Outcome, Progress, Runtimes};
+use ogpu_runtime::{ContainerSettings, Job, Outcome, Progress, Runtimes};
 
 use crate::agent::Input;
 use crate::logs::TaskLog;
@@ -131,9 +131,7 @@ fn execute(request: &RunRequest, wallet: &Wallet, runtimes: &Runtimes, log: &Tas
         inputs: &input_dir,
         output: &output_dir,
         args: &workload.args,
-        env: &workload.env,
-        checkpoints: Checkpointing::of(workload),
-        gpus: request.spec.requirements.gpus,
+        container: ContainerSettings::of(&request.spec),
         limits: workload.limits,
         progress: &progress,
         cancel: &request.cancel,

@@ -27,7 +27,7 @@ use ogpu_core::spec::{Ratio, TaskSpec, WorkloadKind};
 use ogpu_core::tx::{ResultClaim, Trace, VerificationReport};
 use ogpu_core::{Address, BlobHash, Hash, TaskId};
 use ogpu_runtime::container::learning::{self, Checkpoint};
-use ogpu_runtime::{Checkpointing, Job, Outcome, Progress, Resume, Runtimes, TaskError, train};
+use ogpu_runtime::{Checkpointing, ContainerSettings, Job, Outcome, Progress, Resume, Runtimes, TaskError, train};
 
 use crate::agent::Input;
 use crate::logs::TaskLog;
@@ -292,7 +292,9 @@ impl Segment<'_> {
         // Anything a check cut short left there is not this one's.
         let _ = std::fs::remove_dir_all(dir);
         let (from, output) = (dir.join("resume"), dir.join("output"));
-        self.fetch(&delivered, start, &from)?;
+        for file in &start.files {
+            delivered.write_file(file, &from.join(start.relative(file))).map_err(judged_transfer)?;
+        }
         std::fs::create_dir_all(&output).map_err(|e| Unchecked::Here(format!("creating {}: {e}", output.display())))?;
         let progress = |progress: Progress| {
             if let Progress::Log(line) = progress {
@@ -306,9 +308,10 @@ impl Segment<'_> {
             inputs: self.inputs,
             output: &output,
             args: &workload.args,
-            env: &workload.env,
-            checkpoints: Some(Checkpointing { training, resume: Some(resume) }),
-            gpus: self.request.spec.requirements.gpus,
+            container: ContainerSettings {
+                checkpoints: Some(Checkpointing { training, resume: Some(resume) }),
+                ..ContainerSettings::of(&self.request.spec)
+            },
             limits: workload.limits,
             progress: &progress,
             cancel: &self.request.cancel,
@@ -318,19 +321,6 @@ impl Segment<'_> {
         let mine: Vec<OutputFile> = replayed.files.into_iter().filter(|file| file.path.starts_with(&stop)).collect();
         let distance = distance(&delivered, &end.files, &mine, &output)?;
         Ok(Landing { distance, detail: format!("step {} at {distance:e} from its checkpoint", end.step) })
-    }
-
-    /// Writes the files of the executor's `checkpoint` under `dir`, by their paths within it.
-    fn fetch(&self, delivered: &Delivered, checkpoint: &Checkpoint, dir: &Path) -> Result<(), Unchecked> {
-        for file in &checkpoint.files {
-            let path = dir.join(checkpoint.relative(file));
-            let here = |e: std::io::Error| Unchecked::Here(format!("writing {}: {e}", path.display()));
-            std::fs::create_dir_all(path.parent().unwrap_or(dir)).map_err(here)?;
-            let mut bytes = Vec::new();
-            delivered.read_into(&file.hash, &mut bytes, Path::new(&file.path)).map_err(judged_transfer)?;
-            std::fs::write(&path, bytes).map_err(here)?;
-        }
-        Ok(())
     }
 }
 

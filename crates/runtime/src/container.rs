@@ -138,6 +138,17 @@ fn environment(image: &Image, task: &BTreeMap<String, String>) -> BTreeMap<Strin
     env
 }
 
+/// Whether bubblewrap, which every container runs under, is installed.
+fn bubblewrap() -> Result<(), TaskError> {
+    match Path::new(sandbox::BWRAP).is_file() {
+        true => Ok(()),
+        false => Err(TaskError::Unsupported(format!(
+            "container tasks run under bubblewrap, and {} is missing (Debian: apt-get install bubblewrap)",
+            sandbox::BWRAP
+        ))),
+    }
+}
+
 /// The machine's NVIDIA driver for a command that asks for `gpus`; `None` when it asks
 /// for none.
 fn gpu_driver(gpus: u32) -> Result<Option<Driver>, TaskError> {
@@ -195,28 +206,25 @@ impl Runtime for ContainerRuntime {
     }
 
     fn accepts(&self, _args: &[String], gpus: u32) -> Result<(), TaskError> {
-        if !Path::new(sandbox::BWRAP).is_file() {
-            return Err(TaskError::Unsupported(format!(
-                "container tasks run under bubblewrap, and {} is missing (Debian: apt-get install bubblewrap)",
-                sandbox::BWRAP
-            )));
-        }
+        bubblewrap()?;
         gpu_driver(gpus).map(drop)
     }
 
     fn run(&self, job: &Job<'_>) -> Result<Outcome, TaskError> {
         check_job(WorkloadKind::Container, job)?;
-        self.accepts(job.args, 0)?;
+        let settings = &job.container;
+        bubblewrap()?;
+        // Found before the image is unpacked: a machine without it refuses at once.
+        let driver = gpu_driver(settings.gpus)?;
         let started = Instant::now();
         let (rootfs, image) = self.image(job.program)?;
         let shared = Scratch::name(&self.scratch, "");
         std::fs::create_dir(&shared.0).map_err(TaskError::io("creating", &shared.0))?;
-        let mut env = environment(&image, job.env);
-        let driver = gpu_driver(job.gpus)?;
+        let mut env = environment(&image, settings.env);
         if driver.is_some() {
             with_driver(&mut env);
         }
-        if let Some(checkpointing) = &job.checkpoints {
+        if let Some(checkpointing) = &settings.checkpoints {
             learning::prepare(checkpointing, job.output, &shared.0, RUNTIME_MOUNT, &mut env)?;
         }
         let command = Command {
@@ -259,7 +267,7 @@ impl Runtime for ContainerRuntime {
         }
         let compute_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let digest = digest_dir(job.output)?;
-        let trace = match &job.checkpoints {
+        let trace = match &settings.checkpoints {
             Some(checkpointing) => learning::finish(checkpointing, &digest.files)?,
             None => None,
         };

@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use ogpu_core::Hash;
-use ogpu_core::spec::{Limits, Training, Workload, WorkloadKind};
+use ogpu_core::spec::{Limits, TaskSpec, Training, WorkloadKind};
 use ogpu_core::tx::Trace;
 
 pub use container::ContainerRuntime;
@@ -45,14 +45,8 @@ pub struct Job<'a> {
     /// An empty directory the runtime writes the outputs into.
     pub output: &'a Path,
     pub args: &'a [String],
-    /// Environment variables for a container's command (empty for other kinds).
-    pub env: &'a BTreeMap<String, String>,
-    /// A container's checkpoints, for proof of learning (`None` for other kinds: a train
-    /// config sets its own).
-    pub checkpoints: Option<Checkpointing<'a>>,
-    /// The GPUs the task asks for (`requirements.gpus`): a container above 0 is given the
-    /// machine's NVIDIA devices and driver. (Other runtimes pick a device by their args.)
-    pub gpus: u32,
+    /// What only a container takes (the default for other kinds).
+    pub container: ContainerSettings<'a>,
     pub limits: Limits,
     /// Called with progress as it happens, from the calling thread or from a helper
     /// thread of the runtime (hence `Sync`). Advisory: it never changes the result.
@@ -62,6 +56,38 @@ pub struct Job<'a> {
     pub cancel: &'a AtomicBool,
 }
 
+/// What a container's run takes besides a job's program, inputs, arguments and limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ContainerSettings<'a> {
+    /// Environment variables for its command, over the image's.
+    pub env: &'a BTreeMap<String, String>,
+    /// Its checkpoints, for proof of learning (a train config sets its own).
+    pub checkpoints: Option<Checkpointing<'a>>,
+    /// The GPUs the task asks for (`requirements.gpus`): above 0, the command is given the
+    /// machine's NVIDIA devices and driver. (Other runtimes pick a device by their args.)
+    pub gpus: u32,
+}
+
+/// No environment: what a job of another kind has.
+static NO_ENV: BTreeMap<String, String> = BTreeMap::new();
+
+impl Default for ContainerSettings<'_> {
+    fn default() -> Self {
+        ContainerSettings { env: &NO_ENV, checkpoints: None, gpus: 0 }
+    }
+}
+
+impl ContainerSettings<'_> {
+    /// A whole run of the task `spec`.
+    pub fn of(spec: &TaskSpec) -> ContainerSettings<'_> {
+        ContainerSettings {
+            env: &spec.workload.env,
+            checkpoints: spec.workload.training.map(|training| Checkpointing { training, resume: None }),
+            gpus: spec.requirements.gpus,
+        }
+    }
+}
+
 /// How a container trains and checkpoints (see `container::learning`).
 #[derive(Debug, Clone, Copy)]
 pub struct Checkpointing<'a> {
@@ -69,13 +95,6 @@ pub struct Checkpointing<'a> {
     pub training: Training,
     /// A verifier's replay of one segment; `None` for a whole run.
     pub resume: Option<Resume<'a>>,
-}
-
-impl Checkpointing<'_> {
-    /// How a whole run of `workload` checkpoints.
-    pub fn of(workload: &Workload) -> Option<Checkpointing<'static>> {
-        workload.training.map(|training| Checkpointing { training, resume: None })
-    }
 }
 
 /// Where a replay starts and stops.
@@ -125,7 +144,7 @@ pub trait Runtime: Send + Sync {
     fn run(&self, job: &Job<'_>) -> Result<Outcome, TaskError>;
 
     /// Whether this runtime, in this build on this machine, can run jobs with `args` (a
-    /// backend, engine or device they ask for) and `gpus` (see [`Job::gpus`]), without
+    /// backend, engine or device they ask for) and `gpus` (see [`ContainerSettings::gpus`]), without
     /// running anything: what a provider asks before it bids, since a task it then cannot
     /// run would cost it its stake.
     fn accepts(&self, args: &[String], gpus: u32) -> Result<(), TaskError> {
@@ -161,7 +180,7 @@ pub(crate) fn check_job(runtime: WorkloadKind, job: &Job<'_>) -> Result<(), Task
     if entries.next().is_some() {
         return Err(TaskError::BadInput(format!("the output directory {} is not empty", job.output.display())));
     }
-    if job.checkpoints.is_some() && runtime != WorkloadKind::Container {
+    if job.container.checkpoints.is_some() && runtime != WorkloadKind::Container {
         return Err(TaskError::Unsupported(format!(
             "the {} runtime takes no checkpoint interval: its program sets its own",
             kind_name(runtime)

@@ -12,7 +12,9 @@ use std::sync::atomic::AtomicBool;
 
 use ogpu_core::spec::{Limits, Training, WorkloadKind};
 use ogpu_runtime::container::learning;
-use ogpu_runtime::{Checkpointing, ContainerRuntime, Job, Outcome, Progress, Resume, Runtime, TaskError};
+use ogpu_runtime::{
+    Checkpointing, ContainerRuntime, ContainerSettings, Job, Outcome, Progress, Resume, Runtime, TaskError,
+};
 use serde_json::{Value, json};
 
 fn available() -> bool {
@@ -62,9 +64,7 @@ fn run_with(
         inputs: &input,
         output: &output,
         args: &args,
-        env,
-        checkpoints,
-        gpus,
+        container: ContainerSettings { env, checkpoints, gpus },
         limits: Limits { fuel: 1, memory_mb: 256, timeout_s },
         progress: &progress,
         cancel: &AtomicBool::new(false),
@@ -138,9 +138,7 @@ fn a_failing_command_a_timeout_and_an_archive_that_is_no_image_are_errors_by_nam
         inputs: dir.path(),
         output: &output,
         args: &[],
-        env: &Default::default(),
-        checkpoints: None,
-        gpus: 0,
+        container: Default::default(),
         limits: Limits { fuel: 1, memory_mb: 256, timeout_s: 10 },
         progress: &|_| {},
         cancel: &AtomicBool::new(false),
